@@ -1,0 +1,46 @@
+"""formers' exception types.
+
+Every message names the file, field or argument at fault and what was expected, so a user can fix
+the input without reading our source. Each type also subclasses the builtin a transformers user
+would catch (ValueError, OSError, ...), so ported ``except`` clauses keep working.
+"""
+from __future__ import annotations
+
+
+class FormersError(Exception):
+    """Base of every error formers raises on purpose."""
+
+
+class ConfigError(FormersError, ValueError):
+    """A config.json / generation_config.json field is missing, of the wrong type or inconsistent."""
+
+
+class UnknownModelTypeError(ConfigError, KeyError):
+    """config.json names a `model_type` (or architecture) formers does not implement."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(FormersError, OSError):
+    """A checkpoint file is missing, truncated, or does not match the model."""
+
+
+class HubFileNotFoundError(CheckpointError, FileNotFoundError):
+    """A file is neither in the local folder / HF cache nor reachable on the hub."""
+
+
+class UnsafeCheckpointError(FormersError, ValueError):
+    """The checkpoint asks formers to execute code (trust_remote_code, pickles)."""
+
+
+class TokenizerError(FormersError, ValueError):
+    """Tokenizer files are missing or inconsistent, or arguments to encode/decode are invalid."""
+
+
+class ChatTemplateError(TokenizerError):
+    """A chat template is missing, fails to render, or raised through `raise_exception`."""
+
+
+class GenerationError(FormersError, ValueError):
+    """Invalid arguments to generate(): lengths, token ids, decoding settings."""

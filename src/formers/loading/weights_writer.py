@@ -1,0 +1,62 @@
+"""Write a state dict as safetensors, sharded by size, atomically (see save.py)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from .checkpoint import BIN_INDEX, BIN_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS
+from .save import atomic_path, atomic_write_text
+
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors$")
+
+
+def parse_size(size: int | str) -> int:
+    """'5GB' / '200MiB' / 1000 -> bytes (transformers' `max_shard_size` notation)."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B)\s*", str(size).upper())
+    if not match:
+        raise CheckpointError(f"max_shard_size: expected bytes as int or a string like '5GB', got {size!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def plan_shards(state_dict: dict[str, torch.Tensor], max_shard_size: int) -> list[dict[str, torch.Tensor]]:
+    """Greedy, in key order: a new shard starts when the next tensor would overflow the current one."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    current = 0
+    for name, tensor in state_dict.items():
+        size = tensor.numel() * tensor.element_size()
+        if shards[-1] and current + size > max_shard_size:
+            shards.append({})
+            current = 0
+        shards[-1][name] = tensor
+        current += size
+    return shards
+
+
+def write_safetensors(folder: Path, state_dict: dict[str, torch.Tensor], max_shard_size: int | str) -> list[str]:
+    """Write the weights into `folder`; stale weight files from earlier saves are removed. Returns file names."""
+    shards = plan_shards(state_dict, parse_size(max_shard_size))
+    if len(shards) == 1:
+        names = [SAFE_WEIGHTS]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, shard in zip(names, shards):
+        with atomic_path(folder / name) as tmp:
+            save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp), metadata={"format": "pt"})
+    stale = [p for p in folder.iterdir() if (_SHARD_NAME.match(p.name) or p.name in
+             (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX)) and p.name not in names]
+    for path in stale:
+        path.unlink()
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state_dict.values())},
+                 "weight_map": {key: name for name, shard in zip(names, shards) for key in shard}}
+        atomic_write_text(folder / SAFE_INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
+        names.append(SAFE_INDEX)
+    return names

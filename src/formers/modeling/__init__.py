@@ -1,0 +1,1 @@
+"""Building blocks written once and shared by every architecture."""

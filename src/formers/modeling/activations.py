@@ -1,0 +1,32 @@
+"""Activation functions by their config name (`hidden_act`)."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:  # GPT-2's formula, spelled out as it was trained
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu, "swish": F.silu, "gelu": F.gelu, "relu": F.relu,
+    "gelu_pytorch_tanh": _gelu_tanh, "gelu_new": _gelu_new, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+}
+
+
+def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        return ACT2FN[name]
+    except KeyError:
+        raise ConfigError(f"config field 'hidden_act': unknown activation {name!r}; "
+                          f"expected one of {sorted(ACT2FN)}") from None

@@ -1,0 +1,49 @@
+"""Additive attention masks built once per forward and shared by all layers of one kind.
+
+A mask is float [B, 1, T, S] holding 0 where a query may attend and the dtype's minimum elsewhere
+(the form transformers uses, so rows that see nothing behave identically: uniform attention).
+None means "plain causal, let the kernel handle it".
+"""
+from __future__ import annotations
+
+import torch
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor | None,
+    cache_position: torch.Tensor,
+    key_length: int,
+    dtype: torch.dtype,
+    sliding_window: int | None = None,
+    allow_implicit_causal: bool = False,
+) -> torch.Tensor | None:
+    """attention_mask [B, S'] of 1/0 (or a ready 4D float mask), cache_position [T] -> [B, 1, T, S].
+
+    With `allow_implicit_causal` (SDPA), returns None when nothing but causality restricts attention,
+    so the kernel can use is_causal (T > 1) or no mask (T == 1).
+    """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
+    query_length = cache_position.shape[0]
+    if allow_implicit_causal and _only_causal(attention_mask, query_length, key_length, sliding_window):
+        return None
+    key_positions = torch.arange(key_length, device=cache_position.device)
+    allowed = key_positions[None, :] <= cache_position[:, None]  # [T, S]
+    if sliding_window is not None:
+        allowed &= key_positions[None, :] > cache_position[:, None] - sliding_window
+    allowed = allowed[None, None]  # [1, 1, T, S]
+    if attention_mask is not None:
+        padding = attention_mask[:, None, None, :key_length].bool()
+        if padding.shape[-1] < key_length:  # keys past the given mask count as present
+            padding = torch.nn.functional.pad(padding, (0, key_length - padding.shape[-1]), value=True)
+        allowed = allowed & padding
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=cache_position.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _only_causal(attention_mask, query_length: int, key_length: int, sliding_window: int | None) -> bool:
+    if query_length not in (1, key_length):
+        return False
+    if sliding_window is not None and key_length >= sliding_window:
+        return False
+    return attention_mask is None or bool(attention_mask.all())

@@ -1,0 +1,21 @@
+"""Feed-forward blocks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activations import get_activation
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): the SwiGLU-style block of Llama, Mistral, Qwen2 and kin."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
+        self.act_fn = get_activation(hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))

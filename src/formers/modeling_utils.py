@@ -1,0 +1,272 @@
+"""PreTrainedModel: from_pretrained / save_pretrained as short orchestrators over named steps.
+
+Loading builds the model on the `meta` device (no random init, no memory), then assigns the
+checkpoint's memory-mapped tensors directly (a copy only where dtype or device changes).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from .configuration_utils import CONFIG_NAME, PretrainedConfig, refuse_remote_code
+from .errors import CheckpointError, ConfigError
+from .generation.utils import GenerationMixin
+from .loading.checkpoint import checkpoint_dtype, find_weight_files, iter_tensors
+from .loading.hub import resolve_file
+from .loading.save import save_folder_atomically
+from .loading.weights_writer import write_safetensors
+
+logger = logging.getLogger(__name__)
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+_IGNORED_UNEXPECTED = ("rotary_emb.inv_freq",)  # buffers older checkpoints saved; recomputed here
+
+
+class PreTrainedModel(nn.Module, GenerationMixin):
+    config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
+    base_model_prefix: ClassVar[str] = "model"
+    main_input_name: ClassVar[str] = "input_ids"
+    _tied_weights_keys: ClassVar[list[str]] = []
+
+    def __init__(self, config: PretrainedConfig, *inputs: Any, **kwargs: Any):
+        super().__init__()
+        implementation = config._attn_implementation or "sdpa"
+        if implementation not in ATTN_IMPLEMENTATIONS:
+            raise ConfigError(f"attn_implementation: expected one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
+        config._attn_implementation = implementation
+        self.config = config
+        self.name_or_path = config.name_or_path
+        self.generation_config = self._default_generation_config(config) if self.can_generate() else None
+
+    @staticmethod
+    def _default_generation_config(config: PretrainedConfig):
+        from .generation.configuration_utils import GenerationConfig
+        return GenerationConfig.from_model_config(config)
+
+    # --- small accessors -------------------------------------------------------------------------
+    @classmethod
+    def can_generate(cls) -> bool:
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p for p in self.parameters() if p.is_floating_point()).dtype
+
+    def get_input_embeddings(self) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None
+
+    def tie_weights(self) -> None:
+        """Share the LM head with the input embeddings when the config asks for it."""
+        output = self.get_output_embeddings()
+        if output is not None and self.config.tie_word_embeddings:
+            output.weight = self.get_input_embeddings().weight
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)} if exclude_embeddings else set()
+        unique = {id(p): p for p in self.parameters() if id(p) not in skip}
+        return sum(p.numel() for p in unique.values() if p.requires_grad or not only_trainable)
+
+    # --- construction ---------------------------------------------------------------------------
+    def _init_weights(self, module: nn.Module) -> None:
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, nn.Linear):
+            module.weight.data.normal_(mean=0.0, std=std)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.data.normal_(mean=0.0, std=std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    def post_init(self) -> None:
+        """Random initialisation for models built from a config (not from a checkpoint)."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, torch_dtype: torch.dtype | None = None,
+                    attn_implementation: str | None = None):
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
+        model = cls(config)
+        model.post_init()
+        return model.to(torch_dtype) if torch_dtype is not None else model
+
+    _from_config = from_config
+
+    # --- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
+                        config: PretrainedConfig | None = None, torch_dtype: str | torch.dtype | None = None,
+                        device_map: str | int | torch.device | dict | None = None, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None, attn_implementation: str | None = None,
+                        trust_remote_code: bool = False, **kwargs: Any):
+        refuse_remote_code(trust_remote_code)
+        for ignored in ("low_cpu_mem_usage", "use_safetensors", "force_download", "resume_download", "proxies"):
+            kwargs.pop(ignored, None)  # loading is always low-memory; downloads are huggingface_hub's business
+        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        config = _resolve_config(cls, pretrained_model_name_or_path, config, hub, kwargs, attn_implementation)
+        checkpoint = find_weight_files(pretrained_model_name_or_path, **hub)
+        dtype = _resolve_dtype(torch_dtype, config, lambda: checkpoint_dtype(checkpoint))
+        device = resolve_device(device_map)
+        with torch.device("meta"):
+            model = cls(config, *model_args)
+        unexpected = _assign_weights(model, iter_tensors(checkpoint), dtype, device)
+        model.tie_weights()
+        missing = _materialize_missing(model, dtype, device)
+        _report_key_mismatch(cls.__name__, pretrained_model_name_or_path, missing, unexpected)
+        model.to(device)  # non-persistent buffers (rotary tables) follow the weights
+        model.eval()
+        if model.can_generate():
+            model.generation_config = _load_generation_config(pretrained_model_name_or_path, config, hub)
+        return model
+
+    # --- saving ------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
+                        state_dict: dict[str, torch.Tensor] | None = None, safe_serialization: bool = True,
+                        max_shard_size: int | str = "5GB", **kwargs: Any) -> None:
+        """Write config.json, generation_config.json and (sharded) safetensors; atomic, config last."""
+        if not is_main_process:
+            return
+        if not safe_serialization:
+            raise CheckpointError("save_pretrained(safe_serialization=False): formers writes safetensors only")
+        if os.path.isfile(save_directory):
+            raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
+        state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
+        self.config.architectures = [type(self).__name__]
+        self.config.torch_dtype = self.dtype
+
+        def write_payload(folder: Path) -> None:
+            write_safetensors(folder, state_dict, max_shard_size)
+            if self.generation_config is not None:
+                self.generation_config.save_pretrained(folder)
+
+        save_folder_atomically(save_directory, CONFIG_NAME, write_payload)
+        self.config.save_pretrained(save_directory)
+
+    def _state_dict_for_saving(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
+        if self.config.tie_word_embeddings:
+            for key in self._tied_weights_keys:
+                state.pop(key, None)
+        return {k: v.detach() for k, v in state.items()}
+
+
+def _resolve_config(cls, path, config, hub, kwargs, attn_implementation) -> PretrainedConfig:
+    if config is None:
+        config = cls.config_class.from_pretrained(path, **hub)
+    unknown = [k for k in kwargs if k not in config._fields and not hasattr(config, k)]
+    if unknown:
+        raise ConfigError(f"from_pretrained: unexpected arguments {unknown}; expected loading options or "
+                          f"fields of {type(config).__name__}")
+    for key, value in kwargs.items():  # as transformers: extra kwargs override config fields
+        setattr(config, key, value)
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    return config
+
+
+def _resolve_dtype(torch_dtype, config: PretrainedConfig, stored_dtype) -> torch.dtype:
+    """None -> float32 (transformers' default); "auto" -> config.torch_dtype, else the stored dtype."""
+    if torch_dtype is None:
+        return torch.float32
+    if torch_dtype == "auto":
+        return config.torch_dtype or stored_dtype() or torch.float32
+    if isinstance(torch_dtype, str) and isinstance(getattr(torch, torch_dtype, None), torch.dtype):
+        return getattr(torch, torch_dtype)
+    if isinstance(torch_dtype, torch.dtype):
+        return torch_dtype
+    raise ConfigError(f"torch_dtype: expected None, 'auto', a dtype name or a torch.dtype, got {torch_dtype!r}")
+
+
+def resolve_device(device_map) -> torch.device:
+    """device_map None/"cpu"/"cuda"/"auto"/index/device or {"": device} -> one torch.device."""
+    if isinstance(device_map, dict):
+        devices = set(device_map.values())
+        if len(devices) != 1:
+            raise ConfigError(f"device_map: only single-device maps are supported, got {device_map}")
+        device_map = devices.pop()
+    if device_map is None:
+        return torch.device("cpu")
+    if device_map == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    try:
+        return torch.device(device_map)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device_map: expected None, 'auto', 'cpu', 'cuda', a device index or a "
+                          f"{{'': device}} dict, got {device_map!r}") from None
+
+
+def _assign_weights(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype,
+                    device: torch.device) -> list[str]:
+    """Put each checkpoint tensor in place of the meta tensor it names; return unexpected keys."""
+    expected = {name: t for name, t in model.state_dict(keep_vars=True).items()}
+    prefix = model.base_model_prefix + "."
+    unexpected = []
+    for key, tensor in tensors:
+        name = key if key in expected else (key[len(prefix):] if key.startswith(prefix) else prefix + key)
+        if name not in expected:
+            if not key.endswith(_IGNORED_UNEXPECTED):
+                unexpected.append(key)
+            continue
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(f"checkpoint tensor {key!r} has shape {tuple(tensor.shape)}; "
+                                  f"{type(model).__name__} expects {tuple(expected[name].shape)}")
+        target_dtype = dtype if tensor.is_floating_point() else tensor.dtype
+        _set_tensor(model, name, tensor.to(device=device, dtype=target_dtype))
+    return unexpected
+
+
+def _set_tensor(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    module_name, _, leaf = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if leaf in module._parameters:
+        module._parameters[leaf] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point())
+    else:
+        module._buffers[leaf] = tensor
+
+
+def _materialize_missing(model: "PreTrainedModel", dtype: torch.dtype, device: torch.device) -> list[str]:
+    """Weights the checkpoint lacked are allocated and randomly initialised (transformers warns likewise)."""
+    missing = [name for name, t in model.state_dict(keep_vars=True).items() if t.is_meta]
+    owners = set()
+    for name in missing:
+        module_name, _, leaf = name.rpartition(".")
+        current = model.get_submodule(module_name)._parameters.get(leaf)
+        _set_tensor(model, name, torch.empty(current.shape, dtype=dtype, device=device))
+        owners.add(module_name)
+    for module_name in owners:
+        model._init_weights(model.get_submodule(module_name))
+    model.tie_weights()
+    return missing
+
+
+def _report_key_mismatch(cls_name: str, path, missing: list[str], unexpected: list[str]) -> None:
+    if unexpected:
+        logger.warning("Some weights of the checkpoint at %s were not used when initializing %s: %s",
+                       path, cls_name, unexpected)
+    if missing:
+        logger.warning("Some weights of %s were not initialized from the checkpoint at %s and are newly "
+                       "initialized: %s", cls_name, path, missing)
+
+
+def _load_generation_config(path, config: PretrainedConfig, hub: dict):
+    from .generation.configuration_utils import GenerationConfig
+    if resolve_file(path, "generation_config.json", required=False, **hub) is not None:
+        return GenerationConfig.from_pretrained(path, **hub)
+    return GenerationConfig.from_model_config(config)

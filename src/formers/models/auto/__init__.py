@@ -1,0 +1,11 @@
+from .configuration_auto import AutoConfig
+from .modeling_auto import AutoModel, AutoModelForCausalLM
+
+__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer"]
+
+
+def __getattr__(name: str):
+    if name == "AutoTokenizer":
+        from .tokenization_auto import AutoTokenizer
+        return AutoTokenizer
+    raise AttributeError(name)
