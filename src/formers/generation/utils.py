@@ -27,7 +27,7 @@ class GenerationMixin:
                  stopping_criteria=None, prefix_allowed_tokens_fn=None, synced_gpus: bool | None = None,
                  assistant_model=None, streamer=None, negative_prompt_ids=None,
                  negative_prompt_attention_mask=None, **kwargs: Any):
-        config, model_kwargs = self._merge_generation_config(generation_config, kwargs)
+        config, model_kwargs, has_default_max_length = self._merge_generation_config(generation_config, kwargs)
         unused = sorted(set(model_kwargs) - _MODEL_KWARGS)
         if unused:
             raise GenerationError(f"generate(): the following model_kwargs are not used by the model: {unused}")
@@ -48,7 +48,7 @@ class GenerationMixin:
                 t.repeat_interleave(config.num_return_sequences, dim=0) if t is not None else None
                 for t in (input_ids, inputs_embeds, attention_mask))
         prompt_len = input_ids.shape[1]
-        _set_lengths(config, prompt_len, inputs_embeds, model_kwargs.pop("_has_default_max_length"))
+        _set_lengths(config, prompt_len, inputs_embeds, has_default_max_length)
 
         processors = _build_processors(config, prompt_len, eos, input_ids.device, logits_processor)
         criteria = _build_criteria(config, stopping_criteria)
@@ -93,8 +93,7 @@ class GenerationMixin:
             generation_config is None or generation_config.max_length == GenerationConfig().max_length)
         model_kwargs = config.update(**kwargs)
         config.validate()
-        model_kwargs["_has_default_max_length"] = has_default_max_length
-        return config, model_kwargs
+        return config, model_kwargs, has_default_max_length
 
 
 def _prompt_tensors(model, inputs, model_kwargs, config):

@@ -150,7 +150,9 @@ class RotaryEmbedding(nn.Module):
         self.config = config
         self.rope_type = rope_type_of(config)
         self.init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
-        inv_freq, self.attention_scaling = self.init_fn(config, device)
+        device = device or torch.device("cpu")
+        with torch.device(device):  # real tables even when the model is being built on `meta`
+            inv_freq, self.attention_scaling = self.init_fn(config, device)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.original_inv_freq = inv_freq
         self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings

@@ -1,0 +1,55 @@
+"""Shared bench helpers: the SmolLM-135M-shaped checkpoint (random weights) and RSS probes."""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+SMOLLM_SHAPE = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+    vocab_size=49152, max_position_embeddings=2048, rope_theta=10000.0, rms_norm_eps=1e-5,
+    tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
+)
+
+
+def smollm_checkpoint() -> Path:
+    """Build (once) a random-weight Llama checkpoint of SmolLM-135M's shape with the oracle, in fp32."""
+    folder = OUT / "smollm135m-shaped"
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMOLLM_SHAPE))
+    model.save_pretrained(folder)
+    return folder
+
+
+def peak_rss_bytes() -> int:
+    """This process's own high-water RSS (VmHWM; ru_maxrss would include the parent's from before exec)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def emit(record: dict) -> None:
+    """Workers print one JSON line; the driver collects it."""
+    print("RESULT " + json.dumps(record), flush=True)
+    sys.stdout.flush()
+
+
+def collect(output: str) -> dict:
+    for line in output.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"worker printed no result:\n{output[-3000:]}")

@@ -1,0 +1,87 @@
+"""Decode and prefill speed of formers vs transformers 4.45.2 on a SmolLM-135M-shaped Llama.
+
+Each (library, dtype) runs in its own worker process so peak RSS is that library's alone; all
+workers run in this one invocation, on the same checkpoint and prompts, and the driver prints
+formers/transformers ratios. EOS is ignored so every run produces exactly --new-tokens tokens.
+
+    python bench/generate.py [--batches 1 8] [--dtypes float32 bfloat16] [--prompt 128] [--new-tokens 128]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import collect, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
+
+
+def worker(library: str, dtype_name: str, batches: list[int], prompt: int, new_tokens: int, repeats: int) -> None:
+    import torch
+
+    lib = __import__(library)
+    folder = smollm_checkpoint()
+    dtype = getattr(torch, dtype_name)
+    model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    results = {}
+    for batch in batches:
+        ids = torch.randint(3, 49152, (batch, prompt), generator=torch.Generator().manual_seed(batch))
+        mask = torch.ones_like(ids)
+        kwargs = dict(attention_mask=mask, do_sample=False, eos_token_id=None, pad_token_id=0)
+
+        def timed(n: int) -> float:
+            start = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=n, **kwargs)
+            elapsed = time.perf_counter() - start
+            assert out.shape == (batch, prompt + n)
+            return elapsed
+
+        timed(2)  # warm-up
+        prefill = min(timed(1) for _ in range(repeats))
+        full = min(timed(new_tokens) for _ in range(repeats))
+        results[str(batch)] = {
+            "prefill_tok_s": batch * prompt / prefill,
+            "decode_tok_s": batch * (new_tokens - 1) / max(full - prefill, 1e-9),
+            "total_s": full,
+        }
+    emit({"library": library, "dtype": dtype_name, "peak_rss_mb": peak_rss_bytes() / 2**20, "batches": results})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "DTYPE"))
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker, args.batches, args.prompt, args.new_tokens, args.repeats)
+        return
+    smollm_checkpoint()
+    import torch
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, prompt {args.prompt}, "
+          f"new tokens {args.new_tokens} (EOS ignored), best of {args.repeats}")
+    for dtype in args.dtypes:
+        records = {}
+        for library in ("transformers", "formers"):
+            command = [sys.executable, __file__, "--worker", library, dtype, "--batches", *map(str, args.batches),
+                       "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
+                       "--repeats", str(args.repeats)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            records[library] = collect(done.stdout + done.stderr)
+        ours, ref = records["formers"], records["transformers"]
+        print(f"\n== {dtype} ==  peak RSS: formers {ours['peak_rss_mb']:.0f} MB, "
+              f"transformers {ref['peak_rss_mb']:.0f} MB")
+        print(f"{'batch':>5} {'metric':>14} {'formers':>10} {'transformers':>13} {'ratio':>7}")
+        for batch in map(str, args.batches):
+            for metric in ("decode_tok_s", "prefill_tok_s"):
+                a, b = ours["batches"][batch][metric], ref["batches"][batch][metric]
+                print(f"{batch:>5} {metric:>14} {a:10.1f} {b:13.1f} {a / b:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Peak RSS while loading a 135M-parameter fp32 checkpoint, formers vs transformers 4.45.2.
+
+Target (issue 2): formers' loading adds at most 1.25x the checkpoint's bytes. Each library loads in a
+fresh worker process; we report the RSS after imports, the peak during from_pretrained, and the
+increase relative to the checkpoint size. Weights are memory-mapped, so loading alone touches little;
+the peak is taken after one forward pass, which makes every weight resident.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, SMOLLM_SHAPE, collect, current_rss_bytes, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
+
+
+def tiny_checkpoint() -> Path:
+    folder = OUT / "tiny-llama"
+    if not (folder / "config.json").exists():
+        import transformers
+        shape = {**SMOLLM_SHAPE, "num_hidden_layers": 1, "vocab_size": 256}
+        transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape)).save_pretrained(folder)
+    return folder
+
+
+def worker(library: str) -> None:
+    import torch  # noqa: F401  (imports count toward the baseline, not the load)
+
+    lib = __import__(library)
+    folder = smollm_checkpoint()
+    tiny = lib.AutoModelForCausalLM.from_pretrained(tiny_checkpoint())  # warm every lazy import first
+    del tiny
+    before = current_rss_bytes()
+    model = lib.AutoModelForCausalLM.from_pretrained(folder)
+    after_load = peak_rss_bytes()
+    with torch.no_grad():  # a forward pass touches every weight: memory-mapped pages become resident
+        logits = model(torch.arange(8)[None]).logits
+    emit({"library": library, "baseline": before, "after_load": after_load, "peak": peak_rss_bytes(),
+          "checksum": float(logits.double().sum())})
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+        return
+    folder = smollm_checkpoint()
+    tiny_checkpoint()
+    ckpt = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    print(f"checkpoint: {ckpt / 2**20:.0f} MiB of safetensors (fp32)")
+    results = {}
+    for library in ("transformers", "formers"):
+        done = subprocess.run([sys.executable, __file__, "--worker", library], capture_output=True, text=True)
+        results[library] = r = collect(done.stdout + done.stderr)
+        added = r["peak"] - r["baseline"]
+        print(f"{library:>12}: RSS after imports {r['baseline'] / 2**20:5.0f} MiB, peak after from_pretrained "
+              f"{r['after_load'] / 2**20:5.0f} MiB, peak after a forward {r['peak'] / 2**20:5.0f} MiB; "
+              f"added {added / 2**20:5.0f} MiB = {added / ckpt:.2f}x checkpoint")
+    a, b = results["formers"]["checksum"], results["transformers"]["checksum"]
+    assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), f"the two libraries computed different logits ({a} vs {b})"
+
+
+if __name__ == "__main__":
+    main()

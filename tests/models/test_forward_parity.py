@@ -1,0 +1,117 @@
+"""fp32 logits of formers equal transformers 4.45.2's on the same tiny checkpoints."""
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import formers
+
+CASES = {
+    "llama-untied": ("llama", {}),
+    "llama-tied": ("llama", {"tie_word_embeddings": True}),
+    "llama-bias": ("llama", {"attention_bias": True, "mlp_bias": True}),
+    "llama-head_dim": ("llama", {"head_dim": 24}),
+    "llama-mha": ("llama", {"num_key_value_heads": 4}),
+    "rope-linear": ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+    "rope-dynamic": ("llama", {"max_position_embeddings": 12, "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}),
+    "rope-yarn": ("llama", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "beta_fast": 16.0}}),
+    "rope-longrope": ("llama", {"original_max_position_embeddings": 64, "rope_scaling": {
+        "rope_type": "longrope", "short_factor": [1.0 + i / 10 for i in range(8)],
+        "long_factor": [2.0 + i / 5 for i in range(8)]}}),
+    "rope-llama3": ("llama", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                               "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}),
+    "rope-type-key": ("llama", {"rope_scaling": {"type": "linear", "factor": 3.0}}),
+    "mistral-window": ("mistral", {"sliding_window": 5}),
+    "qwen2": ("qwen2", {}),
+}
+
+
+def _batch():
+    torch.manual_seed(1)
+    ids = torch.randint(3, 128, (3, 16))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0
+    mask[2, :9] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_logits_match_on_left_padded_batch(tiny_checkpoint, case, implementation):
+    model_type, overrides = CASES[case]
+    folder = tiny_checkpoint(model_type, **overrides)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation=implementation)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation=implementation)
+    ids, mask = _batch()
+    with torch.no_grad():
+        a = ours(ids, attention_mask=mask).logits
+        b = ref(ids, attention_mask=mask).logits
+    assert a.dtype == torch.float32
+    assert (a - b).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["llama-untied", "mistral-window", "qwen2", "rope-dynamic"])
+def test_incremental_decoding_with_cache_matches(tiny_checkpoint, case):
+    """Prefill then one token at a time through the cache gives transformers' logits at each step."""
+    model_type, overrides = CASES[case]
+    folder = tiny_checkpoint(model_type, **overrides)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _batch()
+    with torch.no_grad():
+        out_a = ours(ids[:, :10], attention_mask=mask[:, :10], use_cache=True)
+        out_b = ref(ids[:, :10], attention_mask=mask[:, :10], use_cache=True)
+        cache_a, cache_b = out_a.past_key_values, out_b.past_key_values
+        for t in range(10, 16):
+            pos = (mask[:, : t + 1].cumsum(-1) - 1).clamp(min=0)[:, -1:]
+            a = ours(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], position_ids=pos, past_key_values=cache_a)
+            b = ref(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], position_ids=pos, past_key_values=cache_b)
+            assert (a.logits - b.logits).abs().max().item() <= 1e-5
+            cache_a, cache_b = a.past_key_values, b.past_key_values
+    assert isinstance(cache_a, tuple) and len(cache_a) == len(cache_b)  # legacy in, legacy out (as 4.45)
+
+
+def test_outputs_hidden_states_attentions_and_access(tiny_checkpoint):
+    folder = tiny_checkpoint("llama")
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _batch()
+    with torch.no_grad():
+        a = ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True, labels=ids)
+        b = ref(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True, labels=ids)
+    assert len(a.hidden_states) == len(b.hidden_states) == 3
+    for x, y in zip(a.hidden_states, b.hidden_states):
+        assert (x - y).abs().max().item() <= 1e-5
+    for x, y in zip(a.attentions, b.attentions):
+        assert (x - y).abs().max().item() <= 1e-6
+    assert abs(a.loss.item() - b.loss.item()) <= 1e-5
+    assert a[0] is a.loss and a["logits"] is a.logits and a[1] is a.logits
+    with torch.no_grad():
+        as_tuple = ours(ids, attention_mask=mask, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.allclose(as_tuple[0], a.logits, atol=1e-5)
+
+
+def test_inputs_embeds_and_num_logits_to_keep(tiny_checkpoint):
+    folder = tiny_checkpoint("qwen2")
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _batch()
+    with torch.no_grad():
+        embeds = ours.get_input_embeddings()(ids)
+        a = ours(inputs_embeds=embeds, attention_mask=mask, num_logits_to_keep=1).logits
+        b = ref(inputs_embeds=embeds, attention_mask=mask, num_logits_to_keep=1).logits
+    assert a.shape == (3, 1, 128)
+    assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_base_model_loads_from_causal_lm_checkpoint(tiny_checkpoint):
+    folder = tiny_checkpoint("mistral", sliding_window=4)
+    ours = formers.AutoModel.from_pretrained(folder)
+    ref = transformers.AutoModel.from_pretrained(folder)
+    ids, mask = _batch()
+    with torch.no_grad():
+        a = ours(ids, attention_mask=mask).last_hidden_state
+        b = ref(ids, attention_mask=mask).last_hidden_state
+    assert type(ours).__name__ == "MistralModel"
+    assert (a - b).abs().max().item() <= 1e-5
