@@ -7,6 +7,7 @@ so a truncated file is reported by name instead of failing deep inside torch.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -57,19 +58,26 @@ def dtypes_in(path: str | os.PathLike) -> list[torch.dtype]:
 
 
 def load_mmap(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file as copy-on-write views of its memory map."""
+    """All tensors of a safetensors file as copy-on-write views of the file.
+
+    Each tensor gets its own mapping, so the pages of a tensor that is later replaced (converted to
+    another dtype, re-laid out, moved to a GPU) are released as soon as it is dropped.
+    """
     header, data_start = read_header(path)
-    size = Path(path).stat().st_size
-    if not header:
-        return {}
-    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    raw = torch.empty(0, dtype=torch.uint8).set_(storage)
     tensors = {}
-    for name, info in header.items():
-        dtype = DTYPES[info["dtype"]]
-        begin, end = info["data_offsets"]
-        chunk = raw[data_start + begin: data_start + end]
-        if (data_start + begin) % dtype.itemsize:  # unaligned: copy rather than view
-            chunk = chunk.clone()
-        tensors[name] = chunk.view(dtype).reshape(info["shape"])
+    with open(path, "rb") as handle:
+        for name, info in header.items():
+            dtype = DTYPES[info["dtype"]]
+            begin, end = (data_start + offset for offset in info["data_offsets"])
+            if end == begin:
+                tensors[name] = torch.empty(info["shape"], dtype=dtype)
+                continue
+            map_start = begin - begin % mmap.ALLOCATIONGRANULARITY
+            mapping = mmap.mmap(handle.fileno(), end - map_start, offset=map_start, access=mmap.ACCESS_COPY)
+            skip = begin - map_start
+            if skip % dtype.itemsize:  # unaligned: copy rather than view
+                flat = torch.frombuffer(bytearray(mapping[skip:]), dtype=torch.uint8).view(dtype)
+            else:
+                flat = torch.frombuffer(mapping, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=skip)
+            tensors[name] = flat.reshape(info["shape"])
     return tensors
