@@ -12,6 +12,9 @@ import torch
 from ..cache import Cache, DynamicCache
 from ..errors import GenerationError
 from .decoding import DecodeState, decode
+from .logits_process import build_logits_processor
+from .stopping_criteria import EosTokenCriteria, build_stopping_criteria
+from .configuration_utils import GenerationConfig
 from .outputs import GenerateDecoderOnlyOutput
 
 logger = logging.getLogger(__name__)
@@ -50,8 +53,10 @@ class GenerationMixin:
         prompt_len = input_ids.shape[1]
         _set_lengths(config, prompt_len, inputs_embeds, has_default_max_length)
 
-        processors = _build_processors(config, prompt_len, eos, input_ids.device, logits_processor)
-        criteria = _build_criteria(config, stopping_criteria)
+        processors = build_logits_processor(config, prompt_len, eos, input_ids.device, logits_processor,
+                                            encoder_input_ids=input_ids)
+        criteria = build_stopping_criteria(config, stopping_criteria, eos_token_id=eos,
+                                           max_position_embeddings=self.config.max_position_embeddings)
         user_cache = model_kwargs.get("past_key_values")
         cache = _prepare_cache(user_cache, config, model_kwargs.get("use_cache"))
         if attention_mask is not None and bool(attention_mask.all()):  # one check here, none per step
@@ -85,8 +90,6 @@ class GenerationMixin:
 
     def _merge_generation_config(self, generation_config, kwargs: dict[str, Any]):
         """A private copy of the config with generate()'s kwargs applied; the rest are model kwargs."""
-        from .configuration_utils import GenerationConfig
-
         base = generation_config if generation_config is not None else self.generation_config
         config = copy.deepcopy(base) if base is not None else GenerationConfig()
         has_default_max_length = "max_length" not in kwargs and (
@@ -159,18 +162,7 @@ def _set_lengths(config, prompt_len: int, inputs_embeds, has_default_max_length:
             f"{config.max_length}; increase `max_length` or, better, set `max_new_tokens`")
 
 
-def _build_processors(config, prompt_len, eos, device, user_processors):
-    from .logits_process import build_logits_processor
-    return build_logits_processor(config, prompt_len, eos, device, user_processors)
-
-
-def _build_criteria(config, user_criteria):
-    from .stopping_criteria import build_stopping_criteria
-    return build_stopping_criteria(config, user_criteria)
-
-
 def _has_eos_criterion(criteria) -> bool:
-    from .stopping_criteria import EosTokenCriteria
     return any(isinstance(c, EosTokenCriteria) for c in criteria)
 
 
