@@ -1,0 +1,107 @@
+"""What each transformers tokenizer class changes on top of the generic fast tokenizer.
+
+transformers has one Python class per family (LlamaTokenizerFast, GPT2TokenizerFast, ...). They all
+run the same `tokenizers` backend; they differ only in constructor defaults and a few hooks. formers
+serves them all with `PreTrainedTokenizerFast` and describes each class here as data, keyed by the
+`tokenizer_class` name written in tokenizer_config.json (with or without the "Fast" suffix).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("formers.tokenization")
+
+DEFAULT_INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+CAUSAL_INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+@dataclass(frozen=True)
+class TokenizerProfile:
+    """Defaults and hooks of one transformers tokenizer class."""
+
+    name: str  # class name saved as `tokenizer_class` ("LlamaTokenizer", "PreTrainedTokenizerFast")
+    defaults: dict[str, Any] = field(default_factory=dict)  # constructor defaults, saved with the config
+    padding_side: str = "right"
+    model_input_names: tuple[str, ...] = CAUSAL_INPUT_NAMES
+    # Rebuild the post-processor from add_bos_token / add_eos_token (Llama, Gemma, GPT-NeoX, Cohere).
+    bos_eos_post_processor: bool = False
+    # Align the ByteLevel pre-tokenizer with `add_prefix_space` (GPT-2 style byte-level BPE).
+    byte_level_prefix_space: bool = False
+    # Can be built from a SentencePiece tokenizer.model with the Llama converter.
+    sentencepiece: bool = False
+    # Special tokens given as str are wrapped in AddedToken(normalized=False, special=True) (Qwen2).
+    wrap_special_tokens: bool = False
+    # Special tokens always appended to additional_special_tokens (CodeLlama infilling tokens).
+    extra_special_tokens: tuple[str, ...] = ()
+    # save_pretrained also writes the slow-tokenizer files vocab.json + merges.txt (GPT-2 style BPE).
+    saves_bpe_files: bool = False
+
+
+_LLAMA_DEFAULTS = {
+    "clean_up_tokenization_spaces": False, "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+    "add_bos_token": True, "add_eos_token": False, "use_default_system_prompt": False, "legacy": None,
+    "add_prefix_space": None,
+}
+_ENDOFTEXT = "<|endoftext|>"
+
+_PROFILES = [
+    TokenizerProfile("PreTrainedTokenizerFast", model_input_names=DEFAULT_INPUT_NAMES),
+    TokenizerProfile("LlamaTokenizer", _LLAMA_DEFAULTS, padding_side="left", bos_eos_post_processor=True,
+                     sentencepiece=True),
+    TokenizerProfile("CodeLlamaTokenizer", _LLAMA_DEFAULTS, padding_side="left", bos_eos_post_processor=True,
+                     sentencepiece=True, extra_special_tokens=("▁<PRE>", "▁<MID>", "▁<SUF>", "▁<EOT>")),
+    TokenizerProfile("GemmaTokenizer", {
+        "clean_up_tokenization_spaces": False, "unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>",
+        "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False}, padding_side="left",
+        bos_eos_post_processor=True),
+    TokenizerProfile("CohereTokenizer", {
+        "clean_up_tokenization_spaces": False, "unk_token": "<UNK>", "bos_token": "<BOS_TOKEN>",
+        "eos_token": "<|END_OF_TURN_TOKEN|>", "add_bos_token": True, "add_eos_token": False,
+        "use_default_system_prompt": False, "add_prefix_space": False}, padding_side="left",
+        bos_eos_post_processor=True, byte_level_prefix_space=True),
+    TokenizerProfile("GPT2Tokenizer", {
+        "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "add_prefix_space": False},
+        byte_level_prefix_space=True, saves_bpe_files=True),
+    TokenizerProfile("CodeGenTokenizer", {
+        "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "add_prefix_space": False},
+        byte_level_prefix_space=True, saves_bpe_files=True),
+    TokenizerProfile("GPTNeoXTokenizer", {
+        "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "pad_token": None,
+        "add_bos_token": False, "add_eos_token": False, "add_prefix_space": False},
+        bos_eos_post_processor=True, byte_level_prefix_space=True),
+    TokenizerProfile("BloomTokenizer", {
+        "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+        "add_prefix_space": False, "clean_up_tokenization_spaces": False}, byte_level_prefix_space=True),
+    TokenizerProfile("Qwen2Tokenizer", {
+        "unk_token": _ENDOFTEXT, "bos_token": None, "eos_token": _ENDOFTEXT, "pad_token": _ENDOFTEXT},
+        wrap_special_tokens=True, saves_bpe_files=True),
+]
+PROFILES: dict[str, TokenizerProfile] = {p.name: p for p in _PROFILES}
+
+# config.json `model_type` -> tokenizer class, used when tokenizer_config.json names no class.
+MODEL_TYPE_TO_TOKENIZER = {
+    "llama": "LlamaTokenizer", "mistral": "LlamaTokenizer", "mixtral": "LlamaTokenizer", "phi3": "LlamaTokenizer",
+    "code_llama": "CodeLlamaTokenizer", "gemma": "GemmaTokenizer", "gemma2": "GemmaTokenizer",
+    "cohere": "CohereTokenizer", "gpt2": "GPT2Tokenizer", "gpt_bigcode": "GPT2Tokenizer", "phi": "CodeGenTokenizer",
+    "codegen": "CodeGenTokenizer", "gpt_neox": "GPTNeoXTokenizer", "olmo": "GPTNeoXTokenizer",
+    "bloom": "BloomTokenizer", "qwen2": "Qwen2Tokenizer", "qwen2_moe": "Qwen2Tokenizer",
+    "starcoder2": "GPT2Tokenizer", "stablelm": "GPTNeoXTokenizer", "falcon": "PreTrainedTokenizerFast",
+    "mamba": "GPTNeoXTokenizer", "nemotron": "PreTrainedTokenizerFast",
+}
+
+
+def get_profile(tokenizer_class: str | None) -> TokenizerProfile:
+    """Profile for a `tokenizer_class` name; unknown names get the generic one (with a log message)."""
+    if not tokenizer_class:
+        return PROFILES["PreTrainedTokenizerFast"]
+    name = tokenizer_class
+    if name not in PROFILES and name.endswith("Fast"):
+        name = name[: -len("Fast")]
+    profile = PROFILES.get(name)
+    if profile is None:
+        logger.warning("tokenizer_class %r is not known to formers; serving it with PreTrainedTokenizerFast",
+                       tokenizer_class)
+        return PROFILES["PreTrainedTokenizerFast"]
+    return profile
