@@ -73,9 +73,6 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         if output is not None and self.config.tie_word_embeddings:
             output.weight = self.get_input_embeddings().weight
 
-    def arrange_weights(self) -> None:
-        """Hook: re-lay out weights for the fastest kernels of their device (after loading)."""
-
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)} if exclude_embeddings else set()
         unique = {id(p): p for p in self.parameters() if id(p) not in skip}
@@ -105,10 +102,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             config._attn_implementation = attn_implementation
         model = cls(config)
         model.post_init()
-        if torch_dtype is not None:
-            model.to(torch_dtype)
-        model.arrange_weights()
-        return model
+        return model.to(torch_dtype) if torch_dtype is not None else model
 
     _from_config = from_config
 
@@ -135,7 +129,6 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         missing = _materialize_missing(model, dtype, device)
         _report_key_mismatch(cls.__name__, pretrained_model_name_or_path, missing, unexpected)
         model.to(device)  # non-persistent buffers (rotary tables) follow the weights
-        model.arrange_weights()
         model.eval()
         if model.can_generate():
             model.generation_config = _load_generation_config(pretrained_model_name_or_path, config, hub)

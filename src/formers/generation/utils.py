@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
-from ..cache import Cache, DynamicCache
+from ..cache import DynamicCache
 from ..errors import GenerationError
 from .decoding import DecodeState, decode
 from .logits_process import build_logits_processor
 from .stopping_criteria import EosTokenCriteria, build_stopping_criteria
+from .cache_setup import prepare_generation_cache
 from .configuration_utils import GenerationConfig
 from .outputs import GenerateDecoderOnlyOutput
 
@@ -58,7 +59,8 @@ class GenerationMixin:
         criteria = build_stopping_criteria(config, stopping_criteria, eos_token_id=eos,
                                            max_position_embeddings=self.config.max_position_embeddings)
         user_cache = model_kwargs.get("past_key_values")
-        cache = _prepare_cache(user_cache, config, model_kwargs.get("use_cache"))
+        cache = prepare_generation_cache(self, config, user_cache, model_kwargs.get("use_cache"),
+                                         batch_size=input_ids.shape[0], max_length=config.max_length)
         if attention_mask is not None and bool(attention_mask.all()):  # one check here, none per step
             attention_mask = None
         if streamer is not None:
@@ -164,13 +166,3 @@ def _set_lengths(config, prompt_len: int, inputs_embeds, has_default_max_length:
 
 def _has_eos_criterion(criteria) -> bool:
     return any(isinstance(c, EosTokenCriteria) for c in criteria)
-
-
-def _prepare_cache(user_cache, config, use_cache: bool | None) -> Cache | None:
-    if use_cache is False or (use_cache is None and not config.use_cache):
-        return None
-    if user_cache is None:
-        return DynamicCache()
-    if isinstance(user_cache, Cache):
-        return user_cache
-    return DynamicCache.from_legacy_cache(user_cache)

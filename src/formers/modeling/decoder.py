@@ -16,6 +16,7 @@ from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention
 from .masks import build_attention_mask
+from .linear import Linear
 from .mlp import GatedMLP
 from .norms import RMSNorm
 from .rope import RotaryEmbedding
@@ -147,19 +148,7 @@ class DecoderForCausalLM(PreTrainedModel):
         super().__init__(config)
         self.model = self.base_model_class(config)
         self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-
-    def arrange_weights(self) -> None:
-        """Store the LM head [V, C] column-major on CPU: F.linear then runs a row-major [B, C] x [C, V]
-        GEMM, about 2x faster there for wide vocabularies (decode reads the whole head every step).
-        A tied embedding shares the same re-laid-out tensor; lookups work on either layout."""
-        weight = self.lm_head.weight
-        if weight.device.type != "cpu" or not weight.is_contiguous():
-            return
-        arranged = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
-        self.lm_head.weight = arranged
-        if self.config.tie_word_embeddings:
-            self.model.embed_tokens.weight = arranged
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

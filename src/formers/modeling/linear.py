@@ -1,0 +1,23 @@
+"""nn.Linear whose inference path on CPU float32 calls oneDNN directly.
+
+PyTorch's default CPU float32 GEMM (MKL) reads a row-major [out, in] weight at about half the memory
+bandwidth oneDNN reaches when the batch is small, and decoding is bandwidth-bound: one token per
+row means every weight is streamed once per step. Same parameters, same checkpoint keys; training
+(grad enabled) and other dtypes/devices keep F.linear.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+_USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available()
+
+
+class Linear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _USE_ONEDNN and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
+                and self.weight.dtype == torch.float32:
+            return _onednn_linear(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
