@@ -157,3 +157,35 @@ def test_stories260k_golden_greedy_ids():
     assert out[0, prompt.shape[1]:].tolist() == expected["greedy_30_new_ids"]
     out = model.generate(torch.tensor([[1]]), max_new_tokens=256, do_sample=False, eos_token_id=None)
     assert out[0, 1:].tolist() == expected["bos_only_greedy_256_new_ids"]
+
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+@requires_shared(STORIES)
+def test_iterative_multi_turn_generation_with_reused_cache(tmp_path):
+    """kv_cache.md's "iterative generation" loop: one DynamicCache across turns equals cold runs."""
+    def run(lib):
+        tokenizer = lib.AutoTokenizer.from_pretrained(STORIES)
+        tokenizer.chat_template = CHATML
+        model = lib.AutoModelForCausalLM.from_pretrained(STORIES)
+        user_prompts = ["Hello, what's your name?", "Btw, yesterday I was on a rock concert."]
+        past_key_values = lib.DynamicCache()
+        messages, transcript = [], []
+        for prompt in user_prompts:
+            messages.append({"role": "user", "content": prompt})
+            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                   return_dict=True)
+            input_length = inputs["input_ids"].shape[1]
+            outputs = model.generate(**inputs, do_sample=False, max_new_tokens=24, past_key_values=past_key_values)
+            completion = tokenizer.decode(outputs[0, input_length:], skip_special_tokens=True)
+            messages.append({"role": "assistant", "content": completion})
+            transcript.append(outputs)
+        return transcript, messages
+
+    ours, ours_messages = run(formers)
+    theirs, their_messages = run(transformers)
+    assert ours_messages == their_messages
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
