@@ -211,3 +211,11 @@ def test_src_never_imports_transformers(tiny_checkpoint):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "clean" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("name", ["LlamaConfig", "MistralConfig", "Qwen2Config"])
+def test_config_defaults_equal_transformers(name):
+    ours, theirs = getattr(formers, name)().to_diff_dict(), getattr(transformers, name)().to_diff_dict()
+    ours.pop("formers_version", None)
+    theirs.pop("transformers_version", None)
+    assert ours == theirs

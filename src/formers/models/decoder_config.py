@@ -1,0 +1,33 @@
+"""Fields every decoder-only family here shares; a family config restates only its defaults and extras."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..configuration_utils import PretrainedConfig
+from ..modeling.rope import validate_rope_scaling
+
+
+class DecoderConfig(PretrainedConfig):
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int | None = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 2048
+    initializer_range: float = 0.02
+    rms_norm_eps: float = 1e-6
+    use_cache: bool = True
+    tie_word_embeddings: bool = False
+    rope_theta: float = 10000.0
+    attention_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        rope_scaling: dict[str, Any] | None = vars(self).get("rope_scaling")
+        if rope_scaling is not None and "type" in rope_scaling:  # older checkpoints say "type"
+            rope_scaling["rope_type"] = rope_scaling["type"]
+        if "rope_scaling" in self._fields:
+            validate_rope_scaling(self)
