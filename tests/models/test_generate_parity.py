@@ -189,3 +189,32 @@ def test_iterative_multi_turn_generation_with_reused_cache(tmp_path):
     assert ours_messages == their_messages
     for a, b in zip(ours, theirs):
         assert torch.equal(a, b)
+
+
+def test_attention_mask_inferred_from_padding(tiny_checkpoint):
+    ours, ref = _pair(tiny_checkpoint("llama"))
+    ids, _ = _padded_batch(pad_id=0)
+    kwargs = dict(max_new_tokens=8, pad_token_id=0, eos_token_id=2)
+    assert torch.equal(ours.generate(ids, **kwargs), ref.generate(ids, **kwargs))
+
+
+@requires_shared(STORIES)
+def test_streamers_during_generate_match_transformers(capsys):
+    from threading import Thread
+    outputs = {}
+    for lib in (formers, transformers):
+        tokenizer = lib.AutoTokenizer.from_pretrained(STORIES)
+        model = lib.AutoModelForCausalLM.from_pretrained(STORIES)
+        inputs = tokenizer("Once upon a time", return_tensors="pt")
+        model.generate(**inputs, max_new_tokens=40, streamer=lib.TextStreamer(tokenizer, skip_prompt=True))
+        printed = capsys.readouterr().out
+        streamer = lib.TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        thread = Thread(target=model.generate, kwargs=dict(**inputs, max_new_tokens=40, streamer=streamer))
+        thread.start()
+        chunks = list(streamer)
+        thread.join()
+        outputs[lib.__name__] = (printed, chunks)
+    assert outputs["formers"] == outputs["transformers"]
+    import json
+    golden = json.loads((STORIES / "expected_greedy.json").read_text())["greedy_30_text"]
+    assert ("Once upon a time" + "".join(outputs["formers"][1])).startswith(golden)
