@@ -242,16 +242,22 @@ def _set_tensor(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
 
 
 def _materialize_missing(model: "PreTrainedModel", dtype: torch.dtype, device: torch.device) -> list[str]:
-    """Weights the checkpoint lacked are allocated and randomly initialised (transformers warns likewise)."""
+    """Weights the checkpoint lacked are allocated and randomly initialised (transformers warns likewise);
+    weights loaded into the same module keep their loaded values."""
     missing = [name for name, t in model.state_dict(keep_vars=True).items() if t.is_meta]
-    owners = set()
+    by_module: dict[str, list[str]] = {}
     for name in missing:
         module_name, _, leaf = name.rpartition(".")
         current = model.get_submodule(module_name)._parameters.get(leaf)
         _set_tensor(model, name, torch.empty(current.shape, dtype=dtype, device=device))
-        owners.add(module_name)
-    for module_name in owners:
-        model._init_weights(model.get_submodule(module_name))
+        by_module.setdefault(module_name, []).append(leaf)
+    for module_name, leaves in by_module.items():
+        module = model.get_submodule(module_name)
+        loaded = {k: v.detach().clone() for k, v in module.named_parameters(recurse=False) if k not in leaves}
+        model._init_weights(module)
+        with torch.no_grad():
+            for key, value in loaded.items():
+                getattr(module, key).copy_(value)
     model.tie_weights()
     return missing
 

@@ -115,3 +115,31 @@ def test_base_model_loads_from_causal_lm_checkpoint(tiny_checkpoint):
         b = ref(ids, attention_mask=mask).last_hidden_state
     assert type(ours).__name__ == "MistralModel"
     assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_qwen2_sliding_window_layers_match_mistral_windowing(tiny_checkpoint, tmp_path):
+    """4.45 applies Qwen2's window only in its flash path; formers applies it everywhere. With every layer
+    windowed and zero q/k/v biases, Qwen2 must equal transformers' Mistral on the same weights."""
+    import json
+    from safetensors.torch import load_file, save_file
+
+    folder = tiny_checkpoint("qwen2", use_sliding_window=True, sliding_window=4, max_window_layers=0)
+    state = {k: v for k, v in load_file(folder / "model.safetensors").items() if not k.endswith("_proj.bias")}
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    mistral = tmp_path / "as-mistral"
+    mistral.mkdir()
+    save_file(state, mistral / "model.safetensors", metadata={"format": "pt"})
+    (mistral / "config.json").write_text(json.dumps({**config, "model_type": "mistral",
+                                                      "architectures": ["MistralForCausalLM"]}))
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    for layer in ours.model.layers:  # the checkpoint has no biases now: zero them as Mistral has none
+        for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+            torch.nn.init.zeros_(proj.bias)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(mistral)
+    ids, mask = _batch()
+    with torch.no_grad():
+        assert (ours(ids, attention_mask=mask).logits - ref(ids, attention_mask=mask).logits).abs().max() <= 1e-5
+    assert [layer.self_attn.sliding_window for layer in ours.model.layers] == [4, 4]
+    partly = formers.Qwen2Config(**{**config, "max_window_layers": 1})
+    assert [partly.layer_sliding_window(i) for i in range(2)] == [None, 4]
