@@ -18,22 +18,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import collect, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
 
 
-def worker(library: str, dtype_name: str, batches: list[int], prompt: int, new_tokens: int, repeats: int) -> None:
+def worker(library: str, dtype_name: str, batches: list[int], prompt: int, new_tokens: int, repeats: int,
+           device: str) -> None:
     import torch
 
     lib = __import__(library)
     folder = smollm_checkpoint()
     dtype = getattr(torch, dtype_name)
-    model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, device_map=device)
     results = {}
     for batch in batches:
-        ids = torch.randint(3, 49152, (batch, prompt), generator=torch.Generator().manual_seed(batch))
+        ids = torch.randint(3, 49152, (batch, prompt), generator=torch.Generator().manual_seed(batch)).to(device)
         mask = torch.ones_like(ids)
         kwargs = dict(attention_mask=mask, do_sample=False, eos_token_id=None, pad_token_id=0)
 
         def timed(n: int) -> float:
+            if device != "cpu":
+                torch.cuda.synchronize()
             start = time.perf_counter()
             out = model.generate(ids, max_new_tokens=n, **kwargs)
+            if device != "cpu":
+                torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
             assert out.shape == (batch, prompt + n)
             return elapsed
@@ -46,7 +51,8 @@ def worker(library: str, dtype_name: str, batches: list[int], prompt: int, new_t
             "decode_tok_s": batch * (new_tokens - 1) / max(full - prefill, 1e-9),
             "total_s": full,
         }
-    emit({"library": library, "dtype": dtype_name, "peak_rss_mb": peak_rss_bytes() / 2**20, "batches": results})
+    emit({"library": library, "dtype": dtype_name, "peak_rss_mb": peak_rss_bytes() / 2**20, "batches": results,
+          "device": torch.cuda.get_device_name() if device != "cpu" else "cpu"})
 
 
 def main() -> None:
@@ -56,10 +62,11 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "DTYPE"))
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker, args.batches, args.prompt, args.new_tokens, args.repeats)
+        worker(*args.worker, args.batches, args.prompt, args.new_tokens, args.repeats, args.device)
         return
     smollm_checkpoint()
     import torch
@@ -70,11 +77,11 @@ def main() -> None:
         for library in ("transformers", "formers"):
             command = [sys.executable, __file__, "--worker", library, dtype, "--batches", *map(str, args.batches),
                        "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
-                       "--repeats", str(args.repeats)]
+                       "--repeats", str(args.repeats), "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True)
             records[library] = collect(done.stdout + done.stderr)
         ours, ref = records["formers"], records["transformers"]
-        print(f"\n== {dtype} ==  peak RSS: formers {ours['peak_rss_mb']:.0f} MB, "
+        print(f"\n== {dtype} on {ours['device']} ==  peak RSS: formers {ours['peak_rss_mb']:.0f} MB, "
               f"transformers {ref['peak_rss_mb']:.0f} MB")
         print(f"{'batch':>5} {'metric':>14} {'formers':>10} {'transformers':>13} {'ratio':>7}")
         for batch in map(str, args.batches):
