@@ -40,9 +40,13 @@ def eager_attention(q, k, v, mask, n_rep: int, dropout: float, training: bool) -
 def sdpa_attention(q, k, v, mask, n_rep: int, dropout: float, training: bool) -> AttentionResult:
     if mask is not None:
         mask = mask[:, :, :, : k.shape[-2]]
+    # CPU kernels take grouped heads directly (no copy); CUDA's fused kernels want them repeated.
+    grouped = n_rep > 1 and q.device.type == "cpu"
+    if n_rep > 1 and not grouped:
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=dropout if training else 0.0,
-        is_causal=mask is None and q.shape[2] > 1, enable_gqa=n_rep > 1,
+        is_causal=mask is None and q.shape[2] > 1, enable_gqa=grouped,
     )
     return out, None
 
