@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,11 +33,13 @@ def worker(library: str) -> None:
     tiny = lib.AutoModelForCausalLM.from_pretrained(tiny_checkpoint())  # warm every lazy import first
     del tiny
     before = current_rss_bytes()
+    start = time.perf_counter()
     model = lib.AutoModelForCausalLM.from_pretrained(folder)
+    load_seconds = time.perf_counter() - start
     after_load = peak_rss_bytes()
     with torch.no_grad():  # a forward pass touches every weight: memory-mapped pages become resident
         logits = model(torch.arange(8)[None]).logits
-    emit({"library": library, "baseline": before, "after_load": after_load, "peak": peak_rss_bytes(),
+    emit({"library": library, "load_s": load_seconds, "baseline": before, "after_load": after_load, "peak": peak_rss_bytes(),
           "checksum": float(logits.double().sum())})
 
 
@@ -55,7 +58,7 @@ def main() -> None:
         added = r["peak"] - r["baseline"]
         print(f"{library:>12}: RSS after imports {r['baseline'] / 2**20:5.0f} MiB, peak after from_pretrained "
               f"{r['after_load'] / 2**20:5.0f} MiB, peak after a forward {r['peak'] / 2**20:5.0f} MiB; "
-              f"added {added / 2**20:5.0f} MiB = {added / ckpt:.2f}x checkpoint")
+              f"added {added / 2**20:5.0f} MiB = {added / ckpt:.2f}x checkpoint; from_pretrained {r['load_s']:.2f} s")
     a, b = results["formers"]["checksum"], results["transformers"]["checksum"]
     assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), f"the two libraries computed different logits ({a} vs {b})"
 

@@ -16,7 +16,7 @@ from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention
 from .masks import build_attention_mask
-from .linear import Linear
+from .layers import Embedding, Linear
 from .mlp import GatedMLP
 from .norms import RMSNorm
 from .rope import RotaryEmbedding
@@ -62,7 +62,7 @@ class DecoderModel(PreTrainedModel):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
         self.vocab_size = config.vocab_size
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(
             DecoderLayer(config, self.layer_spec(config, idx), idx) for idx in range(config.num_hidden_layers)
         )

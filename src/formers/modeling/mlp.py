@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
-from .linear import Linear
+from .layers import Linear
 
 
 class GatedMLP(nn.Module):

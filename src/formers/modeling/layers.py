@@ -1,6 +1,9 @@
-"""nn.Linear whose inference path on CPU float32 calls oneDNN directly.
+"""nn.Linear and nn.Embedding as formers builds them.
 
-PyTorch's default CPU float32 GEMM (MKL) reads a row-major [out, in] weight at about half the memory
+Both skip random initialisation when built on the `meta` device (from_pretrained assigns the real
+weights next; initialising meta tensors would also import torch's compiler stack, ~45 MB of RSS).
+
+Linear's inference path on CPU float32 calls oneDNN directly: PyTorch's default CPU float32 GEMM (MKL) reads a row-major [out, in] weight at about half the memory
 bandwidth oneDNN reaches when the batch is small, and decoding is bandwidth-bound: one token per
 row means every weight is streamed once per step. Same parameters, same checkpoint keys; training
 (grad enabled) and other dtypes/devices keep F.linear.
@@ -16,8 +19,18 @@ _USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available(
 
 
 class Linear(nn.Linear):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _USE_ONEDNN and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
                 and self.weight.dtype == torch.float32:
             return _onednn_linear(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+class Embedding(nn.Embedding):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
