@@ -9,7 +9,8 @@ from .errors import FormersError
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="local folder or hub id (served from the HF cache offline)")
+    parser.add_argument("--model", default=None, help="local folder or hub id (served from the HF cache offline); "
+                        "default: the model bundled with formers (formers/default)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=None, help="sample at this temperature (default: greedy)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (implies sampling)")
@@ -32,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args):
     from . import AutoModelForCausalLM, AutoTokenizer
+    from .default_model import DEFAULT_MODEL_NAME
 
     if args.model is None:
-        raise FormersError("no --model given and formers bundles no default model yet; "
-                           "pass --model PATH_OR_HUB_ID")
+        args.model = DEFAULT_MODEL_NAME  # bundled package data: works offline on a fresh install
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=args.dtype, device_map=args.device)
     return model, tokenizer

@@ -44,3 +44,14 @@ class ChatTemplateError(TokenizerError):
 
 class GenerationError(FormersError, ValueError):
     """Invalid arguments to generate(): lengths, token ids, decoding settings."""
+
+
+class CacheError(FormersError, ValueError):
+    """A KV cache is used beyond what it holds (capacity, batch size, skipped layers) or misconfigured."""
+
+
+class UnknownTaskError(FormersError, KeyError):
+    """pipeline() was given a task name formers does not implement; the message lists the supported ones."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""

@@ -15,6 +15,16 @@ def is_local_folder(path_or_repo_id: str | os.PathLike) -> bool:
     return Path(path_or_repo_id).expanduser().is_dir()
 
 
+def bundled_folder(path_or_repo_id: str | os.PathLike) -> Path | None:
+    """The packaged folder of the model formers ships ("formers/default"), unless a local folder of that
+    name exists (a local directory always wins); no network either way."""
+    from ..default_model import CHECKPOINT_DIR, DEFAULT_MODEL_NAME
+
+    if str(path_or_repo_id) == DEFAULT_MODEL_NAME and not is_local_folder(path_or_repo_id):
+        return CHECKPOINT_DIR
+    return None
+
+
 def resolve_file(
     path_or_repo_id: str | os.PathLike,
     filename: str,
@@ -30,6 +40,7 @@ def resolve_file(
     Returns None for a missing optional file (`required=False`); raises HubFileNotFoundError naming
     the repo and the file when a required one cannot be found locally, in the cache, or online.
     """
+    path_or_repo_id = bundled_folder(path_or_repo_id) or path_or_repo_id
     if is_local_folder(path_or_repo_id):
         candidate = Path(path_or_repo_id).expanduser() / filename
         if candidate.is_file():
@@ -46,12 +57,12 @@ def _resolve_from_hub(repo_id, filename, *, revision, cache_dir, local_files_onl
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError, \
         RepositoryNotFoundError, RevisionNotFoundError
 
-    cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
-    if isinstance(cached, str):
-        return Path(cached)
-    if cached is not None and not required:  # cache records that the file does not exist upstream
-        return None
     try:
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        if isinstance(cached, str):
+            return Path(cached)
+        if cached is not None and not required:  # cache records that the file does not exist upstream
+            return None
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
                                     local_files_only=local_files_only, token=token))
     except HFValidationError as exc:
