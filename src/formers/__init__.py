@@ -24,6 +24,12 @@ _EXPORTS: dict[str, str] = {
     # outputs and caches
     "CausalLMOutputWithPast": "modeling_outputs", "BaseModelOutputWithPast": "modeling_outputs",
     "Cache": "cache_utils", "DynamicCache": "cache_utils",
+    "StaticCache": "cache_utils", "SlidingWindowCache": "cache_utils", "SinkCache": "cache_utils",
+    "QuantizedCache": "cache_utils", "QuantoQuantizedCache": "cache_utils", "HQQQuantizedCache": "cache_utils",
+    "OffloadedCache": "cache_utils", "OffloadedStaticCache": "cache_utils", "HybridCache": "cache_utils",
+    "EncoderDecoderCache": "cache_utils", "MambaCache": "cache_utils", "CacheConfig": "cache_utils",
+    "QuantizedCacheConfig": "cache_utils", "StaticCacheConfig": "cache_utils",
+    "save_cache": "cache_utils", "load_cache": "cache_utils",
     # tokenization
     "PreTrainedTokenizerFast": "tokenization", "BatchEncoding": "tokenization",
     # generation
@@ -36,7 +42,35 @@ _EXPORTS: dict[str, str] = {
     "StoppingCriteria": "generation", "StoppingCriteriaList": "generation", "MaxLengthCriteria": "generation",
     "MaxTimeCriteria": "generation", "EosTokenCriteria": "generation",
     "TextStreamer": "generation", "TextIteratorStreamer": "generation",
+    "AsyncTextIteratorStreamer": "generation", "GenerationMode": "generation", "WatermarkingConfig": "generation",
+    "TypicalLogitsWarper": "generation", "EpsilonLogitsWarper": "generation", "EtaLogitsWarper": "generation",
+    "EncoderRepetitionPenaltyLogitsProcessor": "generation", "NoRepeatNGramLogitsProcessor": "generation",
+    "EncoderNoRepeatNGramLogitsProcessor": "generation", "SequenceBiasLogitsProcessor": "generation",
+    "NoBadWordsLogitsProcessor": "generation", "ForcedBOSTokenLogitsProcessor": "generation",
+    "ForcedEOSTokenLogitsProcessor": "generation", "InfNanRemoveLogitsProcessor": "generation",
+    "ExponentialDecayLengthPenalty": "generation", "LogitNormalization": "generation",
+    "SuppressTokensLogitsProcessor": "generation", "SuppressTokensAtBeginLogitsProcessor": "generation",
+    "HammingDiversityLogitsProcessor": "generation", "PrefixConstrainedLogitsProcessor": "generation",
+    "ClassifierFreeGuidanceLogitsProcessor": "generation",
+    "UnbatchedClassifierFreeGuidanceLogitsProcessor": "generation", "WatermarkLogitsProcessor": "generation",
+    "WatermarkDetector": "generation", "StopStringCriteria": "generation",
+    "BeamScorer": "generation", "BeamSearchScorer": "generation", "ConstrainedBeamSearchScorer": "generation",
+    "Constraint": "generation", "PhrasalConstraint": "generation", "DisjunctiveConstraint": "generation",
+    "ConstraintListState": "generation", "GenerateBeamDecoderOnlyOutput": "generation.outputs",
+    "GenerateEncoderDecoderOutput": "generation.outputs", "GenerateBeamEncoderDecoderOutput": "generation.outputs",
     "set_seed": "trainer_utils",
+    # training
+    "Trainer": "trainer", "TrainingArguments": "training_args", "IntervalStrategy": "training_args",
+    "TrainerState": "trainer_state", "TrainerCallback": "trainer_callback", "TrainerControl": "trainer_callback",
+    "DataCollatorForLanguageModeling": "data", "DataCollatorWithPadding": "data", "default_data_collator": "data",
+    "get_scheduler": "optimization", "SchedulerType": "optimization",
+    "get_constant_schedule": "optimization", "get_constant_schedule_with_warmup": "optimization",
+    "get_linear_schedule_with_warmup": "optimization", "get_cosine_schedule_with_warmup": "optimization",
+    "get_cosine_with_hard_restarts_schedule_with_warmup": "optimization",
+    "get_polynomial_decay_schedule_with_warmup": "optimization", "get_inverse_sqrt_schedule": "optimization",
+    "get_wsd_schedule": "optimization",
+    # pipelines
+    "pipeline": "pipelines", "Pipeline": "pipelines", "TextGenerationPipeline": "pipelines",
     "get_json_schema": "tokenization.json_schema",
 }
 

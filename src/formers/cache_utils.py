@@ -1,4 +1,10 @@
-"""transformers' module path for the cache classes (`from formers.cache_utils import DynamicCache`)."""
-from .cache import Cache, DynamicCache
+"""transformers' module path for the cache classes (`from formers.cache_utils import StaticCache`)."""
+from .cache import (Cache, CacheConfig, DynamicCache, EncoderDecoderCache, HQQQuantizedCache, HybridCache, MambaCache,
+                    OffloadedCache, OffloadedStaticCache, QuantizedCache, QuantizedCacheConfig, QuantoQuantizedCache,
+                    SinkCache, SlidingWindowCache, StaticCache, StaticCacheConfig, load_cache, save_cache)
 
-__all__ = ["Cache", "DynamicCache"]
+__all__ = [
+    "Cache", "CacheConfig", "DynamicCache", "EncoderDecoderCache", "HQQQuantizedCache", "HybridCache", "MambaCache",
+    "OffloadedCache", "OffloadedStaticCache", "QuantizedCache", "QuantizedCacheConfig", "QuantoQuantizedCache",
+    "SinkCache", "SlidingWindowCache", "StaticCache", "StaticCacheConfig", "load_cache", "save_cache",
+]

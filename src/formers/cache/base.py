@@ -1,18 +1,34 @@
-"""The Cache protocol every cache class follows (transformers 4.45 `Cache` surface)."""
+"""The Cache protocol every cache class follows (transformers 4.45 `Cache` surface, plus the hooks the
+shared decoder uses so it never needs to know which cache it holds).
+
+What the model asks a cache, per forward (per group of layers with the same `layer_kind`):
+  - `attention_key_length(T, layer_idx)`: how many key slots S attention will see;
+  - `key_positions(cache_position, layer_idx)`: the absolute position held by each of those slots, or
+    None when slot i simply holds position i and nothing past the newest one (the DynamicCache
+    layout, which lets SDPA run with no mask at all when nothing is padded);
+  - `attend(q, k, v, layer_idx, kwargs, mask, kernel)`: store the new keys/values and attend; the
+    default is `update` followed by the model's kernel, a cache may attend in its own way.
+"""
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Callable
 
 import torch
+
+from ..errors import CacheError
+
+AttentionResult = tuple[torch.Tensor, torch.Tensor | None]  # output [B, H, T, D], weights or None
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], AttentionResult]
 
 
 class Cache:
     """Per-layer key/value storage that attention layers write through `update`.
 
-    Subclasses implement `update` and `get_seq_length`; the rest has defaults matching
-    transformers 4.45.
+    Subclasses implement `update` and `get_seq_length`; everything else has a default.
     """
 
+    # --- the transformers surface ----------------------------------------------------------------
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Store new keys/values [B, Hkv, T, D] of layer `layer_idx`; return all keys/values to attend to."""
@@ -23,8 +39,12 @@ class Cache:
         raise NotImplementedError(f"{type(self).__name__} must implement get_seq_length()")
 
     def get_max_length(self) -> int | None:
-        """Capacity in positions, or None when the cache grows without bound."""
+        """Capacity in positions, or None when the cache grows (or slides) without bound."""
         return None
+
+    def get_max_cache_shape(self) -> int | None:
+        """Later transformers' name for `get_max_length` (the docs' multi-turn example uses it)."""
+        return self.get_max_length()
 
     def get_usable_length(self, new_seq_length: int, layer_idx: int | None = 0) -> int:
         """Cached positions that remain usable when `new_seq_length` more arrive."""
@@ -34,14 +54,80 @@ class Cache:
             return max_length - new_seq_length
         return previous
 
-    def attention_key_length(self, query_length: int) -> int:
-        """Length S of the key axis attention sees once `query_length` new positions are written."""
-        return self.get_seq_length() + query_length
-
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Reorder the batch axis (beam search)."""
-        raise NotImplementedError(f"{type(self).__name__} does not support reorder_cache()")
+        raise CacheError(f"{type(self).__name__} does not support reorder_cache()")
+
+    def crop(self, max_length: int) -> None:
+        """Keep the first `max_length` positions (negative: drop that many from the end)."""
+        raise CacheError(f"{type(self).__name__} does not support crop()")
+
+    def reset(self) -> None:
+        """Forget every cached position but keep the storage (static caches stay at the same address)."""
+        raise CacheError(f"{type(self).__name__} does not support reset()")
 
     @property
     def seen_tokens(self) -> int:
         return self.get_seq_length()
+
+    # --- what the decoder asks ------------------------------------------------------------------
+    def layer_kind(self, layer_idx: int) -> object:
+        """Layers of equal kind share a key layout, hence a mask (HybridCache: sliding vs global)."""
+        return None
+
+    def attention_key_length(self, query_length: int, layer_idx: int = 0) -> int:
+        """Length S of the key axis attention sees once `query_length` new positions are written."""
+        return self.get_seq_length() + query_length
+
+    def key_positions(self, cache_position: torch.Tensor, layer_idx: int = 0) -> torch.Tensor | None:
+        """Absolute position [S] of each key slot attention sees after writing `cache_position` (negative:
+        an empty slot). None: slot i holds position i, for i up to the newest position only."""
+        return None
+
+    def attend(self, query: torch.Tensor, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               cache_kwargs: dict[str, Any], mask: torch.Tensor | None, kernel: Kernel) -> AttentionResult:
+        """Store the new keys/values and run attention for layer `layer_idx`.
+
+        query [B, H, T, D], keys/values [B, Hkv, T, D], mask [B, 1, T, S] or None; `kernel` is the model's
+        attention function over (query, all keys, all values, mask).
+        """
+        keys, values = self.update(key_states, value_states, layer_idx, cache_kwargs)
+        return kernel(query, keys, values, mask)
+
+    def ensure_capacity(self, total_length: int) -> None:
+        """Raise CacheError when `total_length` positions cannot be held correctly (checked before a
+        generate() call starts rather than failing deep inside a step)."""
+
+    # --- prefix reuse and accounting (beyond 4.45) ------------------------------------------------
+    def copy(self) -> "Cache":
+        """An independent cache with the same contents (prefill a prefix once, then fork per prompt)."""
+        return copy.deepcopy(self)
+
+    def fork(self) -> "Cache":
+        """Same as `copy()`; subclasses may share storage until one side writes."""
+        return self.copy()
+
+    def get_memory_footprint(self) -> int:
+        """Bytes held by this cache's tensors (each storage counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for tensor in _tensors_in(vars(self)):
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in seen and storage.nbytes() > 0:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        return total
+
+
+def _tensors_in(value: Any):
+    """Every tensor reachable through dicts, lists, tuples and nested caches."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item)
+    elif isinstance(value, Cache):
+        yield from _tensors_in(vars(value))

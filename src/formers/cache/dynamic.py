@@ -2,6 +2,8 @@
 
 Each layer owns a buffer [B, Hkv, capacity, D] and a length; `update` writes the new positions in
 place and returns views of the filled part. `reserve` lets generate() size the buffers once.
+`fork()` shares the buffers copy-on-write: whichever side writes a layer first copies it, so a
+prefilled prefix can be forked per prompt for the price of one copy, made when it is needed.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class DynamicCache(Cache):
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
         self._lengths: list[int] = []
+        self._shared: list[bool] = []  # layer buffers another cache also points at (copy before writing)
         self._reserved = 0
         self._seen_tokens = 0
 
@@ -57,13 +60,17 @@ class DynamicCache(Cache):
             if layer_idx > len(self._keys):
                 raise IndexError(f"DynamicCache.update: layer {layer_idx} written before layer {len(self._keys)}")
             capacity = max(self._reserved, _round_up(new, _GROWTH_CHUNK))
-            self._keys.append(key_states.new_empty(key_states.shape[:2] + (capacity, key_states.shape[-1])))
-            self._values.append(value_states.new_empty(value_states.shape[:2] + (capacity, value_states.shape[-1])))
+            self._keys.append(self._allocate(key_states, capacity))
+            self._values.append(self._allocate(value_states, capacity))
             self._lengths.append(0)
+            self._shared.append(False)
         start = self._lengths[layer_idx]
         end = start + new
-        if end > self._keys[layer_idx].shape[2]:
-            self._grow(layer_idx, max(end, self._keys[layer_idx].shape[2] * 3 // 2))
+        capacity = self._keys[layer_idx].shape[2]
+        if end > capacity:
+            self._grow(layer_idx, max(end, capacity * 3 // 2))
+        elif self._shared[layer_idx]:
+            self._grow(layer_idx, capacity)
         self._keys[layer_idx][:, :, start:end] = key_states
         self._values[layer_idx][:, :, start:end] = value_states
         self._lengths[layer_idx] = end
@@ -81,13 +88,45 @@ class DynamicCache(Cache):
                 self._grow(idx, total_length)
 
     def _grow(self, layer_idx: int, min_capacity: int) -> None:
+        """Move layer `layer_idx` into fresh, unshared buffers of at least `min_capacity` positions."""
         capacity = _round_up(min_capacity, _GROWTH_CHUNK)
         n = self._lengths[layer_idx]
         for store in (self._keys, self._values):
             old = store[layer_idx]
-            grown = old.new_empty(old.shape[:2] + (capacity, old.shape[-1]))
+            grown = self._allocate(old, capacity)
             grown[:, :, :n] = old[:, :, :n]
             store[layer_idx] = grown
+        self._shared[layer_idx] = False
+
+    def _allocate(self, like: torch.Tensor, capacity: int) -> torch.Tensor:
+        """An uninitialised buffer [B, Hkv, capacity, D] shaped and typed like `like` (hook for offloading)."""
+        return like.new_empty(like.shape[:2] + (capacity, like.shape[-1]))
+
+    # --- reuse ----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every position; the buffers stay allocated for the next prompt."""
+        self._lengths = [0] * len(self._lengths)
+        self._seen_tokens = 0
+
+    def fork(self) -> "DynamicCache":
+        """A cache with the same contents that shares the buffers until either side writes a layer."""
+        child = type(self).__new__(type(self))
+        child.__dict__.update(self.__dict__)
+        child._keys, child._values = list(self._keys), list(self._values)
+        child._lengths = list(self._lengths)
+        self._shared = [True] * len(self._keys)
+        child._shared = [True] * len(self._keys)
+        return child
+
+    def copy(self) -> "DynamicCache":
+        """An independent cache holding a copy of the filled positions only."""
+        child = self.fork()
+        for idx in range(len(child)):
+            child._grow(idx, child._lengths[idx] or 1)
+        return child
+
+    def __deepcopy__(self, memo) -> "DynamicCache":
+        return self.copy()
 
     # --- legacy format --------------------------------------------------------------------------
     def to_legacy_cache(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
@@ -115,6 +154,7 @@ class DynamicCache(Cache):
         for store in (self._keys, self._values):
             for idx, (buffer, n) in enumerate(zip(store, self._lengths)):
                 store[idx] = fn(buffer[:, :, :n])
+        self._shared = [False] * len(self._keys)  # fn made new tensors
         self._reserved = 0
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:

@@ -1,13 +1,18 @@
-"""Generation: configuration, logits processors, stopping criteria and streamers (transformers' names).
+"""Generation: configuration, logits processors, stopping criteria, beam scorers, constraints, watermarking,
+streamers and outputs (transformers' names).
 
-`GenerationMixin` (the generate() loop) lives in `.utils`; it is exposed lazily below so importing this
-package does not pull in the models.
+`GenerationMixin` (generate()) and the candidate generators of assisted decoding are served lazily
+below, so importing this package does not pull in the decoding strategies.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+from .beam_constraints import Constraint, ConstraintListState, DisjunctiveConstraint, PhrasalConstraint
+from .beam_search import BeamHypotheses, BeamScorer, BeamSearchScorer
 from .configuration_utils import GenerationConfig, GenerationMode, WatermarkingConfig
+from .constrained_scorer import ConstrainedBeamSearchScorer
 from .logits_process import (
     ClassifierFreeGuidanceLogitsProcessor, EncoderNoRepeatNGramLogitsProcessor,
     EncoderRepetitionPenaltyLogitsProcessor, EpsilonLogitsWarper, EtaLogitsWarper, ExponentialDecayLengthPenalty,
@@ -16,23 +21,35 @@ from .logits_process import (
     MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor, MinPLogitsWarper, NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor, PrefixConstrainedLogitsProcessor, RepetitionPenaltyLogitsProcessor,
     SequenceBiasLogitsProcessor, SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor,
-    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper, build_logits_processor,
+    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper,
+    UnbatchedClassifierFreeGuidanceLogitsProcessor, WatermarkLogitsProcessor, build_logits_processor,
+)
+from .outputs import (
+    BeamSampleDecoderOnlyOutput, BeamSampleEncoderDecoderOutput, BeamSearchDecoderOnlyOutput,
+    BeamSearchEncoderDecoderOutput, ContrastiveSearchDecoderOnlyOutput, ContrastiveSearchEncoderDecoderOutput,
+    GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
+    GenerateEncoderDecoderOutput, GreedySearchDecoderOnlyOutput, GreedySearchEncoderDecoderOutput,
+    SampleDecoderOnlyOutput, SampleEncoderDecoderOutput,
 )
 from .stopping_criteria import (
-    EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria, StoppingCriteria, StoppingCriteriaList,
-    build_stopping_criteria,
+    ConfidenceCriteria, EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria,
+    StoppingCriteria, StoppingCriteriaList, StopStringCriteria, build_stopping_criteria, validate_stopping_criteria,
 )
 from .streamers import AsyncTextIteratorStreamer, BaseStreamer, TextIteratorStreamer, TextStreamer
+from .watermarking import WatermarkDetector, WatermarkDetectorOutput
 
-# Names served lazily from `.utils` (the lead's generate loop): add more here as they appear there.
-_LAZY_FROM_UTILS = ("GenerationMixin",)
+# name -> submodule, imported on first access
+_LAZY = {
+    "GenerationMixin": "utils",
+    "CandidateGenerator": "strategies.candidates",
+    "AssistedCandidateGenerator": "strategies.candidates",
+    "PromptLookupCandidateGenerator": "strategies.candidates",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_FROM_UTILS:
-        from . import utils
-
-        return getattr(utils, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -47,8 +64,18 @@ __all__ = [
     "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
     "LogitNormalization", "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
     "HammingDiversityLogitsProcessor", "PrefixConstrainedLogitsProcessor", "ClassifierFreeGuidanceLogitsProcessor",
-    "StoppingCriteria", "StoppingCriteriaList", "MaxLengthCriteria", "MaxTimeCriteria", "EosTokenCriteria",
-    "build_stopping_criteria",
+    "UnbatchedClassifierFreeGuidanceLogitsProcessor", "WatermarkLogitsProcessor",
+    "StoppingCriteria", "StoppingCriteriaList", "MaxLengthCriteria", "MaxTimeCriteria",
+    "EosTokenCriteria", "StopStringCriteria", "ConfidenceCriteria", "build_stopping_criteria",
+    "validate_stopping_criteria",
+    "BeamScorer", "BeamSearchScorer", "ConstrainedBeamSearchScorer", "BeamHypotheses",
+    "Constraint", "PhrasalConstraint", "DisjunctiveConstraint", "ConstraintListState",
+    "WatermarkDetector", "WatermarkDetectorOutput",
+    "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput", "GenerateEncoderDecoderOutput",
+    "GenerateBeamEncoderDecoderOutput", "GreedySearchDecoderOnlyOutput", "SampleDecoderOnlyOutput",
+    "ContrastiveSearchDecoderOnlyOutput", "BeamSearchDecoderOnlyOutput", "BeamSampleDecoderOnlyOutput",
+    "GreedySearchEncoderDecoderOutput", "SampleEncoderDecoderOutput", "ContrastiveSearchEncoderDecoderOutput",
+    "BeamSearchEncoderDecoderOutput", "BeamSampleEncoderDecoderOutput",
     "BaseStreamer", "TextStreamer", "TextIteratorStreamer", "AsyncTextIteratorStreamer",
-    *_LAZY_FROM_UTILS,
+    *_LAZY,
 ]

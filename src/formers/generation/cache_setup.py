@@ -1,19 +1,104 @@
-"""Which cache generate() decodes with: the user's, or a new one of the configured kind."""
+"""Which cache generate() decodes with: the user's, or a new one of `cache_implementation`.
+
+Fixed-shape caches ("static", "offloaded_static", "sliding_window", "hybrid") are kept on the model
+(`model._cache`, as transformers does) and reused through `reset()` — their buffers keep the same
+addresses, so a compiled forward is not recompiled — unless the batch size, dtype or device changes
+or a longer generation needs more room.
+"""
 from __future__ import annotations
 
-from ..cache import Cache, DynamicCache
-from ..errors import GenerationError
+from typing import Callable
+
+import torch
+
+from ..cache import (Cache, DynamicCache, HQQQuantizedCache, HybridCache, OffloadedCache, OffloadedStaticCache,
+                     QuantizedCache, QuantizedCacheConfig, QuantoQuantizedCache, SlidingWindowCache, StaticCache)
+from ..cache.config import StaticCacheConfig
+from ..cache.static import sliding_window_of
+from ..errors import ConfigError, GenerationError
+
+# cache_implementation -> class built from (config, batch_size, max_cache_len, device, dtype)
+FIXED_SHAPE_CACHES: dict[str, type[StaticCache]] = {
+    "static": StaticCache, "offloaded_static": OffloadedStaticCache, "sliding_window": SlidingWindowCache,
+    "hybrid": HybridCache,
+}
 
 
 def prepare_generation_cache(model, generation_config, user_cache, use_cache: bool | None, *, batch_size: int,
-                             max_length: int) -> Cache | None:
-    """None when caching is off; the user's cache (legacy tuples converted); else a fresh cache of
-    `generation_config.cache_implementation` sized for `batch_size` rows of `max_length` positions."""
+                             max_length: int, device: torch.device | None = None,
+                             dtype: torch.dtype | None = None) -> Cache | None:
+    """None when caching is off; the user's cache (legacy tuples converted); else a cache of
+    `generation_config.cache_implementation` (DynamicCache when unset) for `batch_size` rows of
+    `max_length` positions, on `device` in `dtype` (default: the model's)."""
     if use_cache is False or (use_cache is None and not generation_config.use_cache):
         return None
+    implementation = generation_config.cache_implementation
     if user_cache is not None:
-        return user_cache if isinstance(user_cache, Cache) else DynamicCache.from_legacy_cache(user_cache)
-    if generation_config.cache_implementation is not None:
-        raise GenerationError(f"generate(): cache_implementation={generation_config.cache_implementation!r} "
-                              f"is not supported yet by formers")
-    return DynamicCache()
+        if implementation is not None:
+            raise GenerationError(f"generate(): pass either `past_key_values` or `cache_implementation` "
+                                  f"({implementation!r}), not both")
+        cache = user_cache if isinstance(user_cache, Cache) else DynamicCache.from_legacy_cache(user_cache)
+        cache.ensure_capacity(max_length)
+        return cache
+    if implementation is None:
+        return DynamicCache()
+    builder = _BUILDERS.get(implementation)
+    if builder is None:
+        raise GenerationError(f"generate(): cache_implementation={implementation!r} is not one of "
+                              f"{sorted(_BUILDERS)}")
+    return builder(model, generation_config, batch_size, max_length, device or model.device, dtype or model.dtype)
+
+
+def _fixed_shape(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:
+    """The model's kept cache when it fits this call (reset), else a new one kept in its place."""
+    implementation = generation_config.cache_implementation
+    if implementation == "static" and generation_config.cache_config is not None:
+        _static_config(generation_config.cache_config).validate()
+    cls = FIXED_SHAPE_CACHES[implementation]
+    config = model.config
+    wanted = max_length
+    if implementation == "sliding_window" and sliding_window_of(config) is not None:
+        wanted = min(sliding_window_of(config), max_length)
+    kept = model.__dict__.get("_cache")
+    if (type(kept) is cls and kept.batch_size == batch_size and kept.max_cache_len >= wanted
+            and kept.dtype == dtype and kept.device == torch.device(device)):
+        kept.reset()
+        return kept
+    cache = cls(config, batch_size=batch_size, max_cache_len=max_length, device=device, dtype=dtype)
+    model._cache = cache
+    return cache
+
+
+def _static_config(value) -> StaticCacheConfig:
+    return value if isinstance(value, StaticCacheConfig) else StaticCacheConfig.from_dict(dict(value))
+
+
+def _quantized(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:
+    value = generation_config.cache_config
+    if value is None:
+        config = QuantizedCacheConfig()
+    elif isinstance(value, QuantizedCacheConfig):
+        config = value
+    elif isinstance(value, dict):
+        config = QuantizedCacheConfig.from_dict(value)
+    else:
+        raise ConfigError(f"generate(): cache_config for cache_implementation='quantized' must be a dict or a "
+                          f"QuantizedCacheConfig, got {type(value).__name__}")
+    config.validate()
+    backends = {"native": QuantizedCache, "quanto": QuantoQuantizedCache, "HQQ": HQQQuantizedCache}
+    return backends[config.backend](config)
+
+
+def _offloaded(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:
+    return OffloadedCache()
+
+
+def _mamba(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:
+    raise GenerationError(f"generate(): cache_implementation='mamba' is for Mamba models; "
+                          f"{type(model).__name__} has attention layers (use 'static', 'sliding_window', ...)")
+
+
+_BUILDERS: dict[str, Callable[..., Cache]] = {
+    **{name: _fixed_shape for name in FIXED_SHAPE_CACHES},
+    "quantized": _quantized, "offloaded": _offloaded, "mamba": _mamba,
+}

@@ -23,6 +23,10 @@ class _BuildContext:
     device: torch.device | str
     encoder_input_ids: torch.Tensor | None
     prefix_allowed_tokens_fn: Callable | None
+    model: Any = None
+    negative_prompt_ids: torch.Tensor | None = None
+    negative_prompt_attention_mask: torch.Tensor | None = None
+    use_cache: bool = True
 
     def need_eos(self, field: str) -> torch.Tensor:
         if self.eos is None:
@@ -34,6 +38,12 @@ class _BuildContext:
             raise GenerationError(f"`{field}` needs `encoder_input_ids` (the prompt ids for decoder-only models), "
                                   "but none were given to build_logits_processor")
         return self.encoder_input_ids
+
+
+    def need_model(self, field: str) -> Any:
+        if self.model is None:
+            raise GenerationError(f"`{field}` needs the model (pass `model=` to build_logits_processor)")
+        return self.model
 
 
 def _unsupported(field: str, why: str) -> Callable[[_BuildContext], Any]:
@@ -49,6 +59,14 @@ def _begin_suppress(ctx: _BuildContext) -> lp.LogitsProcessor:
     return lp.SuppressTokensAtBeginLogitsProcessor(cfg.begin_suppress_tokens, begin, device=ctx.device)
 
 
+def _watermark(ctx: _BuildContext) -> lp.LogitsProcessor:
+    wm = ctx.config.watermarking_config
+    return lp.WatermarkLogitsProcessor(
+        vocab_size=ctx.need_model("watermarking_config").config.vocab_size, device=ctx.device,
+        greenlist_ratio=wm.greenlist_ratio, bias=wm.bias, hashing_key=wm.hashing_key,
+        seeding_scheme=wm.seeding_scheme, context_width=wm.context_width)
+
+
 def _is_set(value: Any) -> bool:
     return value is not None
 
@@ -58,7 +76,9 @@ Row = tuple[str, Callable[[Any, _BuildContext], bool], Callable[[_BuildContext],
 # (field, applies?, build) in the order transformers 4.45 appends processors
 _PROCESSORS: list[Row] = [
     ("guidance_scale", lambda c, x: c.guidance_scale is not None and c.guidance_scale != 1,
-     _unsupported("guidance_scale", "unbatched classifier-free guidance is not implemented in formers")),
+     lambda x: lp.UnbatchedClassifierFreeGuidanceLogitsProcessor(
+         x.config.guidance_scale, x.need_model("guidance_scale"), unconditional_ids=x.negative_prompt_ids,
+         unconditional_attention_mask=x.negative_prompt_attention_mask, use_cache=x.use_cache)),
     ("sequence_bias", lambda c, x: c.sequence_bias is not None,
      lambda x: lp.SequenceBiasLogitsProcessor(sequence_bias=x.config.sequence_bias)),
     ("diversity_penalty", lambda c, x: c.diversity_penalty is not None and c.diversity_penalty > 0.0,
@@ -103,8 +123,7 @@ _PROCESSORS: list[Row] = [
     ("forced_decoder_ids", lambda c, x: c.forced_decoder_ids is not None,
      _unsupported("forced_decoder_ids", "it is not supported (as in transformers 4.45): pass the forced ids as "
                   "`input_ids` / `decoder_input_ids` instead")),
-    ("watermarking_config", lambda c, x: c.watermarking_config is not None,
-     _unsupported("watermarking_config", "watermarking is not implemented in formers")),
+    ("watermarking_config", lambda c, x: c.watermarking_config is not None, _watermark),
 ]
 
 
@@ -158,17 +177,23 @@ def build_logits_processor(
     *,
     encoder_input_ids: torch.Tensor | None = None,
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+    model: Any = None,
+    negative_prompt_ids: torch.Tensor | None = None,
+    negative_prompt_attention_mask: torch.Tensor | None = None,
+    use_cache: bool = True,
 ) -> LogitsProcessorList:
     """The processors (then user processors, then sampling warpers, then normalization) a config asks for.
 
     `eos_token_id` is the resolved EOS id tensor (transformers' `generation_config._eos_token_tensor`);
-    `encoder_input_ids` is the prompt for decoder-only models (used by the `encoder_*` options).
+    `encoder_input_ids` is the prompt for decoder-only models (used by the `encoder_*` options); `model`
+    (with the negative prompt) serves classifier-free guidance and watermarking (its vocab size).
     """
     eos = None if eos_token_id is None else as_id_tensor(eos_token_id, device)
     if device is None:
         device = eos.device if eos is not None else "cpu"
     ctx = _BuildContext(generation_config, input_ids_seq_length, eos, device, encoder_input_ids,
-                        prefix_allowed_tokens_fn)
+                        prefix_allowed_tokens_fn, model, negative_prompt_ids, negative_prompt_attention_mask,
+                        use_cache)
     processors = LogitsProcessorList(
         build(ctx) for _, applies, build in _PROCESSORS if applies(generation_config, ctx))
     processors = merge_user_list(processors, user_processors)

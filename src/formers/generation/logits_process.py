@@ -254,6 +254,8 @@ class ClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
         return uncond + (cond - uncond) * self.guidance_scale
 
 
+from .guidance import UnbatchedClassifierFreeGuidanceLogitsProcessor  # noqa: E402
+from .watermarking import WatermarkLogitsProcessor  # noqa: E402
 from .logits_builder import build_logits_processor  # noqa: E402  (the builder uses the classes above)
 
 __all__ = [
@@ -266,4 +268,5 @@ __all__ = [
     "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
     "LogitNormalization", "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
     "HammingDiversityLogitsProcessor", "PrefixConstrainedLogitsProcessor", "ClassifierFreeGuidanceLogitsProcessor",
+    "UnbatchedClassifierFreeGuidanceLogitsProcessor", "WatermarkLogitsProcessor",
 ]

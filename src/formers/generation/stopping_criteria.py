@@ -5,8 +5,10 @@ device, so evaluating the criteria never waits for the accelerator.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -71,6 +73,18 @@ class EosTokenCriteria(StoppingCriteria):
         return torch.isin(input_ids[:, -1], self.eos_token_id)
 
 
+class ConfidenceCriteria(StoppingCriteria):
+    """Assistant models: a row is done once the probability of its newest token under the latest scores
+    (`scores[-1]`, as recorded during generation) falls below `assistant_confidence_threshold`."""
+
+    def __init__(self, assistant_confidence_threshold: float):
+        self.assistant_confidence_threshold = assistant_confidence_threshold
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        probs = scores[-1].softmax(-1)
+        return probs.gather(1, input_ids[:, -1:]).squeeze(1) < self.assistant_confidence_threshold
+
+
 class StoppingCriteriaList(list):
     """Criteria OR-ed together into one bool tensor [B]."""
 
@@ -87,6 +101,17 @@ class StoppingCriteriaList(list):
             if isinstance(criteria, MaxLengthCriteria):
                 return criteria.max_length
         return None
+
+
+def validate_stopping_criteria(stopping_criteria: StoppingCriteriaList, max_length: int) -> StoppingCriteriaList:
+    """A copy of the list that stops at `max_length` (warning when it held a different max length)."""
+    stopping_max_length = stopping_criteria.max_length
+    new = copy.deepcopy(stopping_criteria)
+    if stopping_max_length is not None and stopping_max_length != max_length:
+        warnings.warn("You set different `max_length` for stopping criteria and `max_length` parameter", UserWarning)
+    elif stopping_max_length is None:
+        new.append(MaxLengthCriteria(max_length=max_length))
+    return new
 
 
 def build_stopping_criteria(
@@ -110,9 +135,14 @@ def build_stopping_criteria(
         if tokenizer is None:
             raise GenerationError("`stop_strings` is set, but no tokenizer was given: pass the model's tokenizer "
                                   "to generate(tokenizer=...) to use stop strings")
-        raise GenerationError("`stop_strings` is not implemented in formers yet")
+        criteria.append(StopStringCriteria(stop_strings=generation_config.stop_strings, tokenizer=tokenizer))
     eos = eos_token_id if eos_token_id is not None else generation_config.eos_token_id
     if eos is not None:
         criteria.append(EosTokenCriteria(eos_token_id=eos))
-    # ConfidenceCriteria (assistant models) is not built: assisted generation handles it itself.
+    threshold = generation_config.assistant_confidence_threshold
+    if generation_config.is_assistant and threshold is not None and threshold > 0:
+        criteria.append(ConfidenceCriteria(assistant_confidence_threshold=threshold))
     return merge_user_list(criteria, user_criteria, kind="stopping criteria")
+
+
+from .stop_strings import StopStringCriteria  # noqa: E402  (it subclasses StoppingCriteria above)

@@ -77,9 +77,13 @@ class Attention(nn.Module):
         k = self.k_proj(hidden).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(hidden).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx, {"sin": sin, "cos": cos, "cache_position": cache_position})
         kernel = ATTENTION_FUNCTIONS["eager" if output_attentions else self.implementation]
-        out, weights = kernel(q, k, v, mask, self.num_heads // self.num_kv_heads, self.dropout, self.training)
+        n_rep, dropout = self.num_heads // self.num_kv_heads, self.dropout if self.training else 0.0
+        if cache is None:
+            out, weights = kernel(q, k, v, mask, n_rep, dropout, self.training)
+        else:  # the cache stores k/v and runs the kernel (or attends its own way, e.g. over quantized blocks)
+            cache_kwargs = {"sin": sin, "cos": cos, "cache_position": cache_position}
+            out, weights = cache.attend(q, k, v, self.layer_idx, cache_kwargs, mask,
+                                        lambda q_, k_, v_, m_: kernel(q_, k_, v_, m_, n_rep, dropout, self.training))
         out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
         return self.o_proj(out), weights

@@ -80,6 +80,26 @@ class DecoderModel(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
 
+    def _attention_masks(self, attention_mask, cache_position, cache: Cache | None, length: int, dtype,
+                         output_attentions: bool) -> list:
+        """The mask of every layer, built once per (sliding window, cache layout) pair; the cache says how
+        its key slots map to positions. `length` is the query length with a cache, the key length without."""
+        implicit = self.config._attn_implementation != "eager" and not output_attentions
+        built, masks = {}, []
+        for idx, layer in enumerate(self.layers):
+            window = layer.self_attn.sliding_window
+            group = (window, cache.layer_kind(idx) if cache is not None else None)
+            if group not in built:
+                if cache is None:
+                    key_length, key_positions = length, None
+                else:
+                    key_length = cache.attention_key_length(length, idx)
+                    key_positions = cache.key_positions(cache_position, idx)
+                built[group] = build_attention_mask(attention_mask, cache_position, key_length, dtype, window,
+                                                    allow_implicit_causal=implicit, key_positions=key_positions)
+            masks.append(built[group])
+        return masks
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache_position=None, **kwargs):
@@ -96,27 +116,22 @@ class DecoderModel(PreTrainedModel):
         if return_legacy_cache:  # None or legacy tuples, as transformers accepts
             past_key_values = DynamicCache.from_legacy_cache(past_key_values)
         cache = past_key_values if use_cache else None
-        past_length = past_key_values.get_seq_length() if isinstance(past_key_values, Cache) else 0
         query_length = hidden.shape[1]
+        if cache_position is None or cache is None:  # a static cache's length is a device read: only here
+            past_length = past_key_values.get_seq_length() if isinstance(past_key_values, Cache) else 0
         if cache_position is None:
             cache_position = torch.arange(past_length, past_length + query_length, device=hidden.device)
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)
-
-        key_length = cache.attention_key_length(query_length) if cache is not None else past_length + query_length
-        masks = {
-            window: build_attention_mask(attention_mask, cache_position, key_length, hidden.dtype, window,
-                                         allow_implicit_causal=config._attn_implementation != "eager"
-                                         and not output_attentions)
-            for window in {layer.self_attn.sliding_window for layer in self.layers}
-        }
+        masks = self._attention_masks(attention_mask, cache_position, cache,
+                                      query_length if cache is not None else past_length + query_length,
+                                      hidden.dtype, output_attentions)
         cos, sin = self.rotary_emb(hidden, position_ids)
         all_hidden, all_attentions = [], []
-        for layer in self.layers:
+        for layer, mask in zip(self.layers, masks):
             if output_hidden_states:
                 all_hidden.append(hidden)
-            hidden, weights = layer(hidden, cos, sin, masks[layer.self_attn.sliding_window], cache,
-                                    cache_position, output_attentions)
+            hidden, weights = layer(hidden, cos, sin, mask, cache, cache_position, output_attentions)
             if output_attentions:
                 all_attentions.append(weights)
         hidden = self.norm(hidden)

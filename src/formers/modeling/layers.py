@@ -25,7 +25,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _USE_ONEDNN and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
-                and self.weight.dtype == torch.float32:
+                and self.weight.dtype == torch.float32 and not torch.compiler.is_compiling():  # inductor: F.linear
             return _onednn_linear(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 

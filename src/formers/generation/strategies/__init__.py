@@ -1,0 +1,55 @@
+"""Decoding strategies: one module per family, one table from GenerationMode to runner.
+
+A runner takes (ctx, prompt, cache) and returns the output dataclass with `past_key_values` set to the
+cache it decoded with; generate() turns that into the user-facing return value.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ...errors import GenerationError
+from ..configuration_utils import GenerationMode
+from .assisted import run_assisted
+from .beam import run_beam_search
+from .constrained import run_constrained_beam_search
+from .contrastive import run_contrastive_search
+from .dola import run_dola
+from .group_beam import run_group_beam_search
+from .sample import run_sample
+
+Runner = Callable[..., Any]
+
+RUNNERS: dict[GenerationMode, Runner] = {
+    GenerationMode.GREEDY_SEARCH: run_sample,
+    GenerationMode.SAMPLE: run_sample,
+    GenerationMode.DOLA_GENERATION: run_dola,
+    GenerationMode.CONTRASTIVE_SEARCH: run_contrastive_search,
+    GenerationMode.ASSISTED_GENERATION: run_assisted,
+    GenerationMode.BEAM_SEARCH: run_beam_search,
+    GenerationMode.BEAM_SAMPLE: run_beam_search,
+    GenerationMode.GROUP_BEAM_SEARCH: run_group_beam_search,
+    GenerationMode.CONSTRAINED_BEAM_SEARCH: run_constrained_beam_search,
+}
+
+
+def run_strategy(mode: GenerationMode, ctx, prompt, cache):
+    return RUNNERS[mode](ctx, prompt, cache)
+
+
+def validate_mode(mode: GenerationMode, config, prompt, streamer, use_cache: bool) -> None:
+    """The per-mode refusals of transformers 4.45 (batched assisted decoding is allowed here)."""
+    if streamer is not None and config.num_beams > 1:
+        raise GenerationError("`streamer` cannot be used with beam search (yet!): set `num_beams=1`")
+    if mode is GenerationMode.ASSISTED_GENERATION:
+        if config.num_return_sequences > 1:
+            raise GenerationError(f"num_return_sequences has to be 1 when doing assisted generate, but is "
+                                  f"{config.num_return_sequences}")
+        if not use_cache:
+            raise GenerationError("assisted generate requires `use_cache=True`")
+        if streamer is not None and prompt.batch_size > 1:
+            raise GenerationError("a streamer takes one row: stream assisted decoding one prompt at a time")
+        if config.cache_implementation in ("static", "hybrid", "sliding_window"):
+            raise GenerationError("assisted generate is not supported with static cache classes "
+                                  f"(`cache_implementation={config.cache_implementation!r}`)")
+    if mode is GenerationMode.CONTRASTIVE_SEARCH and not use_cache:
+        raise GenerationError("Contrastive search requires `use_cache=True`")

@@ -1,0 +1,88 @@
+"""Beam search and beam sampling (transformers' `_beam_search`), scored on the device.
+
+Each step: log-softmax the last logits of all B*K beams, run the processors, add the running beam
+scores, then pick 2K (more with several EOS ids) candidates per prompt over its K*V continuations
+(top-k, or multinomial draws sorted by score when sampling) and let the scorer choose the next beams.
+The only host read per step is "every prompt done, or a stopping criterion fired everywhere?".
+"""
+from __future__ import annotations
+
+import torch
+
+from ..beam_search import BeamSearchScorer
+from .sample import start_batch
+
+
+def candidate_count(ctx, beams: int) -> int:
+    """Candidates kept per prompt: enough that `beams` of them are not EOS."""
+    n_eos = ctx.eos.shape[0] if ctx.eos is not None else 0
+    return max(2, 1 + n_eos) * beams
+
+
+def new_history(ctx, rows: int, device) -> torch.Tensor | None:
+    """Beam-index histories [rows, 0], tracked when scores are returned (as transformers)."""
+    config = ctx.config
+    if config.return_dict_in_generate and config.output_scores:
+        return torch.zeros((rows, 0), dtype=torch.long, device=device)
+    return None
+
+
+def finish(ctx, batch, scorer, beam_scores, history, prompt_len: int):
+    """Finalize the scorer into the beam output (scores and indices only when scores were recorded)."""
+    out = scorer.finalize(batch.tokens(), beam_scores, None, None, max_length=ctx.criteria.max_length,
+                          pad_token_id=ctx.pad, eos_token_id=ctx.eos, beam_indices=history,
+                          decoder_prompt_len=prompt_len)
+    track = history is not None
+    sequences = out["sequences"]
+    if batch.offset:  # embeds-only prompt: transformers returns the new tokens only
+        sequences = sequences[:, batch.prompt_len:]
+    return ctx.recorder.beam(sequences, out["sequence_scores"] if track else None,
+                             out["beam_indices"] if track else None, batch.cache)
+
+
+def stop_now(ctx, batch, scorer) -> bool:
+    """The one host read per step: all prompts done, every row stopped, or the buffer is full."""
+    if batch.cur >= batch.capacity:
+        return True
+    stopped = ctx.criteria(batch.tokens(), ctx.recorder.scores_so_far()).all()
+    return bool(scorer.is_done | stopped)
+
+
+def run_beam_search(ctx, prompt, cache):
+    config, model, rec = ctx.config, ctx.model, ctx.recorder
+    beams, prompts, device = config.num_beams, prompt.batch_size, prompt.device
+    scorer = BeamSearchScorer(prompts, beams, device, length_penalty=config.length_penalty,
+                              do_early_stopping=config.early_stopping,
+                              num_beam_hyps_to_keep=config.num_return_sequences, max_length=config.max_length)
+    batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
+    prompt_len = batch.cur
+    beam_scores = torch.zeros((prompts, beams), dtype=torch.float, device=device)
+    beam_scores[:, 1:] = -1e9  # only the first beam's continuations compete at the first step
+    beam_scores = beam_scores.view(-1)
+    history = new_history(ctx, prompts * beams, device)
+    n_cands = candidate_count(ctx, beams)
+    while True:
+        out = batch.forward(model, output_attentions=config.output_attentions,
+                            output_hidden_states=config.output_hidden_states)
+        logits = out.logits[:, -1, :].float()
+        processed = ctx.processors(batch.tokens(), torch.log_softmax(logits, dim=-1))
+        rec.add(processed, logits, out)
+        vocab = processed.shape[-1]
+        totals = (processed + beam_scores[:, None]).view(prompts, beams * vocab)
+        if config.do_sample:
+            picks = ctx.sampler.multinomial(torch.softmax(totals, dim=-1), n_cands)
+            cand_scores, order = torch.sort(totals.gather(-1, picks), descending=True, dim=1)
+            picks = picks.gather(-1, order)
+        else:
+            cand_scores, picks = torch.topk(totals, n_cands, dim=1, largest=True, sorted=True)
+        chosen = scorer.process(batch.tokens(), cand_scores, picks % vocab, torch.div(picks, vocab,
+                                rounding_mode="floor"), pad_token_id=ctx.pad, eos_token_id=ctx.eos,
+                                beam_indices=history, decoder_prompt_len=prompt_len)
+        beam_scores, source = chosen["next_beam_scores"], chosen["next_beam_indices"]
+        batch.reorder(source)
+        batch.append(chosen["next_beam_tokens"])
+        if history is not None:
+            history = torch.cat([history[source], source[:, None]], dim=-1)
+        if stop_now(ctx, batch, scorer):
+            break
+    return finish(ctx, batch, scorer, beam_scores, history, prompt_len)

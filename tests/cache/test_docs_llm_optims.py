@@ -1,0 +1,188 @@
+"""transformers 4.45's docs/source/en/llm_optims.md, "Static kv-cache and torch.compile": the examples
+run as written except `transformers` -> `formers`, stories260K for the hub ids and "cpu" for "cuda"
+(marked slow: inductor compiles for a while on CPU). The fast tests check what makes them worthwhile:
+a StaticCache decode step compiled with fullgraph=True is traced once and never again, across steps
+and across generate() calls.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+
+from ..conftest import STORIES, requires_shared
+
+
+class CountingBackend:
+    """A torch.compile backend that runs the traced graph as is and counts the graphs it was given."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, graph_module, example_inputs):
+        self.graphs += 1
+        return graph_module.forward
+
+
+def decode_one_tokens(model, cur_token, input_pos, cache_position, past_key_values):
+    logits = model(
+        cur_token,
+        position_ids=input_pos,
+        cache_position=cache_position,
+        past_key_values=past_key_values,
+        return_dict=False,
+        use_cache=True
+    )[0]
+    new_token = torch.argmax(logits[:, -1], dim=-1)[:, None]
+    return new_token
+
+
+@pytest.mark.parametrize("cache_class", ["StaticCache", "SlidingWindowCache"])
+def test_compiled_decode_step_is_traced_once(cache_class, mistral_dir):
+    """fullgraph=True succeeds, and 12 decode steps (past the 6-token window) reuse one graph."""
+    model = formers.AutoModelForCausalLM.from_pretrained(mistral_dir)
+    ids = torch.randint(3, 128, (2, 5), generator=torch.Generator().manual_seed(0))
+
+    def run(step) -> torch.Tensor:
+        cache = getattr(formers, cache_class)(config=model.config, max_batch_size=2, max_cache_len=64)
+        with torch.no_grad():
+            logits = model(ids, cache_position=torch.arange(5), past_key_values=cache, return_dict=False,
+                           use_cache=True)[0]
+            tokens = [torch.argmax(logits[:, -1], dim=-1)[:, None]]
+            cache_position = torch.tensor([5])
+            for _ in range(12):
+                tokens.append(step(model, tokens[-1].clone(), None, cache_position, cache))
+                cache_position += 1
+        return torch.cat([ids, *tokens], dim=1)
+
+    backend = CountingBackend()
+    compiled = run(torch.compile(decode_one_tokens, backend=backend, fullgraph=True))
+    assert backend.graphs == 1
+    assert torch.equal(compiled, run(decode_one_tokens))
+    dynamic = formers.DynamicCache()  # and the cache agrees with the default one
+    with torch.no_grad():
+        logits = model(ids, past_key_values=dynamic, use_cache=True).logits
+        tokens = [torch.argmax(logits[:, -1], dim=-1)[:, None]]
+        for _ in range(12):
+            tokens.append(torch.argmax(model(tokens[-1], past_key_values=dynamic).logits[:, -1], -1)[:, None])
+    assert torch.equal(compiled, torch.cat([ids, *tokens], dim=1))
+
+
+@requires_shared(STORIES)
+def test_compiled_forward_with_static_generate_is_not_recompiled_between_calls():
+    model = formers.AutoModelForCausalLM.from_pretrained(STORIES)
+    tokenizer = formers.AutoTokenizer.from_pretrained(STORIES)
+    inputs = tokenizer("The theory of special relativity states ", return_tensors="pt")
+    expected = model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=2)
+    model.generation_config.cache_implementation = "static"
+    backend = CountingBackend()
+    model.forward = torch.compile(model.forward, backend=backend, fullgraph=True)
+    for _ in range(3):
+        assert torch.equal(model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=2), expected)
+    assert backend.graphs == 2  # one prefill graph, one decode graph, for all three calls
+
+
+@pytest.mark.slow
+@requires_shared(STORIES)
+def test_llm_optims_cache_implementation_static():
+    from formers import AutoTokenizer, AutoModelForCausalLM
+    import torch
+    import os
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # To prevent long warnings :)
+
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map="auto")
+
+    model.generation_config.cache_implementation = "static"
+
+    model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    input_text = "Relativity states "  # the doc's prompt is 25 stories260K tokens, past max_length=20
+    input_ids = tokenizer(input_text, return_tensors="pt").to("cpu")
+
+    outputs = model.generate(**input_ids)
+    print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
+    assert outputs.shape[1] == 20
+
+
+@pytest.mark.slow
+@requires_shared(STORIES)
+def test_llm_optims_static_cache_passed_to_generate():
+    from formers import AutoTokenizer, AutoModelForCausalLM, StaticCache
+    import torch
+    import os
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # To prevent long warnings :)
+
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map="auto")
+
+    model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    input_text = "The theory of special relativity states "
+    input_ids = tokenizer(input_text, return_tensors="pt").to("cpu")
+    prompt_length = input_ids.input_ids.shape[1]
+    model.generation_config.max_new_tokens = 16
+
+    past_key_values = StaticCache(
+        config=model.config,
+        max_batch_size=1,
+        # If you plan to reuse the cache, make sure the cache length is large enough for all cases
+        max_cache_len=prompt_length+(model.generation_config.max_new_tokens*2),
+        device=model.device,
+        dtype=model.dtype
+    )
+    outputs = model.generate(**input_ids, past_key_values=past_key_values)
+    print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
+
+    # pass in the generated text and the same cache object to continue generation from where it left off. Optionally, in a
+    # multi-turn conversation, append the new user input to the generated text.
+    new_input_ids = outputs
+    outputs = model.generate(new_input_ids, past_key_values=past_key_values)
+    print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
+    assert outputs.shape[1] == prompt_length + 32
+
+
+@pytest.mark.slow
+@requires_shared(STORIES)
+def test_llm_optims_custom_decoding_with_compiled_step():
+    from formers import AutoTokenizer, AutoModelForCausalLM, StaticCache
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    prompts = [
+        "Simply put, the theory of relativity states that ",
+        "My favorite all time favorite condiment is ketchup.",
+    ]
+
+    NUM_TOKENS_TO_GENERATE = 40
+    torch_device = "cpu"
+
+    tokenizer = AutoTokenizer.from_pretrained(STORIES, pad_token="</s>", padding_side="right")
+    model = AutoModelForCausalLM.from_pretrained(STORIES, device_map="auto")  # doc: "sequential" (not accepted yet)
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+
+    batch_size, seq_length = inputs["input_ids"].shape
+    with torch.no_grad():
+        past_key_values = StaticCache(
+            config=model.config, max_batch_size=2, max_cache_len=4096, device=torch_device, dtype=model.dtype
+        )
+        cache_position = torch.arange(seq_length, device=torch_device)
+        generated_ids = torch.zeros(
+            batch_size, seq_length + NUM_TOKENS_TO_GENERATE + 1, dtype=torch.int, device=torch_device
+        )
+        generated_ids[:, cache_position] = inputs["input_ids"].to(torch_device).to(torch.int)
+
+        logits = model(
+            **inputs, cache_position=cache_position, past_key_values=past_key_values,return_dict=False, use_cache=True
+        )[0]
+        next_token = torch.argmax(logits[:, -1], dim=-1)[:, None]
+        generated_ids[:, seq_length] = next_token[:, 0]
+
+        compiled = torch.compile(decode_one_tokens, mode="reduce-overhead", fullgraph=True)
+        cache_position = torch.tensor([seq_length + 1], device=torch_device)
+        for _ in range(1, NUM_TOKENS_TO_GENERATE):
+            with sdpa_kernel(SDPBackend.MATH):
+                next_token = compiled(model, next_token.clone(), None, cache_position, past_key_values)
+                generated_ids[:, cache_position] = next_token.int()
+            cache_position += 1
+
+    text = tokenizer.batch_decode(generated_ids, skip_special_tokens=True)
+    assert len(text) == 2
