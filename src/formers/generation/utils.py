@@ -112,8 +112,8 @@ def _warn_right_padding(prompt, pad) -> None:
 
 def _returned_cache(cache, config: GenerationConfig, user_cache):
     """As 4.45: the default cache goes back as legacy tuples unless `return_legacy_cache=False`."""
-    if cache is None or config.return_legacy_cache is False:
-        return cache
+    if not isinstance(cache, DynamicCache) or config.return_legacy_cache is False:
+        return cache  # caches without a legacy form (static, sliding, ...) come back as they are
     if config.return_legacy_cache or (user_cache is None and type(cache) is DynamicCache):
         return cache.to_legacy_cache()
     return cache

@@ -69,4 +69,8 @@ def _only_causal(attention_mask, query_length: int, key_length: int, sliding_win
         return False
     if sliding_window is not None and key_length >= sliding_window:
         return False
-    return attention_mask is None or bool(attention_mask.all())
+    if attention_mask is None:
+        return True
+    if query_length == 1 and attention_mask.device.type != "cpu":
+        return False  # decoding on an accelerator: an explicit mask is cheaper than a host sync per step
+    return bool(attention_mask.all())
