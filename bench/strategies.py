@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import subprocess
 import sys
 import time
@@ -25,13 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import collect, emit, smollm_checkpoint  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.host_reads import count_reads  # noqa: E402
+
 STRATEGIES = {
     "greedy": dict(do_sample=False),
     "sample": dict(do_sample=True, top_k=50, top_p=0.95, temperature=0.8),
     "beam4": dict(num_beams=4),
     "contrastive": dict(penalty_alpha=0.6, top_k=4),
 }
-READS = ("item", "__bool__", "tolist", "cpu", "__int__", "__float__", "numpy")
 
 
 def prompt_ids(rows: int, length: int, repetitive: bool = False):
@@ -42,27 +42,6 @@ def prompt_ids(rows: int, length: int, repetitive: bool = False):
         return torch.randint(3, 49152, (rows, length), generator=generator)
     unit = torch.randint(3, 49152, (rows, 16), generator=generator)
     return unit.repeat(1, -(-length // 16))[:, :length]
-
-
-@contextlib.contextmanager
-def count_reads():
-    import torch
-
-    counts = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in READS}
-
-    def wrap(name):
-        def read(self, *args, **kwargs):
-            counts[name] += 1
-            return originals[name](self, *args, **kwargs)
-        return read
-    for name in READS:
-        setattr(torch.Tensor, name, wrap(name))
-    try:
-        yield counts
-    finally:
-        for name, method in originals.items():
-            setattr(torch.Tensor, name, method)
 
 
 def best_time(fn, repeats: int) -> float:

@@ -5,8 +5,6 @@ processors and stopping criteria never do; assisted decoding reads per verificat
 """
 from __future__ import annotations
 
-import collections
-import contextlib
 import warnings
 
 import pytest
@@ -14,27 +12,7 @@ import torch
 
 from formers.generation import GenerationConfig, build_logits_processor, build_stopping_criteria
 
-READS = ("item", "__bool__", "tolist", "cpu", "__int__", "__float__", "numpy")
-
-
-@contextlib.contextmanager
-def count_reads():
-    counts = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in READS}
-
-    def wrap(name):
-        def read(self, *args, **kwargs):
-            counts[name] += 1
-            return originals[name](self, *args, **kwargs)
-        return read
-    for name in READS:
-        setattr(torch.Tensor, name, wrap(name))
-    try:
-        yield counts
-    finally:
-        for name, method in originals.items():
-            setattr(torch.Tensor, name, method)
-
+from ..host_reads import count_reads
 
 STEPS = 24
 
