@@ -17,7 +17,19 @@ from .beam_store import FinishedBeams
 
 
 class BeamScorer:
-    """Abstract base of beam scorers."""
+    """Abstract base of beam scorers; holds the settings every scorer validates and keeps."""
+
+    def _init_settings(self, num_beams: int, device, length_penalty: float, do_early_stopping: bool | str,
+                       num_beam_hyps_to_keep: int, num_beam_groups: int, max_length: int | None) -> None:
+        check_beam_args(num_beams, num_beam_groups, do_early_stopping, max_length)
+        self.num_beams = num_beams
+        self.device = device
+        self.length_penalty = length_penalty
+        self.do_early_stopping = do_early_stopping
+        self.num_beam_hyps_to_keep = num_beam_hyps_to_keep
+        self.num_beam_groups = num_beam_groups
+        self.group_size = num_beams // num_beam_groups
+        self.max_length = max_length
 
     def process(self, input_ids: torch.LongTensor, next_scores: torch.FloatTensor, next_tokens: torch.LongTensor,
                 next_indices: torch.LongTensor, **kwargs: Any) -> UserDict:
@@ -63,15 +75,8 @@ class BeamSearchScorer(BeamScorer):
     def __init__(self, batch_size: int, num_beams: int, device: torch.device | str, length_penalty: float = 1.0,
                  do_early_stopping: bool | str = False, num_beam_hyps_to_keep: int = 1, num_beam_groups: int = 1,
                  max_length: int | None = None):
-        check_beam_args(num_beams, num_beam_groups, do_early_stopping, max_length)
-        self.num_beams = num_beams
-        self.device = device
-        self.length_penalty = length_penalty
-        self.do_early_stopping = do_early_stopping
-        self.num_beam_hyps_to_keep = num_beam_hyps_to_keep
-        self.num_beam_groups = num_beam_groups
-        self.group_size = num_beams // num_beam_groups
-        self.max_length = max_length
+        self._init_settings(num_beams, device, length_penalty, do_early_stopping, num_beam_hyps_to_keep,
+                            num_beam_groups, max_length)
         self.batch_size = batch_size
         self._finished = FinishedBeams(batch_size * num_beam_groups, self.group_size, device)
         self._done = torch.zeros(batch_size * num_beam_groups, dtype=torch.bool, device=device)

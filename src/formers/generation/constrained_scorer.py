@@ -15,21 +15,15 @@ import torch
 
 from ..errors import GenerationError
 from .beam_constraints import Constraint, ConstraintListState
-from .beam_search import BeamHypotheses, BeamScorer, assemble, check_beam_args
+from .beam_search import BeamHypotheses, BeamScorer, assemble
 
 
 class ConstrainedBeamSearchScorer(BeamScorer):
     def __init__(self, batch_size: int, num_beams: int, constraints: list[Constraint], device: torch.device | str,
                  length_penalty: float = 1.0, do_early_stopping: bool | str = False, num_beam_hyps_to_keep: int = 1,
                  num_beam_groups: int = 1, max_length: int | None = None):
-        check_beam_args(num_beams, num_beam_groups, do_early_stopping, max_length)
-        self.num_beams = num_beams
-        self.device = device
-        self.length_penalty = length_penalty
-        self.do_early_stopping = do_early_stopping
-        self.num_beam_hyps_to_keep = num_beam_hyps_to_keep
-        self.num_beam_groups = num_beam_groups
-        self.group_size = num_beams // num_beam_groups
+        self._init_settings(num_beams, device, length_penalty, do_early_stopping, num_beam_hyps_to_keep,
+                            num_beam_groups, max_length)
         self.constraints = constraints
         self._beam_hyps = [BeamHypotheses(num_beams, length_penalty, do_early_stopping, max_length)
                            for _ in range(batch_size)]

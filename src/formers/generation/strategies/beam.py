@@ -19,6 +19,13 @@ def candidate_count(ctx, beams: int) -> int:
     return max(2, 1 + n_eos) * beams
 
 
+def initial_beam_scores(prompts: int, beams: int, device) -> torch.Tensor:
+    """[prompts * beams]: only the first beam's continuations compete at the first step."""
+    scores = torch.zeros((prompts, beams), dtype=torch.float, device=device)
+    scores[:, 1:] = -1e9
+    return scores.view(-1)
+
+
 def new_history(ctx, rows: int, device) -> torch.Tensor | None:
     """Beam-index histories [rows, 0], tracked when scores are returned (as transformers)."""
     config = ctx.config
@@ -56,9 +63,7 @@ def run_beam_search(ctx, prompt, cache):
                               num_beam_hyps_to_keep=config.num_return_sequences, max_length=config.max_length)
     batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
     prompt_len = batch.cur
-    beam_scores = torch.zeros((prompts, beams), dtype=torch.float, device=device)
-    beam_scores[:, 1:] = -1e9  # only the first beam's continuations compete at the first step
-    beam_scores = beam_scores.view(-1)
+    beam_scores = initial_beam_scores(prompts, beams, device)
     history = new_history(ctx, prompts * beams, device)
     n_cands = candidate_count(ctx, beams)
     while True:

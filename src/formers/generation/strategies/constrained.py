@@ -6,7 +6,7 @@ import torch
 from ...errors import GenerationError
 from ..beam_constraints import DisjunctiveConstraint, PhrasalConstraint
 from ..constrained_scorer import ConstrainedBeamSearchScorer
-from .beam import candidate_count, finish, new_history, stop_now
+from .beam import candidate_count, finish, initial_beam_scores, new_history, stop_now
 from .sample import start_batch
 
 
@@ -45,9 +45,7 @@ def run_constrained_beam_search(ctx, prompt, cache):
                                          max_length=config.max_length)
     batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
     prompt_len = batch.cur
-    beam_scores = torch.zeros((prompts, beams), dtype=torch.float, device=device)
-    beam_scores[:, 1:] = -1e9
-    beam_scores = beam_scores.view(-1)
+    beam_scores = initial_beam_scores(prompts, beams, device)
     history = new_history(ctx, prompts * beams, device)
     n_cands = candidate_count(ctx, beams)
     while True:
