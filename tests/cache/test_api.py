@@ -2,6 +2,8 @@
 cache surface generally, against transformers 4.45.2's classes on the same tensors."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import transformers
@@ -168,11 +170,36 @@ def test_cache_configs_round_trip_and_validate(tmp_path):
         formers.StaticCacheConfig(batch_size=1, max_cache_len=0).validate()
 
 
-def test_missing_quantization_packages_are_named():
+def test_missing_quantization_packages_are_named(monkeypatch):
+    for absent in ("quanto", "optimum", "hqq"):  # None in sys.modules: Python's mark of a module that is not there
+        monkeypatch.setitem(sys.modules, absent, None)
     with pytest.raises(CacheError, match="`quanto` package"):
         formers.QuantoQuantizedCache(formers.QuantizedCacheConfig(backend="quanto"))
     with pytest.raises(CacheError, match="`hqq` package"):
         formers.HQQQuantizedCache(formers.QuantizedCacheConfig(backend="HQQ"))
+
+
+def test_package_quantized_caches_check_their_settings_and_report_bytes():
+    with pytest.raises(ConfigError, match="cache_config.nbits: expected 2 or 4 for the quanto backend"):
+        formers.QuantoQuantizedCache({"backend": "quanto", "nbits": 8})
+    with pytest.raises(ConfigError, match="cache_config.axis_key: expected 0 or 1 for the HQQ backend"):
+        formers.HQQQuantizedCache({"backend": "HQQ", "axis_key": -1})
+    torch.manual_seed(0)
+    for cache in (formers.QuantoQuantizedCache({"nbits": 4, "q_group_size": 16, "residual_length": 2}),
+                  formers.HQQQuantizedCache({"nbits": 4, "q_group_size": 16, "residual_length": 2, "axis_key": 1,
+                                             "axis_value": 1, "compute_dtype": torch.float32})):
+        prompt = torch.randn(2, 2, 32, 16), torch.randn(2, 2, 32, 16)
+        keys, _ = cache.update(*prompt, 0)
+        assert torch.equal(keys, prompt[0]) and cache.get_seq_length() == 32
+        for _ in range(3):
+            keys, values = cache.update(torch.randn(2, 2, 1, 16), torch.randn(2, 2, 1, 16), 0)
+        assert keys.shape == (2, 2, 35, 16) and cache.get_seq_length() == 35 and len(cache) == 1
+        assert (keys[:, :, :32] - prompt[0]).abs().max() < 0.5  # 4-bit codes of N(0, 1) data
+        assert [t.shape for t in cache[0]] == [keys.shape, values.shape]
+        full_precision = 2 * keys.numel() * 4
+        assert 0 < cache.get_memory_footprint() < full_precision / 2
+        cache.reset()
+        assert cache.get_seq_length() == 0 and len(cache) == 0
 
 
 def test_bad_cache_arguments_raise_clear_errors(llama_dir):

@@ -59,23 +59,40 @@ def test_custom_generation_loop_with_cache_position(chat_model_dir):
     assert torch.equal(generated_ids, reference) and text.startswith("<|im_start|>user")
 
 
-def test_quantized_cache_example(chat_model_dir):
-    import torch
-    from formers import AutoTokenizer, AutoModelForCausalLM
-    from formers.errors import CacheError
+@pytest.fixture(scope="module")
+def head_dim_64_dir(tmp_path_factory):
+    """A tiny Llama with 64-wide heads (quanto groups 64 values of every row: stories260K's 8-wide heads
+    cannot be grouped so), sharing stories260K's tokenizer."""
+    import formers
 
-    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(chat_model_dir, torch_dtype=torch.float16).to("cpu")
+    folder = build_oracle_checkpoint(tmp_path_factory.mktemp("head_dim_64"), "llama", vocab_size=512,
+                                     hidden_size=128, num_attention_heads=2, num_key_value_heads=1)
+    formers.AutoTokenizer.from_pretrained(STORIES).save_pretrained(folder)
+    return folder
+
+
+def _quantized_cache_example(library, ckpt):
+    import torch
+    AutoTokenizer, AutoModelForCausalLM = library.AutoTokenizer, library.AutoModelForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float16).to("cpu")
     inputs = tokenizer("I like rock music because", return_tensors="pt").to(model.device)
 
-    with pytest.raises(CacheError, match="`quanto` package"):  # the doc's backend is not installed here
-        model.generate(**inputs, do_sample=False, max_new_tokens=20, cache_implementation="quantized", cache_config={"nbits": 4, "backend": "quanto"})
-    out = model.generate(**inputs, do_sample=False, max_new_tokens=20, cache_implementation="quantized", cache_config={"nbits": 4, "backend": "native"})
+    out = model.generate(**inputs, do_sample=False, max_new_tokens=20, cache_implementation="quantized", cache_config={"nbits": 4, "backend": "quanto"})
     quantized = tokenizer.batch_decode(out, skip_special_tokens=True)[0]
 
     out = model.generate(**inputs, do_sample=False, max_new_tokens=20)
     plain = tokenizer.batch_decode(out, skip_special_tokens=True)[0]
-    assert quantized.startswith("I like rock music because") and plain.startswith("I like rock music because")
+    return quantized, plain
+
+
+def test_quantized_cache_example(head_dim_64_dir):
+    import formers
+
+    ours = _quantized_cache_example(formers, head_dim_64_dir)
+    assert ours == _quantized_cache_example(transformers, head_dim_64_dir)
+    assert ours[0].startswith("I like rock music because")
 
 
 def test_offloaded_cache_example(chat_model_dir):

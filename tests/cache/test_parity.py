@@ -159,3 +159,22 @@ def test_multi_turn_chat_with_reused_cache_equals_cold_run(llama, cache_factory)
         ids_warm = ours.generate(ids_warm, past_key_values=cache, **kwargs)
         ids_cold = ref.generate(ids_cold, **kwargs)
         assert torch.equal(ids_warm, ids_cold)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("settings", [
+    {"backend": "quanto", "nbits": 4, "axis_key": 0, "axis_value": 0},
+    {"backend": "quanto", "nbits": 2, "axis_key": 0, "axis_value": 0},
+    {"backend": "HQQ", "nbits": 4, "axis_key": 1, "axis_value": 1},
+    {"backend": "HQQ", "nbits": 8, "axis_key": 0, "axis_value": 1},
+])
+def test_package_quantized_caches_match_oracle(llama, rows, settings):
+    """4.45's algorithm on the quanto / hqq packages: the residual of 4 tokens fills and the whole history is
+    re-quantized several times within the 30 new tokens."""
+    ours, ref = llama
+    kwargs = _kwargs(rows)
+    cache_config = {**settings, "residual_length": 4, "q_group_size": 16, "compute_dtype": torch.float32}
+    expected = ref.generate(**kwargs, cache_implementation="quantized", cache_config=dict(cache_config))
+    assert not torch.equal(expected, ref.generate(**kwargs)) or settings["nbits"] == 8  # quantization shows
+    assert torch.equal(ours.generate(**kwargs, cache_implementation="quantized", cache_config=dict(cache_config)),
+                       expected)

@@ -8,7 +8,8 @@ from .io import load_cache, save_cache
 from .mamba import MambaCache
 from .offloaded import OffloadedCache
 from .offloaded_static import OffloadedStaticCache
-from .quantized import HQQQuantizedCache, QuantizedCache, QuantoQuantizedCache
+from .package_quantized import HQQQuantizedCache, QuantoQuantizedCache
+from .quantized import QuantizedCache
 from .sink import SinkCache
 from .sliding_window import SlidingWindowCache
 from .static import StaticCache

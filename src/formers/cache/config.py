@@ -99,6 +99,19 @@ class QuantizedCacheConfig(CacheConfig):
                 raise _bad(key, "0, 1 or -1", axis)
 
 
+def as_quantized_config(cache_config: QuantizedCacheConfig | dict | None) -> QuantizedCacheConfig:
+    """A validated QuantizedCacheConfig from a config, a dict or None (the defaults); anything else is a
+    ConfigError."""
+    if cache_config is not None and not isinstance(cache_config, (dict, QuantizedCacheConfig)):
+        raise ConfigError(f"cache_config must be a dict or a QuantizedCacheConfig, got {type(cache_config).__name__}")
+    if cache_config is None:
+        cache_config = QuantizedCacheConfig()
+    elif isinstance(cache_config, dict):
+        cache_config = QuantizedCacheConfig.from_dict(cache_config)
+    cache_config.validate()
+    return cache_config
+
+
 class StaticCacheConfig(CacheConfig):
     """Settings of StaticCache given through `cache_config` (generate() sizes the cache itself)."""
 

@@ -7,19 +7,17 @@ reaches R tokens its oldest full block is quantized once and appended; the histo
 re-quantized, never dequantized as a whole, and attention runs over it directly
 (`quantized_attention`). While no block exists yet, the model's own kernel runs on the residual.
 
-`QuantoQuantizedCache` / `HQQQuantizedCache` keep transformers' names for the `quanto` and `HQQ`
-backends; formers does not drive those packages, and says which one is missing when it is absent.
+The `quanto` and `HQQ` backends (4.45's algorithm on those packages) live in `package_quantized`.
 """
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import torch
 
 from ..errors import CacheError, ConfigError
 from .base import AttentionResult, Cache, Kernel
-from .config import QuantizedCacheConfig
+from .config import QuantizedCacheConfig, as_quantized_config
 from .quantize import dequantize, pack, per_byte, quantize, unpack
 from .quantized_attention import QuantizedHistory, quantized_attention
 
@@ -97,11 +95,7 @@ class QuantizedCache(Cache):
     """Quantized KV cache built from a `QuantizedCacheConfig` (backend "native")."""
 
     def __init__(self, cache_config: QuantizedCacheConfig | dict | None = None) -> None:
-        if cache_config is None:
-            cache_config = QuantizedCacheConfig()
-        elif isinstance(cache_config, dict):
-            cache_config = QuantizedCacheConfig.from_dict(cache_config)
-        cache_config.validate()
+        cache_config = as_quantized_config(cache_config)
         self.cache_config = cache_config
         self.nbits = cache_config.nbits
         self.residual_length = cache_config.residual_length
@@ -232,25 +226,3 @@ class QuantizedCache(Cache):
 
     def __getitem__(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dequantized(layer_idx)
-
-
-def _require(package: str, cache_name: str) -> None:
-    if importlib.util.find_spec(package) is None:
-        raise CacheError(f"{cache_name} needs the `{package}` package, which is not installed "
-                         f"(pip install {package}); or use QuantizedCache / backend='native'")
-    raise CacheError(f"{cache_name}: formers does not drive the `{package}` backend; use QuantizedCache "
-                     f"(backend='native')")
-
-
-class QuantoQuantizedCache(QuantizedCache):
-    """transformers' name for the `quanto` backend: raises, naming the package when it is missing."""
-
-    def __init__(self, cache_config: QuantizedCacheConfig | dict | None = None) -> None:
-        _require("quanto", type(self).__name__)
-
-
-class HQQQuantizedCache(QuantizedCache):
-    """transformers' name for the `HQQ` backend: raises, naming the package when it is missing."""
-
-    def __init__(self, cache_config: QuantizedCacheConfig | dict | None = None) -> None:
-        _require("hqq", type(self).__name__)

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 
 from ..cache import (Cache, DynamicCache, HQQQuantizedCache, HybridCache, OffloadedCache, OffloadedStaticCache,
-                     QuantizedCache, QuantizedCacheConfig, QuantoQuantizedCache, SlidingWindowCache, StaticCache)
-from ..cache.config import StaticCacheConfig
+                     QuantizedCache, QuantoQuantizedCache, SlidingWindowCache, StaticCache)
+from ..cache.config import StaticCacheConfig, as_quantized_config
 from ..cache.static import sliding_window_of
 from ..errors import ConfigError, GenerationError
 
@@ -74,17 +74,7 @@ def _static_config(value) -> StaticCacheConfig:
 
 
 def _quantized(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:
-    value = generation_config.cache_config
-    if value is None:
-        config = QuantizedCacheConfig()
-    elif isinstance(value, QuantizedCacheConfig):
-        config = value
-    elif isinstance(value, dict):
-        config = QuantizedCacheConfig.from_dict(value)
-    else:
-        raise ConfigError(f"generate(): cache_config for cache_implementation='quantized' must be a dict or a "
-                          f"QuantizedCacheConfig, got {type(value).__name__}")
-    config.validate()
+    config = as_quantized_config(generation_config.cache_config)
     backends = {"native": QuantizedCache, "quanto": QuantoQuantizedCache, "HQQ": HQQQuantizedCache}
     return backends[config.backend](config)
 
