@@ -78,6 +78,11 @@ def test_torch_dtype_and_device_map(tiny_checkpoint):
     assert bf16.dtype == torch.bfloat16 and bf16.device.type == "cpu"
     auto = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype="auto", device_map="auto")
     assert auto.dtype == torch.float32  # the oracle saved float32 and says so in config.json
+    for strategy in ("sequential", "balanced", "balanced_low_0"):  # accelerate's names: one device here
+        placed = formers.AutoModelForCausalLM.from_pretrained(folder, device_map=strategy)
+        assert placed.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device_map: expected None, 'auto', 'sequential'"):
+        formers.AutoModelForCausalLM.from_pretrained(folder, device_map="everywhere")
     with pytest.raises(ConfigError, match="torch_dtype"):
         formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype="float33")
 

@@ -193,7 +193,9 @@ def _resolve_dtype(torch_dtype, config: PretrainedConfig, stored_dtype) -> torch
 
 
 def resolve_device(device_map) -> torch.device:
-    """device_map None/"cpu"/"cuda"/"auto"/index/device or {"": device} -> one torch.device."""
+    """device_map None/"cpu"/"cuda"/index/device or {"": device} -> one torch.device. accelerate's strategies
+    ("auto", "balanced", "balanced_low_0", "sequential") put the whole model on the first GPU when there
+    is one, else on the CPU: formers does not split a model across devices."""
     if isinstance(device_map, dict):
         devices = set(device_map.values())
         if len(devices) != 1:
@@ -201,14 +203,14 @@ def resolve_device(device_map) -> torch.device:
         device_map = devices.pop()
     if device_map is None:
         return torch.device("cpu")
-    if device_map == "auto":
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device_map, int):
         return torch.device("cuda", device_map)
     try:
         return torch.device(device_map)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device_map: expected None, 'auto', 'cpu', 'cuda', a device index or a "
+        raise ConfigError(f"device_map: expected None, 'auto', 'sequential', 'cpu', 'cuda', a device index or a "
                           f"{{'': device}} dict, got {device_map!r}") from None
 
 

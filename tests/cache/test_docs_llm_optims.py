@@ -2,7 +2,8 @@
 run as written except `transformers` -> `formers`, stories260K for the hub ids and "cpu" for "cuda"
 (marked slow: inductor compiles for a while on CPU). The fast tests check what makes them worthwhile:
 a StaticCache decode step compiled with fullgraph=True is traced once and never again, across steps
-and across generate() calls.
+and across generate() calls; and the whole of generate() compiles with fullgraph=True (the doc's
+"generate() compilation" tab) into one graph that gives transformers 4.45.2's tokens.
 """
 from __future__ import annotations
 
@@ -83,6 +84,58 @@ def test_compiled_forward_with_static_generate_is_not_recompiled_between_calls()
     assert backend.graphs == 2  # one prefill graph, one decode graph, for all three calls
 
 
+PADDED_PROMPTS = torch.tensor([[1, 400, 401, 402, 403, 404], [0, 0, 1, 300, 301, 302], [0, 0, 0, 0, 1, 500]])
+
+
+@requires_shared(STORIES)
+@pytest.mark.parametrize("settings", [
+    {"eos_token_id": 422},  # rows 1 and 2 stop early (then get padding), row 3 runs to the end
+    {"do_sample": True, "top_k": 20, "top_p": 0.9, "temperature": 0.8, "repetition_penalty": 1.3,
+     "cache_implementation": "static"},
+])
+def test_whole_generate_compiles_to_one_graph(settings):
+    """torch.compile(model.generate, fullgraph=True): no graph break anywhere in generate(), one graph for
+    two calls, and 4.45.2's tokens (greedy with EOS on a left-padded batch; seeded sampling, static cache)."""
+    import transformers
+
+    models = {}
+    for name, library in (("ours", formers), ("oracle", transformers)):
+        model = library.AutoModelForCausalLM.from_pretrained(STORIES)
+        model.generation_config.update(max_new_tokens=12, pad_token_id=0, **settings)
+        models[name] = model
+    mask = (PADDED_PROMPTS != 0).long()
+    torch.manual_seed(0)
+    expected = models["oracle"].generate(input_ids=PADDED_PROMPTS, attention_mask=mask)
+    backend = CountingBackend()
+    compiled = torch.compile(models["ours"].generate, backend=backend, fullgraph=True)
+    for _ in range(2):
+        torch.manual_seed(0)
+        assert torch.equal(compiled(input_ids=PADDED_PROMPTS, attention_mask=mask), expected)
+    assert backend.graphs == 1
+    if "eos_token_id" in settings:
+        assert (expected[:2, -1] == 0).all() and (expected[2, 6:] != 0).all()
+
+
+@pytest.mark.slow
+@requires_shared(STORIES)
+def test_llm_optims_generate_compilation():
+    import transformers
+    from formers import AutoTokenizer, AutoModelForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(STORIES)
+    model = AutoModelForCausalLM.from_pretrained(STORIES)
+    expected = transformers.AutoModelForCausalLM.from_pretrained(STORIES).generate(
+        **tokenizer("Relativity states ", return_tensors="pt"))
+
+    model.generate = torch.compile(model.generate, fullgraph=True)
+    input_text = "Relativity states "  # the doc's prompt is 25 stories260K tokens, past max_length=20
+    input_ids = tokenizer(input_text, return_tensors="pt").to("cpu")
+
+    outputs = model.generate(**input_ids)
+    print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
+    assert torch.equal(outputs, expected)
+
+
 @pytest.mark.slow
 @requires_shared(STORIES)
 def test_llm_optims_cache_implementation_static():
@@ -156,7 +209,7 @@ def test_llm_optims_custom_decoding_with_compiled_step():
     torch_device = "cpu"
 
     tokenizer = AutoTokenizer.from_pretrained(STORIES, pad_token="</s>", padding_side="right")
-    model = AutoModelForCausalLM.from_pretrained(STORIES, device_map="auto")  # doc: "sequential" (not accepted yet)
+    model = AutoModelForCausalLM.from_pretrained(STORIES, device_map="sequential")
     inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
 
     batch_size, seq_length = inputs["input_ids"].shape

@@ -4,7 +4,9 @@ Each step feeds only the new position, turns the output into next-token logits (
 logits, or DoLa's layer contrast), runs the processors, picks a token per row, writes it in place and
 updates per-row `unfinished` flags on the device. On CPU the loop asks "all done?" every step (a free
 check there: that is the one host sync per step); on accelerators only every few steps, trimming the
-overshoot afterwards, so the host does not stall the device once per token.
+overshoot afterwards, so the host does not stall the device once per token. While torch.compile
+traces generate() it never asks: the loop runs to the maximum length (rows that stopped get padding),
+as transformers' compiled generate() does.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
     device = batch.ids.device
     do_sample, fill, pad_rows = config.do_sample, ctx.fill, ctx.pad_finished_rows
     unfinished = torch.ones(batch.rows, dtype=torch.bool, device=device)
-    check_every = ctx.sync_every(device)
+    check_every = 0 if torch.compiler.is_compiling() else ctx.sync_every(device)  # 0: never
     max_length = batch.capacity
     finished_at = torch.full((), max_length, dtype=torch.long, device=device)
     step = 0
@@ -55,12 +57,12 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
         if check_every == 1:
             if not bool(unfinished.any()):
                 break
-        else:
+        elif check_every:
             newly_done = (finished_at == max_length) & ~unfinished.any()
             finished_at = torch.where(newly_done, batch.cur, finished_at)
             if step % check_every == 0 and not bool(unfinished.any()):
                 break
-    if check_every != 1:
+    if check_every > 1:
         cur = min(batch.cur, int(finished_at))
         if cur < batch.cur:
             _trim_overshoot(rec, batch.cur - cur)

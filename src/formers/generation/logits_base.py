@@ -50,7 +50,11 @@ class LogitsProcessorList(list):
     """A list of processors applied in order; extra kwargs go to the processors whose __call__ takes them."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.FloatTensor:
+        traced_without_extras = not kwargs and torch.compiler.is_compiling()  # inspect cannot be traced
         for processor in self:
+            if traced_without_extras:
+                scores = processor(input_ids, scores)
+                continue
             required, takes_any = _call_signature(processor)
             if not required and not takes_any:
                 scores = processor(input_ids, scores)

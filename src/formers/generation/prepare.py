@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import GenerationError
+from ..logging_utils import log_warning, warn
 from .configuration_utils import GenerationConfig
 
 logger = logging.getLogger(__name__)
@@ -93,13 +93,15 @@ def special_tokens(config: GenerationConfig, device: torch.device, has_user_mask
     eos, pad = as_tensor(config.eos_token_id), as_tensor(config.pad_token_id)
     if eos is not None and eos.dim() == 0:
         eos = eos.unsqueeze(0)
+    compiling = torch.compiler.is_compiling()  # no host reads, hence no messages built from tensors
     if pad is None and eos is not None:
         if not has_user_mask:
-            logger.warning("The attention mask and the pad token id were not set. Please pass your input's "
-                           "`attention_mask` to obtain reliable results.")
-        logger.warning("Setting `pad_token_id` to `eos_token_id`:%s for open-end generation.", eos[0].tolist())
+            log_warning(logger, "The attention mask and the pad token id were not set. Please pass your input's "
+                        "`attention_mask` to obtain reliable results.")
+        if not compiling:
+            logger.warning("Setting `pad_token_id` to `eos_token_id`:%s for open-end generation.", eos[0].tolist())
         pad = eos[0]
-    if eos is not None and (torch.is_floating_point(eos) or bool((eos < 0).any())):
+    if not compiling and eos is not None and (torch.is_floating_point(eos) or bool((eos < 0).any())):
         logger.warning("`eos_token_id` should consist of positive integers, but is %s; generation will not stop "
                        "before the maximum length.", eos)
     return eos, pad
@@ -107,7 +109,17 @@ def special_tokens(config: GenerationConfig, device: torch.device, has_user_mask
 
 def infer_attention_mask(prompt: PromptInputs, pad, eos) -> None:
     """Without a user mask: pads mark padding only when they occur in the ids and differ from every EOS id.
-    An all-ones mask is dropped (None), so the common unpadded case takes the plain causal path."""
+    An all-ones mask is dropped (None), so the common unpadded case takes the plain causal path.
+    While torch.compile traces, nothing is read back from the device: without a user mask, pads mark
+    padding whenever the pad id is not an EOS id, and the mask is kept even when it is all ones."""
+    if torch.compiler.is_compiling():
+        if prompt.attention_mask is None and prompt.inputs_embeds is None and pad is not None:
+            from_pads = prompt.input_ids.ne(pad).long()
+            if eos is not None:  # a pad id that is also an EOS id marks nothing
+                pad_is_eos = torch.isin(pad, eos).long()
+                from_pads = from_pads * (1 - pad_is_eos) + pad_is_eos
+            prompt.attention_mask = from_pads
+        return
     if prompt.attention_mask is None and prompt.inputs_embeds is None and pad is not None \
             and prompt.input_ids.shape[1] > 0:
         pad_is_eos = eos is not None and bool(torch.isin(pad, eos))
@@ -124,15 +136,15 @@ def resolve_lengths(config: GenerationConfig, prompt: PromptInputs, has_default_
     embeds_len = prompt.inputs_embeds.shape[1] if prompt.inputs_embeds is not None else prompt_len
     if config.max_new_tokens is not None:
         if not has_default_max_length and config.max_length is not None:
-            logger.warning("Both `max_new_tokens` (=%s) and `max_length` (=%s) seem to have been set. `max_new_tokens` "
-                           "will take precedence.", config.max_new_tokens, config.max_length)
+            log_warning(logger, "Both `max_new_tokens` (=%s) and `max_length` (=%s) seem to have been set. "
+                        "`max_new_tokens` will take precedence.", config.max_new_tokens, config.max_length)
         config.max_length = config.max_new_tokens + prompt_len
     elif prompt.inputs_embeds is not None and prompt_len != embeds_len:
         config.max_length -= embeds_len
     if config.min_new_tokens is not None:
         if not has_default_min_length:
-            logger.warning("Both `min_new_tokens` (=%s) and `min_length` (=%s) seem to have been set. "
-                           "`min_new_tokens` will take precedence.", config.min_new_tokens, config.min_length)
+            log_warning(logger, "Both `min_new_tokens` (=%s) and `min_length` (=%s) seem to have been set. "
+                        "`min_new_tokens` will take precedence.", config.min_new_tokens, config.min_length)
         config.min_length = config.min_new_tokens + prompt_len
     elif prompt.inputs_embeds is not None and prompt_len != embeds_len:
         config.min_length = max(config.min_length - embeds_len, 0)
@@ -142,9 +154,9 @@ def resolve_lengths(config: GenerationConfig, prompt: PromptInputs, has_default_
 
 def _check_lengths(config: GenerationConfig, prompt_len: int, has_default_max_length: bool) -> None:
     if has_default_max_length and config.max_new_tokens is None and config.max_length == 20:
-        warnings.warn("Using the model-agnostic default `max_length` (=20) to control the generation length. We "
-                      "recommend setting `max_new_tokens` to control the maximum length of the generation.",
-                      UserWarning, stacklevel=4)
+        warn("Using the model-agnostic default `max_length` (=20) to control the generation length. We "
+             "recommend setting `max_new_tokens` to control the maximum length of the generation.",
+             UserWarning, stacklevel=4)
     if prompt_len >= config.max_length:
         raise GenerationError(
             f"generate(): input length of input_ids is {prompt_len}, but `max_length` is set to {config.max_length}; "
@@ -152,9 +164,9 @@ def _check_lengths(config: GenerationConfig, prompt_len: int, has_default_max_le
     suffix = (" Generation will stop at the defined maximum length. You should decrease the minimum length and/or "
               "increase the maximum length.")
     if config.min_length is not None and config.min_length > config.max_length:
-        warnings.warn(f"Unfeasible length constraints: `min_length` ({config.min_length}) is larger than the maximum "
-                      f"possible length ({config.max_length})." + suffix, UserWarning, stacklevel=4)
+        warn(f"Unfeasible length constraints: `min_length` ({config.min_length}) is larger than the maximum "
+             f"possible length ({config.max_length})." + suffix, UserWarning, stacklevel=4)
     if config.min_new_tokens is not None and config.min_new_tokens + prompt_len > config.max_length:
-        warnings.warn(f"Unfeasible length constraints: `min_new_tokens` ({config.min_new_tokens}), when added to the "
-                      f"prompt length ({prompt_len}), is larger than the maximum possible length "
-                      f"({config.max_length})." + suffix, UserWarning, stacklevel=4)
+        warn(f"Unfeasible length constraints: `min_new_tokens` ({config.min_new_tokens}), when added to the "
+             f"prompt length ({prompt_len}), is larger than the maximum possible length "
+             f"({config.max_length})." + suffix, UserWarning, stacklevel=4)

@@ -9,6 +9,7 @@ import torch
 
 from ..cache import DynamicCache
 from ..errors import GenerationError
+from ..logging_utils import log_warning
 from .cache_setup import prepare_generation_cache
 from .configuration_utils import GenerationConfig
 from .context import GenerationContext
@@ -53,8 +54,8 @@ class GenerationMixin:
         prompt_len = resolve_lengths(config, prompt, default_max, default_min)
         mode = config.get_generation_mode(assistant_model)
         if assistant_model is not None and config.cache_implementation is not None:
-            logger.warning("An assistant model is provided, using a dynamic cache instead of a cache of type=%r.",
-                           config.cache_implementation)
+            log_warning(logger, "An assistant model is provided, using a dynamic cache instead of a cache of "
+                        "type=%r.", config.cache_implementation)
             config.cache_implementation = None
         use_cache = True if prompt.inputs_embeds is not None and prompt_len == 0 else bool(config.use_cache)
         validate_mode(mode, config, prompt, streamer, use_cache)
@@ -104,7 +105,7 @@ def _validate_assistant(model, assistant_model) -> None:
 
 
 def _warn_right_padding(prompt, pad) -> None:
-    if pad is not None and prompt.batch_size > 1 and prompt.input_ids.shape[1] > 0 \
+    if not torch.compiler.is_compiling() and pad is not None and prompt.batch_size > 1 and prompt.input_ids.shape[1] > 0 \
             and bool((prompt.input_ids[:, -1] == pad).any()):
         logger.warning("A decoder-only architecture is being used, but right-padding was detected! For correct "
                        "generation results, please set `padding_side='left'` when initializing the tokenizer.")

@@ -71,6 +71,6 @@ def _only_causal(attention_mask, query_length: int, key_length: int, sliding_win
         return False
     if attention_mask is None:
         return True
-    if query_length == 1 and attention_mask.device.type != "cpu":
-        return False  # decoding on an accelerator: an explicit mask is cheaper than a host sync per step
+    if torch.compiler.is_compiling() or (query_length == 1 and attention_mask.device.type != "cpu"):
+        return False  # traced, or decoding on an accelerator: an explicit mask instead of a host read
     return bool(attention_mask.all())
