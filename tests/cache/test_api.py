@@ -171,8 +171,9 @@ def test_cache_configs_round_trip_and_validate(tmp_path):
 
 
 def test_missing_quantization_packages_are_named(monkeypatch):
-    for absent in ("quanto", "optimum", "hqq"):  # None in sys.modules: Python's mark of a module that is not there
-        monkeypatch.setitem(sys.modules, absent, None)
+    packages = ("quanto", "optimum", "hqq")  # None in sys.modules: Python's mark of a module that is not there
+    for name in [*packages, *(name for name in sys.modules if name.split(".")[0] in packages)]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(CacheError, match="`quanto` package"):
         formers.QuantoQuantizedCache(formers.QuantizedCacheConfig(backend="quanto"))
     with pytest.raises(CacheError, match="`hqq` package"):

@@ -75,19 +75,24 @@ def test_next_token_logits_close_to_full_precision():
     assert diffs[8] < 0.05 * float(expected.abs().max())
 
 
-@pytest.mark.parametrize("nbits,limit", [(2, 0.20), (4, 0.30), (8, 0.55)])
-def test_memory_at_4096_tokens_vs_bf16_dynamic_cache(nbits, limit):
-    """SmolLM-135M's per-layer shape (3 kv heads of 64), two layers, bf16."""
+@pytest.mark.parametrize("backend,nbits,limit", [("native", 2, 0.20), ("native", 4, 0.30), ("native", 8, 0.55),
+                                                  ("quanto", 4, 0.30), ("HQQ", 4, 0.35)])
+def test_memory_at_4096_tokens_vs_bf16_dynamic_cache(backend, nbits, limit):
+    """SmolLM-135M's per-layer shape (3 kv heads of 64), two layers, bf16; the quanto and HQQ rows are the
+    bytes transformers 4.45's QuantizedCache holds with those packages."""
     shape = (1, 3, 4096, 64)
     generator = torch.Generator().manual_seed(0)
     layers = [(torch.randn(shape, generator=generator).bfloat16(), torch.randn(shape, generator=generator).bfloat16())
               for _ in range(2)]
-    dynamic, quantized = formers.DynamicCache(), formers.QuantizedCache(formers.QuantizedCacheConfig(nbits=nbits))
+    settings = {"backend": backend, "nbits": nbits, **({"axis_key": 1, "axis_value": 1} if backend == "HQQ" else {})}
+    dynamic = formers.DynamicCache()
+    quantized = {"native": formers.QuantizedCache, "quanto": formers.QuantoQuantizedCache,
+                 "HQQ": formers.HQQQuantizedCache}[backend](formers.QuantizedCacheConfig(**settings))
     for idx, (keys, values) in enumerate(layers):
         dynamic.update(keys, values, idx)
         quantized.update(keys, values, idx)
     ratio = quantized.get_memory_footprint() / dynamic.get_memory_footprint()
-    print(f"int{nbits} cache at 4096 tokens: {quantized.get_memory_footprint()} bytes, "
+    print(f"{backend} int{nbits} cache at 4096 tokens: {quantized.get_memory_footprint()} bytes, "
           f"{ratio:.1%} of the bf16 DynamicCache ({dynamic.get_memory_footprint()} bytes)")
     assert quantized.get_seq_length() == 4096
     assert ratio <= limit

@@ -63,7 +63,8 @@ class CacheConfig:
         """Raise ConfigError naming the first bad field."""
 
 
-def _bad(key: str, expected: str, found: Any) -> ConfigError:
+def field_error(key: str, expected: str, found: Any) -> ConfigError:
+    """The error for a bad cache_config field: names it, what was expected and what came."""
     return ConfigError(f"cache_config.{key}: expected {expected}, got {found!r}")
 
 
@@ -87,16 +88,16 @@ class QuantizedCacheConfig(CacheConfig):
 
     def validate(self) -> None:
         if self.backend not in QUANT_BACKENDS:
-            raise _bad("backend", f"one of {list(QUANT_BACKENDS)}", self.backend)
+            raise field_error("backend", f"one of {list(QUANT_BACKENDS)}", self.backend)
         if self.nbits not in (1, 2, 3, 4, 8):
-            raise _bad("nbits", "2, 4 or 8 (1 and 3 with HQQ)", self.nbits)
+            raise field_error("nbits", "2, 4 or 8 (1 and 3 with HQQ)", self.nbits)
         if not isinstance(self.q_group_size, int) or self.q_group_size <= 0:
-            raise _bad("q_group_size", "a positive integer", self.q_group_size)
+            raise field_error("q_group_size", "a positive integer", self.q_group_size)
         if not isinstance(self.residual_length, int) or self.residual_length < 0:
-            raise _bad("residual_length", "a non-negative integer", self.residual_length)
+            raise field_error("residual_length", "a non-negative integer", self.residual_length)
         for key, axis in (("axis_key", self.axis_key), ("axis_value", self.axis_value)):
             if axis not in (0, 1, -1):
-                raise _bad(key, "0, 1 or -1", axis)
+                raise field_error(key, "0, 1 or -1", axis)
 
 
 def as_quantized_config(cache_config: QuantizedCacheConfig | dict | None) -> QuantizedCacheConfig:
@@ -124,6 +125,6 @@ class StaticCacheConfig(CacheConfig):
 
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise _bad("batch_size", "> 0", self.batch_size)
+            raise field_error("batch_size", "> 0", self.batch_size)
         if not isinstance(self.max_cache_len, int) or self.max_cache_len <= 0:
-            raise _bad("max_cache_len", "> 0", self.max_cache_len)
+            raise field_error("max_cache_len", "> 0", self.max_cache_len)

@@ -12,22 +12,25 @@ The packages are imported only when one of these caches is built, and a missing 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 import torch
 
 from ..errors import CacheError
 from .base import Cache
-from .config import QuantizedCacheConfig, _bad, as_quantized_config
+from .config import QuantizedCacheConfig, as_quantized_config, field_error
 
 
 def _import_first(modules: tuple[str, ...], cache_name: str, install: str):
+    """The first of `modules` that imports; CacheError naming the package to install when none does."""
+    failures = []
     for module in modules:
-        if importlib.util.find_spec(module.split(".")[0]) is not None and importlib.util.find_spec(module):
+        try:
             return importlib.import_module(module)
-    raise CacheError(f"{cache_name} needs the `{install}` package, which is not installed (pip install {install}); "
-                     f"or use QuantizedCache / backend='native'")
+        except ImportError as error:
+            failures.append(f"{module}: {error}")
+    raise CacheError(f"{cache_name} needs the `{install}` package, which could not be imported (pip install {install}); "
+                     f"or use QuantizedCache / backend='native' ({'; '.join(failures)})")
 
 
 class _PackageQuantizedCache(Cache):
@@ -116,10 +119,10 @@ class QuantoQuantizedCache(_PackageQuantizedCache):
     def __init__(self, cache_config: QuantizedCacheConfig | dict | None = None) -> None:
         super().__init__(cache_config)
         if self.nbits not in (2, 4):
-            raise _bad("nbits", "2 or 4 for the quanto backend", self.nbits)
+            raise field_error("nbits", "2 or 4 for the quanto backend", self.nbits)
         for key, axis in (("axis_key", self.axis_key), ("axis_value", self.axis_value)):
             if axis not in (0, -1):
-                raise _bad(key, "0 or -1 for the quanto backend", axis)
+                raise field_error(key, "0 or -1 for the quanto backend", axis)
         self._quanto = _import_first(("quanto", "optimum.quanto"), type(self).__name__, "quanto")
         self._legacy = self._quanto.__name__ == "quanto"  # 4.45's package; its optimizer takes bits
         self.qtype = self._quanto.qint4 if self.nbits == 4 else self._quanto.qint2
@@ -152,7 +155,7 @@ class HQQQuantizedCache(_PackageQuantizedCache):
         super().__init__(cache_config)
         for key, axis in (("axis_key", self.axis_key), ("axis_value", self.axis_value)):
             if axis not in (0, 1):
-                raise _bad(key, "0 or 1 for the HQQ backend", axis)
+                raise field_error(key, "0 or 1 for the HQQ backend", axis)
         self.quantizer = _import_first(("hqq.core.quantize",), type(self).__name__, "hqq").Quantizer
 
     def _quantize(self, tensor: torch.Tensor, axis: int) -> Any:
