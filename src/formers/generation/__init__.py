@@ -12,6 +12,7 @@ from typing import Any
 from .beam_constraints import Constraint, ConstraintListState, DisjunctiveConstraint, PhrasalConstraint
 from .beam_search import BeamHypotheses, BeamScorer, BeamSearchScorer
 from .configuration_utils import GenerationConfig, GenerationMode, WatermarkingConfig
+from . import logits_process
 from .constrained_scorer import ConstrainedBeamSearchScorer
 from .logits_process import (
     ClassifierFreeGuidanceLogitsProcessor, EncoderNoRepeatNGramLogitsProcessor,
@@ -55,16 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "GenerationConfig", "GenerationMode", "WatermarkingConfig",
-    "LogitsProcessor", "LogitsWarper", "LogitsProcessorList", "build_logits_processor",
-    "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper",
-    "EpsilonLogitsWarper", "EtaLogitsWarper",
-    "MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor", "RepetitionPenaltyLogitsProcessor",
-    "EncoderRepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "EncoderNoRepeatNGramLogitsProcessor",
-    "SequenceBiasLogitsProcessor", "NoBadWordsLogitsProcessor", "ForcedBOSTokenLogitsProcessor",
-    "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
-    "LogitNormalization", "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
-    "HammingDiversityLogitsProcessor", "PrefixConstrainedLogitsProcessor", "ClassifierFreeGuidanceLogitsProcessor",
-    "UnbatchedClassifierFreeGuidanceLogitsProcessor", "WatermarkLogitsProcessor",
+    *logits_process.__all__,
     "StoppingCriteria", "StoppingCriteriaList", "MaxLengthCriteria", "MaxTimeCriteria",
     "EosTokenCriteria", "StopStringCriteria", "ConfidenceCriteria", "build_stopping_criteria",
     "validate_stopping_criteria",

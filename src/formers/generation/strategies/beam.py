@@ -34,6 +34,14 @@ def new_history(ctx, rows: int, device) -> torch.Tensor | None:
     return None
 
 
+def beam_log_probs(ctx, batch):
+    """One forward of all beams -> (model output, last-position logits [N, V], processed log-probs [N, V])."""
+    out = batch.forward(ctx.model, output_attentions=ctx.config.output_attentions,
+                        output_hidden_states=ctx.config.output_hidden_states)
+    logits = out.logits[:, -1, :].float()
+    return out, logits, ctx.processors(batch.tokens(), torch.log_softmax(logits, dim=-1))
+
+
 def finish(ctx, batch, scorer, beam_scores, history, prompt_len: int):
     """Finalize the scorer into the beam output (scores and indices only when scores were recorded)."""
     out = scorer.finalize(batch.tokens(), beam_scores, None, None, max_length=ctx.criteria.max_length,
@@ -56,7 +64,7 @@ def stop_now(ctx, batch, scorer) -> bool:
 
 
 def run_beam_search(ctx, prompt, cache):
-    config, model, rec = ctx.config, ctx.model, ctx.recorder
+    config, rec = ctx.config, ctx.recorder
     beams, prompts, device = config.num_beams, prompt.batch_size, prompt.device
     scorer = BeamSearchScorer(prompts, beams, device, length_penalty=config.length_penalty,
                               do_early_stopping=config.early_stopping,
@@ -67,10 +75,7 @@ def run_beam_search(ctx, prompt, cache):
     history = new_history(ctx, prompts * beams, device)
     n_cands = candidate_count(ctx, beams)
     while True:
-        out = batch.forward(model, output_attentions=config.output_attentions,
-                            output_hidden_states=config.output_hidden_states)
-        logits = out.logits[:, -1, :].float()
-        processed = ctx.processors(batch.tokens(), torch.log_softmax(logits, dim=-1))
+        out, logits, processed = beam_log_probs(ctx, batch)
         rec.add(processed, logits, out)
         vocab = processed.shape[-1]
         totals = (processed + beam_scores[:, None]).view(prompts, beams * vocab)

@@ -6,7 +6,7 @@ import torch
 from ...errors import GenerationError
 from ..beam_constraints import DisjunctiveConstraint, PhrasalConstraint
 from ..constrained_scorer import ConstrainedBeamSearchScorer
-from .beam import candidate_count, finish, initial_beam_scores, new_history, stop_now
+from .beam import beam_log_probs, candidate_count, finish, initial_beam_scores, new_history, stop_now
 from .sample import start_batch
 
 
@@ -37,7 +37,7 @@ def constraints_from_config(config) -> list:
 
 
 def run_constrained_beam_search(ctx, prompt, cache):
-    config, model, rec = ctx.config, ctx.model, ctx.recorder
+    config, rec = ctx.config, ctx.recorder
     beams, prompts, device = config.num_beams, prompt.batch_size, prompt.device
     scorer = ConstrainedBeamSearchScorer(prompts, beams, constraints_from_config(config), device,
                                          length_penalty=config.length_penalty, do_early_stopping=config.early_stopping,
@@ -49,10 +49,7 @@ def run_constrained_beam_search(ctx, prompt, cache):
     history = new_history(ctx, prompts * beams, device)
     n_cands = candidate_count(ctx, beams)
     while True:
-        out = batch.forward(model, output_attentions=config.output_attentions,
-                            output_hidden_states=config.output_hidden_states)
-        logits = out.logits[:, -1, :].float()
-        processed = ctx.processors(batch.tokens(), torch.log_softmax(logits, dim=-1))
+        out, logits, processed = beam_log_probs(ctx, batch)
         totals = processed + beam_scores[:, None]
         rec.add(totals, logits, out)  # transformers records the beam-score-added totals here
         vocab = totals.shape[-1]
