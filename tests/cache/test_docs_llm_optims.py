@@ -116,6 +116,16 @@ def test_whole_generate_compiles_to_one_graph(settings):
         assert (expected[:2, -1] == 0).all() and (expected[2, 6:] != 0).all()
 
 
+@requires_shared(STORIES)
+def test_compiled_generate_names_what_it_cannot_run():
+    """Strategies whose loop reads the device each step get a clear refusal under fullgraph=True."""
+    model = formers.AutoModelForCausalLM.from_pretrained(STORIES)
+    ids = torch.tensor([[1, 400, 401, 402]])
+    kwargs = dict(max_new_tokens=5, num_beams=2, pad_token_id=0)
+    with pytest.raises(Exception, match="greedy search and sampling only, not beam_search"):
+        torch.compile(model.generate, fullgraph=True, backend="eager")(ids, **kwargs)
+
+
 @pytest.mark.slow
 @requires_shared(STORIES)
 def test_llm_optims_generate_compilation():

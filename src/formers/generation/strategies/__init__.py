@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
+
 from ...errors import GenerationError
 from ..configuration_utils import GenerationMode
 from .assisted import run_assisted
@@ -53,3 +55,14 @@ def validate_mode(mode: GenerationMode, config, prompt, streamer, use_cache: boo
                                   f"(`cache_implementation={config.cache_implementation!r}`)")
     if mode is GenerationMode.CONTRASTIVE_SEARCH and not use_cache:
         raise GenerationError("Contrastive search requires `use_cache=True`")
+    if torch.compiler.is_compiling():
+        _validate_compiled(mode, config, streamer)
+
+
+def _validate_compiled(mode: GenerationMode, config, streamer) -> None:
+    """What torch.compile(model.generate) supports: the strategies whose loop needs no host read."""
+    advice = "; run generate() uncompiled (compiling model.forward instead keeps most of the speed)"
+    if mode not in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
+        raise GenerationError(f"a compiled generate() runs greedy search and sampling only, not {mode.value}" + advice)
+    if streamer is not None or config.stop_strings is not None:
+        raise GenerationError("a compiled generate() takes no `streamer` or `stop_strings`" + advice)
