@@ -143,3 +143,27 @@ def test_qwen2_sliding_window_layers_match_mistral_windowing(tiny_checkpoint, tm
     assert [layer.self_attn.sliding_window for layer in ours.model.layers] == [4, 4]
     partly = formers.Qwen2Config(**{**config, "max_window_layers": 1})
     assert [partly.layer_sliding_window(i) for i in range(2)] == [None, 4]
+
+
+def test_onednn_linear_path_matches(tiny_checkpoint, monkeypatch):
+    """CPU fp32 inference sends large weights to oneDNN; with the size floor at 0 every Linear of the tiny
+    model takes that path (a spy counts the calls), and the logits still equal transformers'."""
+    import formers.modeling.layers as layers
+
+    if not layers._USE_ONEDNN:
+        pytest.skip("this torch build has no oneDNN linear")
+    calls = []
+    real = layers._onednn_linear
+    monkeypatch.setattr(layers, "_onednn_linear", lambda *args: calls.append(1) or real(*args))
+    folder = tiny_checkpoint("llama", attention_bias=True, mlp_bias=True)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _batch()
+    with torch.no_grad():
+        expected = ref(ids, attention_mask=mask).logits
+        ours(ids, attention_mask=mask)
+        assert not calls  # tiny weights stay below the floor
+        monkeypatch.setattr(layers, "ONEDNN_MIN_WEIGHT", 0)
+        logits = ours(ids, attention_mask=mask).logits
+    linears = sum(isinstance(module, torch.nn.Linear) for module in ours.modules())
+    assert len(calls) == linears and (logits - expected).abs().max().item() <= 1e-5

@@ -3,10 +3,13 @@
 Both skip random initialisation when built on the `meta` device (from_pretrained assigns the real
 weights next; initialising meta tensors would also import torch's compiler stack, ~45 MB of RSS).
 
-Linear's inference path on CPU float32 calls oneDNN directly: PyTorch's default CPU float32 GEMM (MKL) reads a row-major [out, in] weight at about half the memory
-bandwidth oneDNN reaches when the batch is small, and decoding is bandwidth-bound: one token per
-row means every weight is streamed once per step. Same parameters, same checkpoint keys; training
-(grad enabled) and other dtypes/devices keep F.linear.
+Linear's inference path on CPU float32 calls oneDNN directly for large weights: PyTorch's default
+CPU float32 GEMM (MKL) reads a row-major [out, in] weight at about half the memory bandwidth oneDNN
+reaches when the batch is small, and decoding is bandwidth-bound: one token per row means every
+weight is streamed once per step. oneDNN's fixed cost per call (~20 us on this project's CPU) loses
+below about 2^19 weight elements (measured: 64x64 5x slower, 512x512 even, 1536x576 1.6x faster),
+so smaller weights keep F.linear. Same parameters, same checkpoint keys; training (grad enabled) and
+other dtypes/devices keep F.linear.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from torch import nn
 
 _onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available()
+ONEDNN_MIN_WEIGHT = 1 << 19  # weight elements from which oneDNN's bandwidth beats its per-call cost
 
 
 class Linear(nn.Linear):
@@ -25,7 +29,8 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _USE_ONEDNN and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
-                and self.weight.dtype == torch.float32 and not torch.compiler.is_compiling():  # inductor: F.linear
+                and self.weight.dtype == torch.float32 and self.weight.numel() >= ONEDNN_MIN_WEIGHT \
+                and not torch.compiler.is_compiling():  # inductor: F.linear
             return _onednn_linear(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
