@@ -42,6 +42,16 @@ def beam_log_probs(ctx, batch):
     return out, logits, ctx.processors(batch.tokens(), torch.log_softmax(logits, dim=-1))
 
 
+def advance_beams(batch, chosen: dict, history: torch.Tensor | None):
+    """Move the running beams to the scorer's choice -> (new beam scores, beam-index history)."""
+    source = chosen["next_beam_indices"]
+    batch.reorder(source)
+    batch.append(chosen["next_beam_tokens"])
+    if history is not None:
+        history = torch.cat([history[source], source[:, None]], dim=-1)
+    return chosen["next_beam_scores"], history
+
+
 def finish(ctx, batch, scorer, beam_scores, history, prompt_len: int):
     """Finalize the scorer into the beam output (scores and indices only when scores were recorded)."""
     out = scorer.finalize(batch.tokens(), beam_scores, None, None, max_length=ctx.criteria.max_length,
@@ -88,11 +98,7 @@ def run_beam_search(ctx, prompt, cache):
         chosen = scorer.process(batch.tokens(), cand_scores, picks % vocab, torch.div(picks, vocab,
                                 rounding_mode="floor"), pad_token_id=ctx.pad, eos_token_id=ctx.eos,
                                 beam_indices=history, decoder_prompt_len=prompt_len)
-        beam_scores, source = chosen["next_beam_scores"], chosen["next_beam_indices"]
-        batch.reorder(source)
-        batch.append(chosen["next_beam_tokens"])
-        if history is not None:
-            history = torch.cat([history[source], source[:, None]], dim=-1)
+        beam_scores, history = advance_beams(batch, chosen, history)
         if stop_now(ctx, batch, scorer):
             break
     return finish(ctx, batch, scorer, beam_scores, history, prompt_len)

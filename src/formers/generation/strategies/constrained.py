@@ -6,7 +6,7 @@ import torch
 from ...errors import GenerationError
 from ..beam_constraints import DisjunctiveConstraint, PhrasalConstraint
 from ..constrained_scorer import ConstrainedBeamSearchScorer
-from .beam import beam_log_probs, candidate_count, finish, initial_beam_scores, new_history, stop_now
+from .beam import advance_beams, beam_log_probs, candidate_count, finish, initial_beam_scores, new_history, stop_now
 from .sample import start_batch
 
 
@@ -58,11 +58,7 @@ def run_constrained_beam_search(ctx, prompt, cache):
         chosen = scorer.process(batch.tokens(), cand_scores, picks % vocab,
                                 torch.div(picks, vocab, rounding_mode="floor"), totals, pad_token_id=ctx.pad,
                                 eos_token_id=ctx.eos, beam_indices=history, decoder_prompt_len=prompt_len)
-        beam_scores, source = chosen["next_beam_scores"], chosen["next_beam_indices"]
-        batch.reorder(source)
-        batch.append(chosen["next_beam_tokens"])
-        if history is not None:
-            history = torch.cat([history[source], source[:, None]], dim=-1)
+        beam_scores, history = advance_beams(batch, chosen, history)
         if stop_now(ctx, batch, scorer):
             break
     return finish(ctx, batch, scorer, beam_scores, history, prompt_len)
