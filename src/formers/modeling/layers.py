@@ -28,11 +28,12 @@ class Linear(nn.Linear):
             super().reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _USE_ONEDNN and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
-                and self.weight.dtype == torch.float32 and self.weight.numel() >= ONEDNN_MIN_WEIGHT \
+        weight, bias = self.weight, self.bias
+        if weight.numel() >= ONEDNN_MIN_WEIGHT and _USE_ONEDNN and weight.dtype == torch.float32 \
+                and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
                 and not torch.compiler.is_compiling():  # inductor: F.linear
-            return _onednn_linear(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+            return _onednn_linear(x, weight, bias, "none", [], "")
+        return F.linear(x, weight, bias)
 
 
 class Embedding(nn.Embedding):
