@@ -199,6 +199,9 @@ def test_package_quantized_caches_check_their_settings_and_report_bytes():
         assert [t.shape for t in cache[0]] == [keys.shape, values.shape]
         full_precision = 2 * keys.numel() * 4
         assert 0 < cache.get_memory_footprint() < full_precision / 2
+        for refused in (lambda: cache.reorder_cache(torch.tensor([1, 0])), lambda: cache.crop(4)):
+            with pytest.raises(CacheError, match="does not support"):  # 4.45 would touch only the residual
+                refused()
         cache.reset()
         assert cache.get_seq_length() == 0 and len(cache) == 0
 
