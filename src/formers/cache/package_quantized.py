@@ -45,7 +45,6 @@ class _PackageQuantizedCache(Cache):
         self._quantized: list[tuple[Any, Any]] = []  # per layer: (keys, values) in the package's form
         self._residual: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # newest tokens, full precision
         self._lengths: list[int] = []
-        self._seen_tokens = 0
 
     def _quantize(self, tensor: torch.Tensor, axis: int) -> Any:
         raise NotImplementedError
@@ -59,8 +58,6 @@ class _PackageQuantizedCache(Cache):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if layer_idx == 0:
-            self._seen_tokens += key_states.shape[-2]
         if layer_idx == len(self._quantized):
             self._quantized.append((self._quantize(key_states.contiguous(), self.axis_key),
                                     self._quantize(value_states.contiguous(), self.axis_value)))
@@ -72,10 +69,9 @@ class _PackageQuantizedCache(Cache):
                              f"{len(self._quantized)}")
         quantized_keys, quantized_values = self._quantized[layer_idx]
         residual = self._residual[layer_idx]
-        old_keys = [self._dequantize(quantized_keys)] + ([residual[0]] if residual else [])
-        old_values = [self._dequantize(quantized_values)] + ([residual[1]] if residual else [])
-        keys = torch.cat([*old_keys, key_states], dim=-2)
-        values = torch.cat([*old_values, value_states], dim=-2)
+        held_keys, held_values = ([residual[0]], [residual[1]]) if residual is not None else ([], [])
+        keys = torch.cat([self._dequantize(quantized_keys), *held_keys, key_states], dim=-2)
+        values = torch.cat([self._dequantize(quantized_values), *held_values, value_states], dim=-2)
         self._lengths[layer_idx] += key_states.shape[-2]
         if residual is not None and residual[0].shape[-2] + 1 >= self.residual_length:
             self._quantized[layer_idx] = (self._quantize(keys.contiguous(), self.axis_key),
@@ -93,7 +89,7 @@ class _PackageQuantizedCache(Cache):
         return self._lengths[layer_idx] if layer_idx < len(self._lengths) else 0
 
     def reset(self) -> None:
-        self._quantized, self._residual, self._lengths, self._seen_tokens = [], [], [], 0
+        self._quantized, self._residual, self._lengths = [], [], []
 
     def get_memory_footprint(self) -> int:
         """Bytes of the quantized tensors (codes, scales, offsets) and the residual of every layer."""
