@@ -34,6 +34,15 @@ def new_history(ctx, rows: int, device) -> torch.Tensor | None:
     return None
 
 
+def start_beams(ctx, prompt, cache):
+    """-> (running batch with each prompt repeated per beam, initial beam scores, index history or None,
+    candidates kept per prompt per step)."""
+    beams, prompts, device = ctx.config.num_beams, prompt.batch_size, prompt.device
+    batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
+    return (batch, initial_beam_scores(prompts, beams, device), new_history(ctx, prompts * beams, device),
+            candidate_count(ctx, beams))
+
+
 def beam_log_probs(ctx, batch):
     """One forward of all beams -> (model output, last-position logits [N, V], processed log-probs [N, V])."""
     out = batch.forward(ctx.model, output_attentions=ctx.config.output_attentions,
@@ -79,11 +88,8 @@ def run_beam_search(ctx, prompt, cache):
     scorer = BeamSearchScorer(prompts, beams, device, length_penalty=config.length_penalty,
                               do_early_stopping=config.early_stopping,
                               num_beam_hyps_to_keep=config.num_return_sequences, max_length=config.max_length)
-    batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
+    batch, beam_scores, history, n_cands = start_beams(ctx, prompt, cache)
     prompt_len = batch.cur
-    beam_scores = initial_beam_scores(prompts, beams, device)
-    history = new_history(ctx, prompts * beams, device)
-    n_cands = candidate_count(ctx, beams)
     while True:
         out, logits, processed = beam_log_probs(ctx, batch)
         rec.add(processed, logits, out)

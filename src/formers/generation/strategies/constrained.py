@@ -6,8 +6,7 @@ import torch
 from ...errors import GenerationError
 from ..beam_constraints import DisjunctiveConstraint, PhrasalConstraint
 from ..constrained_scorer import ConstrainedBeamSearchScorer
-from .beam import advance_beams, beam_log_probs, candidate_count, finish, initial_beam_scores, new_history, stop_now
-from .sample import start_batch
+from .beam import advance_beams, beam_log_probs, finish, start_beams, stop_now
 
 
 def constraints_from_config(config) -> list:
@@ -43,11 +42,8 @@ def run_constrained_beam_search(ctx, prompt, cache):
                                          length_penalty=config.length_penalty, do_early_stopping=config.early_stopping,
                                          num_beam_hyps_to_keep=config.num_return_sequences,
                                          max_length=config.max_length)
-    batch = start_batch(ctx, prompt, cache, beams, sample_per_row=False)
+    batch, beam_scores, history, n_cands = start_beams(ctx, prompt, cache)
     prompt_len = batch.cur
-    beam_scores = initial_beam_scores(prompts, beams, device)
-    history = new_history(ctx, prompts * beams, device)
-    n_cands = candidate_count(ctx, beams)
     while True:
         out, logits, processed = beam_log_probs(ctx, batch)
         totals = processed + beam_scores[:, None]
