@@ -31,17 +31,18 @@ def test_hybrid_cache_updates_like_transformers():
     ref = transformers.HybridCache(transformers.MistralConfig(**CONFIG), batch_size=2, max_cache_len=10)
     assert ours.is_sliding.tolist() == ref.is_sliding.tolist()
     assert [k.shape for k in ours.key_cache] == [k.shape for k in ref.key_cache]
-    keys, values = _states(3, 0)
+    keys, values = _states(2, 0)  # a 2-token prefill leaves position 2 to be decoded before the ring is full
     for layer in range(4):
         window = ours.sliding_window if layer % 2 == 0 else None
-        cache_kwargs = {"cache_position": torch.arange(3), "sliding_window": window}
+        cache_kwargs = {"cache_position": torch.arange(2), "sliding_window": window}
         ours.update(keys, values, layer, cache_kwargs)
         ref.update(keys, values, layer, cache_kwargs)
         # what is stored agrees; a sliding layer's prefill also returns the ring as it was (ours, ring + new)
         assert torch.equal(ours.key_cache[layer], ref.key_cache[layer])
         assert torch.equal(ours.value_cache[layer], ref.value_cache[layer])
-    assert ours.get_seq_length() == int(ref.get_seq_length()) == 3
-    for position in range(3, 9):  # global layers: identical buffers; sliding layers: the same positions
+    assert ours.get_seq_length() == int(ref.get_seq_length()) == 2
+    unwrapped = []  # positions where the two layouts were compared whole
+    for position in range(2, 9):  # global layers: identical buffers; sliding layers: the same positions
         keys, values = _states(1, position)
         cache_kwargs = {"cache_position": torch.tensor([position])}
         a = ours.update(keys, values, 1, cache_kwargs)
@@ -51,10 +52,13 @@ def test_hybrid_cache_updates_like_transformers():
         a = ours.update(keys, values, 0, cache_kwargs)
         b = ref.update(keys, values, 0, {**cache_kwargs, "sliding_window": 4})
         held = _by_position(a[0], window_positions)
-        assert sorted(held) == list(range(position - 3, position + 1))  # the last W positions
-        if position < 3:  # before it wraps 4.45's shifted layout equals the ring
-            assert torch.equal(a[0], b[0])
-        assert torch.equal(held[position], b[0][:, :, -1])  # the newest position, in both layouts
+        assert sorted(held) == list(range(max(position - 3, 0), position + 1))  # the last W positions
+        if position < ours.ring_size - 1:  # 4.45 shifts from position W-1 on; before that its layout is the ring
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            unwrapped.append(position)
+        else:  # after that only the newest position sits where both layouts agree (4.45: the last slot)
+            assert torch.equal(held[position], b[0][:, :, -1])
+    assert unwrapped == [2]
     beams = torch.tensor([1, 0])
     expected = [t.index_select(0, beams) for t in ours.key_cache]
     ours.reorder_cache(beams)
