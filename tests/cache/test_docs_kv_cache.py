@@ -1,8 +1,11 @@
 """The examples of transformers 4.45's docs/source/en/kv_cache.md ("Best Practices for Generation with
 Cache"), each run as written except: `transformers` -> `formers`, a tiny local checkpoint for the hub
 id (stories260K with a ChatML template; a tiny Mistral for the sliding-window example) and "cpu"
-where the doc says "cuda". Printed outputs are checked against transformers 4.45.2 running the same
-code where the oracle can run it.
+where the doc says "cuda". Every output is checked against transformers 4.45.2 running the same
+code. Where 4.45.2 cannot run an example on CPU, the reference is 4.45.2 running it with the cache it can
+build, named in that test's docstring: the offloaded examples (4.45.2's OffloadedCache needs CUDA, its
+generate() has no "offloaded", and its OffloadedStaticCache pins memory, which needs an accelerator) are
+compared with 4.45.2's DynamicCache / StaticCache runs, which an offloaded cache must reproduce exactly.
 """
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ def mistral_chat_dir(tmp_path_factory):
     return folder
 
 
-def test_custom_generation_loop_with_cache_position(chat_model_dir):
+def _custom_generation_loop(library, chat_model_dir):
     import torch
-    from formers import AutoTokenizer, AutoModelForCausalLM, DynamicCache
+    AutoTokenizer, AutoModelForCausalLM, DynamicCache = (library.AutoTokenizer, library.AutoModelForCausalLM,
+                                                         library.DynamicCache)
 
     model_id = chat_model_dir
     model = AutoModelForCausalLM.from_pretrained(model_id, torch_dtype=torch.bfloat16, device_map="cpu")
@@ -55,8 +59,16 @@ def test_custom_generation_loop_with_cache_position(chat_model_dir):
         cache_position = cache_position[-1:] + 1 # add one more position for the next token
 
     text = tokenizer.batch_decode(generated_ids, skip_special_tokens=True)[0]
-    reference = model.generate(generated_ids[:, :-max_new_tokens], max_new_tokens=max_new_tokens, do_sample=False)
-    assert torch.equal(generated_ids, reference) and text.startswith("<|im_start|>user")
+    return generated_ids, text
+
+
+def test_custom_generation_loop_with_cache_position(chat_model_dir):
+    import formers
+
+    generated_ids, text = _custom_generation_loop(formers, chat_model_dir)
+    expected_ids, expected_text = _custom_generation_loop(transformers, chat_model_dir)
+    assert torch.equal(generated_ids, expected_ids) and text == expected_text
+    assert text.startswith("<|im_start|>user") and generated_ids.shape[1] > 10
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +108,8 @@ def test_quantized_cache_example(head_dim_64_dir):
 
 
 def test_offloaded_cache_example(chat_model_dir):
+    """Reference: 4.45.2's generate() with its DynamicCache (its OffloadedCache needs CUDA, and its generate()
+    does not accept cache_implementation="offloaded"); offloading must not change a token."""
     import torch
     from formers import AutoTokenizer, AutoModelForCausalLM
     ckpt = chat_model_dir
@@ -110,10 +124,16 @@ def test_offloaded_cache_example(chat_model_dir):
     out = model.generate(**inputs, do_sample=False, max_new_tokens=23)
     assert tokenizer.batch_decode(out, skip_special_tokens=True)[0] == offloaded
 
+    reference = transformers.AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float16)
+    expected = reference.generate(**inputs, do_sample=False, max_new_tokens=23)
+    assert torch.equal(out, expected) and offloaded == tokenizer.batch_decode(expected, skip_special_tokens=True)[0]
 
-def _resilient_generate_example(ckpt, first_generate_hook=None):
+
+def _resilient_generate_example(ckpt, first_generate_hook=None, library=None):
     import torch
-    from formers import AutoTokenizer, AutoModelForCausalLM
+    import formers
+    library = formers if library is None else library
+    AutoTokenizer, AutoModelForCausalLM = library.AutoTokenizer, library.AutoModelForCausalLM
     def resilient_generate(model, *args, **kwargs):
         oom = False
         try:
@@ -140,8 +160,11 @@ def _resilient_generate_example(ckpt, first_generate_hook=None):
 
 
 def test_offloaded_cache_as_out_of_memory_fallback(chat_model_dir, capsys):
+    """The first run is compared with 4.45.2 running the same example; the simulated fallback (offloaded,
+    which 4.45.2 cannot run on CPU) must give that same oracle output."""
     out, responses = _resilient_generate_example(chat_model_dir)
-    assert len(responses) == 40
+    expected, expected_responses = _resilient_generate_example(chat_model_dir, library=transformers)
+    assert torch.equal(out, expected) and responses == expected_responses and len(responses) == 40
 
     def fail_once_without_offloading(model):  # CPU never runs out of GPU memory: simulate it
         generate = model.generate
@@ -154,11 +177,13 @@ def test_offloaded_cache_as_out_of_memory_fallback(chat_model_dir, capsys):
 
     fallback, _ = _resilient_generate_example(chat_model_dir, fail_once_without_offloading)
     assert "retrying with cache_implementation='offloaded'" in capsys.readouterr().out
-    assert torch.equal(fallback, out)
+    assert torch.equal(fallback, expected)
 
 
 @pytest.mark.parametrize("implementation", ["static", "offloaded_static"])
 def test_static_and_offloaded_static_examples(chat_model_dir, implementation):
+    """Reference: 4.45.2 running the example with cache_implementation="static" (its "offloaded_static"
+    fails on CPU: the cache pins memory, which needs an accelerator)."""
     import torch
     from formers import AutoTokenizer, AutoModelForCausalLM
 
@@ -169,7 +194,9 @@ def test_static_and_offloaded_static_examples(chat_model_dir, implementation):
     # simply pass the cache implementation="static"
     out = model.generate(**inputs, do_sample=False, max_new_tokens=20, cache_implementation=implementation)
     text = tokenizer.batch_decode(out, skip_special_tokens=True)[0]
-    assert torch.equal(out, model.generate(**inputs, do_sample=False, max_new_tokens=20)) and text.startswith("Hello")
+    reference = transformers.AutoModelForCausalLM.from_pretrained(chat_model_dir, torch_dtype=torch.float16)
+    expected = reference.generate(**inputs, do_sample=False, max_new_tokens=20, cache_implementation="static")
+    assert torch.equal(out, expected) and text.startswith("Hello") and out.shape[1] == inputs.input_ids.shape[1] + 20
 
 
 def test_sliding_window_cache_example(mistral_chat_dir):
@@ -309,6 +336,7 @@ def _oracle_reuse_responses(model_id, initial_prompt, prompts, tokenizer) -> lis
 
 
 def test_legacy_cache_format(chat_model_dir):
+    """The returned sequences and legacy (key, value) tuples are compared with 4.45.2's."""
     import torch
     from formers import AutoTokenizer, AutoModelForCausalLM, DynamicCache
 
@@ -328,3 +356,10 @@ def test_legacy_cache_format(chat_model_dir):
     assert isinstance(generation_outputs.past_key_values, tuple) and len(legacy_format_cache) == 5
     for (k, v), (k2, v2) in zip(generation_outputs.past_key_values, legacy_format_cache):
         assert torch.equal(k, k2) and torch.equal(v, v2) and k.shape[2] == inputs.input_ids.shape[1] + 4
+
+    reference = transformers.AutoModelForCausalLM.from_pretrained(chat_model_dir, torch_dtype=torch.float16)
+    expected = reference.generate(**inputs, return_dict_in_generate=True, return_legacy_cache=True, max_new_tokens=5)
+    assert torch.equal(generation_outputs.sequences, expected.sequences)
+    assert isinstance(expected.past_key_values, tuple) and len(expected.past_key_values) == len(legacy_format_cache)
+    for (k, v), (k2, v2) in zip(legacy_format_cache, expected.past_key_values):
+        assert torch.equal(k, k2) and torch.equal(v, v2)  # fp16 on CPU: the same kernels, bit-identical
