@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .models.registry import public_names
+
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
@@ -18,9 +20,6 @@ _EXPORTS: dict[str, str] = {
     "AutoModel": "models.auto",
     "AutoModelForCausalLM": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
-    "LlamaConfig": "models.llama", "LlamaModel": "models.llama", "LlamaForCausalLM": "models.llama",
-    "MistralConfig": "models.mistral", "MistralModel": "models.mistral", "MistralForCausalLM": "models.mistral",
-    "Qwen2Config": "models.qwen2", "Qwen2Model": "models.qwen2", "Qwen2ForCausalLM": "models.qwen2",
     # outputs and caches
     "CausalLMOutputWithPast": "modeling_outputs", "BaseModelOutputWithPast": "modeling_outputs",
     "Cache": "cache_utils", "DynamicCache": "cache_utils",
@@ -74,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "get_json_schema": "tokenization.json_schema",
 }
 
+_EXPORTS.update(public_names())  # every model family's classes, from the one registry
 __all__ = sorted(_EXPORTS)
 
 

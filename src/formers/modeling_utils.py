@@ -18,6 +18,7 @@ from .errors import CheckpointError, ConfigError
 from .generation.utils import GenerationMixin
 from .loading.checkpoint import checkpoint_dtype, find_weight_files, iter_tensors
 from .loading.hub import resolve_file
+from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import write_safetensors
 
@@ -31,6 +32,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
     base_model_prefix: ClassVar[str] = "model"
     main_input_name: ClassVar[str] = "input_ids"
+    checkpoint_keys: ClassVar["KeyMap | None"] = None  # the family's checkpoint layout (loading/key_map.py)
     _tied_weights_keys: ClassVar[list[str]] = []
 
     def __init__(self, config: PretrainedConfig, *inputs: Any, **kwargs: Any):
@@ -124,7 +126,10 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         device = resolve_device(device_map)
         with torch.device("meta"):
             model = cls(config, *model_args)
-        unexpected = _assign_weights(model, iter_tensors(checkpoint), dtype, device)
+        tensors = iter_tensors(checkpoint)
+        if cls.checkpoint_keys is not None:
+            tensors = cls.checkpoint_keys.to_model(tensors, config)
+        unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()
         missing = _materialize_missing(model, dtype, device)
         _report_key_mismatch(cls.__name__, pretrained_model_name_or_path, missing, unexpected)
@@ -162,7 +167,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         if self.config.tie_word_embeddings:
             for key in self._tied_weights_keys:
                 state.pop(key, None)
-        return {k: v.detach() for k, v in state.items()}
+        state = {k: v.detach() for k, v in state.items()}
+        return state if self.checkpoint_keys is None else self.checkpoint_keys.to_checkpoint(state, self.config)
 
 
 def _resolve_config(cls, path, config, hub, kwargs, attn_implementation) -> PretrainedConfig:

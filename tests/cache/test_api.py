@@ -26,8 +26,21 @@ def _by_position(keys: torch.Tensor, positions: torch.Tensor) -> dict[int, torch
     return {int(p): keys[:, :, slot] for slot, p in enumerate(positions.tolist()) if p >= 0}
 
 
+class AlternatingConfig(formers.MistralConfig):
+    """Gemma2's layout on a Mistral config: even layers slide, odd layers are global (what 4.45's
+    HybridCache assumes for any config; formers' asks the config)."""
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        return self.sliding_window if layer_idx % 2 == 0 else None
+
+
+def test_hybrid_cache_reads_layer_windows_from_the_config():
+    assert formers.HybridCache(formers.MistralConfig(**CONFIG), batch_size=1).is_sliding.tolist() == [True] * 4
+    assert formers.HybridCache(AlternatingConfig(**CONFIG), batch_size=1).is_sliding.tolist() == [True, False] * 2
+
+
 def test_hybrid_cache_updates_like_transformers():
-    ours = formers.HybridCache(formers.MistralConfig(**CONFIG), batch_size=2, max_cache_len=10)
+    ours = formers.HybridCache(AlternatingConfig(**CONFIG), batch_size=2, max_cache_len=10)
     ref = transformers.HybridCache(transformers.MistralConfig(**CONFIG), batch_size=2, max_cache_len=10)
     assert ours.is_sliding.tolist() == ref.is_sliding.tolist()
     assert [k.shape for k in ours.key_cache] == [k.shape for k in ref.key_cache]

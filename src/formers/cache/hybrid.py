@@ -1,4 +1,5 @@
-"""HybridCache: Gemma2-style alternation of sliding-window layers (even indices) and global layers.
+"""HybridCache: sliding-window layers and global layers side by side (Gemma2 alternates them); which
+layer slides is what the model's config says (`layer_sliding_window`), the truth the masks read too.
 
 Sliding layers are ring buffers of min(sliding_window, max_cache_len) slots (see sliding_window.py),
 global layers static buffers of max_cache_len slots; `layer_kind` tells the decoder which layers share
@@ -12,7 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from .sliding_window import ring_key_length, ring_key_positions, ring_update
-from .static import StaticCache, sliding_window_of
+from .static import StaticCache, layer_windows, sliding_window_of
 
 
 class HybridCache(StaticCache):
@@ -26,7 +27,7 @@ class HybridCache(StaticCache):
             raise ConfigError("HybridCache needs a model whose config sets `sliding_window`; "
                               f"{type(config).__name__}.sliding_window is None")
         self.sliding_window = sliding_window_of(config)
-        self._sliding = [not idx % 2 for idx in range(config.num_hidden_layers)]
+        self._sliding = [window is not None for window in layer_windows(config)]
         max_cache_len = config.max_position_embeddings if max_cache_len is None else max_cache_len
         self.ring_size = min(self.sliding_window, max_cache_len)
         super().__init__(config, batch_size, max_cache_len, device, dtype, max_batch_size, layer_device_map)

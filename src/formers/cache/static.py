@@ -15,9 +15,18 @@ from ..errors import CacheError
 from .base import Cache
 
 
+def layer_windows(config) -> list[int | None]:
+    """Each layer's attention window (None: global), as the family's config states it."""
+    per_layer = getattr(type(config), "layer_sliding_window", None)
+    if per_layer is None:  # a config outside formers' decoder families
+        return [vars(config).get("sliding_window")] * config.num_hidden_layers
+    return [config.layer_sliding_window(idx) for idx in range(config.num_hidden_layers)]
+
+
 def sliding_window_of(config) -> int | None:
-    """The config's `sliding_window` field; families without one (Llama) have no window."""
-    return vars(config).get("sliding_window")
+    """The model's sliding window (the largest any layer uses); None when every layer is global."""
+    windows = [w for w in layer_windows(config) if w is not None]
+    return max(windows) if windows else None
 
 
 def attention_shape(config) -> tuple[int, int]:

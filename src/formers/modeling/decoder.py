@@ -1,79 +1,136 @@
-"""The pre-norm decoder-only transformer shared by Llama, Mistral, Qwen2 and kin.
+"""The decoder-only transformer every dense family is built from.
 
-A family subclasses `DecoderModel` / `DecoderForCausalLM` and states only what differs through
-`layer_spec` (biases, head sizes, sliding windows) and its config class.
+A family states its parts by overriding hooks, never by flags in here:
+  - `DecoderModel.layer_spec(config, idx)`: that layer's attention (`AttentionSpec`: heads, biases,
+    score scale, softcap, window, rotary style, q/k norms);
+  - `make_norm(config)`, `make_mlp(config, idx)`, `residual` (the wiring below), or `make_layer` whole;
+  - `make_rotary(config)` (None: no rotary), `embed_inputs` (embedding scale, learned positions, an
+    embedding norm), `score_bias` (ALiBi: an additive [B, H, T, S] term on every layer's scores);
+  - `DecoderForCausalLM.make_lm_head(config)` and `final_logits` (logit scale or softcap);
+  - `checkpoint_keys` (loading/key_map.py): how checkpoint keys map onto these modules.
+Residual wiring (`DecoderLayer.residual`):
+  "sequential" h += attn(ln1(h)); h += mlp(ln2(h))           Llama, GPT-2, Bloom, ...
+  "parallel"   n = ln1(h); h += attn(n) + mlp(n)             Phi, GPT-J, Cohere, Falcon-7B
+  "parallel2"  h += attn(ln1(h)) + mlp(ln2(h))               GPT-NeoX, Falcon-40B
+  "sandwich"   h += ln2(attn(ln1(h))); h += ln4(mlp(ln3(h)))  Gemma2
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..cache import Cache, DynamicCache
-from ..errors import GenerationError
+from ..errors import ConfigError, GenerationError
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
-from .attention import Attention
-from .masks import build_attention_mask
+from .attention import Attention, AttentionSpec
 from .layers import Embedding, Linear
+from .masks import build_attention_mask
 from .mlp import GatedMLP
 from .norms import RMSNorm
 from .rope import RotaryEmbedding
 
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """What one decoder layer looks like; families derive it from their config."""
-
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    qkv_bias: bool = False
-    o_bias: bool = False
-    mlp_bias: bool = False
-    sliding_window: int | None = None
+RESIDUALS = ("sequential", "parallel", "parallel2", "sandwich")
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config, spec: LayerSpec, layer_idx: int):
+    """hidden [B, T, C] -> [B, T, C]: attention and MLP joined by the family's residual wiring.
+
+    `norm` builds one norm; `branch_scale` multiplies each branch before it joins the residual (Granite).
+    """
+
+    def __init__(self, attention: nn.Module, mlp: nn.Module, norm, residual: str = "sequential",
+                 branch_scale: float = 1.0):
         super().__init__()
-        self.self_attn = Attention(
-            config.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, layer_idx,
-            qkv_bias=spec.qkv_bias, o_bias=spec.o_bias, dropout=config.attention_dropout,
-            sliding_window=spec.sliding_window, implementation=config._attn_implementation or "sdpa",
-        )
-        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act, bias=spec.mlp_bias)
-        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        if residual not in RESIDUALS:
+            raise ConfigError(f"DecoderLayer residual: expected one of {RESIDUALS}, got {residual!r}")
+        self.residual, self.branch_scale = residual, branch_scale
+        self.self_attn, self.mlp = attention, mlp
+        self.input_layernorm = norm()
+        if residual != "parallel":
+            self.post_attention_layernorm = norm()
+        if residual == "sandwich":
+            self.pre_feedforward_layernorm = norm()
+            self.post_feedforward_layernorm = norm()
+
+    def _join(self, hidden: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return hidden + (branch if self.branch_scale == 1.0 else branch * self.branch_scale)
 
     def forward(self, hidden, cos, sin, mask, cache, cache_position, output_attentions=False):
-        attn_out, weights = self.self_attn(self.input_layernorm(hidden), cos, sin, mask, cache, cache_position,
-                                           output_attentions)
-        hidden = hidden + attn_out
-        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        normed = self.input_layernorm(hidden)
+        attn_out, weights = self.self_attn(normed, cos, sin, mask, cache, cache_position, output_attentions)
+        if self.residual == "sequential":
+            hidden = self._join(hidden, attn_out)
+            hidden = self._join(hidden, self.mlp(self.post_attention_layernorm(hidden)))
+        elif self.residual == "parallel":
+            hidden = attn_out + self.mlp(normed) + hidden
+        elif self.residual == "parallel2":
+            hidden = attn_out + self.mlp(self.post_attention_layernorm(hidden)) + hidden
+        else:  # sandwich
+            hidden = self._join(hidden, self.post_attention_layernorm(attn_out))
+            mlp_out = self.mlp(self.pre_feedforward_layernorm(hidden))
+            hidden = self._join(hidden, self.post_feedforward_layernorm(mlp_out))
         return hidden, weights
 
 
 class DecoderModel(PreTrainedModel):
     """input ids [B, T] -> hidden states [B, T, C] (the family's `XModel`)."""
 
+    residual: ClassVar[str] = "sequential"
+
     def __init__(self, config):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
         self.vocab_size = config.vocab_size
         self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        self.layers = nn.ModuleList(
-            DecoderLayer(config, self.layer_spec(config, idx), idx) for idx in range(config.num_hidden_layers)
-        )
-        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config, device=torch.device("cpu"))
+        self.layers = nn.ModuleList(self.make_layer(config, idx) for idx in range(config.num_hidden_layers))
+        self.norm = self.make_norm(config)
+        self.rotary_emb = self.make_rotary(config)
 
+    # --- family hooks ------------------------------------------------------------------------
     @staticmethod
-    def layer_spec(config, layer_idx: int) -> LayerSpec:
-        """Family hook: the shape and options of layer `layer_idx`."""
-        return LayerSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim)
+    def layer_spec(config, layer_idx: int) -> AttentionSpec:
+        """The attention of layer `layer_idx`; its window comes from `config.layer_sliding_window`."""
+        return AttentionSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+                             sliding_window=config.layer_sliding_window(layer_idx))
 
+    @classmethod
+    def make_norm(cls, config) -> nn.Module:
+        return RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    @classmethod
+    def make_mlp(cls, config, layer_idx: int) -> nn.Module:
+        return GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act,
+                        bias=vars(config).get("mlp_bias", False))
+
+    @classmethod
+    def make_attention(cls, config, layer_idx: int) -> nn.Module:
+        return Attention(config.hidden_size, cls.layer_spec(config, layer_idx), layer_idx,
+                         dropout=config.attention_dropout, implementation=config._attn_implementation or "sdpa")
+
+    @classmethod
+    def make_layer(cls, config, layer_idx: int) -> nn.Module:
+        return DecoderLayer(cls.make_attention(config, layer_idx), cls.make_mlp(config, layer_idx),
+                            lambda: cls.make_norm(config), cls.residual)
+
+    @classmethod
+    def make_rotary(cls, config) -> nn.Module | None:
+        return RotaryEmbedding(config, device=torch.device("cpu"))
+
+    def embed_inputs(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, T, C] -> the first layer's input (also applied to user `inputs_embeds`)."""
+        return inputs_embeds
+
+    def score_bias(self, attention_mask: torch.Tensor | None, key_positions: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor | None:
+        """An additive term [B, H, 1, S] on every layer's attention scores (ALiBi), or None."""
+        return None
+
+    has_score_bias: ClassVar[bool] = False  # True when `score_bias` returns a tensor (masks become explicit)
+
+    # --- the forward pass ----------------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
@@ -84,7 +141,7 @@ class DecoderModel(PreTrainedModel):
                          output_attentions: bool) -> list:
         """The mask of every layer, built once per (sliding window, cache layout) pair; the cache says how
         its key slots map to positions. `length` is the query length with a cache, the key length without."""
-        implicit = self.config._attn_implementation != "eager" and not output_attentions
+        implicit = self.config._attn_implementation != "eager" and not output_attentions and not self.has_score_bias
         built, masks = {}, []
         for idx, layer in enumerate(self.layers):
             window = layer.self_attn.sliding_window
@@ -95,8 +152,13 @@ class DecoderModel(PreTrainedModel):
                 else:
                     key_length = cache.attention_key_length(length, idx)
                     key_positions = cache.key_positions(cache_position, idx)
-                built[group] = build_attention_mask(attention_mask, cache_position, key_length, dtype, window,
-                                                    allow_implicit_causal=implicit, key_positions=key_positions)
+                mask = build_attention_mask(attention_mask, cache_position, key_length, dtype, window,
+                                            allow_implicit_causal=implicit, key_positions=key_positions)
+                if self.has_score_bias:
+                    positions = key_positions if key_positions is not None else \
+                        torch.arange(key_length, device=cache_position.device)
+                    mask = mask + self.score_bias(attention_mask, positions, dtype)
+                built[group] = mask
             masks.append(built[group])
         return masks
 
@@ -123,10 +185,11 @@ class DecoderModel(PreTrainedModel):
             cache_position = torch.arange(past_length, past_length + query_length, device=hidden.device)
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)
+        hidden = self.embed_inputs(hidden, position_ids)
         masks = self._attention_masks(attention_mask, cache_position, cache,
                                       query_length if cache is not None else past_length + query_length,
                                       hidden.dtype, output_attentions)
-        cos, sin = self.rotary_emb(hidden, position_ids)
+        cos, sin = self.rotary_emb(hidden, position_ids) if self.rotary_emb is not None else (None, None)
         all_hidden, all_attentions = [], []
         for layer, mask in zip(self.layers, masks):
             if output_hidden_states:
@@ -163,8 +226,18 @@ class DecoderForCausalLM(PreTrainedModel):
         super().__init__(config)
         self.model = self.base_model_class(config)
         self.vocab_size = config.vocab_size
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = self.make_lm_head(config)
 
+    # --- family hooks ------------------------------------------------------------------------
+    @classmethod
+    def make_lm_head(cls, config) -> nn.Module:
+        return Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def final_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The LM head's output -> the logits the family reports (a scale or softcap; before the float cast)."""
+        return logits
+
+    # --- the forward pass ----------------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
@@ -187,7 +260,7 @@ class DecoderForCausalLM(PreTrainedModel):
                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                           return_dict=True, cache_position=cache_position)
         hidden = base.last_hidden_state
-        logits = self.lm_head(hidden[:, -num_logits_to_keep:, :]).float()  # 0 keeps every position
+        logits = self.final_logits(self.lm_head(hidden[:, -num_logits_to_keep:, :])).float()  # 0 keeps all
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=base.past_key_values,
                                      hidden_states=base.hidden_states, attentions=base.attentions)

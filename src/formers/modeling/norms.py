@@ -26,3 +26,26 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+class OffsetRMSNorm(RMSNorm):
+    """Gemma's RMSNorm: weights are stored zero-centred and applied as (1 + w), multiplied in float32 and
+    cast back only after the multiply (Llama's casts before); the weight starts at zero."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__(hidden_size, eps)
+        self.weight = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        x = hidden_states.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return (x * (1.0 + self.weight.float())).type_as(hidden_states)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm that skips initialisation on `meta` (loading assigns the real weights next).
+    `bias=False` gives the bias-free variant, `elementwise_affine=False` the parameter-free one (OLMo)."""
+
+    def reset_parameters(self) -> None:
+        if self.weight is None or not self.weight.is_meta:
+            super().reset_parameters()

@@ -145,9 +145,10 @@ def validate_rope_scaling(config: Any) -> None:
 class RotaryEmbedding(nn.Module):
     """position_ids [B, T] -> (cos, sin) [B, T, Drot] in the dtype of `like`."""
 
-    def __init__(self, config: Any, device=None):
+    def __init__(self, config: Any, device=None, interleaved: bool = False):
         super().__init__()
         self.config = config
+        self.interleaved = interleaved
         self.rope_type = rope_type_of(config)
         self.init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
         device = device or torch.device("cpu")
@@ -173,7 +174,9 @@ class RotaryEmbedding(nn.Module):
             self._dynamic_update(position_ids)
         with torch.autocast(device_type=like.device.type if like.device.type != "mps" else "cpu", enabled=False):
             freqs = position_ids[:, :, None].float() * self.inv_freq.float()[None, None, :]  # [B, T, Drot/2]
-            angles = torch.cat((freqs, freqs), dim=-1)
+            # halves layout [f0..fn, f0..fn] pairs dim i with i + Drot/2; interleaved [f0, f0, f1, f1, ...]
+            # pairs neighbours (GPT-J, Cohere)
+            angles = freqs.repeat_interleave(2, dim=-1) if self.interleaved else torch.cat((freqs, freqs), dim=-1)
             cos, sin = angles.cos(), angles.sin()
         if self.attention_scaling != 1.0:
             cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
@@ -185,11 +188,18 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the interleaved counterpart of rotate_half."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((-odd, even), dim=-1).flatten(-2)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool = False) -> torch.Tensor:
     """x [B, H, T, D]; cos/sin [B, T, Drot]. Rotates the first Drot dims (all of them unless partial)."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    rotate = rotate_pairs if interleaved else rotate_half
     rot_dim = cos.shape[-1]
     if rot_dim == x.shape[-1]:
-        return x * cos + rotate_half(x) * sin
+        return x * cos + rotate(x) * sin
     rotated, passed = x[..., :rot_dim], x[..., rot_dim:]
-    return torch.cat((rotated * cos + rotate_half(rotated) * sin, passed), dim=-1)
+    return torch.cat((rotated * cos + rotate(rotated) * sin, passed), dim=-1)

@@ -31,3 +31,8 @@ class DecoderConfig(PretrainedConfig):
             rope_scaling["rope_type"] = rope_scaling["type"]
         if "rope_scaling" in self._fields:
             validate_rope_scaling(self)
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        """The attention window of layer `layer_idx` (None: global). The one truth that the model's
+        masks and every cache (SlidingWindowCache, HybridCache, generate()'s choice) read."""
+        return vars(self).get("sliding_window")

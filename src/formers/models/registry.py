@@ -1,24 +1,68 @@
-"""model_type -> family package (imported on first use), and aliases for checkpoints that name the
-same architecture differently."""
+"""Every model family, registered in one place: model_type -> its package (imported on first use) and
+the public names it exports at the top level (`formers.GemmaConfig`, ...).
+
+Adding a family = one `Family` line below plus its package `models/<package>/` whose `__init__.py`
+sets CONFIG_CLASS and MODEL_CLASSES (task -> class). See docs/adding_a_family.md.
+"""
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import UnknownModelTypeError
 
-FAMILIES: dict[str, str] = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
+
+@dataclass(frozen=True)
+class Family:
+    package: str  # folder under formers/models/
+    stem: str  # class-name stem: <stem>Config, <stem>Model, <stem>ForCausalLM
+    extra_names: tuple[str, ...] = ()  # further public names (GPT-2's GPT2LMHeadModel, ...)
+    causal_lm: bool = True  # exports <stem>ForCausalLM
+
+    @property
+    def public_names(self) -> tuple[str, ...]:
+        names = (f"{self.stem}Config", f"{self.stem}Model") + ((f"{self.stem}ForCausalLM",) if self.causal_lm else ())
+        return names + self.extra_names
+
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family("llama", "Llama"),
+    "mistral": Family("mistral", "Mistral"),
+    "qwen2": Family("qwen2", "Qwen2"),
+    "gemma": Family("gemma", "Gemma"),
+    "gemma2": Family("gemma2", "Gemma2"),
+    "phi3": Family("phi3", "Phi3"),
+    "phi": Family("phi", "Phi"),
+    "nemotron": Family("nemotron", "Nemotron"),
+    "granite": Family("granite", "Granite"),
+    "cohere": Family("cohere", "Cohere"),
+    "stablelm": Family("stablelm", "StableLm"),
+    "starcoder2": Family("starcoder2", "Starcoder2"),
+    "olmo": Family("olmo", "Olmo"),
+    "gpt2": Family("gpt2", "GPT2", ("GPT2LMHeadModel",), causal_lm=False),
+    "gpt_bigcode": Family("gpt_bigcode", "GPTBigCode"),
+    "gpt_neox": Family("gpt_neox", "GPTNeoX"),
+    "gptj": Family("gptj", "GPTJ"),
+    "falcon": Family("falcon", "Falcon"),
+    "bloom": Family("bloom", "Bloom"),
+}
 ALIASES: dict[str, str] = {}
+
+
+def public_names() -> dict[str, str]:
+    """Top-level name -> module (relative to `formers`) for every registered family."""
+    return {name: f"models.{fam.package}" for fam in FAMILIES.values() for name in fam.public_names}
 
 
 def family(model_type: str) -> ModuleType:
     """The family package for `model_type`; it exposes CONFIG_CLASS and MODEL_CLASSES by task."""
-    name = FAMILIES.get(ALIASES.get(model_type, model_type))
-    if name is None:
+    entry = FAMILIES.get(ALIASES.get(model_type, model_type))
+    if entry is None:
         raise UnknownModelTypeError(
             f"model_type {model_type!r} is not supported by formers; supported: {sorted(FAMILIES)}"
         )
-    return importlib.import_module(f"formers.models.{name}")
+    return importlib.import_module(f"formers.models.{entry.package}")
 
 
 def model_class(model_type: str, task: str) -> type:

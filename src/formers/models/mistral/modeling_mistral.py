@@ -1,17 +1,12 @@
-"""Mistral: Llama without biases, every layer attending through a sliding window."""
+"""Mistral: Llama without biases, every layer attending through a sliding window (the shared default)."""
 from __future__ import annotations
 
-from ...modeling.decoder import DecoderForCausalLM, DecoderModel, LayerSpec
+from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from .configuration_mistral import MistralConfig
 
 
 class MistralModel(DecoderModel):
     config_class = MistralConfig
-
-    @staticmethod
-    def layer_spec(config: MistralConfig, layer_idx: int) -> LayerSpec:
-        return LayerSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
-                         sliding_window=config.sliding_window)
 
 
 class MistralForCausalLM(DecoderForCausalLM):

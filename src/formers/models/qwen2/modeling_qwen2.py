@@ -5,7 +5,8 @@ and attend globally); formers applies it in every kernel, as the flash path and 
 """
 from __future__ import annotations
 
-from ...modeling.decoder import DecoderForCausalLM, DecoderModel, LayerSpec
+from ...modeling.attention import AttentionSpec
+from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from .configuration_qwen2 import Qwen2Config
 
 
@@ -13,9 +14,9 @@ class Qwen2Model(DecoderModel):
     config_class = Qwen2Config
 
     @staticmethod
-    def layer_spec(config: Qwen2Config, layer_idx: int) -> LayerSpec:
-        return LayerSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
-                         qkv_bias=True, sliding_window=config.layer_sliding_window(layer_idx))
+    def layer_spec(config: Qwen2Config, layer_idx: int) -> AttentionSpec:
+        return AttentionSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+                             qkv_bias=True, sliding_window=config.layer_sliding_window(layer_idx))
 
 
 class Qwen2ForCausalLM(DecoderForCausalLM):

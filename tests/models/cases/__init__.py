@@ -1,0 +1,1 @@
+"""One module per family: `CASES = {name: family_checks.Case(...)}` (see family_checks.py)."""

@@ -1,0 +1,147 @@
+"""The checks every model family must pass against transformers 4.45.2, written once.
+
+A family lists its tiny checkpoints in `tests/models/cases/<family>.py`:
+    CASES = {"gemma-mqa": Case("gemma", {...config fields...}), ...}
+`test_families.py` runs every check below on every case; a `Case` says which checks 4.45 allows for
+that family (static cache, bf16 greedy). Family-specific behaviour gets its own test file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+
+import formers
+
+from ..conftest import TINY, build_oracle_checkpoint
+
+VOCAB = 128  # every case's vocab_size: the batches below draw ids from [3, 128)
+
+
+@dataclass(frozen=True)
+class Case:
+    model_type: str
+    config: dict  # fields given to the oracle's config class on top of `base`
+    base: dict = field(default_factory=lambda: dict(TINY))  # families whose configs name fields otherwise pass theirs
+    static_cache: bool = True  # 4.45 supports cache_implementation="static" for this family
+    bf16_greedy: bool = False  # also check bf16 greedy tokens
+    seed: int = 0
+
+
+def build(case: Case, folder: Path) -> Path:
+    return build_oracle_checkpoint(folder, case.model_type, seed=case.seed, base=case.base, **case.config)
+
+
+def load_pair(folder: Path, **kwargs):
+    return (formers.AutoModelForCausalLM.from_pretrained(folder, **kwargs),
+            transformers.AutoModelForCausalLM.from_pretrained(folder, **kwargs))
+
+
+def padded_batch(rows: int = 3, length: int = 12, pad_id: int = 0, seed: int = 3):
+    """ids [rows, length] with rows 1 and 2 left-padded by 3 and 7 tokens, and their attention mask."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (rows, length), generator=generator)
+    mask = torch.ones_like(ids)
+    for row, pad in zip(range(1, rows), (3, 7)):
+        mask[row, :pad] = 0
+    return ids.masked_fill(mask == 0, pad_id), mask
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+def check_logits(folder: Path, implementation: str) -> float:
+    """fp32 logits, hidden states and attentions on a left-padded batch; returns max |delta logits|."""
+    ours, ref = load_pair(folder, attn_implementation=implementation)
+    ids, mask = padded_batch(length=16)
+    with torch.no_grad():
+        a, b = ours(ids, attention_mask=mask), ref(ids, attention_mask=mask)
+    delta = max_diff(a.logits, b.logits)
+    assert a.logits.shape == b.logits.shape and delta <= 1e-5, delta
+    return delta
+
+
+def check_outputs_and_embeds(folder: Path) -> None:
+    """output_hidden_states / output_attentions / labels / inputs_embeds agree with 4.45."""
+    ours, ref = load_pair(folder)
+    ids, mask = padded_batch(length=10)
+    kwargs = dict(attention_mask=mask, output_hidden_states=True, output_attentions=True, labels=ids)
+    with torch.no_grad():
+        a, b = ours(ids, **kwargs), ref(ids, **kwargs)
+        embeds = ref.get_input_embeddings()(ids)
+        ea = ours(inputs_embeds=embeds, attention_mask=mask).logits
+        eb = ref(inputs_embeds=embeds, attention_mask=mask).logits
+    assert len(a.hidden_states) == len(b.hidden_states)
+    assert max(max_diff(x, y) for x, y in zip(a.hidden_states, b.hidden_states)) <= 1e-5
+    assert len(a.attentions) == len(b.attentions)
+    for x, y in zip(a.attentions, b.attentions):  # fully padded query rows differ only in what they ignore
+        assert max_diff(x * mask[:, None, :, None], y * mask[:, None, :, None]) <= 1e-5
+    assert abs(a.loss.item() - b.loss.item()) <= 1e-5
+    assert max_diff(ea, eb) <= 1e-5
+
+
+def check_incremental_decoding(folder: Path) -> None:
+    """Prefill then token by token through the cache, legacy tuples in and out as 4.45 does."""
+    ours, ref = load_pair(folder)
+    ids, mask = padded_batch(length=16)
+    with torch.no_grad():
+        out_a = ours(ids[:, :10], attention_mask=mask[:, :10], use_cache=True)
+        out_b = ref(ids[:, :10], attention_mask=mask[:, :10], use_cache=True)
+        cache_a, cache_b = out_a.past_key_values, out_b.past_key_values
+        for t in range(10, 16):
+            pos = (mask[:, : t + 1].cumsum(-1) - 1).clamp(min=0)[:, -1:]
+            a = ours(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], position_ids=pos, past_key_values=cache_a)
+            b = ref(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], position_ids=pos, past_key_values=cache_b)
+            assert max_diff(a.logits, b.logits) <= 1e-5
+            cache_a, cache_b = a.past_key_values, b.past_key_values
+
+
+def _generate_both(folder: Path, seed: int | None = None, torch_dtype=None, **kwargs):
+    ours, ref = load_pair(folder, **({"torch_dtype": torch_dtype} if torch_dtype is not None else {}))
+    ids, mask = padded_batch()
+    kwargs = dict(input_ids=ids, attention_mask=mask, pad_token_id=0, **kwargs)
+    if seed is not None:
+        formers.set_seed(seed)
+    a = ours.generate(**kwargs)
+    if seed is not None:
+        transformers.set_seed(seed)
+    b = ref.generate(**kwargs)
+    return a, b
+
+
+def check_greedy(folder: Path, torch_dtype=None) -> None:
+    a, b = _generate_both(folder, max_new_tokens=32, do_sample=False, torch_dtype=torch_dtype)
+    assert a.shape == (3, 44) and torch.equal(a, b)
+
+
+def check_beam_search(folder: Path) -> None:
+    a, b = _generate_both(folder, max_new_tokens=16, num_beams=4, do_sample=False, num_return_sequences=2)
+    assert torch.equal(a, b)
+
+
+def check_sampling(folder: Path) -> None:
+    a, b = _generate_both(folder, seed=1234, max_new_tokens=24, do_sample=True, top_k=20, top_p=0.9,
+                          temperature=0.8)
+    assert torch.equal(a, b)
+
+
+def check_static_cache(folder: Path) -> None:
+    a, b = _generate_both(folder, max_new_tokens=24, do_sample=False, cache_implementation="static")
+    assert torch.equal(a, b)
+
+
+def check_round_trip(folder: Path, out: Path) -> None:
+    """formers' save_pretrained writes the checkpoint's own layout: 4.45.2 loads it to the same logits."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ours.save_pretrained(out)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    again = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert sorted(again.state_dict()) == sorted(ref.state_dict())
+    ids, mask = padded_batch(length=10)
+    with torch.no_grad():
+        assert max_diff(again(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits) == 0
+    base = formers.AutoModel.from_pretrained(out)  # the base model loads from the LM checkpoint too
+    assert type(base).__name__ == type(ours.model).__name__

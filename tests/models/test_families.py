@@ -1,0 +1,76 @@
+"""Every family's tiny checkpoints (tests/models/cases/*.py) through the shared checks against 4.45.2."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+from . import cases as cases_package
+from . import family_checks as checks
+
+CASES: dict[str, checks.Case] = {}
+for module_info in pkgutil.iter_modules(cases_package.__path__):
+    CASES.update(importlib.import_module(f"{cases_package.__name__}.{module_info.name}").CASES)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    built: dict[str, object] = {}
+
+    def folder(name: str):
+        if name not in built:
+            built[name] = checks.build(CASES[name], tmp_path_factory.mktemp(name))
+        return built[name]
+    return folder
+
+
+def _names(predicate=lambda case: True) -> list[str]:
+    return sorted(name for name, case in CASES.items() if predicate(case))
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", _names())
+def test_logits(folders, name, implementation):
+    checks.check_logits(folders(name), implementation)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_outputs_and_inputs_embeds(folders, name):
+    checks.check_outputs_and_embeds(folders(name))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_incremental_decoding(folders, name):
+    checks.check_incremental_decoding(folders(name))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_greedy(folders, name):
+    checks.check_greedy(folders(name))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_beam_search(folders, name):
+    checks.check_beam_search(folders(name))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_sampling(folders, name):
+    checks.check_sampling(folders(name))
+
+
+@pytest.mark.parametrize("name", _names(lambda case: case.static_cache))
+def test_static_cache(folders, name):
+    checks.check_static_cache(folders(name))
+
+
+@pytest.mark.parametrize("name", _names(lambda case: case.bf16_greedy))
+def test_bf16_greedy(folders, name):
+    checks.check_greedy(folders(name), torch_dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_save_round_trip_loads_in_transformers(folders, name, tmp_path):
+    checks.check_round_trip(folders(name), tmp_path / "saved")
