@@ -33,42 +33,42 @@ def _names(predicate=lambda case: True) -> list[str]:
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 @pytest.mark.parametrize("name", _names())
 def test_logits(folders, name, implementation):
-    checks.check_logits(folders(name), implementation)
+    checks.check_logits(folders(name), CASES[name], implementation)
 
 
 @pytest.mark.parametrize("name", _names())
 def test_outputs_and_inputs_embeds(folders, name):
-    checks.check_outputs_and_embeds(folders(name))
+    checks.check_outputs_and_embeds(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names())
 def test_incremental_decoding(folders, name):
-    checks.check_incremental_decoding(folders(name))
+    checks.check_incremental_decoding(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names())
 def test_greedy(folders, name):
-    checks.check_greedy(folders(name))
+    checks.check_greedy(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names())
 def test_beam_search(folders, name):
-    checks.check_beam_search(folders(name))
+    checks.check_beam_search(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names())
 def test_sampling(folders, name):
-    checks.check_sampling(folders(name))
+    checks.check_sampling(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names(lambda case: case.static_cache))
 def test_static_cache(folders, name):
-    checks.check_static_cache(folders(name))
+    checks.check_static_cache(folders(name), CASES[name])
 
 
 @pytest.mark.parametrize("name", _names(lambda case: case.bf16_greedy))
 def test_bf16_greedy(folders, name):
-    checks.check_greedy(folders(name), torch_dtype=torch.bfloat16)
+    checks.check_greedy(folders(name), CASES[name], torch_dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("name", _names())
