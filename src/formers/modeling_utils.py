@@ -63,6 +63,16 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     def dtype(self) -> torch.dtype:
         return next(p for p in self.parameters() if p.is_floating_point()).dtype
 
+    @classmethod
+    def cache_from_legacy(cls, past_key_values) -> "Cache":
+        """4.45-style tuple caches (or None) -> a Cache; families with another tuple layout override both."""
+        from .cache import DynamicCache
+        return DynamicCache.from_legacy_cache(past_key_values)
+
+    @classmethod
+    def cache_to_legacy(cls, cache: "Cache") -> tuple:
+        return cache.to_legacy_cache()
+
     def get_input_embeddings(self) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
 

@@ -156,3 +156,22 @@ def check_round_trip(folder: Path, out: Path) -> None:
         assert max_diff(again(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits) == 0
     base = formers.AutoModel.from_pretrained(out)  # the base model loads from the LM checkpoint too
     assert type(base).__name__ == type(ours.model).__name__
+
+
+def check_oracle_tuple_cache(folder: Path, case: Case) -> None:
+    """A 4.45-style tuple cache made by transformers, given to formers, gives the same next logits and
+    comes back in the same tuple layout (GPTBigCode's differs from the others')."""
+    ours, ref = load_pair(folder, case.oracle_attention)
+    ids, mask = padded_batch(length=12)
+    with torch.no_grad():
+        past = ref(ids[:, :11], attention_mask=mask[:, :11], use_cache=True).past_key_values
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        a = ours(ids[:, 11:], attention_mask=mask, position_ids=pos, past_key_values=past)
+        b = ref(ids[:, 11:], attention_mask=mask, position_ids=pos, past_key_values=past)
+    assert max_diff(a.logits, b.logits) <= 1e-5
+    flat_a = [t for layer in a.past_key_values for t in (layer if isinstance(layer, tuple) else (layer,))]
+    flat_b = [t for layer in b.past_key_values for t in (layer if isinstance(layer, tuple) else (layer,))]
+    assert [t.shape for t in flat_a] == [t.shape for t in flat_b]
+    for x, y in zip(flat_a, flat_b):  # keys/values at real positions ([B, H, S, D] or GPTBigCode's [B, S, 2D])
+        x, y = (x.transpose(1, 2), y.transpose(1, 2)) if x.dim() == 4 else (x, y)
+        assert max_diff(x, y, mask[:, :x.shape[1]]) <= 1e-5

@@ -74,3 +74,8 @@ def test_bf16_greedy(folders, name):
 @pytest.mark.parametrize("name", _names())
 def test_save_round_trip_loads_in_transformers(folders, name, tmp_path):
     checks.check_round_trip(folders(name), tmp_path / "saved")
+
+
+@pytest.mark.parametrize("name", _names())
+def test_oracle_tuple_cache_accepted(folders, name):
+    checks.check_oracle_tuple_cache(folders(name), CASES[name])

@@ -37,7 +37,7 @@ def prepare_generation_cache(model, generation_config, user_cache, use_cache: bo
         if implementation is not None:
             raise GenerationError(f"generate(): pass either `past_key_values` or `cache_implementation` "
                                   f"({implementation!r}), not both")
-        cache = user_cache if isinstance(user_cache, Cache) else DynamicCache.from_legacy_cache(user_cache)
+        cache = user_cache if isinstance(user_cache, Cache) else model.cache_from_legacy(user_cache)
         cache.ensure_capacity(max_length)
         return cache
     if implementation is None:

@@ -82,7 +82,7 @@ class GenerationMixin:
             streamer.end()
         if not config.return_dict_in_generate:
             return result.sequences
-        result.past_key_values = _returned_cache(result.past_key_values, config, user_cache)
+        result.past_key_values = _returned_cache(self, result.past_key_values, config, user_cache)
         return result
 
     def compute_transition_scores(self, sequences: torch.Tensor, scores: tuple[torch.Tensor, ...],
@@ -111,10 +111,10 @@ def _warn_right_padding(prompt, pad) -> None:
                        "generation results, please set `padding_side='left'` when initializing the tokenizer.")
 
 
-def _returned_cache(cache, config: GenerationConfig, user_cache):
+def _returned_cache(model, cache, config: GenerationConfig, user_cache):
     """As 4.45: the default cache goes back as legacy tuples unless `return_legacy_cache=False`."""
     if not isinstance(cache, DynamicCache) or config.return_legacy_cache is False:
         return cache  # caches without a legacy form (static, sliding, ...) come back as they are
     if config.return_legacy_cache or (user_cache is None and type(cache) is DynamicCache):
-        return cache.to_legacy_cache()
+        return model.cache_to_legacy(cache)
     return cache

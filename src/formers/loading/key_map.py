@@ -60,6 +60,21 @@ def split_sizes(sizes: Callable[[Any], list[int]], dim: int = 0) -> tuple[Callab
     return split, join
 
 
+def split_per_head(num_heads: Callable[[Any], int], parts: int = 3) -> tuple[Callable, Callable]:
+    """(split, join) for fused projections laid out head by head, [h0: q k v, h1: q k v, ...] (GPT-NeoX,
+    Bloom, multi-head GPTBigCode), into `parts` tensors laid out [all heads of q], [all of k], ..."""
+    def split(tensor: Tensor, config, fields) -> list[Tensor]:
+        heads = num_heads(config)
+        grouped = tensor.reshape(heads, parts, -1, *tensor.shape[1:])  # [H, parts, D, (in)]
+        return [grouped[:, i].reshape(-1, *tensor.shape[1:]).contiguous() for i in range(parts)]
+
+    def join(pieces: list[Tensor], config, fields) -> Tensor:
+        heads = num_heads(config)
+        grouped = torch.stack([p.reshape(heads, -1, *p.shape[1:]) for p in pieces], dim=1)
+        return grouped.reshape(-1, *pieces[0].shape[1:])
+    return split, join
+
+
 @dataclass(frozen=True)
 class KeyMap:
     """A family's checkpoint layout (see the module docstring).

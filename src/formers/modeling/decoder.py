@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..cache import Cache, DynamicCache
+from ..cache import Cache
 from ..errors import ConfigError, GenerationError
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
@@ -119,6 +119,11 @@ class DecoderModel(PreTrainedModel):
     def make_rotary(cls, config) -> nn.Module | None:
         return RotaryEmbedding(config, device=torch.device("cpu"))
 
+    def default_position_ids(self, attention_mask: torch.Tensor | None, cache_position: torch.Tensor) -> torch.Tensor:
+        """Positions [B or 1, T] when the caller gives none: the cache positions (families that count
+        positions from the attention mask, as GPTBigCode does, override this)."""
+        return cache_position.unsqueeze(0)
+
     def embed_inputs(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B, T, C] -> the first layer's input (also applied to user `inputs_embeds`)."""
         return inputs_embeds
@@ -176,7 +181,7 @@ class DecoderModel(PreTrainedModel):
 
         return_legacy_cache = use_cache and not isinstance(past_key_values, Cache)
         if return_legacy_cache:  # None or legacy tuples, as transformers accepts
-            past_key_values = DynamicCache.from_legacy_cache(past_key_values)
+            past_key_values = self.cache_from_legacy(past_key_values)
         cache = past_key_values if use_cache else None
         query_length = hidden.shape[1]
         if cache_position is None or cache is None:  # a static cache's length is a device read: only here
@@ -184,7 +189,7 @@ class DecoderModel(PreTrainedModel):
         if cache_position is None:
             cache_position = torch.arange(past_length, past_length + query_length, device=hidden.device)
         if position_ids is None:
-            position_ids = cache_position.unsqueeze(0)
+            position_ids = self.default_position_ids(attention_mask, cache_position)
         hidden = self.embed_inputs(hidden, position_ids)
         masks = self._attention_masks(attention_mask, cache_position, cache,
                                       query_length if cache is not None else past_length + query_length,
@@ -203,7 +208,7 @@ class DecoderModel(PreTrainedModel):
 
         next_cache = None
         if use_cache:
-            next_cache = past_key_values.to_legacy_cache() if return_legacy_cache else past_key_values
+            next_cache = self.cache_to_legacy(past_key_values) if return_legacy_cache else past_key_values
         out = BaseModelOutputWithPast(
             last_hidden_state=hidden, past_key_values=next_cache,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,

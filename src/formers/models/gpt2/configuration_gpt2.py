@@ -4,8 +4,9 @@ from __future__ import annotations
 from ...configuration_utils import PretrainedConfig
 
 
-class GPT2Config(PretrainedConfig):
-    model_type = "gpt2"
+class GPT2StyleConfig(PretrainedConfig):
+    """The fields GPT-2 and its descendants (GPTBigCode) share, and the names the shared decoder reads."""
+
     attribute_map = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions",
                      "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"}
 
@@ -21,17 +22,10 @@ class GPT2Config(PretrainedConfig):
     attn_pdrop: float = 0.1
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
-    summary_type: str = "cls_index"
-    summary_use_proj: bool = True
-    summary_activation: str | None = None
-    summary_proj_to_labels: bool = True
-    summary_first_dropout: float = 0.1
     scale_attn_weights: bool = True
     use_cache: bool = True
     bos_token_id: int | list[int] | None = 50256
     eos_token_id: int | list[int] | None = 50256
-    scale_attn_by_inverse_layer_idx: bool = False
-    reorder_and_upcast_attn: bool = False
 
     # --- the names the shared decoder reads ---------------------------------------------------------
     @property
@@ -54,7 +48,22 @@ class GPT2Config(PretrainedConfig):
         return None
 
     def score_scale(self, layer_idx: int) -> float:
+        return self.head_dim ** -0.5 if self.scale_attn_weights else 1.0
+
+
+class GPT2Config(GPT2StyleConfig):
+    model_type = "gpt2"
+
+    summary_type: str = "cls_index"
+    summary_use_proj: bool = True
+    summary_activation: str | None = None
+    summary_proj_to_labels: bool = True
+    summary_first_dropout: float = 0.1
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False  # fp32 scores: what formers' eager kernel computes in fp32 anyway
+
+    def score_scale(self, layer_idx: int) -> float:
         """1/sqrt(head_dim) (or 1 without `scale_attn_weights`), divided by layer_idx + 1 when
         `scale_attn_by_inverse_layer_idx` (GPT-2's Mistral-style stabiliser)."""
-        scale = self.head_dim ** -0.5 if self.scale_attn_weights else 1.0
+        scale = super().score_scale(layer_idx)
         return scale / (layer_idx + 1) if self.scale_attn_by_inverse_layer_idx else scale
