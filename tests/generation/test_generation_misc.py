@@ -1,5 +1,5 @@
 """Smaller pieces against transformers 4.45.2: confidence / deprecated criteria, output classes, embeds-only
-prompts and cache handling in the beam and contrastive paths, token healing."""
+prompts and cache handling in the beam and contrastive paths (token healing: test_token_healing.py)."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +12,6 @@ import formers
 import formers.generation as fg
 from formers.generation import stopping_criteria as fs
 
-from ..conftest import SHARED
 from .conftest import assert_same_outputs, generate_both, padded_batch
 
 
@@ -68,28 +67,6 @@ def test_beam_search_without_cache(llama_pair):
     ids, mask = padded_batch()
     assert_same_outputs(*generate_both(llama_pair, ids, attention_mask=mask, max_new_tokens=5, pad_token_id=0,
                                        num_beams=2, use_cache=False))
-
-
-@pytest.mark.skipif(not (SHARED / "tokenizers" / "gpt2").exists(), reason="gpt2 tokenizer absent")
-def test_token_healing_picks_an_extension_of_the_tail():
-    tokenizer = formers.AutoTokenizer.from_pretrained(SHARED / "tokenizers" / "gpt2")
-    tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    torch.manual_seed(0)
-    model = formers.LlamaForCausalLM(formers.LlamaConfig(vocab_size=50257, hidden_size=16, intermediate_size=32,
-                                                         num_hidden_layers=1, num_attention_heads=2,
-                                                         num_key_value_heads=1))
-    prompts = ["The url is http", "I like bana"]
-    ids = tokenizer(prompts, return_tensors="pt", padding=True).input_ids
-    healed = model.heal_tokens(ids, tokenizer)
-    for prompt, row in zip(prompts, healed):
-        text = tokenizer.decode(row, skip_special_tokens=True)
-        tail = prompt.split()[-1]
-        assert text.startswith(prompt[: -len(tail)]) and text.split()[-1].startswith(tail), text
-    out = model.generate(ids, token_healing=True, tokenizer=tokenizer, max_new_tokens=2, pad_token_id=50256)
-    assert out.shape[0] == 2
-    with pytest.raises(formers.errors.GenerationError, match="tokenizer"):
-        model.generate(ids, token_healing=True, max_new_tokens=2)
 
 
 def test_accelerator_style_lazy_stop_check_gives_the_same_result(llama_pair, monkeypatch):
