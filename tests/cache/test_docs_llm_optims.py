@@ -1,6 +1,8 @@
 """transformers 4.45's docs/source/en/llm_optims.md, "Static kv-cache and torch.compile": the examples
 run as written except `transformers` -> `formers`, stories260K for the hub ids and "cpu" for "cuda"
-(marked slow: inductor compiles for a while on CPU). The fast tests check what makes them worthwhile:
+(marked slow: inductor compiles for a while on CPU); each slow example's tokens equal those of
+transformers 4.45.2 running the same example uncompiled (compiling must not change a token, and
+compiling the oracle too would double the slowest tests). The fast tests check what makes them worthwhile:
 a StaticCache decode step compiled with fullgraph=True is traced once and never again, across steps
 and across generate() calls; and the whole of generate() compiles with fullgraph=True (the doc's
 "generate() compilation" tab) into one graph that gives transformers 4.45.2's tokens.
@@ -146,40 +148,68 @@ def test_llm_optims_generate_compilation():
     assert torch.equal(outputs, expected)
 
 
+def _no_compile(function, **options):
+    """Stands in for torch.compile when the oracle runs an example."""
+    return function
+
+
+# 4.45.2 loaded with device_map="auto" on a machine without accelerators cannot build a static cache
+# (`_get_cache` looks for a non-CPU device in hf_device_map: IndexError), so the oracle loads without one.
+ORACLE_DEVICE_MAP = None
+
+
 @pytest.mark.slow
 @requires_shared(STORIES)
 def test_llm_optims_cache_implementation_static():
-    from formers import AutoTokenizer, AutoModelForCausalLM
+    import transformers
+
+    outputs = _cache_implementation_static(formers, torch.compile)
+    assert torch.equal(outputs, _cache_implementation_static(transformers, _no_compile, ORACLE_DEVICE_MAP)) and outputs.shape[1] == 20
+
+
+def _cache_implementation_static(library, compile, device_map="auto"):
+    AutoTokenizer, AutoModelForCausalLM = library.AutoTokenizer, library.AutoModelForCausalLM
     import torch
     import os
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # To prevent long warnings :)
 
     tokenizer = AutoTokenizer.from_pretrained(STORIES)
-    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map="auto")
+    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map=device_map)
 
     model.generation_config.cache_implementation = "static"
 
-    model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    model.forward = compile(model.forward, mode="reduce-overhead", fullgraph=True)
     input_text = "Relativity states "  # the doc's prompt is 25 stories260K tokens, past max_length=20
     input_ids = tokenizer(input_text, return_tensors="pt").to("cpu")
 
     outputs = model.generate(**input_ids)
     print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
-    assert outputs.shape[1] == 20
+    return outputs
 
 
 @pytest.mark.slow
 @requires_shared(STORIES)
 def test_llm_optims_static_cache_passed_to_generate():
-    from formers import AutoTokenizer, AutoModelForCausalLM, StaticCache
+    """Both generate() calls (the second continues in the same cache) give 4.45.2's tokens."""
+    import transformers
+
+    first, second, prompt_length = _static_cache_passed_to_generate(formers, torch.compile)
+    expected_first, expected_second, _ = _static_cache_passed_to_generate(transformers, _no_compile, ORACLE_DEVICE_MAP)
+    assert torch.equal(first, expected_first) and torch.equal(second, expected_second)
+    assert second.shape[1] == prompt_length + 32 and torch.equal(second[:, :first.shape[1]], first)
+
+
+def _static_cache_passed_to_generate(library, compile, device_map="auto"):
+    AutoTokenizer, AutoModelForCausalLM, StaticCache = (library.AutoTokenizer, library.AutoModelForCausalLM,
+                                                        library.StaticCache)
     import torch
     import os
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # To prevent long warnings :)
 
     tokenizer = AutoTokenizer.from_pretrained(STORIES)
-    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map="auto")
+    model = AutoModelForCausalLM.from_pretrained(STORIES, torch_dtype="auto", device_map=device_map)
 
-    model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    model.forward = compile(model.forward, mode="reduce-overhead", fullgraph=True)
     input_text = "The theory of special relativity states "
     input_ids = tokenizer(input_text, return_tensors="pt").to("cpu")
     prompt_length = input_ids.input_ids.shape[1]
@@ -201,13 +231,22 @@ def test_llm_optims_static_cache_passed_to_generate():
     new_input_ids = outputs
     outputs = model.generate(new_input_ids, past_key_values=past_key_values)
     print(tokenizer.batch_decode(outputs, skip_special_tokens=True))
-    assert outputs.shape[1] == prompt_length + 32
+    return new_input_ids, outputs, prompt_length
 
 
 @pytest.mark.slow
 @requires_shared(STORIES)
 def test_llm_optims_custom_decoding_with_compiled_step():
-    from formers import AutoTokenizer, AutoModelForCausalLM, StaticCache
+    import transformers
+
+    generated_ids, text = _custom_decoding_with_compiled_step(formers, torch.compile)
+    expected_ids, expected_text = _custom_decoding_with_compiled_step(transformers, _no_compile)
+    assert torch.equal(generated_ids, expected_ids) and text == expected_text and len(text) == 2
+
+
+def _custom_decoding_with_compiled_step(library, compile):
+    AutoTokenizer, AutoModelForCausalLM, StaticCache = (library.AutoTokenizer, library.AutoModelForCausalLM,
+                                                        library.StaticCache)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     prompts = [
@@ -239,7 +278,7 @@ def test_llm_optims_custom_decoding_with_compiled_step():
         next_token = torch.argmax(logits[:, -1], dim=-1)[:, None]
         generated_ids[:, seq_length] = next_token[:, 0]
 
-        compiled = torch.compile(decode_one_tokens, mode="reduce-overhead", fullgraph=True)
+        compiled = compile(decode_one_tokens, mode="reduce-overhead", fullgraph=True)
         cache_position = torch.tensor([seq_length + 1], device=torch_device)
         for _ in range(1, NUM_TOKENS_TO_GENERATE):
             with sdpa_kernel(SDPBackend.MATH):
@@ -248,4 +287,4 @@ def test_llm_optims_custom_decoding_with_compiled_step():
             cache_position += 1
 
     text = tokenizer.batch_decode(generated_ids, skip_special_tokens=True)
-    assert len(text) == 2
+    return generated_ids, text
