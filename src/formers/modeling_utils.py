@@ -20,7 +20,7 @@ from .loading.checkpoint import checkpoint_dtype, find_weight_files, iter_tensor
 from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
-from .loading.weights_writer import write_safetensors
+from .loading.weights_writer import is_model_file, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +64,16 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         return next(p for p in self.parameters() if p.is_floating_point()).dtype
 
     @classmethod
-    def cache_from_legacy(cls, past_key_values) -> "Cache":
+    def key_map(cls, config: PretrainedConfig) -> "KeyMap | None":
+        """The checkpoint layout for `config` (families whose layout varies with the config override this)."""
+        return cls.checkpoint_keys
+
+    def cache_from_legacy(self, past_key_values) -> "Cache":
         """4.45-style tuple caches (or None) -> a Cache; families with another tuple layout override both."""
         from .cache import DynamicCache
         return DynamicCache.from_legacy_cache(past_key_values)
 
-    @classmethod
-    def cache_to_legacy(cls, cache: "Cache") -> tuple:
+    def cache_to_legacy(self, cache: "Cache") -> tuple:
         return cache.to_legacy_cache()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -137,8 +140,9 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         with torch.device("meta"):
             model = cls(config, *model_args)
         tensors = iter_tensors(checkpoint)
-        if cls.checkpoint_keys is not None:
-            tensors = cls.checkpoint_keys.to_model(tensors, config)
+        key_map = cls.key_map(config)
+        if key_map is not None:
+            tensors = key_map.to_model(tensors, config)
         unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()
         missing = _materialize_missing(model, dtype, device)
@@ -153,7 +157,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
                         state_dict: dict[str, torch.Tensor] | None = None, safe_serialization: bool = True,
                         max_shard_size: int | str = "5GB", **kwargs: Any) -> None:
-        """Write config.json, generation_config.json and (sharded) safetensors; atomic, config last."""
+        """Write config.json, generation_config.json and (sharded) safetensors. The save is staged beside
+        the folder and switched in at once: a save killed at any point leaves the previous model whole."""
         if not is_main_process:
             return
         if not safe_serialization:
@@ -168,9 +173,9 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             write_safetensors(folder, state_dict, max_shard_size)
             if self.generation_config is not None:
                 self.generation_config.save_pretrained(folder)
+            self.config.save_pretrained(folder)  # last: what makes a folder loadable
 
-        save_folder_atomically(save_directory, CONFIG_NAME, write_payload)
-        self.config.save_pretrained(save_directory)
+        save_folder_atomically(save_directory, write_payload, replaces=is_model_file, marker=CONFIG_NAME)
 
     def _state_dict_for_saving(self) -> dict[str, torch.Tensor]:
         state = self.state_dict()
@@ -178,7 +183,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             for key in self._tied_weights_keys:
                 state.pop(key, None)
         state = {k: v.detach() for k, v in state.items()}
-        return state if self.checkpoint_keys is None else self.checkpoint_keys.to_checkpoint(state, self.config)
+        key_map = self.key_map(self.config)
+        return state if key_map is None else key_map.to_checkpoint(state, self.config)
 
 
 def _resolve_config(cls, path, config, hub, kwargs, attn_implementation) -> PretrainedConfig:

@@ -18,9 +18,14 @@ def _gelu_new(x: torch.Tensor) -> torch.Tensor:  # GPT-2's formula, spelled out 
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+def _bloom_gelu(x: torch.Tensor) -> torch.Tensor:  # Bloom's tanh GELU with its rounded constant
+    return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+
+
 ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu, "swish": F.silu, "gelu": F.gelu, "relu": F.relu,
     "gelu_pytorch_tanh": _gelu_tanh, "gelu_new": _gelu_new, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+    "bloom_gelu": _bloom_gelu,
 }
 
 

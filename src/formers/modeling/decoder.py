@@ -10,6 +10,7 @@ A family states its parts by overriding hooks, never by flags in here:
   - `checkpoint_keys` (loading/key_map.py): how checkpoint keys map onto these modules.
 Residual wiring (`DecoderLayer.residual`):
   "sequential" h += attn(ln1(h)); h += mlp(ln2(h))           Llama, GPT-2, Bloom, ...
+  "sequential_normed"  h = ln1(h) + attn(ln1(h)); h = ln2(h) + mlp(ln2(h))   Bloom's post-LN residual option
   "parallel"   n = ln1(h); h += attn(n) + mlp(n)             Phi, GPT-J, Cohere, Falcon-7B
   "parallel2"  h += attn(ln1(h)) + mlp(ln2(h))               GPT-NeoX, Falcon-40B
   "sandwich"   h += ln2(attn(ln1(h))); h += ln4(mlp(ln3(h)))  Gemma2
@@ -32,7 +33,7 @@ from .mlp import GatedMLP
 from .norms import RMSNorm
 from .rope import RotaryEmbedding
 
-RESIDUALS = ("sequential", "parallel", "parallel2", "sandwich")
+RESIDUALS = ("sequential", "sequential_normed", "parallel", "parallel2", "sandwich")
 
 
 class DecoderLayer(nn.Module):
@@ -64,6 +65,10 @@ class DecoderLayer(nn.Module):
         if self.residual == "sequential":
             hidden = self._join(hidden, attn_out)
             hidden = self._join(hidden, self.mlp(self.post_attention_layernorm(hidden)))
+        elif self.residual == "sequential_normed":
+            hidden = normed + attn_out
+            normed = self.post_attention_layernorm(hidden)
+            hidden = normed + self.mlp(normed)
         elif self.residual == "parallel":
             hidden = attn_out + self.mlp(normed) + hidden
         elif self.residual == "parallel2":

@@ -37,8 +37,7 @@ class _BigCodeTupleCache:
     config_class = GPTBigCodeConfig
     checkpoint_keys = BIGCODE_KEYS
 
-    @classmethod
-    def cache_from_legacy(cls, past_key_values) -> Cache:
+    def cache_from_legacy(self, past_key_values) -> Cache:
         if past_key_values is None:
             return DynamicCache()
         pairs = []
@@ -47,8 +46,7 @@ class _BigCodeTupleCache:
             pairs.append(fused.chunk(2, dim=-1))
         return DynamicCache.from_legacy_cache(tuple(pairs))
 
-    @classmethod
-    def cache_to_legacy(cls, cache: Cache) -> tuple:
+    def cache_to_legacy(self, cache: Cache) -> tuple:
         layers = (torch.cat((keys, values), dim=-1) for keys, values in cache.to_legacy_cache())
         return tuple(fused.squeeze(1) if fused.shape[1] == 1 else fused for fused in layers)
 
