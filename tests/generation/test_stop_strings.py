@@ -11,10 +11,8 @@ import formers
 from formers.errors import GenerationError
 from formers.generation import StopStringCriteria
 
-from ..conftest import SHARED, STORIES
-
-TOKENIZERS = SHARED / "tokenizers"
-pytestmark = pytest.mark.skipif(not TOKENIZERS.exists(), reason=f"shared tokenizers {TOKENIZERS} are absent")
+from ..conftest import STORIES
+from ..tokenization.conftest import shared_dir
 
 TEXTS = ["Hello world, this is the end. Stop!", "The end", "stopping now", "It's a trap...\n\nok", "xyz!!!",
          "sing a song of the ring", "unstoppable", "abc.\n", "The cat sat on the mat."]
@@ -23,7 +21,7 @@ STOPS = [["stop"], [".\n", "The end"], ["a"], ["ing", " the"], ["\n\n"], ["!!!",
 
 @pytest.fixture(scope="module", params=["gpt2", "llama2"])
 def tokenizer(request):
-    return transformers.AutoTokenizer.from_pretrained(TOKENIZERS / request.param)
+    return transformers.AutoTokenizer.from_pretrained(shared_dir(request.param))
 
 
 def _prefixes(tokenizer):
@@ -70,8 +68,6 @@ def test_needs_a_tokenizer_and_sensible_strings(tokenizer):
 
 @pytest.fixture(scope="module")
 def stories():
-    if not STORIES.exists():
-        pytest.skip("stories260K is absent")
     return [(lib, lib.AutoTokenizer.from_pretrained(STORIES), lib.AutoModelForCausalLM.from_pretrained(STORIES))
             for lib in (formers, transformers)]
 

@@ -12,8 +12,8 @@ import transformers
 from formers.generation import AsyncTextIteratorStreamer, TextIteratorStreamer, TextStreamer
 from formers.tokenization.detokenize import IncrementalDetokenizer
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "tokenizers"
-pytestmark = pytest.mark.skipif(not SHARED.exists(), reason=f"shared tokenizers folder {SHARED} is absent")
+from ..tokenization.conftest import shared_dir
+
 
 TEXTS = [
     "Hello world! This is a test of streaming, isn't it? Yes.\nSecond line  with  double spaces."
@@ -28,7 +28,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module", params=["gpt2", "llama2"])
 def tokenizer(request):
-    return transformers.AutoTokenizer.from_pretrained(SHARED / request.param)
+    return transformers.AutoTokenizer.from_pretrained(shared_dir(request.param))
 
 
 def _stream_chunks(streamer_cls, tokenizer, capsys, prompt, ids, step, **kwargs):

@@ -1,23 +1,19 @@
-"""Fixtures for tokenizer parity: the shared real tokenizers, loaded once by formers and by the oracle."""
+"""Fixtures for tokenizer parity: the real tokenizers (tests/data, and Llama 2's from ../shared), loaded once by
+formers and by the oracle."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-TOKENIZER_DIRS = {
-    "llama2": SHARED / "tokenizers" / "llama2",
-    "gpt2": SHARED / "tokenizers" / "gpt2",
-    "stories260K": SHARED / "models" / "stories260K",
-}
+from ..conftest import LLAMA2_ABSENT, TOKENIZER_DIRS
 
 
 def shared_dir(name: str) -> Path:
-    """Folder of a shared tokenizer; skips the test when ../shared is not there."""
+    """Folder of a real tokenizer: vendored under tests/data, except Llama 2's (skips when ../shared lacks it)."""
     path = TOKENIZER_DIRS[name]
     if not path.is_dir():
-        pytest.skip(f"shared tokenizer folder {path} is absent (../shared is provided to developers and CI)")
+        pytest.skip(LLAMA2_ABSENT if name == "llama2" else f"test data folder {path} is absent")
     return path
 
 
