@@ -1,16 +1,19 @@
 """QuantizedCache: attention over the packed history equals attention over its dequantized copy; the
 next-token logits stay close to the full-precision cache (max abs diff printed for nbits 2/4/8); the
-history is quantized once, never re-quantized; int4 holds 4096 tokens in <= 30% of a bf16 DynamicCache."""
+history is quantized once, never re-quantized, and never dequantized as a whole while decoding; int4 holds 4096 tokens in <= 30% of a bf16 DynamicCache."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
 import formers
+from formers.cache import quantized as quantized_module
 from formers.cache.quantize import dequantize, pack, quantize, unpack
 from formers.cache.quantized_attention import quantized_attention
 
-from ..conftest import STORIES, requires_shared
+from ..conftest import STORIES, build_oracle_checkpoint, requires_shared
 
 
 @pytest.mark.parametrize("nbits", [2, 4, 8])
@@ -96,3 +99,56 @@ def test_memory_at_4096_tokens_vs_bf16_dynamic_cache(backend, nbits, limit):
           f"{ratio:.1%} of the bf16 DynamicCache ({dynamic.get_memory_footprint()} bytes)")
     assert quantized.get_seq_length() == 4096
     assert ratio <= limit
+
+
+class _HistorySizedTensors(TorchDispatchMode):
+    """Records every floating-point tensor an op produces that is shaped like a layer's history in full
+    precision, [B, Hkv, S, D] with S >= `history` (what dequantizing it, alone or joined to the residual,
+    yields). Codes cast one packed slice at a time, scores [B, Hkv, M, S] and outputs never match."""
+
+    def __init__(self, batch: int, heads: int, history: int, dim: int) -> None:
+        super().__init__()
+        self.batch, self.heads, self.history, self.dim = batch, heads, history, dim
+        self.seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.dim() == 4:
+                b, h, s, d = tensor.shape
+                if (b, h, d) == (self.batch, self.heads, self.dim) and s >= self.history:
+                    self.seen.append((str(func), tuple(tensor.shape)))
+        return out
+
+
+def test_decode_never_dequantizes_the_whole_history(monkeypatch, tmp_path):
+    """A spy on every decode step of a real model: no call of the dequantizing helpers, and no op output
+    shaped like the dequantized history (which is what 4.45's QuantizedCache builds every step)."""
+    model = formers.AutoModelForCausalLM.from_pretrained(build_oracle_checkpoint(tmp_path, "llama"))
+    heads, dim = model.config.num_key_value_heads, model.config.hidden_size // model.config.num_attention_heads
+    calls = []
+
+    def spy(name, function):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return wrapped
+
+    for name in ("dequantize", "unpack"):  # the names quantized.py calls them by
+        monkeypatch.setattr(quantized_module, name, spy(name, getattr(quantized_module, name)))
+    monkeypatch.setattr(formers.QuantizedCache, "dequantized", spy("dequantized", formers.QuantizedCache.dequantized))
+    cache = formers.QuantizedCache(formers.QuantizedCacheConfig(nbits=4, residual_length=16, q_group_size=8))
+    ids = torch.randint(3, 128, (2, 70), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(ids, past_key_values=cache).logits
+        for _ in range(4):
+            history = cache._layers[0].quantized_length
+            assert history >= 64  # 4 blocks quantized, a few tokens in the residual
+            spy_mode = _HistorySizedTensors(2, heads, history, dim)
+            with spy_mode:
+                logits = model(logits[:, -1:].argmax(-1), past_key_values=cache).logits
+            assert spy_mode.seen == [] and calls == [], (spy_mode.seen, calls)
+        assert cache.get_seq_length() == 74
+        with spy_mode:  # the spies do see a dequantization when there is one
+            cache[0]
+        assert "dequantized" in calls and "dequantize" in calls and spy_mode.seen
