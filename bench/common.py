@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stories_path() -> Path:
+    """The real tiny stories260K model: the copy vendored in tests/data, else ../shared beside the repo."""
+    vendored = REPO / "tests" / "data" / "stories260K"
+    return vendored if vendored.is_dir() else REPO.parent / "shared" / "models" / "stories260K"
 SMOLLM_SHAPE = dict(
     hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
     vocab_size=49152, max_position_embeddings=2048, rope_theta=10000.0, rms_norm_eps=1e-5,
@@ -24,6 +31,35 @@ def smollm_checkpoint() -> Path:
 
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMOLLM_SHAPE))
+    model.save_pretrained(folder)
+    return folder
+
+
+# ~135M-parameter shapes of other families (vocabularies trimmed to SmolLM's so sizes stay comparable)
+FAMILY_SHAPES = {
+    "llama": ("llama", SMOLLM_SHAPE),
+    "gemma2": ("gemma2", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                              num_key_value_heads=3, head_dim=64, query_pre_attn_scalar=64, vocab_size=49152,
+                              bos_token_id=1, eos_token_id=2, pad_token_id=0)),
+    "phi3": ("phi3", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                          num_key_value_heads=3, vocab_size=49152, bos_token_id=1, eos_token_id=2, pad_token_id=0)),
+    "gpt2": ("gpt2", dict(vocab_size=49152, bos_token_id=1, eos_token_id=2)),  # GPT-2 small's 768 x 12 layers
+}
+
+
+def family_checkpoint(family: str) -> Path:
+    """Build (once) a random-weight checkpoint of `family` at ~135M parameters with the oracle, in fp32."""
+    if family == "llama":
+        return smollm_checkpoint()
+    folder = OUT / f"{family}-135m-shaped"
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    import transformers
+
+    model_type, shape = FAMILY_SHAPES[family]
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(model_type, **shape))
     model.save_pretrained(folder)
     return folder
 

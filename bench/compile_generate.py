@@ -1,7 +1,7 @@
 """`torch.compile(model.generate, fullgraph=True)` (llm_optims.md's "compile entire generate function"):
 formers vs transformers 4.45.2, each in its own worker process (separate compile caches), same run.
 
-Model: stories260K (../shared/models), greedy, 16 new tokens, the generation config carrying every
+Model: stories260K (tests/data), greedy, 16 new tokens, the generation config carrying every
 setting (as the doc asks). Reported per library: the uncompiled call, the first compiled call (the
 compile), the second call (a recompile shows here) and the steady compiled call (best of --repeats),
 and whether the compiled output equals the uncompiled one.
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import collect, emit  # noqa: E402
+from common import collect, emit, stories_path  # noqa: E402
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
+STORIES = stories_path()
 PROMPT = "Relativity states "
 
 

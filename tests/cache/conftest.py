@@ -27,8 +27,6 @@ def mistral_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chat_model_dir(tmp_path_factory):
     """stories260K (a real tiny Llama) with a ChatML chat template and `</s>` as pad token."""
-    if not STORIES.exists():
-        pytest.skip(f"shared test data {STORIES} is absent")
     import formers
 
     folder = tmp_path_factory.mktemp("stories_chat")

@@ -16,9 +16,9 @@ import transformers
 import formers
 from formers.errors import GenerationError
 
-from ..conftest import SHARED, STORIES, TINY
+from ..conftest import GPT2_TOKENIZER as GPT2
+from ..conftest import STORIES, TINY
 
-GPT2 = SHARED / "tokenizers" / "gpt2"
 PROMPTS = ["The url is http", "I like bana", "http", "x = foo.b", "print(len", "The result:"]
 
 
@@ -27,8 +27,6 @@ def gpt2_setup(tmp_path_factory):
     """(gpt2 tokenizer with its own pad token, formers model, oracle model): a tiny Llama over the gpt2
     vocabulary whose head is scaled up, so logits differ by more than the +1 that favours the tail token
     and healing really picks other extensions."""
-    if not GPT2.exists():
-        pytest.skip(f"shared test data {GPT2} is absent")
     tokenizer = formers.AutoTokenizer.from_pretrained(GPT2)
     tokenizer.add_special_tokens({"pad_token": "<pad>"})  # a pad distinct from eos, so masks follow the pads
     tokenizer.padding_side = "left"
