@@ -73,16 +73,17 @@ CASES = {  # name: (template, conversations, extra apply_chat_template kwargs)
 TOOL_TEMPLATES = {"chatml_qwen", "llama31", "mistral_v3", "hermes_tool_use"}
 
 
-@pytest.fixture(scope="module")
-def llama_pair():
-    return load_both(shared_dir("llama2"), pad_token="<unk>")
+@pytest.fixture(scope="module", params=["stories260K", "llama2"])
+def llama_pair(request):
+    """A SentencePiece Llama tokenizer: the vendored stories260K one, and Llama 2's where ../shared has it."""
+    return load_both(shared_dir(request.param), pad_token="<unk>")
 
 
 @pytest.fixture(scope="module")
 def named_pair(tmp_path_factory):
-    """llama2 tokenizer copy whose tokenizer_config.json holds named templates (default/tool_use/rag)."""
-    source = shared_dir("llama2")
-    folder = tmp_path_factory.mktemp("llama2-named-templates")
+    """stories260K tokenizer copy whose tokenizer_config.json holds named templates (default/tool_use/rag)."""
+    source = shared_dir("stories260K")
+    folder = tmp_path_factory.mktemp("stories-named-templates")
     for name in ("tokenizer.json", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
     config = json.loads((source / "tokenizer_config.json").read_text())
@@ -104,14 +105,17 @@ def outcome(call):
     return "ok", value
 
 
-def assert_same(mine_call, ref_call):
-    got, expected = outcome(mine_call), outcome(ref_call)
+def assert_same(mine_call, ref_call) -> str:
+    """Both return the same value, or both fail: formers with a ChatTemplateError whose message carries the
+    oracle's message. Returns the oracle's outcome kind ('ok' or 'error')."""
+    expected = outcome(ref_call)
     if expected[0] == "error":
-        with pytest.raises(ChatTemplateError):
+        with pytest.raises(ChatTemplateError) as caught:
             mine_call()
-        assert expected[1] in got[1] or got[1] in expected[1] or got[0] == "error"
+        assert expected[1] and expected[1] in str(caught.value), (expected[1], str(caught.value))
     else:
-        assert got == expected
+        assert outcome(mine_call) == expected
+    return expected[0]
 
 
 VARIANTS = [
@@ -206,6 +210,26 @@ def test_raise_exception_becomes_chat_template_error(llama_pair):
     with pytest.raises(ChatTemplateError, match="Tool call IDs should be alphanumeric"):
         short_id = [TOOL_CHAT[0], {**TOOL_CHAT[1], "tool_calls": [{**TOOL_CHAT[1]["tool_calls"][0], "id": "x"}]}]
         mine.apply_chat_template(short_id, chat_template=T.MISTRAL_V3)
+
+
+ORACLE_ERRORS = {  # name: (template, conversation); 4.45.2 fails on each
+    "raise_exception_roles": (T.LLAMA2_CHAT, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]),
+    "raise_exception_tool_id": (T.MISTRAL_V3, [TOOL_CHAT[0], {**TOOL_CHAT[1], "tool_calls": [
+        {**TOOL_CHAT[1]["tool_calls"][0], "id": "x"}]}]),
+    "undefined_method": ("{{ messages[0].content.shout() }}", BASIC),
+    "zero_division": ("{{ messages | length // 0 }}", BASIC),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORACLE_ERRORS))
+def test_errors_carry_the_oracle_message(llama_pair, case):
+    """Where 4.45.2's apply_chat_template fails, formers raises ChatTemplateError with the same message inside."""
+    mine, ref = llama_pair
+    template, conversation = ORACLE_ERRORS[case]
+    for tokenize in (False, True):
+        kind = assert_same(lambda: mine.apply_chat_template(conversation, chat_template=template, tokenize=tokenize),
+                           lambda: ref.apply_chat_template(conversation, chat_template=template, tokenize=tokenize))
+        assert kind == "error"
 
 
 def test_template_errors_name_the_template(llama_pair, named_pair):
