@@ -1,10 +1,11 @@
-"""Decode and prefill speed of formers vs transformers 4.45.2 on a SmolLM-135M-shaped Llama.
+"""Decode and prefill speed of formers vs transformers 4.45.2 on a ~135M-parameter model of a family
+(default: a SmolLM-135M-shaped Llama; `--family gemma2|phi3|gpt2` for the others, see common.FAMILY_SHAPES).
 
 Each (library, dtype) runs in its own worker process so peak RSS is that library's alone; all
 workers run in this one invocation, on the same checkpoint and prompts, and the driver prints
 formers/transformers ratios. EOS is ignored so every run produces exactly --new-tokens tokens.
 
-    python bench/generate.py [--batches 1 8] [--dtypes float32 bfloat16] [--prompt 128] [--new-tokens 128]
+    python bench/generate.py [--family llama] [--batches 1 8] [--dtypes float32 bfloat16] [--prompt 128] [--new-tokens 128]
 """
 from __future__ import annotations
 
@@ -15,20 +16,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import collect, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
+from common import FAMILY_SHAPES, collect, emit, family_checkpoint, peak_rss_bytes  # noqa: E402
 
 
 def worker(library: str, dtype_name: str, batches: list[int], prompt: int, new_tokens: int, repeats: int,
-           device: str) -> None:
+           device: str, family: str) -> None:
     import torch
 
     lib = __import__(library)
-    folder = smollm_checkpoint()
+    folder = family_checkpoint(family)
     dtype = getattr(torch, dtype_name)
     model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, device_map=device)
     results = {}
     for batch in batches:
-        ids = torch.randint(3, 49152, (batch, prompt), generator=torch.Generator().manual_seed(batch)).to(device)
+        ids = torch.randint(3, model.config.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(batch)).to(device)
         mask = torch.ones_like(ids)
         kwargs = dict(attention_mask=mask, do_sample=False, eos_token_id=None, pad_token_id=0)
 
@@ -63,21 +64,23 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--family", default="llama", choices=sorted(FAMILY_SHAPES))
     parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "DTYPE"))
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker, args.batches, args.prompt, args.new_tokens, args.repeats, args.device)
+        worker(*args.worker, args.batches, args.prompt, args.new_tokens, args.repeats, args.device, args.family)
         return
-    smollm_checkpoint()
+    family_checkpoint(args.family)
     import torch
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, prompt {args.prompt}, "
+    print(f"{args.family} (~135M), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"prompt {args.prompt}, "
           f"new tokens {args.new_tokens} (EOS ignored), best of {args.repeats}")
     for dtype in args.dtypes:
         records = {}
         for library in ("transformers", "formers"):
             command = [sys.executable, __file__, "--worker", library, dtype, "--batches", *map(str, args.batches),
                        "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
-                       "--repeats", str(args.repeats), "--device", args.device]
+                       "--repeats", str(args.repeats), "--device", args.device, "--family", args.family]
             done = subprocess.run(command, capture_output=True, text=True)
             records[library] = collect(done.stdout + done.stderr)
         ours, ref = records["formers"], records["transformers"]

@@ -53,7 +53,7 @@ class Fused:
 def split_sizes(sizes: Callable[[Any], list[int]], dim: int = 0) -> tuple[Callable, Callable]:
     """(split, join) for parts laid end to end along `dim`, sized `sizes(config)`."""
     def split(tensor: Tensor, config, fields) -> list[Tensor]:
-        return list(torch.split(tensor, sizes(config), dim=dim))
+        return [part.contiguous() for part in torch.split(tensor, sizes(config), dim=dim)]
 
     def join(parts: list[Tensor], config, fields) -> Tensor:
         return torch.cat(parts, dim=dim)
@@ -114,7 +114,7 @@ class KeyMap:
 
     def _inner_to_model(self, key: str, tensor: Tensor, config) -> list[tuple[str, Tensor]]:
         if any(_match(p, key) is not None for p in self.transposed) and tensor.dim() == 2:
-            tensor = tensor.t()
+            tensor = tensor.t().contiguous()  # one copy at load; a strided weight would slow every matmul
         for fused in self.fused:
             fields = _match(fused.checkpoint, key)
             if fields is not None:
