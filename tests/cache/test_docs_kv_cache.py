@@ -100,6 +100,7 @@ def _quantized_cache_example(library, ckpt):
 
 
 def test_quantized_cache_example(head_dim_64_dir):
+    pytest.importorskip("quanto")  # the example's backend (the `test` extra installs it)
     import formers
 
     ours = _quantized_cache_example(formers, head_dim_64_dir)

@@ -171,6 +171,7 @@ def test_multi_turn_chat_with_reused_cache_equals_cold_run(llama, cache_factory)
 def test_package_quantized_caches_match_oracle(llama, rows, settings):
     """4.45's algorithm on the quanto / hqq packages: the residual of 4 tokens fills and the whole history is
     re-quantized several times within the 30 new tokens."""
+    pytest.importorskip({"quanto": "quanto", "HQQ": "hqq"}[settings["backend"]])  # the `test` extra installs both
     ours, ref = llama
     kwargs = _kwargs(rows)
     cache_config = {**settings, "residual_length": 4, "q_group_size": 16, "compute_dtype": torch.float32}

@@ -83,6 +83,8 @@ def test_next_token_logits_close_to_full_precision():
 def test_memory_at_4096_tokens_vs_bf16_dynamic_cache(backend, nbits, limit):
     """SmolLM-135M's per-layer shape (3 kv heads of 64), two layers, bf16; the quanto and HQQ rows are the
     bytes transformers 4.45's QuantizedCache holds with those packages."""
+    if backend != "native":
+        pytest.importorskip({"quanto": "quanto", "HQQ": "hqq"}[backend])  # the `test` extra installs both
     shape = (1, 3, 4096, 64)
     generator = torch.Generator().manual_seed(0)
     layers = [(torch.randn(shape, generator=generator).bfloat16(), torch.randn(shape, generator=generator).bfloat16())

@@ -13,6 +13,10 @@ from formers.tokenization.sentencepiece_model import load_sentencepiece_model, p
 from .conftest import load_both, shared_dir
 from .tok_corpus import sample_texts
 
+# the oracle converts tokenizer.model with these two (the `test` extra installs both)
+pytest.importorskip("sentencepiece")
+pytest.importorskip("google.protobuf")
+
 TEXTS = sample_texts()
 
 
