@@ -157,6 +157,9 @@ class QuantizedCache(Cache):
     # --- protocol ---------------------------------------------------------------------------------
     def attend(self, query: torch.Tensor, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: dict[str, Any], mask: torch.Tensor | None, kernel: Kernel) -> AttentionResult:
+        if cache_kwargs.get("softcap") is not None:
+            raise CacheError(f"{type(self).__name__} cannot attend with an attention-logit softcap (Gemma2); "
+                             "use DynamicCache or HybridCache")
         layer = self._layer(layer_idx, key_states)
         if layer_idx == 0:
             self._seen_tokens += key_states.shape[-2]
@@ -166,7 +169,7 @@ class QuantizedCache(Cache):
             result = kernel(query, residual_keys, residual_values, mask)
         else:
             result = quantized_attention(query, layer.history(self.nbits, self.block), residual_keys,
-                                         residual_values, mask)
+                                         residual_values, mask, cache_kwargs.get("scale"))
         self._flush(layer)
         return result
 

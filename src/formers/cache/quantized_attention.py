@@ -80,15 +80,17 @@ def _value_output(p: torch.Tensor, history: QuantizedHistory) -> torch.Tensor:
 
 
 def quantized_attention(query: torch.Tensor, history: QuantizedHistory, residual_keys: torch.Tensor,
-                        residual_values: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                        residual_values: torch.Tensor, mask: torch.Tensor | None,
+                        scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """query [B, H, T, D] over [quantized history ; residual [B, Hkv, r, D]] with mask [B, 1, T, S] or None
-    (None: causal among the last T keys). Returns output [B, H, T, D] and weights [B, H, T, S]."""
+    (None: causal among the last T keys); scores scaled by `scale` (default 1/sqrt(D)). Returns output
+    [B, H, T, D] and weights [B, H, T, S]."""
     batch, num_heads, length, dim = query.shape
     heads = residual_keys.shape[1]
     n_rep = num_heads // heads
     q = query.reshape(batch, heads, n_rep * length, dim)  # rows ordered (rep, t) within each kv head
     scores = torch.cat([_key_scores(q, history), q @ residual_keys.transpose(-1, -2)], dim=-1)
-    scores = scores.view(batch, heads, n_rep, length, -1) * (1.0 / math.sqrt(dim))
+    scores = scores.view(batch, heads, n_rep, length, -1) * (1.0 / math.sqrt(dim) if scale is None else scale)
     if mask is not None:
         scores = scores + mask[:, :, None, :, : scores.shape[-1]]
     elif length > 1:

@@ -148,7 +148,9 @@ class Attention(nn.Module):
         if cache is None:
             out, weights = kernel(q, k, v, mask, args)
         else:  # the cache stores k/v and runs the kernel (or attends its own way, e.g. over quantized blocks)
-            cache_kwargs = {"sin": sin, "cos": cos, "cache_position": cache_position}
+            # the score scale lets caches that attend their own way (quantized blocks) scale like the kernel
+            cache_kwargs = {"sin": sin, "cos": cos, "cache_position": cache_position, "scale": args.scale,
+                            "softcap": args.softcap}
             out, weights = cache.attend(q, k, v, self.layer_idx, cache_kwargs, mask,
                                         lambda q_, k_, v_, m_: kernel(q_, k_, v_, m_, args))
         out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
