@@ -20,7 +20,7 @@ from .prepare import (infer_attention_mask, merge_generation_config, prompt_inpu
                       special_tokens)
 from .sampling import TokenSampler
 from .stopping_criteria import StoppingCriteriaList, build_stopping_criteria
-from .strategies import run_strategy, validate_mode
+from .strategies import refuse_when_compiled, run_strategy, validate_mode
 from .strategies.token_healing import heal_tokens
 from .transition_scores import compute_transition_scores
 
@@ -50,6 +50,7 @@ class GenerationMixin:
             prompt.input_ids, prompt.attention_mask = heal_tokens(self, prompt.input_ids, tokenizer), None
         infer_attention_mask(prompt, pad, eos)
         if streamer is not None:
+            refuse_when_compiled("streamer")  # before the streamer decodes, which Dynamo cannot trace
             streamer.put(prompt.input_ids.cpu())
         prompt_len = resolve_lengths(config, prompt, default_max, default_min)
         mode = config.get_generation_mode(assistant_model)

@@ -59,10 +59,20 @@ def validate_mode(mode: GenerationMode, config, prompt, streamer, use_cache: boo
         _validate_compiled(mode, config, streamer)
 
 
+_COMPILED_ADVICE = "; run generate() uncompiled (compiling model.forward instead keeps most of the speed)"
+
+
+def refuse_when_compiled(argument: str) -> None:
+    """generate()'s `argument` reads generated tokens back to the host each step: refused while compiling."""
+    if torch.compiler.is_compiling():
+        raise GenerationError(f"a compiled generate() takes no `{argument}`" + _COMPILED_ADVICE)
+
+
 def _validate_compiled(mode: GenerationMode, config, streamer) -> None:
     """What torch.compile(model.generate) supports: the strategies whose loop needs no host read."""
-    advice = "; run generate() uncompiled (compiling model.forward instead keeps most of the speed)"
     if mode not in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
-        raise GenerationError(f"a compiled generate() runs greedy search and sampling only, not {mode.value}" + advice)
-    if streamer is not None or config.stop_strings is not None:
-        raise GenerationError("a compiled generate() takes no `streamer` or `stop_strings`" + advice)
+        raise GenerationError(f"a compiled generate() runs greedy search and sampling only, not {mode.value}"
+                              + _COMPILED_ADVICE)
+    for argument, value in (("streamer", streamer), ("stop_strings", config.stop_strings)):
+        if value is not None:
+            refuse_when_compiled(argument)
