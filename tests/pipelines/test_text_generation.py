@@ -94,3 +94,31 @@ def test_unknown_task_lists_the_supported_ones():
     with pytest.raises(UnknownTaskError, match="text-generation") as info:
         pipeline("summarization", model="unused")
     assert isinstance(info.value, KeyError) and "summarization" in str(info.value)
+
+
+def test_batches_are_left_padded_whatever_the_tokenizer_says(generator_checkpoint):
+    """formers pads pipeline batches on the left even when the tokenizer's padding_side is "right" (4.45.2's
+    pipeline follows padding_side and so right-pads, which corrupts a decoder's continuation): batched outputs
+    equal the per-prompt ones and 4.45.2's pipeline run with a left-padding tokenizer."""
+    import transformers
+
+    model = AutoModelForCausalLM.from_pretrained(generator_checkpoint)
+    right = AutoTokenizer.from_pretrained(generator_checkpoint, padding_side="right")
+    assert right.padding_side == "right"
+    ours = pipeline("text-generation", model=model, tokenizer=right)
+    oracle = transformers.pipeline("text-generation", model=str(generator_checkpoint), device="cpu",
+                                   tokenizer=transformers.AutoTokenizer.from_pretrained(generator_checkpoint,
+                                                                                        padding_side="left"))
+    prompts = ["Hello", PROMPTS[2], "A list is a mutable sequence; a", PROMPTS[1]]  # lengths differ
+    for options in ({}, dict(return_full_text=False), dict(return_tensors=True)):
+        options.update(max_new_tokens=8, do_sample=False)
+        batched = ours(prompts, batch_size=4, **options)
+        assert batched == oracle(prompts, batch_size=4, **options)
+        for prompt, [row] in zip(prompts, batched):
+            [alone] = ours(prompt, **options)
+            if "return_tensors" in options:  # a batched row keeps its left padding: the same ids after it
+                pads = len(row["generated_token_ids"]) - len(alone["generated_token_ids"])
+                assert row["generated_token_ids"][:pads] == [right.pad_token_id] * pads
+                row = {"generated_token_ids": row["generated_token_ids"][pads:]}
+            assert row == alone
+    assert right.padding_side == "right"  # the pipeline left the caller's tokenizer as it was
