@@ -121,6 +121,14 @@ def rope_type_of(config: Any) -> str:
     return "default" if scaling is None else scaling.get("rope_type", scaling.get("type"))
 
 
+def standardize_rope_scaling(config: Any) -> None:
+    """As 4.45's configs do: copy an older checkpoint's `rope_scaling["type"]` to "rope_type", then validate."""
+    scaling = getattr(config, "rope_scaling", None)
+    if scaling is not None and "type" in scaling:
+        scaling["rope_type"] = scaling["type"]
+    validate_rope_scaling(config)
+
+
 def validate_rope_scaling(config: Any) -> None:
     """Raise ConfigError naming the missing `rope_scaling` key or the unknown rope_type."""
     scaling = config.rope_scaling

@@ -1,0 +1,48 @@
+"""Starcoder2Config: field names and defaults of transformers 4.45."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...configuration_utils import PretrainedConfig
+from ...errors import ConfigError
+from ...modeling.rope import standardize_rope_scaling
+
+
+class Starcoder2Config(PretrainedConfig):
+    model_type = "starcoder2"
+
+    vocab_size: int = 49152
+    hidden_size: int = 3072
+    intermediate_size: int = 12288
+    num_hidden_layers: int = 30
+    num_attention_heads: int = 24
+    num_key_value_heads: int = 2
+    hidden_act: str = "gelu_pytorch_tanh"
+    max_position_embeddings: int = 4096
+    initializer_range: float = 0.018042
+    norm_epsilon: float = 1e-5
+    use_cache: bool = True
+    bos_token_id: int | list[int] | None = 50256
+    eos_token_id: int | list[int] | None = 50256
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    sliding_window: int | None = None
+    attention_dropout: float = 0.0
+    residual_dropout: float = 0.0  # training only, as the embedding dropout
+    embedding_dropout: float = 0.0
+    use_bias: bool = True  # on every linear layer but the LM head
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"Starcoder2Config: hidden_size ({self.hidden_size}) must be divisible by "
+                              f"num_attention_heads ({self.num_attention_heads})")
+        standardize_rope_scaling(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        """None on every layer: 4.45.2 applies `sliding_window` only in its flash-attention path; its eager and
+        SDPA paths (the ones formers has) attend globally, and formers gives the same tokens."""
+        return None
