@@ -76,3 +76,73 @@ def test_unknown_model_is_a_clean_error(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["generate", "--model", "no-such-org/no-such-model", "x"]) == 2
     assert "formers: error:" in capsys.readouterr().err
+
+
+CHAT_TURNS = ["What is a tuple?", "And a list?", "Which one is mutable?"]
+
+
+def _spy_on_chat(monkeypatch, turns: list[dict]) -> None:
+    """Wrap the model `formers chat` loads: per generate() call, record the prompt ids, the cache length it
+    found (what is reused), the id count of every forward (the first one is the prefill) and the output."""
+    real_load = cli._load
+
+    def spied_load(args):
+        model, tokenizer = real_load(args)
+        forward, generate = model.forward, model.generate
+
+        def spy_forward(*args, input_ids=None, **kwargs):
+            turns[-1]["forwards"].append(input_ids.shape[1])
+            return forward(*args, input_ids=input_ids, **kwargs)
+
+        def spy_generate(input_ids=None, past_key_values=None, **kwargs):
+            turns.append({"prompt": input_ids[0].tolist(), "cached": past_key_values.get_seq_length(), "forwards": []})
+            output = generate(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+            turns[-1]["output"] = output[0].tolist()
+            return output
+
+        monkeypatch.setattr(model, "forward", spy_forward)
+        monkeypatch.setattr(model, "generate", spy_generate)
+        return model, tokenizer
+
+    monkeypatch.setattr(cli, "_load", spied_load)
+
+
+def test_chat_reuses_the_cache_across_three_turns_and_answers_like_a_cold_run(monkeypatch, capsys):
+    """Three turns through stdin: turns 2 and 3 prefill only the tokens after the cached conversation (the
+    previous prompt and reply are not recomputed), and every reply equals transformers 4.45.2 generating it
+    from scratch on the whole conversation so far."""
+    import io
+
+    import transformers
+
+    turns: list[dict] = []
+    _spy_on_chat(monkeypatch, turns)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(text + "\n" for text in CHAT_TURNS)))
+    assert cli.main(["chat", "--max-new-tokens", "10", "--system", "You answer briefly."]) == 0
+    printed = capsys.readouterr().out
+    assert len(turns) == 3
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(CHECKPOINT_DIR)
+    oracle = transformers.AutoModelForCausalLM.from_pretrained(CHECKPOINT_DIR)
+    messages = [{"role": "system", "content": "You answer briefly."}]
+    previous = None
+    for user, turn in zip(CHAT_TURNS, turns):
+        prompt, output = turn["prompt"], turn["output"]
+        reply = tokenizer.decode(output[len(prompt):], skip_special_tokens=True)
+        assert reply and "assistant> " + reply in printed
+        # the prefill runs exactly the prompt past the cache; decode steps run one token each
+        assert turn["forwards"][0] == len(prompt) - turn["cached"] and set(turn["forwards"][1:]) == {1}
+        if previous is None:
+            assert turn["cached"] == 0
+        else:  # reused: the whole previous prompt and its reply tokens as far as they re-tokenize the same
+            seen = previous["output"][:-1]  # the last generated token was never fed to the model
+            common = next((i for i, (a, b) in enumerate(zip(seen, prompt)) if a != b), min(len(seen), len(prompt)))
+            assert turn["cached"] == min(common, len(prompt) - 1) >= len(previous["prompt"])
+            assert turn["forwards"][0] < len(prompt) - len(previous["prompt"])
+        messages.append({"role": "user", "content": user})
+        cold = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        assert cold[0].tolist() == prompt
+        cold_output = oracle.generate(cold, attention_mask=torch.ones_like(cold), max_new_tokens=10, do_sample=False)
+        assert cold_output[0].tolist() == output
+        messages.append({"role": "assistant", "content": reply})
+        previous = turn
