@@ -1,8 +1,10 @@
 """Trainer checkpoints: write a `checkpoint-<step>` folder atomically, read it back, rotate old ones.
 
 A checkpoint is written into `tmp-checkpoint-<step>` (a name `get_last_checkpoint` never matches),
-trainer_state.json last, then renamed into place in one step. A process killed mid-save leaves only
-the temporary folder, which the next save removes; resuming never picks up a half-written checkpoint.
+trainer_state.json last, flushed, then switched into place in one step (an atomic exchange when a
+`checkpoint-<step>` is saved again, see loading/swap.py). Rotation renames a checkpoint out of the
+`checkpoint-<step>` names before deleting it. So a process killed at any point leaves only complete
+checkpoints under checkpoint names, plus `tmp-checkpoint-*` leftovers that the next save removes.
 Everything is read back with `torch.load(weights_only=True)`: no pickled code.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .loading.swap import fsync_folder, recover_folder, replace_folder
 from .trainer_utils import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME, sorted_checkpoints
 
 OPTIMIZER_NAME = "optimizer.pt"
@@ -35,21 +38,15 @@ def write_checkpoint(output_dir: str | os.PathLike, step: int, write_payload: Ca
         shutil.rmtree(stale, ignore_errors=True)
     final = output_dir / f"{PREFIX_CHECKPOINT_DIR}-{step}"
     tmp = output_dir / f"{TMP_PREFIX}-{step}"
+    recover_folder(final)
     tmp.mkdir()
     write_payload(tmp)
     write_state(tmp)
-    _fsync_folder(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    fsync_folder(tmp, files=True)
+    previous = replace_folder(tmp, final)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
     return final
-
-
-def _fsync_folder(folder: Path) -> None:
-    for path in folder.iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
 
 
 def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: int | None, keep: str | None = None) -> None:
@@ -66,7 +63,10 @@ def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: int | No
             break
         if path == newest or (keep is not None and path == Path(keep)):
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        doomed = path.with_name(f"{TMP_PREFIX}-removed-{path.name}")  # no longer a checkpoint, then gone
+        shutil.rmtree(doomed, ignore_errors=True)  # left by a rotation that was killed
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
         excess -= 1
 
 

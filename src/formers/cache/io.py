@@ -1,6 +1,8 @@
 """Save a filled cache to a safetensors file and load it back (prefill a long prefix once, reuse it in
 later processes). Stored: per layer `key.{i}` / `value.{i}` [B, Hkv, S, D] of the filled positions;
 metadata names the format. Loading gives a DynamicCache, which any later generate() call accepts.
+The file is written under a temporary name and renamed into place: a save killed at any point leaves
+the previous file (or none), never a truncated one.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CacheError, CheckpointError
+from ..loading.save import atomic_path
 from .base import Cache
 from .dynamic import DynamicCache
 from .static import StaticCache
@@ -33,7 +36,8 @@ def save_cache(cache: Cache, path: str | os.PathLike) -> None:
     for idx, (keys, values) in enumerate(_filled_layers(cache)):
         tensors[f"key.{idx}"] = keys.contiguous()
         tensors[f"value.{idx}"] = values.contiguous()
-    save_file(tensors, os.fspath(path), metadata={"format": _FORMAT, "layers": str(len(tensors) // 2)})
+    with atomic_path(path) as tmp:
+        save_file(tensors, os.fspath(tmp), metadata={"format": _FORMAT, "layers": str(len(tensors) // 2)})
 
 
 def load_cache(path: str | os.PathLike, device: torch.device | str | None = None) -> DynamicCache:

@@ -1,4 +1,5 @@
-"""Write a state dict as safetensors, sharded by size, atomically (see save.py)."""
+"""Write a state dict as safetensors, sharded by size (inside the folder that save.py stages), and say
+which files of a folder belong to a model save."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,16 @@ from .save import atomic_path, atomic_write_text
 
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors$")
+_BIN_SHARD_NAME = re.compile(r"pytorch_model-\d{5}-of-\d{5}\.bin$")
+# config.json (configuration_utils.CONFIG_NAME) and generation_config.json (generation's GENERATION_CONFIG_NAME)
+_CONFIG_FILES = ("config.json", "generation_config.json")
+
+
+def is_model_file(name: str) -> bool:
+    """Whether a file named `name` is part of a model save (weights, their index, the configs): a new
+    save replaces all of them, so none of an older model's files survive beside the new one."""
+    return (name in _CONFIG_FILES or name in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX)
+            or bool(_SHARD_NAME.fullmatch(name) or _BIN_SHARD_NAME.fullmatch(name)))
 
 
 def parse_size(size: int | str) -> int:
@@ -50,8 +61,8 @@ def write_safetensors(folder: Path, state_dict: dict[str, torch.Tensor], max_sha
     for name, shard in zip(names, shards):
         with atomic_path(folder / name) as tmp:
             save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp), metadata={"format": "pt"})
-    stale = [p for p in folder.iterdir() if (_SHARD_NAME.match(p.name) or p.name in
-             (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX)) and p.name not in names]
+    stale = [p for p in folder.iterdir() if is_model_file(p.name) and p.name not in _CONFIG_FILES
+             and p.name not in names]
     for path in stale:
         path.unlink()
     if len(shards) > 1:
