@@ -173,8 +173,9 @@ def test_save_pretrained_killed_at_random_moments_keeps_one_whole_model(saver, t
     process.save_once("b")  # a complete save removes what the killed ones left
     assert _leftovers(target.parent, "model") == []
     assert _model_identity(target, refs, carried, oracle=True) == "b"
-    tokenizer = formers.AutoTokenizer.from_pretrained(target)
-    assert tokenizer("t5 t9")["input_ids"] == [5, 9]
+    import transformers
+    for library in (formers, transformers):  # the tokenizer saved into the folder survived every save
+        assert library.AutoTokenizer.from_pretrained(target)("t5 t9")["input_ids"] == [5, 9]
 
 
 # --- Trainer checkpoints -----------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def test_save_cache_killed_at_random_moments_keeps_one_whole_file(saver, tmp_pat
         assert len(matches) == 1, "the cache file holds neither cache a nor cache b"
         return matches[0], interrupted
 
-    found = _kill_loop(process, 24, check)
+    found = _kill_loop(process, 30, check)
     assert found["a"] >= 3 and found["b"] >= 3 and found["interrupted"] >= 8, found
     process.save_once("b")
     assert _leftovers(target.parent, target.name) == []
