@@ -66,6 +66,7 @@ class Trainer:
         self._flops_params = 0
         self._progress: TrainingProgress | None = None  # set while train() runs
         self._last_eval_metrics: dict[str, float] | None = None
+        self._event("on_init_end")
 
     # --- data ----------------------------------------------------------------------------------
     def _model_input_names(self) -> set[str]:
@@ -208,7 +209,8 @@ class Trainer:
             self._scaler.update()
         else:
             self.optimizer.step()
-        self.lr_scheduler.step()
+        if not isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_scheduler.step()  # a plateau schedule steps on evaluation results instead
         self.optimizer.zero_grad(set_to_none=True)
         return step_loss, grad_norm
 

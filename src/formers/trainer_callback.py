@@ -1,7 +1,8 @@
 """Trainer callbacks with transformers' names: hooks that watch training and may stop it.
 
 A callback overrides the events it cares about; each receives (args, state, control, **kwargs) and
-may set `control.should_training_stop` (the loop saves a final checkpoint, then ends).
+may set `control.should_training_stop`: as in transformers, the loop finishes that step's logging,
+evaluation and scheduled save, runs `on_epoch_end`, and ends (no extra checkpoint).
 """
 from __future__ import annotations
 

@@ -111,14 +111,15 @@ class _Loop:
         args, state, trainer = self.args, self.trainer.state, self.trainer
         trainer._event("on_step_end")
         step = state.global_step
-        last = step >= self.plan.max_steps or trainer.control.should_training_stop
+        last = step >= self.plan.max_steps  # a callback's stop saves nothing extra, as in transformers
         if (args.logging_strategy is IntervalStrategy.STEPS and step % state.logging_steps == 0) or \
                 (args.logging_first_step and step == 1):
             self.log_loss()
         if args.eval_strategy is IntervalStrategy.STEPS and step % state.eval_steps == 0:
-            trainer._last_eval_metrics = trainer.evaluate()
+            self.evaluate()
         periodic = args.save_strategy is IntervalStrategy.STEPS and step % state.save_steps == 0
-        at_epoch_save = epoch_done and args.save_strategy is IntervalStrategy.EPOCH  # on_epoch_end saves
+        # the epoch's end (which also follows the last step) saves under the epoch strategy
+        at_epoch_save = (epoch_done or last) and args.save_strategy is IntervalStrategy.EPOCH
         if args.save_strategy is not IntervalStrategy.NO and (periodic or (last and not at_epoch_save)):
             trainer._save_checkpoint()  # the last step always saves, as transformers
 
@@ -128,9 +129,17 @@ class _Loop:
         if args.logging_strategy is IntervalStrategy.EPOCH:
             self.log_loss()
         if args.eval_strategy is IntervalStrategy.EPOCH:
-            trainer._last_eval_metrics = trainer.evaluate()
+            self.evaluate()
         if args.save_strategy is IntervalStrategy.EPOCH:
             trainer._save_checkpoint()
+
+    def evaluate(self) -> None:
+        """Evaluate; a reduce_lr_on_plateau schedule then steps on the metric (eval_loss unless named)."""
+        trainer = self.trainer
+        metrics = trainer._last_eval_metrics = trainer.evaluate()
+        if isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            name = self.args.metric_for_best_model or "loss"
+            trainer.lr_scheduler.step(metrics[name if name.startswith("eval_") else f"eval_{name}"])
 
 
 def run_training(trainer, resume_from: str | None) -> TrainOutput:
@@ -183,11 +192,13 @@ def _run_epochs(trainer, plan: _Plan, loop: _Loop) -> None:
     if args.ignore_data_skip:
         skip = 0
     for epoch in range(first_epoch, plan.num_epochs):
+        trainer._event("on_epoch_begin")
         batches = trainer._batch_order(trainer.train_dataset, args.train_batch_size, epoch, shuffle=True)
         window_index = skip if epoch == first_epoch else 0
         loader = trainer._loader(trainer.train_dataset, batches[window_index * ga:], seed=args.seed + epoch)
         batches_iter = iter(loader)
         for window_index in range(window_index, plan.steps_per_epoch):
+            trainer._event("on_step_begin")
             window = list(itertools.islice(batches_iter, ga))
             loss, grad_norm = trainer._optimizer_step(window)
             loop.record_step(loss, grad_norm)
@@ -197,7 +208,7 @@ def _run_epochs(trainer, plan: _Plan, loop: _Loop) -> None:
             epoch_done = window_index + 1 == plan.steps_per_epoch
             loop.on_step_end(epoch_done)
             if state.global_step >= plan.max_steps or trainer.control.should_training_stop:
-                if epoch_done:
-                    loop.on_epoch_end()
-                return
-        loop.on_epoch_end()
+                break
+        loop.on_epoch_end()  # also when training stops mid-epoch, as transformers
+        if state.global_step >= plan.max_steps or trainer.control.should_training_stop:
+            return
