@@ -22,10 +22,14 @@ def _bloom_gelu(x: torch.Tensor) -> torch.Tensor:  # Bloom's tanh GELU with its 
     return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
 
 
+def _relu_squared(x: torch.Tensor) -> torch.Tensor:  # Nemotron's "relu2"
+    return torch.square(F.relu(x))
+
+
 ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu, "swish": F.silu, "gelu": F.gelu, "relu": F.relu,
     "gelu_pytorch_tanh": _gelu_tanh, "gelu_new": _gelu_new, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-    "bloom_gelu": _bloom_gelu,
+    "bloom_gelu": _bloom_gelu, "relu2": _relu_squared,
 }
 
 
