@@ -53,14 +53,21 @@ def _remove_dead_temporaries(target: Path) -> None:
     prefix = f".{target.name}."
     for leftover in target.parent.iterdir():
         pid = leftover.name[len(prefix):].split("-", 1)[0]
-        if leftover.name.startswith(prefix) and leftover.name.endswith(".tmp") and pid.isdigit() \
-                and pid_gone(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        if not (leftover.name.startswith(prefix) and leftover.name.endswith(".tmp") and pid.isdigit()
+                and pid_gone(int(pid))):
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+_CANNOT_RENAME = (errno.EBUSY, errno.EXDEV)  # a mount point; a folder on another filesystem than its parent
 
 
 def save_folder_atomically(folder: str | os.PathLike, write_files: Callable[[Path], None],
@@ -105,9 +112,6 @@ def save_folder_atomically(folder: str | os.PathLike, write_files: Callable[[Pat
         os.chdir(cwd)  # our working directory was the old folder: follow the path to the new one
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
-
-
-_CANNOT_RENAME = (errno.EBUSY, errno.EXDEV)  # a mount point; a folder on another filesystem than its parent
 
 
 def _cwd_or_none() -> str | None:
