@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ class Saver:
         ready, seconds = self._read().split()
         assert ready == "ready"
         self.seconds_per_save = float(seconds)
-        self.durations = [self.seconds_per_save]
+        self.history = [(self.seconds_per_save, 1)]  # (seconds a child spent saving, saves it completed)
 
     def _read(self) -> str:
         line = self.process.stdout.readline()
@@ -52,25 +51,31 @@ class Saver:
         assert "started" in lines, lines
         return int((lines - {"started"}).pop())
 
-    def _reaped(self) -> int:
-        """The child's exit status; the durations of the saves it completed update `seconds_per_save`."""
+    def _reaped(self, seconds_saving: float) -> int:
+        """The child's exit status. The saves it completed in `seconds_saving` update `seconds_per_save`:
+        time spent over saves completed, across the last kills, follows the machine's load without the
+        bias of timing only the saves that finished before their kill."""
+        completed = 0
         while (line := self._read()).startswith("saved "):
-            self.durations.append(float(line.split()[1]))
-        self.seconds_per_save = statistics.median(self.durations[-9:])  # follows the machine's load
+            completed += 1
+        self.history.append((seconds_saving, completed))
+        recent = self.history[-12:]
+        self.seconds_per_save = sum(s for s, _ in recent) / max(1, sum(n for _, n in recent))
         return int(line.split()[1])
 
     def kill_after(self, first: str, delay: float) -> None:
         """Start saving `first` then the other version, in a loop; SIGKILL it after `delay` seconds."""
         pid = self._start(f"fork {first}")
+        start = time.perf_counter()
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
-        status = self._reaped()
+        status = self._reaped(time.perf_counter() - start)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, \
             f"the saving child ended by itself (status {status}):\n{self.log.read_text()}"
 
     def save_once(self, version: str) -> None:
         self._start(f"once {version}")
-        assert self._reaped() == 0, self.log.read_text()
+        assert self._reaped(0.0) == 0, self.log.read_text()
 
     def close(self) -> None:
         if self.process.poll() is None:
