@@ -31,6 +31,13 @@ _EXPORTS: dict[str, str] = {
     "save_cache": "cache_utils", "load_cache": "cache_utils",
     # tokenization
     "PreTrainedTokenizerFast": "tokenization", "BatchEncoding": "tokenization",
+    "LlamaTokenizer": "tokenization", "LlamaTokenizerFast": "tokenization",
+    "CodeLlamaTokenizer": "tokenization", "CodeLlamaTokenizerFast": "tokenization",
+    "GemmaTokenizer": "tokenization", "GemmaTokenizerFast": "tokenization",
+    "GPT2Tokenizer": "tokenization", "GPT2TokenizerFast": "tokenization",
+    "Qwen2Tokenizer": "tokenization", "Qwen2TokenizerFast": "tokenization",
+    # logging and utils (transformers.logging is transformers.utils.logging)
+    "logging": "utils",
     # generation
     "GenerationConfig": "generation", "GenerationMixin": "generation.utils",
     "GenerateDecoderOnlyOutput": "generation.outputs",

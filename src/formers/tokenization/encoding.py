@@ -127,6 +127,8 @@ class EncodingMixin:
         split = self.split_special_tokens if split_special_tokens is None else split_special_tokens
         if self._tokenizer.encode_special_tokens != split:
             self._tokenizer.encode_special_tokens = split
+        if not is_split_into_words:
+            batch_text_or_text_pairs = [self._prepare_input(item) for item in batch_text_or_text_pairs]
         try:
             encodings = self._tokenizer.encode_batch(batch_text_or_text_pairs, add_special_tokens=add_special_tokens,
                                                      is_pretokenized=is_split_into_words)
@@ -160,6 +162,17 @@ class EncodingMixin:
         for ids in data["input_ids"]:
             self._warn_if_too_long(ids, max_length, verbose)
         return BatchEncoding(data, flat_encodings, tensor_type=return_tensors)
+
+    def _prepare_input(self, item: Any) -> Any:
+        """A text or (text, pair) before the backend sees it; slow-tokenizer classes rewrite the text here."""
+        if isinstance(item, str):
+            return self._prepare_text(item)
+        if isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+            return type(item)(self._prepare_text(t) for t in item)
+        return item
+
+    def _prepare_text(self, text: str) -> str:
+        return text
 
     def _configure_backend(self, pad: PaddingStrategy, trunc: TruncationStrategy, max_length: int | None,
                            stride: int, pad_to_multiple_of: int | None, padding_side: str | None) -> None:

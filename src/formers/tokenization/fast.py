@@ -20,6 +20,7 @@ from .batch_encoding import to_py_obj
 from .encoding import EncodingMixin
 from .padding import VERY_LARGE_INTEGER
 from .profiles import TokenizerProfile, get_profile
+from .bpe_convert import convert_bpe_files
 from .sentencepiece_convert import convert_sentencepiece_file
 from .special_tokens import SpecialTokensMixin
 
@@ -33,19 +34,25 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
     padding_side: str = "right"
     truncation_side: str = "right"
 
+    # A named subclass (LlamaTokenizerFast, ...) pins its profile; the generic class takes `_tokenizer_class`.
+    profile_name: str | None = None
+    # Slow-tokenizer classes build the backend from the slow files (tokenizer.model, vocab.json + merges.txt).
+    builds_from_slow_files: bool = False
+
     def __init__(self, *args: Any, tokenizer_object: Tokenizer | None = None, tokenizer_file: str | None = None,
                  _tokenizer_class: str | None = None, _backend: Tokenizer | None = None, **kwargs: Any):
-        profile = get_profile(_tokenizer_class)
+        profile = get_profile(self.profile_name or _tokenizer_class)
         self._profile: TokenizerProfile = profile
         kwargs = {**profile.defaults, **kwargs}
         kwargs.pop("tokenizer_class", None)
         for key in kwargs:
             if callable(getattr(type(self), key, None)):
                 raise TokenizerError(f"tokenizer argument {key!r} conflicts with the method of the same name")
-        from_slow = bool(kwargs.pop("from_slow", False))
+        from_slow = bool(kwargs.pop("from_slow", False)) or (
+            self.builds_from_slow_files and kwargs.get("vocab_file") is not None)
         added_tokens_decoder = kwargs.pop("added_tokens_decoder", None) or {}
         self._prepare_profile_kwargs(kwargs)
-        if profile.sentencepiece and kwargs.get("add_prefix_space") is not None:
+        if profile.llama_spm and kwargs.get("add_prefix_space") is not None:
             from_slow = True  # transformers rebuilds Llama tokenizers from tokenizer.model in this case
         if _backend is not None and not from_slow:
             self._tokenizer = _backend  # already parsed from tokenizer_file by from_pretrained
@@ -85,7 +92,7 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
     # -- construction steps ------------------------------------------------------------------
     def _prepare_profile_kwargs(self, kwargs: dict[str, Any]) -> None:
         profile = self._profile
-        if profile.sentencepiece and kwargs.get("legacy") is None:
+        if profile.llama_spm and kwargs.get("legacy") is None:
             kwargs["legacy"] = True  # transformers' LlamaTokenizerFast default when the config is silent
         if profile.wrap_special_tokens:
             for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
@@ -110,7 +117,12 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
                 raise TokenizerError(f"cannot load tokenizer file {str(tokenizer_file)!r}: {exc}") from exc
         if vocab_file is not None and self._profile.sentencepiece:
             return convert_sentencepiece_file(vocab_file, legacy=kwargs.get("legacy"),
-                                              add_prefix_space=kwargs.get("add_prefix_space"))
+                                              add_prefix_space=kwargs.get("add_prefix_space"),
+                                              style=self._profile.sentencepiece_style,
+                                              slow_whitespace=self.builds_from_slow_files)
+        if vocab_file is not None and kwargs.get("merges_file") is not None and self._profile.saves_bpe_files:
+            return convert_bpe_files(vocab_file, kwargs["merges_file"], add_prefix_space=kwargs.get("add_prefix_space"),
+                                     style=self._profile.bpe_style)
         if from_slow and vocab_file is None:
             raise TokenizerError(
                 f"{self._profile.name}: rebuilding from the SentencePiece model (from_slow or add_prefix_space) "
@@ -285,10 +297,14 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
         if not isinstance(ids, list) or any(not isinstance(i, numbers.Integral) for i in ids):
             raise TokenizerError("decode(token_ids=...) expects an int or a flat sequence of ints; "
                                  "use batch_decode for a batch")
-        text = self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        text = self._decode_ids([int(i) for i in ids], skip_special_tokens, **kwargs)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
             else clean_up_tokenization_spaces
         return self.clean_up_tokenization(text) if clean else text
+
+    def _decode_ids(self, ids: list[int], skip_special_tokens: bool, **kwargs: Any) -> str:
+        """Ids -> text before clean-up; slow-tokenizer classes override it with their own joining rules."""
+        return self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
                      clean_up_tokenization_spaces: bool | None = None, **kwargs: Any) -> list[str]:
@@ -340,7 +356,7 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
         return save_pretrained(self, save_directory, legacy_format=legacy_format, filename_prefix=filename_prefix)
 
     def __repr__(self) -> str:
-        return (f"PreTrainedTokenizerFast(name_or_path={self.name_or_path!r}, class={self._profile.name!r}, "
+        return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, class={self._profile.name!r}, "
                 f"vocab_size={self.vocab_size}, model_max_length={self.model_max_length}, "
                 f"padding_side={self.padding_side!r}, truncation_side={self.truncation_side!r}, "
                 f"special_tokens={self.special_tokens_map})")

@@ -29,14 +29,23 @@ class TokenizerProfile:
     bos_eos_post_processor: bool = False
     # Align the ByteLevel pre-tokenizer with `add_prefix_space` (GPT-2 style byte-level BPE).
     byte_level_prefix_space: bool = False
-    # Can be built from a SentencePiece tokenizer.model with the Llama converter.
+    # Can be built from a SentencePiece tokenizer.model, with transformers' converter of this style
+    # ("llama": legacy/add_prefix_space apply; "gemma": no prefix, literal tab piece).
     sentencepiece: bool = False
+    sentencepiece_style: str = "llama"
     # Special tokens given as str are wrapped in AddedToken(normalized=False, special=True) (Qwen2).
     wrap_special_tokens: bool = False
     # Special tokens always appended to additional_special_tokens (CodeLlama infilling tokens).
     extra_special_tokens: tuple[str, ...] = ()
-    # save_pretrained also writes the slow-tokenizer files vocab.json + merges.txt (GPT-2 style BPE).
+    # save_pretrained also writes the slow-tokenizer files vocab.json + merges.txt (GPT-2 style BPE), and
+    # the tokenizer can be built from them when there is no tokenizer.json.
     saves_bpe_files: bool = False
+    bpe_style: str = "gpt2"  # which converter builds it from vocab.json + merges.txt ("gpt2" or "qwen2")
+
+    @property
+    def llama_spm(self) -> bool:
+        """Built from tokenizer.model with the Llama converter (`legacy` and `add_prefix_space` apply)."""
+        return self.sentencepiece and self.sentencepiece_style == "llama"
 
 
 _LLAMA_DEFAULTS = {
@@ -55,7 +64,7 @@ _PROFILES = [
     TokenizerProfile("GemmaTokenizer", {
         "clean_up_tokenization_spaces": False, "unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>",
         "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False}, padding_side="left",
-        bos_eos_post_processor=True),
+        bos_eos_post_processor=True, sentencepiece=True, sentencepiece_style="gemma"),
     TokenizerProfile("CohereTokenizer", {
         "clean_up_tokenization_spaces": False, "unk_token": "<UNK>", "bos_token": "<BOS_TOKEN>",
         "eos_token": "<|END_OF_TURN_TOKEN|>", "add_bos_token": True, "add_eos_token": False,
@@ -76,7 +85,7 @@ _PROFILES = [
         "add_prefix_space": False, "clean_up_tokenization_spaces": False}, byte_level_prefix_space=True),
     TokenizerProfile("Qwen2Tokenizer", {
         "unk_token": _ENDOFTEXT, "bos_token": None, "eos_token": _ENDOFTEXT, "pad_token": _ENDOFTEXT},
-        wrap_special_tokens=True, saves_bpe_files=True),
+        wrap_special_tokens=True, saves_bpe_files=True, bpe_style="qwen2"),
 ]
 PROFILES: dict[str, TokenizerProfile] = {p.name: p for p in _PROFILES}
 

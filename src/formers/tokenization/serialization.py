@@ -26,6 +26,7 @@ SPECIAL_MAP_FILE = "special_tokens_map.json"
 TOKENIZER_FILE = "tokenizer.json"
 SPM_FILE = "tokenizer.model"
 ADDED_TOKENS_FILE = "added_tokens.json"
+BPE_VOCAB_FILE, BPE_MERGES_FILE = "vocab.json", "merges.txt"
 _HUB_ONLY_KWARGS = ("force_download", "resume_download", "proxies", "_commit_hash", "user_agent", "_from_auto",
                     "_from_pipeline", "gguf_file")
 
@@ -110,10 +111,12 @@ def load_pretrained(cls, path_or_repo_id: str | os.PathLike, *init_inputs: Any, 
         return resolve_file(path_or_repo_id, name, required=False, **hub)
 
     files = {"config": fetch(CONFIG_FILE), "tokenizer": fetch(TOKENIZER_FILE), "spm": fetch(SPM_FILE),
-             "special_map": fetch(SPECIAL_MAP_FILE), "added_tokens": fetch(ADDED_TOKENS_FILE)}
-    if files["tokenizer"] is None and files["spm"] is None:
-        raise HubFileNotFoundError(f"{str(path_or_repo_id)!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}; "
-                                   "cannot build a tokenizer from it")
+             "special_map": fetch(SPECIAL_MAP_FILE), "added_tokens": fetch(ADDED_TOKENS_FILE),
+             "bpe_vocab": fetch(BPE_VOCAB_FILE), "bpe_merges": fetch(BPE_MERGES_FILE)}
+    has_bpe = files["bpe_vocab"] is not None and files["bpe_merges"] is not None
+    if files["tokenizer"] is None and files["spm"] is None and not has_bpe:
+        raise HubFileNotFoundError(f"{str(path_or_repo_id)!r} has neither {TOKENIZER_FILE}, {SPM_FILE} nor "
+                                   f"{BPE_VOCAB_FILE} + {BPE_MERGES_FILE}; cannot build a tokenizer from it")
     backend = _load_backend(files["tokenizer"])
     init_kwargs = _read_json(files["config"]) if files["config"] is not None else {}
     if not isinstance(init_kwargs, dict):
@@ -122,7 +125,7 @@ def load_pretrained(cls, path_or_repo_id: str | os.PathLike, *init_inputs: Any, 
     init_kwargs.pop("tokenizer_class", None)
     saved_inputs = init_kwargs.pop("init_inputs", ())
     init_inputs = init_inputs or tuple(saved_inputs)
-    for stale in ("tokenizer_file", "vocab_file", "special_tokens_map_file", "auto_map"):
+    for stale in ("tokenizer_file", "vocab_file", "merges_file", "special_tokens_map_file", "auto_map"):
         init_kwargs.pop(stale, None)
     user_kwargs = dict(kwargs)
     init_kwargs.update(kwargs)
@@ -146,6 +149,8 @@ def load_pretrained(cls, path_or_repo_id: str | os.PathLike, *init_inputs: Any, 
             init_kwargs[key] = by_content.get(str(value), value)
     if files["spm"] is not None:
         init_kwargs["vocab_file"] = str(files["spm"])
+    elif has_bpe:
+        init_kwargs["vocab_file"], init_kwargs["merges_file"] = str(files["bpe_vocab"]), str(files["bpe_merges"])
     init_kwargs["name_or_path"] = str(path_or_repo_id)
     tokenizer_file = str(files["tokenizer"]) if files["tokenizer"] is not None else None
     return cls(*init_inputs, tokenizer_file=tokenizer_file, _tokenizer_class=tokenizer_class, _backend=backend,
@@ -217,7 +222,8 @@ def tokenizer_config_dict(tok: Any) -> dict[str, Any]:
         config["chat_template"] = tok.chat_template
     if tok.init_inputs:
         config["init_inputs"] = list(tok.init_inputs)
-    for private in ("vocab_file", "tokenizer_file", "name_or_path", "special_tokens_map_file", "device_map"):
+    for private in ("vocab_file", "merges_file", "tokenizer_file", "name_or_path", "special_tokens_map_file",
+                    "device_map"):
         config.pop(private, None)
     config = _jsonable_tokens(config, type_field=True)
     config["added_tokens_decoder"] = {str(i): t.__getstate__() for i, t in sorted(tok.added_tokens_decoder.items())}

@@ -1,22 +1,22 @@
 """AutoTokenizer: pick the tokenizer class named by tokenizer_config.json and load it.
 
-Every transformers tokenizer class (LlamaTokenizer(Fast), GPT2Tokenizer(Fast), Qwen2Tokenizer, ...) is
-served by `PreTrainedTokenizerFast` with that class's defaults (see tokenization/profiles.py). When the
-config names no class, config.json's `model_type` decides, as in transformers.
+Names formers has a class for (LlamaTokenizer(Fast), GemmaTokenizer(Fast), CodeLlamaTokenizer(Fast),
+GPT2Tokenizer(Fast), Qwen2Tokenizer(Fast)) load that class, its "Fast" twin unless use_fast=False, as in
+transformers; other names are served by `PreTrainedTokenizerFast` with that class's defaults (see
+tokenization/profiles.py). When the config names no class, config.json's `model_type` decides.
 """
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any
 
 from ...errors import UnsafeCheckpointError
 from ...loading.hub import resolve_file
+from ...tokenization.classes import tokenizer_class_for
 from ...tokenization.fast import PreTrainedTokenizerFast
 from ...tokenization.profiles import MODEL_TYPE_TO_TOKENIZER
 
-logger = logging.getLogger("formers.tokenization")
 
 
 def _json_field(path_or_repo_id, filename: str, field: str, hub: dict[str, Any]) -> Any:
@@ -38,7 +38,7 @@ def _only_sentencepiece(path_or_repo_id, prefix: str, hub: dict[str, Any]) -> bo
 
 
 class AutoTokenizer:
-    """Factory: `AutoTokenizer.from_pretrained(...)` returns a `PreTrainedTokenizerFast`."""
+    """Factory: `AutoTokenizer.from_pretrained(...)` returns the class tokenizer_config.json names."""
 
     def __init__(self) -> None:
         raise EnvironmentError("AutoTokenizer is built with AutoTokenizer.from_pretrained(...)")
@@ -52,8 +52,6 @@ class AutoTokenizer:
         if trust_remote_code:
             raise UnsafeCheckpointError(f"{str(pretrained_model_name_or_path)!r}: trust_remote_code=True is not "
                                         "supported; formers never runs code shipped with a checkpoint")
-        if not use_fast:
-            logger.info("use_fast=False: formers only has fast tokenizers; loading the fast one")
         hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         config = kwargs.pop("config", None)
         tokenizer_type = kwargs.pop("tokenizer_type", None)
@@ -69,6 +67,6 @@ class AutoTokenizer:
             class_name = MODEL_TYPE_TO_TOKENIZER.get(model_type) if model_type else None
         if class_name is None and _only_sentencepiece(pretrained_model_name_or_path, prefix, hub):
             class_name = "LlamaTokenizer"  # a bare tokenizer.model: the Llama converter is the common case
-        return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, *inputs,
-                                                       _tokenizer_class=class_name or "PreTrainedTokenizerFast",
-                                                       **hub, **kwargs)
+        tokenizer_cls = tokenizer_class_for(class_name, use_fast) or PreTrainedTokenizerFast
+        return tokenizer_cls.from_pretrained(pretrained_model_name_or_path, *inputs,
+                                             _tokenizer_class=class_name or "PreTrainedTokenizerFast", **hub, **kwargs)

@@ -1,0 +1,85 @@
+"""transformers' tokenizer class names (LlamaTokenizer, GPT2TokenizerFast, ...) as thin subclasses of
+`PreTrainedTokenizerFast`.
+
+Each class pins its profile (defaults and hooks, see profiles.py), so `LlamaTokenizerFast.from_pretrained`
+behaves as LlamaTokenizerFast whatever tokenizer_config.json names. The "slow" names build their backend from
+the slow files (tokenizer.model, or vocab.json + merges.txt) and apply the slow class's encode/decode rules
+(slow_sentencepiece.py), so their ids and text equal transformers' slow class of that name; they still run on
+the `tokenizers` library.
+"""
+from __future__ import annotations
+
+from .fast import PreTrainedTokenizerFast
+from .slow_sentencepiece import SlowGemmaMixin, SlowLlamaMixin
+
+
+class LlamaTokenizerFast(PreTrainedTokenizerFast):
+    profile_name = "LlamaTokenizer"
+
+
+class LlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
+    profile_name = "LlamaTokenizer"
+
+
+class CodeLlamaTokenizerFast(PreTrainedTokenizerFast):
+    profile_name = "CodeLlamaTokenizer"
+
+
+class CodeLlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
+    profile_name = "CodeLlamaTokenizer"
+
+
+class GemmaTokenizerFast(PreTrainedTokenizerFast):
+    profile_name = "GemmaTokenizer"
+
+
+class GemmaTokenizer(SlowGemmaMixin, PreTrainedTokenizerFast):
+    profile_name = "GemmaTokenizer"
+
+
+class GPT2TokenizerFast(PreTrainedTokenizerFast):
+    profile_name = "GPT2Tokenizer"
+
+
+class GPT2Tokenizer(PreTrainedTokenizerFast):
+    profile_name = "GPT2Tokenizer"
+    builds_from_slow_files = True
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+
+class Qwen2TokenizerFast(PreTrainedTokenizerFast):
+    profile_name = "Qwen2Tokenizer"
+
+
+class Qwen2Tokenizer(PreTrainedTokenizerFast):
+    profile_name = "Qwen2Tokenizer"
+    builds_from_slow_files = True
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+
+TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizerFast]] = {
+    cls.__name__: cls for cls in (
+        PreTrainedTokenizerFast, LlamaTokenizer, LlamaTokenizerFast, CodeLlamaTokenizer, CodeLlamaTokenizerFast,
+        GemmaTokenizer, GemmaTokenizerFast, GPT2Tokenizer, GPT2TokenizerFast, Qwen2Tokenizer, Qwen2TokenizerFast)
+}
+
+
+def tokenizer_class_for(name: str | None, use_fast: bool = True) -> type[PreTrainedTokenizerFast] | None:
+    """The formers class AutoTokenizer uses for a `tokenizer_class` name (None when formers has no such class).
+
+    As in transformers, use_fast=True prefers the "Fast" twin of a slow name and use_fast=False the slow one.
+    """
+    if not name:
+        return None
+    base = name[: -len("Fast")] if name.endswith("Fast") else name
+    preferred = [f"{base}Fast", base] if use_fast else [base, f"{base}Fast"]
+    for candidate in preferred:
+        if candidate in TOKENIZER_CLASSES:
+            return TOKENIZER_CLASSES[candidate]
+    return None
