@@ -204,11 +204,16 @@ class PretrainedConfig:
 
 
 def _declared_fields(cls: type) -> dict[str, Any]:
+    """Annotated fields along the MRO; re-annotating an inherited field as ClassVar un-declares it (a
+    family whose transformers config lacks a field its parent family has, as Gemma2 lacks `hidden_act`)."""
     fields: dict[str, Any] = {}
     for klass in reversed(cls.__mro__[:-1]):  # object declares nothing
         hints = typing.get_type_hints(klass)
-        fields.update({name: hints[name] for name in vars(klass).get("__annotations__", {})
-                       if typing.get_origin(hints[name]) is not ClassVar})
+        for name in vars(klass).get("__annotations__", {}):
+            if typing.get_origin(hints[name]) is ClassVar:
+                fields.pop(name, None)
+            else:
+                fields[name] = hints[name]
     return fields
 
 

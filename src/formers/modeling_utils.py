@@ -33,11 +33,12 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     base_model_prefix: ClassVar[str] = "model"
     main_input_name: ClassVar[str] = "input_ids"
     checkpoint_keys: ClassVar["KeyMap | None"] = None  # the family's checkpoint layout (loading/key_map.py)
+    default_attn_implementation: ClassVar[str] = "sdpa"  # when the caller names none (Gemma2: "eager", as 4.45)
     _tied_weights_keys: ClassVar[list[str]] = []
 
     def __init__(self, config: PretrainedConfig, *inputs: Any, **kwargs: Any):
         super().__init__()
-        implementation = config._attn_implementation or "sdpa"
+        implementation = config._attn_implementation or self.default_attn_implementation
         if implementation not in ATTN_IMPLEMENTATIONS:
             raise ConfigError(f"attn_implementation: expected one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
         config._attn_implementation = implementation

@@ -1,5 +1,5 @@
-"""Cache classes no formers model family uses yet (HybridCache, EncoderDecoderCache, MambaCache), and the
-cache surface generally, against transformers 4.45.2's classes on the same tensors."""
+"""HybridCache (on Gemma2's config), cache classes no formers model family uses yet (EncoderDecoderCache,
+MambaCache), and the cache surface generally, against transformers 4.45.2's classes on the same tensors."""
 from __future__ import annotations
 
 import sys
@@ -26,22 +26,18 @@ def _by_position(keys: torch.Tensor, positions: torch.Tensor) -> dict[int, torch
     return {int(p): keys[:, :, slot] for slot, p in enumerate(positions.tolist()) if p >= 0}
 
 
-class AlternatingConfig(formers.MistralConfig):
-    """Gemma2's layout on a Mistral config: even layers slide, odd layers are global (what 4.45's
-    HybridCache assumes for any config; formers' asks the config)."""
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        return self.sliding_window if layer_idx % 2 == 0 else None
+GEMMA2 = dict(CONFIG, head_dim=8)  # even layers slide, odd layers are global
 
 
 def test_hybrid_cache_reads_layer_windows_from_the_config():
+    """4.45's HybridCache assumes Gemma2's alternation for any config; formers' asks the config."""
     assert formers.HybridCache(formers.MistralConfig(**CONFIG), batch_size=1).is_sliding.tolist() == [True] * 4
-    assert formers.HybridCache(AlternatingConfig(**CONFIG), batch_size=1).is_sliding.tolist() == [True, False] * 2
+    assert formers.HybridCache(formers.Gemma2Config(**GEMMA2), batch_size=1).is_sliding.tolist() == [True, False] * 2
 
 
 def test_hybrid_cache_updates_like_transformers():
-    ours = formers.HybridCache(AlternatingConfig(**CONFIG), batch_size=2, max_cache_len=10)
-    ref = transformers.HybridCache(transformers.MistralConfig(**CONFIG), batch_size=2, max_cache_len=10)
+    ours = formers.HybridCache(formers.Gemma2Config(**GEMMA2), batch_size=2, max_cache_len=10)
+    ref = transformers.HybridCache(transformers.Gemma2Config(**GEMMA2), batch_size=2, max_cache_len=10)
     assert ours.is_sliding.tolist() == ref.is_sliding.tolist()
     assert [k.shape for k in ours.key_cache] == [k.shape for k in ref.key_cache]
     keys, values = _states(2, 0)  # a 2-token prefill leaves position 2 to be decoded before the ring is full

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CacheError, ConfigError
-from .static import StaticCache, sliding_window_of
+from .static import StaticCache, layer_windows, sliding_window_of
 
 
 def ring_positions(last: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -68,6 +68,9 @@ class SlidingWindowCache(StaticCache):
         if window is None:
             raise ConfigError("SlidingWindowCache needs a model whose config sets `sliding_window` (e.g. Mistral); "
                               f"{type(config).__name__}.sliding_window is None")
+        if None in layer_windows(config):  # a ring of W slots would silently cut a global layer's history
+            raise ConfigError(f"SlidingWindowCache: {type(config).__name__} has global layers besides the "
+                              f"sliding ones (layer_sliding_window is None for some); use HybridCache")
         self.sliding_window = window
         max_cache_len = config.max_position_embeddings if max_cache_len is None else max_cache_len
         super().__init__(config, batch_size, min(window, max_cache_len), device, dtype, max_batch_size,
