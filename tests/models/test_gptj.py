@@ -76,3 +76,16 @@ def test_old_checkpoint_buffers_are_skipped(tmp_path, caplog):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     formers.AutoModelForCausalLM.from_pretrained(folder)
     assert "not used" not in caplog.text
+
+
+def test_bf16_static_cache_runs_where_4_45_fails(tmp_path):
+    """4.45's static cache cannot store GPT-J's float32 keys in a bf16 model (index_copy_ dtype error); formers'
+    stores them rounded to bf16. On this checkpoint that gives 4.45's dynamic-cache tokens."""
+    folder = build(CASES["gptj"], tmp_path)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ids, mask = padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=16, do_sample=False, pad_token_id=0)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        theirs.generate(ids, cache_implementation="static", **kwargs)
+    assert torch.equal(ours.generate(ids, cache_implementation="static", **kwargs), theirs.generate(ids, **kwargs))

@@ -88,8 +88,9 @@ class StaticCache(Cache):
                cache_kwargs: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self._write_positions(key_states.shape[-2], layer_idx, cache_kwargs)
         keys, values = self.key_cache[layer_idx], self.value_cache[layer_idx]
-        keys.index_copy_(2, positions.to(keys.device), key_states)
-        values.index_copy_(2, positions.to(keys.device), value_states)
+        # .to: GPT-J rotates keys in float32 even in a bf16 model (4.45's static cache fails on that)
+        keys.index_copy_(2, positions.to(keys.device), key_states.to(keys.dtype))
+        values.index_copy_(2, positions.to(keys.device), value_states.to(values.dtype))
         return keys, values
 
     def _write_positions(self, new: int, layer_idx: int, cache_kwargs: dict[str, Any] | None) -> torch.Tensor:
