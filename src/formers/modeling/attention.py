@@ -31,6 +31,7 @@ class AttentionSpec:
     scale: float | None = None  # score scale; None means head_dim ** -0.5
     softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) before the mask (Gemma2)
     rotary: str | None = "half"  # "half" (NeoX-style halves), "interleaved" (GPT-J pairs) or None
+    rotary_in_float32: bool = False  # rotate q/k in float32 and cast back (Cohere; matters in bf16/fp16)
     clip_qkv: float | None = None  # clamp q/k/v projections to [-clip, clip] (OLMo)
     qk_norm: Callable[[], tuple[nn.Module, nn.Module]] | None = None  # builds (q_norm, k_norm)
     qk_norm_per_head: bool = True  # norms see [B, T, H, D] (True) or the flat projection [B, T, H*D]
@@ -143,7 +144,10 @@ class Attention(nn.Module):
         q, k, v = self._project(hidden)
         if self.spec.rotary is not None:
             interleaved = self.spec.rotary == "interleaved"
-            q, k = apply_rotary(q, cos, sin, interleaved), apply_rotary(k, cos, sin, interleaved)
+            if self.spec.rotary_in_float32 and q.dtype != torch.float32:
+                q, k = (apply_rotary(t.float(), cos, sin, interleaved).to(t.dtype) for t in (q, k))
+            else:
+                q, k = apply_rotary(q, cos, sin, interleaved), apply_rotary(k, cos, sin, interleaved)
         kernel, args = self._kernel(output_attentions)
         if cache is None:
             out, weights = kernel(q, k, v, mask, args)

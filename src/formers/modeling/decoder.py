@@ -11,7 +11,8 @@ A family states its parts by overriding hooks, never by flags in here:
 Residual wiring (`DecoderLayer.residual`):
   "sequential" h += attn(ln1(h)); h += mlp(ln2(h))           Llama, GPT-2, Bloom, ...
   "sequential_normed"  h = ln1(h) + attn(ln1(h)); h = ln2(h) + mlp(ln2(h))   Bloom's post-LN residual option
-  "parallel"   n = ln1(h); h += attn(n) + mlp(n)             Phi, GPT-J, Cohere, Falcon-7B
+  "parallel"   n = ln1(h); h += attn(n) + mlp(n)             Phi, GPT-J, Falcon-7B
+  "parallel_residual_first"  the same summed as h + attn + mlp (not attn + mlp + h): Cohere, StableLM (bf16-exact)
   "parallel2"  h += attn(ln1(h)) + mlp(ln2(h))               GPT-NeoX, Falcon-40B
   "sandwich"   h += ln2(attn(ln1(h))); h += ln4(mlp(ln3(h)))  Gemma2
 """
@@ -33,7 +34,7 @@ from .mlp import GatedMLP
 from .norms import RMSNorm
 from .rope import RotaryEmbedding
 
-RESIDUALS = ("sequential", "sequential_normed", "parallel", "parallel2", "sandwich")
+RESIDUALS = ("sequential", "sequential_normed", "parallel", "parallel_residual_first", "parallel2", "sandwich")
 
 
 class DecoderLayer(nn.Module):
@@ -50,7 +51,7 @@ class DecoderLayer(nn.Module):
         self.residual, self.branch_scale = residual, branch_scale
         self.self_attn, self.mlp = attention, mlp
         self.input_layernorm = norm()
-        if residual != "parallel":
+        if not residual.startswith("parallel") or residual == "parallel2":
             self.post_attention_layernorm = norm()
         if residual == "sandwich":
             self.pre_feedforward_layernorm = norm()
@@ -71,6 +72,8 @@ class DecoderLayer(nn.Module):
             hidden = normed + self.mlp(normed)
         elif self.residual == "parallel":
             hidden = attn_out + self.mlp(normed) + hidden
+        elif self.residual == "parallel_residual_first":
+            hidden = hidden + attn_out + self.mlp(normed)
         elif self.residual == "parallel2":
             hidden = attn_out + self.mlp(self.post_attention_layernorm(hidden)) + hidden
         else:  # sandwich
