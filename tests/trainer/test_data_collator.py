@@ -49,3 +49,25 @@ def test_default_data_collator_matches_transformers():
 
     features = [{"input_ids": [1, 2, 3], "label": 1, "text": "a"}, {"input_ids": [4, 5, 6], "label": 0, "text": "b"}]
     _assert_same(default_data_collator(features), transformers.default_data_collator(features))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("options", [{}, {"pad_to_multiple_of": 8}, {"padding": "max_length", "max_length": 12},
+                                     {"padding": "longest", "pad_to_multiple_of": 3}])
+def test_padding_collator_matches_transformers(side, options):
+    """DataCollatorWithPadding (the Trainer's default with a tokenizer): the same padded ids, attention mask and
+    labels (from `label` / `label_ids`) as transformers 4.45.2's."""
+    import transformers
+
+    from formers import DataCollatorWithPadding
+
+    tokenizer = tiny_tokenizer(side)
+    ours = DataCollatorWithPadding(tokenizer, **options)
+    theirs = transformers.DataCollatorWithPadding(_oracle_tokenizer(tokenizer), **options)
+    rows = token_rows(5, (2, 9))
+    _assert_same(ours(rows), theirs(rows))
+    labelled = [{**row, "label": index % 2} for index, row in enumerate(rows)]
+    _assert_same(ours(labelled), theirs(labelled))
+    with_ids = [{**row, "label_ids": [index, index + 1]} for index, row in enumerate(rows)]
+    _assert_same(ours(with_ids), theirs(with_ids))
+    assert ours(rows)["input_ids"].shape[1] > min(len(r["input_ids"]) for r in rows)  # padding really happened

@@ -133,15 +133,43 @@ def test_evaluate_reports_token_mean_loss_and_perplexity(tmp_path):
 
 
 def test_save_total_limit_keeps_the_newest_and_the_best(tmp_path):
+    """save_total_limit=2 keeps exactly the newest checkpoint and the best (older) one, and
+    load_best_model_at_end leaves the best checkpoint's weights in the model."""
+    from formers.loading.checkpoint import find_weight_files, iter_tensors
+
     data = token_rows(16)
     args = _args(tmp_path, max_steps=8, save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2,
-                 save_total_limit=2, load_best_model_at_end=True)
+                 save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="loss",
+                 greater_is_better=True)  # the highest eval loss wins: an early checkpoint, not the newest
     trainer = _trainer(args, data, eval_dataset=data[:4])
     trainer.train()
-    kept = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
-    assert "checkpoint-8" in kept and len(kept) <= 3
-    assert trainer.state.best_model_checkpoint is not None
-    assert trainer.state.best_model_checkpoint.rsplit("/", 1)[-1] in kept
+    evals = {r["step"]: r["eval_loss"] for r in trainer.state.log_history if "eval_loss" in r}
+    best = max(evals, key=evals.get)
+    assert sorted(evals) == [2, 4, 6, 8] and trainer.state.best_metric == evals[best] and best != 8
+    assert trainer.state.best_model_checkpoint == str(tmp_path / f"checkpoint-{best}")
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == sorted([f"checkpoint-{best}", "checkpoint-8"])
+
+    saved = dict(iter_tensors(find_weight_files(str(tmp_path / f"checkpoint-{best}"))))
+    weights = trainer.model.state_dict()
+    for key, tensor in saved.items():
+        assert torch.equal(weights[key], tensor), key
+    final = dict(iter_tensors(find_weight_files(str(tmp_path / "checkpoint-8"))))
+    assert any(not torch.equal(weights[key], tensor) for key, tensor in final.items())  # really replaced
+
+
+def test_checkpoints_hold_training_args_json_and_no_pickles(tmp_path):
+    """The training arguments are written as training_args.json (what to_dict() holds), never as the pickled
+    training_args.bin of transformers; no checkpoint file needs pickle to be read."""
+    trainer = _trainer(_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2), token_rows(8))
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    for folder in (tmp_path / "checkpoint-2", tmp_path / "final"):
+        written = json.loads((folder / "training_args.json").read_text())
+        assert written == json.loads(json.dumps(trainer.args.to_dict()))
+        assert written["output_dir"] == str(tmp_path) and written["max_steps"] == 2
+        assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pkl"))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.load(tmp_path / "checkpoint-2" / name, weights_only=True)  # plain tensors and containers only
 
 
 def test_jsonl_log_and_trainer_state(tmp_path):
