@@ -10,7 +10,7 @@ the `tokenizers` library.
 from __future__ import annotations
 
 from .fast import PreTrainedTokenizerFast
-from .slow_sentencepiece import SlowGemmaMixin, SlowLlamaMixin
+from .slow_sentencepiece import SlowCodeLlamaMixin, SlowGemmaMixin, SlowLlamaMixin
 
 
 class LlamaTokenizerFast(PreTrainedTokenizerFast):
@@ -24,8 +24,14 @@ class LlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
 class CodeLlamaTokenizerFast(PreTrainedTokenizerFast):
     profile_name = "CodeLlamaTokenizer"
 
+    def _build_backend(self, tokenizer_object, tokenizer_file, from_slow: bool, kwargs: dict):
+        # transformers converts CodeLlama's tokenizer.model with the Llama converter's defaults (legacy, prefix
+        # space): the slow CodeLlamaTokenizer it converts from has neither attribute.
+        return super()._build_backend(tokenizer_object, tokenizer_file, from_slow,
+                                      {**kwargs, "legacy": True, "add_prefix_space": True})
 
-class CodeLlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
+
+class CodeLlamaTokenizer(SlowCodeLlamaMixin, PreTrainedTokenizerFast):
     profile_name = "CodeLlamaTokenizer"
 
 
@@ -58,6 +64,11 @@ class Qwen2Tokenizer(PreTrainedTokenizerFast):
     profile_name = "Qwen2Tokenizer"
     builds_from_slow_files = True
 
+    def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = False,
+               **kwargs) -> str:
+        # The slow Qwen2Tokenizer does not clean up spaces unless asked, whatever tokenizer_config.json says.
+        return super().decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces, **kwargs)
+
     @property
     def is_fast(self) -> bool:
         return False
@@ -73,13 +84,11 @@ TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizerFast]] = {
 def tokenizer_class_for(name: str | None, use_fast: bool = True) -> type[PreTrainedTokenizerFast] | None:
     """The formers class AutoTokenizer uses for a `tokenizer_class` name (None when formers has no such class).
 
-    As in transformers, use_fast=True prefers the "Fast" twin of a slow name and use_fast=False the slow one.
+    As in transformers, use_fast=True turns a slow name into its "Fast" twin; otherwise the name is taken as
+    it is (a "Fast" name stays fast).
     """
     if not name:
         return None
-    base = name[: -len("Fast")] if name.endswith("Fast") else name
-    preferred = [f"{base}Fast", base] if use_fast else [base, f"{base}Fast"]
-    for candidate in preferred:
-        if candidate in TOKENIZER_CLASSES:
-            return TOKENIZER_CLASSES[candidate]
-    return None
+    if use_fast and not name.endswith("Fast") and f"{name}Fast" in TOKENIZER_CLASSES:
+        return TOKENIZER_CLASSES[f"{name}Fast"]
+    return TOKENIZER_CLASSES.get(name)

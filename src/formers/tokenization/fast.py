@@ -38,6 +38,8 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
     profile_name: str | None = None
     # Slow-tokenizer classes build the backend from the slow files (tokenizer.model, vocab.json + merges.txt).
     builds_from_slow_files: bool = False
+    # Where a slow class's default differs from its fast twin's (the profile's): LlamaTokenizer pads right.
+    default_padding_side: str | None = None
 
     def __init__(self, *args: Any, tokenizer_object: Tokenizer | None = None, tokenizer_file: str | None = None,
                  _tokenizer_class: str | None = None, _backend: Tokenizer | None = None, **kwargs: Any):
@@ -65,7 +67,7 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
         self.name_or_path = kwargs.pop("name_or_path", "")
         max_len = kwargs.pop("model_max_length", kwargs.pop("max_len", None))
         self.model_max_length = max_len if max_len is not None else VERY_LARGE_INTEGER
-        self.padding_side = kwargs.pop("padding_side", profile.padding_side)
+        self.padding_side = kwargs.pop("padding_side", self.default_padding_side or profile.padding_side)
         self.truncation_side = kwargs.pop("truncation_side", "right")
         for name in ("padding_side", "truncation_side"):
             if getattr(self, name) not in _SIDES:

@@ -11,7 +11,7 @@ SentencePiece models) is applied by the backend's normalizer, built for the slow
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from .sentencepiece_convert import SPIECE_UNDERLINE
 from .sentencepiece_model import load_sentencepiece_model
@@ -34,11 +34,12 @@ def _decode_bytes(data: bytes) -> str:
     return "".join(out)
 
 
-def decode_pieces(pieces: list[str], strip: str = "none") -> str:
+def decode_pieces(pieces: list[str], strip: str = "none", known: Callable[[str], bool] = lambda piece: True) -> str:
     """SentencePiece's own decoding of a run of pieces: "▁" is a space, runs of <0xNN> pieces are UTF-8.
 
     `strip` says what happens to the leading "▁": "one" drops one (a model that adds a dummy prefix), "all"
     drops every one until a piece gives some text (a model that removes extra whitespace), "none" keeps them.
+    A string that is not a piece of the model (`known` says) comes out as it is, "▁" included.
     """
     out: list[str] = []
     pending = bytearray()
@@ -50,6 +51,10 @@ def decode_pieces(pieces: list[str], strip: str = "none") -> str:
         if pending:
             out.append(_decode_bytes(bytes(pending)))
             pending.clear()
+        if piece and not known(piece):
+            out.append(piece)
+            strip = "none"
+            continue
         if strip != "none" and piece:
             piece = piece.lstrip(SPIECE_UNDERLINE) if strip == "all" else piece.removeprefix(SPIECE_UNDERLINE)
             strip = "all" if strip == "all" and not piece else "none"
@@ -59,20 +64,32 @@ def decode_pieces(pieces: list[str], strip: str = "none") -> str:
     return "".join(out)
 
 
+_GEMMA_TAB_PIECE = "<0x09>"
+
+
 class SlowLlamaMixin:
     """LlamaTokenizer's (slow) `tokenize` and `decode` rules; the host is a PreTrainedTokenizerFast."""
 
     builds_from_slow_files = True
+    default_padding_side = "right"
+    # LlamaTokenizer writes a space between a leading special token and a piece without "▁"; CodeLlama does not.
+    space_after_leading_special = True
 
     @property
     def is_fast(self) -> bool:
         return False
 
+    def _legacy(self) -> bool:
+        return bool(self.legacy)
+
     def _prefix_space(self) -> bool:
         return self.add_prefix_space is None or bool(self.add_prefix_space)
 
+    def _known_piece(self, piece: str) -> bool:
+        return self._tokenizer.token_to_id(piece) is not None
+
     def _prepare_text(self, text: str) -> str:
-        if self.legacy or not text or not self._prefix_space():
+        if self._legacy() or not text or not self._prefix_space():
             return text
         text = text.replace(SPIECE_UNDERLINE, " ")
         if self._spec_flag("remove_extra_whitespaces"):
@@ -94,7 +111,7 @@ class SlowLlamaMixin:
         model's dummy prefix off for legacy=False."""
         if self._spec_flag("remove_extra_whitespaces"):
             return "all"
-        return "one" if self._spec_flag("add_dummy_prefix") and self.legacy else "none"
+        return "one" if self._spec_flag("add_dummy_prefix") and self._legacy() else "none"
 
     def _decode_ids(self, ids: list[int], skip_special_tokens: bool, spaces_between_special_tokens: bool = True,
                     **kwargs: Any) -> str:
@@ -128,26 +145,54 @@ class SlowLlamaMixin:
         out, run, prev_special = "", [], False
         for index, token in enumerate(tokens):
             if token in special:
-                if not prev_special and index != 0 and self.legacy:
+                if not prev_special and index != 0 and self._legacy():
                     out += " "
-                out += decode_pieces(run, strip) + token
+                out += decode_pieces(run, strip, self._known_piece) + token
                 run, prev_special = [], True
             else:
-                if prev_special and index == 1 and prefix_space and not token.startswith(SPIECE_UNDERLINE):
+                if (prev_special and index == 1 and prefix_space and self.space_after_leading_special
+                        and not token.startswith(SPIECE_UNDERLINE)):
                     out += " "
                 run.append(token)
                 prev_special = False
-        return out + decode_pieces(run, strip)
+        return out + decode_pieces(run, strip, self._known_piece)
+
+
+class SlowCodeLlamaMixin(SlowLlamaMixin):
+    """CodeLlamaTokenizer (slow): LlamaTokenizer's non-legacy rules always, whatever `legacy` says."""
+
+    space_after_leading_special = False
+
+    def _legacy(self) -> bool:
+        return False
+
+    def _prefix_space(self) -> bool:
+        return True
+
+    def _build_backend(self, tokenizer_object, tokenizer_file, from_slow: bool, kwargs: dict):
+        return super()._build_backend(tokenizer_object, tokenizer_file, from_slow,
+                                      {**kwargs, "legacy": False, "add_prefix_space": True})
 
 
 class SlowGemmaMixin:
     """GemmaTokenizer's (slow) decode: SentencePiece runs between added tokens, joined without spaces."""
 
     builds_from_slow_files = True
+    default_padding_side = "right"
 
     @property
     def is_fast(self) -> bool:
         return False
+
+    # Gemma's converter renamed the tab's byte piece to "\t"; the slow class shows SentencePiece's name.
+    def tokenize(self, text: str, *args: Any, **kwargs: Any) -> list[str]:
+        return [_GEMMA_TAB_PIECE if t == "\t" else t for t in super().tokenize(text, *args, **kwargs)]
+
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> Any:
+        tokens = super().convert_ids_to_tokens(ids, skip_special_tokens)
+        if isinstance(tokens, str):
+            return _GEMMA_TAB_PIECE if tokens == "\t" else tokens
+        return [_GEMMA_TAB_PIECE if t == "\t" else t for t in tokens]
 
     def _decode_ids(self, ids: list[int], skip_special_tokens: bool, spaces_between_special_tokens: bool = False,
                     **kwargs: Any) -> str:
