@@ -2,8 +2,8 @@
 warnings that stay out of torch.compile's way.
 
 Every formers module logs under "formers.<area>". The library root logger "formers" is configured on
-first use of a function here: one stderr handler, level from FORMERS_VERBOSITY (or TRANSFORMERS_VERBOSITY)
-or WARNING, and no propagation to the root logger (so `logging.basicConfig` does not print twice), as
+first use of a function here: one stderr handler, level from FORMERS_VERBOSITY (debug/info/warning/error/
+critical) or WARNING, and no propagation to the root logger (so `logging.basicConfig` does not print twice), as
 transformers does for "transformers".
 
 A log or `warnings.warn` call inside a traced function breaks torch.compile's graph (fatal under
@@ -24,7 +24,7 @@ CRITICAL, FATAL, ERROR, WARNING, WARN, INFO, DEBUG, NOTSET = (
     logging.NOTSET)
 LIBRARY_NAME = "formers"
 _LEVELS = {"detail": DEBUG, "debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, "critical": CRITICAL}
-_ENV_VARS = ("FORMERS_VERBOSITY", "TRANSFORMERS_VERBOSITY")
+_ENV_VAR = "FORMERS_VERBOSITY"
 _EXPLICIT_FORMAT = "[%(levelname)s|%(filename)s:%(lineno)s] %(asctime)s >> %(message)s"
 
 _lock = threading.Lock()
@@ -37,13 +37,10 @@ def _root() -> logging.Logger:
 
 
 def _env_level() -> int:
-    for var in _ENV_VARS:
-        value = os.environ.get(var)
-        if value:
-            if value.lower() in _LEVELS:
-                return _LEVELS[value.lower()]
-            _root().warning("%s=%r is not a verbosity; expected one of %s", var, value, ", ".join(_LEVELS))
-    return WARNING
+    value = os.environ.get(_ENV_VAR)
+    if value and value.lower() not in _LEVELS:
+        _root().warning("%s=%r is not a verbosity; expected one of %s", _ENV_VAR, value, ", ".join(_LEVELS))
+    return _LEVELS.get((value or "warning").lower(), WARNING)
 
 
 def _configure_root() -> None:
