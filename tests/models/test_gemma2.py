@@ -46,6 +46,8 @@ def _kwargs(rows: int, length: int = 12) -> dict:
 def _tokens_and_logits(model, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy tokens and every step's logits [steps, B, V] (tiny models soon repeat one token, so
     the logits are what shows whether two runs attended alike)."""
+    model.__dict__.pop("_cache", None)  # the fixed-shape cache an earlier call kept: see this call's own
+    model._modules.pop("_cache", None)  # (4.45's caches are modules)
     out = model.generate(**kwargs, output_logits=True, return_dict_in_generate=True)
     return out.sequences, torch.stack(out.logits)
 
