@@ -75,3 +75,14 @@ def test_forward_cache_where_4_45_returns_none(tmp_path):
         positions = torch.cat([torch.arange(11).expand(3, 11), position], 1)
         full = theirs(ids, attention_mask=mask, position_ids=positions).logits[:, -1:]
     assert max_diff(step, full) <= 1e-5
+
+
+def test_rope_scaling_is_kept_but_ignored_as_in_4_45(tmp_path):
+    case = CASES["nemotron-gqa-half-rotary"]
+    folder = build(type(case)(case.model_type, {"rope_scaling": {"type": "linear", "factor": 4.0}}), tmp_path)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    assert ours.config.rope_scaling == theirs.config.rope_scaling == {"type": "linear", "factor": 4.0}
+    ids, mask = padded_batch(length=16)
+    with torch.no_grad():
+        assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) <= 1e-5

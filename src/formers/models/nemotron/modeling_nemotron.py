@@ -4,6 +4,8 @@ head (`partial_rotary_factor`), optional attention/MLP biases and an untied LM h
 default RoPE frequencies (no `rope_scaling`)."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,7 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
+from ...modeling.rope import RotaryEmbedding
 from .configuration_nemotron import NemotronConfig
 
 
@@ -49,6 +52,13 @@ class NemotronModel(DecoderModel):
     @classmethod
     def make_mlp(cls, config: NemotronConfig, layer_idx: int) -> nn.Module:
         return MLP(config.hidden_size, config.intermediate_size, config.hidden_act, bias=config.mlp_bias)
+
+    @classmethod
+    def make_rotary(cls, config: NemotronConfig) -> nn.Module:
+        """Default RoPE frequencies: 4.45 keeps a checkpoint's `rope_scaling` in the config but never applies it."""
+        plain = copy.copy(config)
+        vars(plain).pop("rope_scaling", None)
+        return RotaryEmbedding(plain, device=torch.device("cpu"))
 
 
 class NemotronForCausalLM(DecoderForCausalLM):
