@@ -9,6 +9,7 @@ the `tokenizers` library.
 """
 from __future__ import annotations
 
+from .code_llama import CodeLlamaTokenizerFast
 from .fast import PreTrainedTokenizerFast
 from .slow_sentencepiece import SlowCodeLlamaMixin, SlowGemmaMixin, SlowLlamaMixin
 
@@ -19,16 +20,6 @@ class LlamaTokenizerFast(PreTrainedTokenizerFast):
 
 class LlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
     profile_name = "LlamaTokenizer"
-
-
-class CodeLlamaTokenizerFast(PreTrainedTokenizerFast):
-    profile_name = "CodeLlamaTokenizer"
-
-    def _build_backend(self, tokenizer_object, tokenizer_file, from_slow: bool, kwargs: dict):
-        # transformers converts CodeLlama's tokenizer.model with the Llama converter's defaults (legacy, prefix
-        # space): the slow CodeLlamaTokenizer it converts from has neither attribute.
-        return super()._build_backend(tokenizer_object, tokenizer_file, from_slow,
-                                      {**kwargs, "legacy": True, "add_prefix_space": True})
 
 
 class CodeLlamaTokenizer(SlowCodeLlamaMixin, PreTrainedTokenizerFast):
