@@ -68,11 +68,14 @@ class RunningBatch:
     def forward(self, model, *, keep: int = 1, output_attentions: bool = False, output_hidden_states: bool = False):
         """Feed every column the cache has not seen (all columns without a cache); return the output."""
         end = self.seq_len
+        if self.cache is not None and model.needs_cache_refill(self.seen, end):
+            self.cache.reset()  # stale keys (Phi3 past its trained length): feed every column again
+            self.seen = 0
         start = self.seen if self.cache is not None else 0
         first = self._first
         self._first = False
         embeds = None
-        if self.embeds is not None and (first or self.cache is None):
+        if self.embeds is not None and (first or start == 0):
             embeds = self.embeds[:, start:] if first else torch.cat(
                 [self.embeds, model.get_input_embeddings()(self.ids[:, self.prompt_len:self.cur])], dim=1)
         out = call_model(

@@ -86,6 +86,12 @@ class GenerationMixin:
         result.past_key_values = _returned_cache(self, result.past_key_values, config, user_cache)
         return result
 
+    def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
+        """Whether generate() must empty the cache (holding `cached_length` positions) and feed all
+        `total_length` positions again before the next step: True where cached keys go stale as the sequence
+        grows (Phi3's longrope factors switch past the trained length). Host integers only: no device sync."""
+        return False
+
     def compute_transition_scores(self, sequences: torch.Tensor, scores: tuple[torch.Tensor, ...],
                                   beam_indices: torch.Tensor | None = None,
                                   normalize_logits: bool = False) -> torch.Tensor:

@@ -4,8 +4,9 @@ A family states its parts by overriding hooks, never by flags in here:
   - `DecoderModel.layer_spec(config, idx)`: that layer's attention (`AttentionSpec`: heads, biases,
     score scale, softcap, window, rotary style, q/k norms);
   - `make_norm(config)`, `make_mlp(config, idx)`, `residual` (the wiring below), or `make_layer` whole;
-  - `make_rotary(config)` (None: no rotary), `embed_inputs` (embedding scale, learned positions, an
-    embedding norm), `score_bias` (ALiBi: an additive [B, H, T, S] term on every layer's scores);
+  - `make_rotary(config)` (None: no rotary), `rotary_tables` (how it is called: Phi3), `embed_inputs` (embedding
+    scale, learned positions, an embedding norm), `score_bias` (ALiBi: an additive [B, H, T, S] term on every
+    layer's scores);
   - `DecoderForCausalLM.make_lm_head(config)` and `final_logits` (logit scale or softcap);
   - `checkpoint_keys` (loading/key_map.py): how checkpoint keys map onto these modules.
 Residual wiring (`DecoderLayer.residual`):
@@ -132,6 +133,12 @@ class DecoderModel(PreTrainedModel):
         positions from the attention mask, as GPTBigCode does, override this)."""
         return cache_position.unsqueeze(0)
 
+    def rotary_tables(self, hidden: torch.Tensor, position_ids: torch.Tensor,
+                      cache_position: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(cos, sin) [B, T, Drot] shared by every layer, or (None, None) without rotary. `cache_position` [T]
+        tells how long the attended sequence is (Phi3's longrope picks its factors by that length)."""
+        return self.rotary_emb(hidden, position_ids) if self.rotary_emb is not None else (None, None)
+
     def embed_inputs(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B, T, C] -> the first layer's input (also applied to user `inputs_embeds`)."""
         return inputs_embeds
@@ -202,7 +209,7 @@ class DecoderModel(PreTrainedModel):
         masks = self._attention_masks(attention_mask, cache_position, cache,
                                       query_length if cache is not None else past_length + query_length,
                                       hidden.dtype, output_attentions)
-        cos, sin = self.rotary_emb(hidden, position_ids) if self.rotary_emb is not None else (None, None)
+        cos, sin = self.rotary_tables(hidden, position_ids, cache_position)
         all_hidden, all_attentions = [], []
         for layer, mask in zip(self.layers, masks):
             if output_hidden_states:

@@ -70,6 +70,8 @@ def _yarn(config: Any, device=None, seq_len: int | None = None) -> RopeParams:
 
 
 def _longrope(config: Any, device=None, seq_len: int | None = None) -> RopeParams:
+    """Per-dimension factors: the long ones when the context is extended past the original length (4.45's
+    shared rule, `seq_len` None), or, given the current length `seq_len`, when it exceeds it (Phi3's rule)."""
     scaling, dim = config.rope_scaling, _rotary_dim(config)
     attention_factor = scaling.get("attention_factor")
     original = vars(config).get("original_max_position_embeddings")
@@ -81,7 +83,8 @@ def _longrope(config: Any, device=None, seq_len: int | None = None) -> RopeParam
         expanded = max_pos * factor
     if attention_factor is None:
         attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(max_pos))
-    ext = scaling["long_factor"] if expanded > max_pos else scaling["short_factor"]
+    use_long = expanded > max_pos if seq_len is None else seq_len > max_pos
+    ext = scaling["long_factor"] if use_long else scaling["short_factor"]
     ext_factors = torch.tensor(ext, dtype=torch.float32, device=device)
     exponent = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim
     return 1.0 / (ext_factors * config.rope_theta ** exponent), attention_factor
@@ -180,15 +183,21 @@ class RotaryEmbedding(nn.Module):
     def forward(self, like: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.rope_type == "dynamic":
             self._dynamic_update(position_ids)
-        with torch.autocast(device_type=like.device.type if like.device.type != "mps" else "cpu", enabled=False):
-            freqs = position_ids[:, :, None].float() * self.inv_freq.float()[None, None, :]  # [B, T, Drot/2]
-            # halves layout [f0..fn, f0..fn] pairs dim i with i + Drot/2; interleaved [f0, f0, f1, f1, ...]
-            # pairs neighbours (GPT-J, Cohere)
-            angles = freqs.repeat_interleave(2, dim=-1) if self.interleaved else torch.cat((freqs, freqs), dim=-1)
-            cos, sin = angles.cos(), angles.sin()
-        if self.attention_scaling != 1.0:
-            cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
-        return cos.to(like.dtype), sin.to(like.dtype)
+        return rotary_tables(like, position_ids, self.inv_freq, self.attention_scaling, self.interleaved)
+
+
+def rotary_tables(like: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Tensor, attention_scaling: float,
+                  interleaved: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """position_ids [B, T], inv_freq [Drot/2] -> (cos, sin) [B, T, Drot] in float32, scaled, cast to like's dtype."""
+    with torch.autocast(device_type=like.device.type if like.device.type != "mps" else "cpu", enabled=False):
+        freqs = position_ids[:, :, None].float() * inv_freq.float()[None, None, :]  # [B, T, Drot/2]
+        # halves layout [f0..fn, f0..fn] pairs dim i with i + Drot/2; interleaved [f0, f0, f1, f1, ...]
+        # pairs neighbours (GPT-J, Cohere)
+        angles = freqs.repeat_interleave(2, dim=-1) if interleaved else torch.cat((freqs, freqs), dim=-1)
+        cos, sin = angles.cos(), angles.sin()
+    if attention_scaling != 1.0:
+        cos, sin = cos * attention_scaling, sin * attention_scaling
+    return cos.to(like.dtype), sin.to(like.dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
