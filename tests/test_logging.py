@@ -131,7 +131,14 @@ def test_progress_bar_flag():
 
 
 def test_utils_helpers():
-    from formers.utils import ModelOutput, is_sentencepiece_available, is_torch_available
+    import transformers.utils as oracle
 
-    assert is_torch_available() and is_sentencepiece_available()
-    assert formers.utils.ModelOutput is ModelOutput
+    import formers.utils as utils
+
+    assert utils.is_torch_available() and utils.is_sentencepiece_available() and not utils.is_torchdynamo_compiling()
+    assert utils.ModelOutput is formers.modeling_outputs.ModelOutput
+    for name in ("CONFIG_NAME", "GENERATION_CONFIG_NAME", "WEIGHTS_NAME", "WEIGHTS_INDEX_NAME", "SAFE_WEIGHTS_NAME",
+                 "SAFE_WEIGHTS_INDEX_NAME"):
+        assert getattr(utils, name) == getattr(oracle, name), name
+    assert [s.value for s in utils.PaddingStrategy] == [s.value for s in oracle.PaddingStrategy]
+    assert utils.is_flash_attn_2_available() == oracle.is_flash_attn_2_available()
