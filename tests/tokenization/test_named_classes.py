@@ -216,3 +216,33 @@ def test_code_llama_infilling_matches(folders, folder, config):
         assert mine.decode(got) == ref.decode(want)
         for plain in TEXTS[:60]:  # 4.45.2 leaves the legacy normalizer in place after infilling; so does formers
             assert mine.encode(plain) == ref.encode(plain), repr(plain)
+
+
+DIRECT_TEXT = [" Hello <s> world\n  x", "Hello", "  two", "<s>x", "é 🤗 done"]
+
+
+@pytest.mark.parametrize("class_name", ["LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
+                                        "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"])
+@pytest.mark.parametrize("config", [{}, {"legacy": True}, {"legacy": False}], ids=["default", "legacy", "modern"])
+def test_direct_construction_from_tokenizer_model(folders, class_name, config):
+    """`LlamaTokenizer("tokenizer.model")`: the first positional argument is the file, as in transformers."""
+    import transformers
+
+    folder = folders("gemma-trained" if class_name.startswith("Gemma") else "llama-trained")
+    model = str(Path(folder) / "tokenizer.model")
+    mine, ref = getattr(formers, class_name)(model, **config), getattr(transformers, class_name)(model, **config)
+    for text in DIRECT_TEXT + TEXTS[:50]:
+        assert mine.encode(text) == ref.encode(text), repr(text)
+        assert mine.decode(ref.encode(text)) == ref.decode(ref.encode(text)), repr(text)
+
+
+@pytest.mark.parametrize("class_name", ["GPT2Tokenizer", "GPT2TokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast"])
+def test_direct_construction_from_vocab_and_merges(class_name):
+    import transformers
+
+    folder = shared_dir("gpt2")
+    files = (str(folder / "vocab.json"), str(folder / "merges.txt"))
+    mine, ref = getattr(formers, class_name)(*files), getattr(transformers, class_name)(*files)
+    for text in DIRECT_TEXT + TEXTS[:50]:
+        assert mine.encode(text) == ref.encode(text), repr(text)
+        assert mine.decode(ref.encode(text)) == ref.decode(ref.encode(text)), repr(text)

@@ -16,30 +16,44 @@ from .slow_sentencepiece import SlowCodeLlamaMixin, SlowGemmaMixin, SlowLlamaMix
 
 class LlamaTokenizerFast(PreTrainedTokenizerFast):
     profile_name = "LlamaTokenizer"
+    positional_files = ("vocab_file", "tokenizer_file")
+
+    def _build_backend(self, tokenizer_object, tokenizer_file, from_slow: bool, kwargs: dict):
+        # 4.45.2 quirk: built directly from tokenizer.model (not from_pretrained), an unset add_prefix_space
+        # reaches the converter as None and means no prefix space.
+        if not self._via_from_pretrained and kwargs.get("add_prefix_space") is None:
+            kwargs = {**kwargs, "add_prefix_space": False}
+        return super()._build_backend(tokenizer_object, tokenizer_file, from_slow, kwargs)
 
 
 class LlamaTokenizer(SlowLlamaMixin, PreTrainedTokenizerFast):
     profile_name = "LlamaTokenizer"
+    positional_files = ("vocab_file",)
 
 
 class CodeLlamaTokenizer(SlowCodeLlamaMixin, PreTrainedTokenizerFast):
     profile_name = "CodeLlamaTokenizer"
+    positional_files = ("vocab_file",)
 
 
 class GemmaTokenizerFast(PreTrainedTokenizerFast):
     profile_name = "GemmaTokenizer"
+    positional_files = ("vocab_file", "tokenizer_file")
 
 
 class GemmaTokenizer(SlowGemmaMixin, PreTrainedTokenizerFast):
     profile_name = "GemmaTokenizer"
+    positional_files = ("vocab_file",)
 
 
 class GPT2TokenizerFast(PreTrainedTokenizerFast):
     profile_name = "GPT2Tokenizer"
+    positional_files = ("vocab_file", "merges_file", "tokenizer_file")
 
 
 class GPT2Tokenizer(PreTrainedTokenizerFast):
     profile_name = "GPT2Tokenizer"
+    positional_files = ("vocab_file", "merges_file")
     builds_from_slow_files = True
 
     @property
@@ -49,10 +63,12 @@ class GPT2Tokenizer(PreTrainedTokenizerFast):
 
 class Qwen2TokenizerFast(PreTrainedTokenizerFast):
     profile_name = "Qwen2Tokenizer"
+    positional_files = ("vocab_file", "merges_file", "tokenizer_file")
 
 
 class Qwen2Tokenizer(PreTrainedTokenizerFast):
     profile_name = "Qwen2Tokenizer"
+    positional_files = ("vocab_file", "merges_file")
     builds_from_slow_files = True
 
     def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = False,

@@ -22,6 +22,7 @@ _INFILL_DEFAULTS = {"prefix_token": "▁<PRE>", "middle_token": "▁<MID>", "suf
 
 class CodeLlamaTokenizerFast(PreTrainedTokenizerFast):
     profile_name = "CodeLlamaTokenizer"
+    positional_files = ("vocab_file", "tokenizer_file")
 
     def __init__(self, *args: Any, **kwargs: Any):
         for name, default in _INFILL_DEFAULTS.items():

@@ -38,11 +38,14 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
     profile_name: str | None = None
     # Slow-tokenizer classes build the backend from the slow files (tokenizer.model, vocab.json + merges.txt).
     builds_from_slow_files: bool = False
+    # Files a named class takes positionally (the generic class keeps positionals as `init_inputs`).
+    positional_files: tuple[str, ...] = ()
     # Where a slow class's default differs from its fast twin's (the profile's): LlamaTokenizer pads right.
     default_padding_side: str | None = None
 
     def __init__(self, *args: Any, tokenizer_object: Tokenizer | None = None, tokenizer_file: str | None = None,
                  _tokenizer_class: str | None = None, _backend: Tokenizer | None = None, **kwargs: Any):
+        args, tokenizer_file = self._files_from_positionals(args, tokenizer_file, kwargs)
         profile = get_profile(self.profile_name or _tokenizer_class)
         self._profile: TokenizerProfile = profile
         kwargs = {**profile.defaults, **kwargs}
@@ -50,6 +53,7 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
         for key in kwargs:
             if callable(getattr(type(self), key, None)):
                 raise TokenizerError(f"tokenizer argument {key!r} conflicts with the method of the same name")
+        self._via_from_pretrained = bool(kwargs.pop("_via_from_pretrained", False))
         from_slow = bool(kwargs.pop("from_slow", False)) or (
             self.builds_from_slow_files and kwargs.get("vocab_file") is not None)
         added_tokens_decoder = kwargs.pop("added_tokens_decoder", None) or {}
@@ -92,6 +96,17 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
             self._align_prefix_space(bool(self.add_prefix_space))
 
     # -- construction steps ------------------------------------------------------------------
+    def _files_from_positionals(self, args: tuple, tokenizer_file: str | None, kwargs: dict) -> tuple[tuple, str | None]:
+        """Leading positional arguments name the class's files, as in transformers
+        (`LlamaTokenizer("tokenizer.model")`, `GPT2Tokenizer("vocab.json", "merges.txt")`)."""
+        names = self.positional_files[: len(args)]
+        for name, value in zip(names, args):
+            if name == "tokenizer_file":
+                tokenizer_file = value if tokenizer_file is None else tokenizer_file
+            elif value is not None:
+                kwargs.setdefault(name, str(value))
+        return tuple(args[len(names):]), tokenizer_file
+
     def _prepare_profile_kwargs(self, kwargs: dict[str, Any]) -> None:
         profile = self._profile
         if profile.llama_spm and kwargs.get("legacy") is None:

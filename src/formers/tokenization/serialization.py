@@ -154,7 +154,7 @@ def load_pretrained(cls, path_or_repo_id: str | os.PathLike, *init_inputs: Any, 
     init_kwargs["name_or_path"] = str(path_or_repo_id)
     tokenizer_file = str(files["tokenizer"]) if files["tokenizer"] is not None else None
     return cls(*init_inputs, tokenizer_file=tokenizer_file, _tokenizer_class=tokenizer_class, _backend=backend,
-               **init_kwargs)
+               _via_from_pretrained=True, **init_kwargs)
 
 
 def _load_backend(path: Path | None) -> Tokenizer | None:
