@@ -246,3 +246,20 @@ def test_direct_construction_from_vocab_and_merges(class_name):
     for text in DIRECT_TEXT + TEXTS[:50]:
         assert mine.encode(text) == ref.encode(text), repr(text)
         assert mine.decode(ref.encode(text)) == ref.decode(ref.encode(text)), repr(text)
+
+
+@pytest.mark.parametrize("folder, class_name", [("llama-trained", "LlamaTokenizer"), ("gemma-trained", "GemmaTokenizer"),
+                                                ("gemma-trained", "GemmaTokenizerFast"), ("gpt2", "GPT2Tokenizer"),
+                                                ("llama-trained", "CodeLlamaTokenizerFast")])
+def test_saved_folder_loads_in_transformers(folders, tmp_path, folder, class_name):
+    """save_pretrained of a named class: 4.45.2's AutoTokenizer picks the same family and gives the same ids."""
+    import transformers
+
+    mine = getattr(formers, class_name).from_pretrained(folders(folder))
+    mine.save_pretrained(tmp_path)
+    use_fast = class_name.endswith("Fast")
+    ref = transformers.AutoTokenizer.from_pretrained(tmp_path, use_fast=use_fast)
+    again = formers.AutoTokenizer.from_pretrained(tmp_path, use_fast=use_fast)
+    assert type(ref).__name__ == type(again).__name__ == class_name
+    for text in TEXTS[:80]:
+        assert mine.encode(text) == ref.encode(text) == again.encode(text), repr(text)
