@@ -59,3 +59,16 @@ def test_parallel_block_sums_residual_first_in_bf16(tmp_path, monkeypatch):
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) > 0
+
+
+@pytest.mark.parametrize("name", ["stablelm-qkv-bias", "stablelm-mqa-qknorm-half-rotary"])
+def test_sink_cache_greedy_equals_4_45(tmp_path, name):
+    """4.45's SinkCache re-rotates kept keys on StableLM's partial rotary dims (`partial_rotation_size`)."""
+    folder = build(CASES[name], tmp_path)
+    ids = torch.randint(3, 128, (1, 12), generator=torch.Generator().manual_seed(0))
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    kwargs = dict(max_new_tokens=20, do_sample=False, pad_token_id=0)
+    a = ours.generate(ids, past_key_values=formers.SinkCache(window_length=8, num_sink_tokens=2), **kwargs)
+    b = theirs.generate(ids, past_key_values=transformers.SinkCache(window_length=8, num_sink_tokens=2), **kwargs)
+    assert torch.equal(a, b)
