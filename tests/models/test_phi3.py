@@ -130,17 +130,32 @@ def _reorder_tuples(past_key_values, beam_idx):
     return tuple(tuple(t.index_select(0, beam_idx.to(t.device)) for t in layer) for layer in past_key_values)
 
 
-def test_beam_search_crossing_the_original_length(tmp_path, monkeypatch):
+@pytest.mark.parametrize("beams", [dict(num_return_sequences=2), dict(num_beam_groups=2, diversity_penalty=1.0)])
+def test_beam_search_crossing_the_original_length(tmp_path, monkeypatch, beams):
     """4.45.2's refill hands its cache back as tuples, and its Phi3 has no `_reorder_cache` for tuples: its beam
     search raises there. Given the plain tuple reorder it lacks, it agrees with formers, which needs none."""
     ours, ref = load_pair(build(CROSSING, tmp_path))
     ids, mask = padded_batch()
     kwargs = dict(input_ids=ids, attention_mask=mask, pad_token_id=0, max_new_tokens=16, num_beams=4,
-                  num_return_sequences=2, do_sample=False)
+                  do_sample=False, **beams)
     with pytest.raises(NotImplementedError, match="_reorder_cache"):
         ref.generate(**kwargs)
     monkeypatch.setattr(type(ref), "_reorder_cache", staticmethod(_reorder_tuples), raising=False)
     assert torch.equal(ours.generate(**kwargs), ref.generate(**kwargs))
+
+
+@pytest.mark.parametrize("strategy", [dict(penalty_alpha=0.6, top_k=4), dict(prompt_lookup_num_tokens=3),
+                                      dict(dola_layers="high")])
+def test_other_strategies_crossing_the_original_length_equal_4_45(tmp_path, strategy):
+    """Contrastive search, prompt lookup (assisted: the refill may come with several candidate tokens) and DoLa
+    refill where 4.45's do: same tokens and same logits at every step."""
+    ours, ref = load_pair(build(CROSSING, tmp_path))
+    ids, mask = padded_batch(rows=1 if "prompt_lookup_num_tokens" in strategy else 3)
+    kwargs = dict(input_ids=ids, attention_mask=mask, pad_token_id=0, max_new_tokens=20, do_sample=False,
+                  output_logits=True, return_dict_in_generate=True, **strategy)
+    a, b = ours.generate(**kwargs), ref.generate(**kwargs)
+    assert torch.equal(a.sequences, b.sequences) and len(a.logits) == len(b.logits)
+    assert max(max_diff(x, y) for x, y in zip(a.logits, b.logits)) <= 1e-5
 
 
 def test_crossing_reads_the_device_once_per_step_as_other_families(tmp_path):

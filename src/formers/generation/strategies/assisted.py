@@ -99,6 +99,9 @@ def run_assisted(ctx, prompt, cache):
         ragged = any(c < n for c in proposal.counts_host)  # some rows propose fewer: mask their filler
         batch.write(proposal.tokens, counts=proposal.counts if ragged else None)
         end = batch.width + n
+        if model.needs_cache_refill(seen, end):  # stale keys (Phi3 past its trained length): feed all again
+            cache.reset()
+            seen = 0
         out = call_model(model, input_ids=batch.ids[:, seen:end], attention_mask=batch.mask_upto(end),
                          position_ids=batch.pos[:, seen:end], cache=cache,
                          cache_position=torch.arange(seen, end, device=batch.device), keep=n + 1,
