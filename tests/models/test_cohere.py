@@ -1,5 +1,5 @@
 """Cohere against 4.45.2: config defaults, its float32 bias-free LayerNorm (block and per-head q/k shapes), bf16
-logits equal to the bit (float32 rotary, h + attn + mlp summation, logit scale after the float cast), and the
+and fp16 logits equal to the bit (float32 rotary, h + attn + mlp summation, logit scale after the float cast), and the
 q/k norm weights' shapes and checkpoint names."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_config_defaults_equal_4_45():
 
 
 @pytest.mark.parametrize("shape", [(48,), (4, 12)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_layernorm_equals_4_45(shape, dtype):
     torch.manual_seed(0)
     theirs = TheirLayerNorm(shape, eps=1e-5).to(dtype)
@@ -33,16 +33,17 @@ def test_layernorm_equals_4_45(shape, dtype):
     ours = CohereLayerNorm(shape, eps=1e-5).to(dtype)
     ours.load_state_dict(theirs.state_dict())
     x = (torch.randn(2, 5, *shape) * 3 + 1).to(dtype)
-    assert max_diff(ours(x), theirs(x)) <= (1e-6 if dtype == torch.float32 else 0)
+    assert torch.equal(ours(x), theirs(x))
     assert "bias" not in dict(ours.named_parameters())
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bf16_logits_equal_4_45(tmp_path, name):
+def test_half_precision_logits_equal_4_45(tmp_path, name, dtype):
     folder = build(CASES[name], tmp_path)
     ids, mask = padded_batch(length=16)
-    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) == 0
 

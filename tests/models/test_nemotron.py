@@ -1,5 +1,6 @@
 """Nemotron against 4.45.2: config defaults, LayerNorm1P and squared ReLU in bf16, bf16 greedy tokens against
-4.45.2's cached generate(), and what 4.45.2's forward does with caches (the reason for oracle_cache=False)."""
+4.45.2's cached generate(), what 4.45.2's forward does with caches (the reason for oracle_cache=False), its
+ignored rope_scaling, and bf16/fp16 logits equal to the bit."""
 from __future__ import annotations
 
 import pytest
@@ -86,3 +87,14 @@ def test_rope_scaling_is_kept_but_ignored_as_in_4_45(tmp_path):
     ids, mask = padded_batch(length=16)
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_half_precision_logits_equal_4_45(tmp_path, name, dtype):
+    folder = build(CASES[name], tmp_path)
+    ids, mask = padded_batch(length=16)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    with torch.no_grad():
+        assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) == 0

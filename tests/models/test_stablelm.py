@@ -1,5 +1,5 @@
 """StableLM against 4.45.2: config defaults, the per-head q/k LayerNorms (one module per head, under 4.45's
-checkpoint names), the parallel block's single norm, and bf16 logits equal to the bit."""
+checkpoint names), the parallel block's single norm, bf16/fp16 logits equal to the bit, and the SinkCache."""
 from __future__ import annotations
 
 import pytest
@@ -20,12 +20,13 @@ def test_config_defaults_equal_4_45():
     assert formers.StableLmConfig(rope_scaling={"type": "linear", "factor": 2.0}).rope_scaling["rope_type"] == "linear"
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bf16_logits_equal_4_45(tmp_path, name):
+def test_half_precision_logits_equal_4_45(tmp_path, name, dtype):
     folder = build(CASES[name], tmp_path)
     ids, mask = padded_batch(length=16)
-    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) == 0
 

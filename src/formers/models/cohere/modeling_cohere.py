@@ -5,7 +5,6 @@ float cast; embeddings tied by default."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...modeling.attention import AttentionSpec
@@ -25,7 +24,10 @@ class CohereLayerNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        normed = F.layer_norm(hidden.float(), hidden.shape[-1:], eps=self.variance_epsilon)
+        # spelled out (not F.layer_norm) so fp16 outputs round as 4.45's do
+        x = hidden.float()
+        centred = x - x.mean(-1, keepdim=True)
+        normed = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
         return (self.weight.float() * normed).to(hidden.dtype)
 
 
