@@ -84,8 +84,13 @@ _EXPORTS.update(public_names())  # every model family's classes, from the one re
 __all__ = sorted(_EXPORTS)
 
 
+_SUBMODULES = ("utils", "generation", "cache_utils", "models", "pipelines", "modeling_outputs")  # formers.utils...
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if module is None and name in _SUBMODULES:
+        return importlib.import_module(f"formers.{name}")
     if module is None:
         raise AttributeError(f"module 'formers' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"formers.{module}"), name)

@@ -15,7 +15,9 @@ from .configuration_utils import GenerationConfig
 from .context import GenerationContext
 from .logits_base import LogitsProcessorList
 from .logits_builder import build_logits_processor
-from .outputs import Recorder
+from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput,  # noqa: F401 (4.45's path)
+                      GenerateBeamOutput, GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput,
+                      GenerateNonBeamOutput, GenerateOutput, Recorder)
 from .prepare import (infer_attention_mask, merge_generation_config, prompt_inputs, resolve_lengths,
                       special_tokens)
 from .sampling import TokenSampler
