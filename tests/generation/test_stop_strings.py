@@ -1,5 +1,5 @@
 """StopStringCriteria against transformers 4.45.2: stop strings spanning 1-3 tokens, found only inside the
-prompt, or overlapping EOS, on real tokenizers (GPT-2 byte-level BPE, Llama-2 SentencePiece)."""
+prompt, or overlapping EOS, on real tokenizers (GPT-2 byte-level BPE; stories260K and Llama-2 SentencePiece)."""
 from __future__ import annotations
 
 import pytest
@@ -19,7 +19,7 @@ TEXTS = ["Hello world, this is the end. Stop!", "The end", "stopping now", "It's
 STOPS = [["stop"], [".\n", "The end"], ["a"], ["ing", " the"], ["\n\n"], ["!!!", "xyz"], ["cat sat on"]]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama2"])
+@pytest.fixture(scope="module", params=["gpt2", "stories260K", "llama2"])
 def tokenizer(request):
     return transformers.AutoTokenizer.from_pretrained(shared_dir(request.param))
 

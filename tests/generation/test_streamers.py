@@ -26,7 +26,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama2"])
+@pytest.fixture(scope="module", params=["gpt2", "stories260K", "llama2"])
 def tokenizer(request):
     return transformers.AutoTokenizer.from_pretrained(shared_dir(request.param))
 
