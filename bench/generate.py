@@ -10,6 +10,7 @@ formers/transformers ratios. EOS is ignored so every run produces exactly --new-
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ def main() -> None:
     print(f"{args.family} (~135M), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"prompt {args.prompt}, "
           f"new tokens {args.new_tokens} (EOS ignored), best of {args.repeats}")
+    summary = {"family": args.family, "ratios": {}}
     for dtype in args.dtypes:
         records = {}
         for library in ("transformers", "formers"):
@@ -91,6 +93,8 @@ def main() -> None:
             for metric in ("decode_tok_s", "prefill_tok_s"):
                 a, b = ours["batches"][batch][metric], ref["batches"][batch][metric]
                 print(f"{batch:>5} {metric:>14} {a:10.1f} {b:13.1f} {a / b:6.2f}x")
+                summary["ratios"][f"{dtype}/b{batch}/{metric}"] = [round(a, 2), round(b, 2), round(a / b, 3)]
+    print(json.dumps(summary))  # last line: what ../shared/bench-tools/run_quiet.py records
 
 
 if __name__ == "__main__":
