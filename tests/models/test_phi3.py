@@ -49,12 +49,12 @@ def test_rope_scaling_rules_as_4_45(scaling):
         formers.Phi3Config(rope_scaling=dict(scaling))
 
 
-def test_fused_checkpoint_keys_split_at_load_and_joined_at_save(tmp_path):
+def test_fused_projections_stay_fused_and_save_as_loaded(tmp_path):
     folder = build(CASES["phi3-gqa-longrope"], tmp_path / "ckpt")
     ours = formers.AutoModelForCausalLM.from_pretrained(folder)
     attention, mlp = ours.model.layers[0].self_attn, ours.model.layers[0].mlp
-    assert (attention.q_proj.out_features, attention.k_proj.out_features, attention.v_proj.out_features) == (64, 32, 32)
-    assert mlp.gate_proj.out_features == mlp.up_proj.out_features == 96
+    assert attention.qkv_proj.out_features == 64 + 32 + 32 and attention.qkv_sizes == (64, 32, 32)
+    assert mlp.gate_up_proj.out_features == 2 * 96
     ours.save_pretrained(tmp_path / "saved")
     saved = safetensors.torch.load_file(tmp_path / "saved" / "model.safetensors")
     original = safetensors.torch.load_file(folder / "model.safetensors")

@@ -36,6 +36,7 @@ class AttentionSpec:
     qk_norm: Callable[[], tuple[nn.Module, nn.Module]] | None = None  # builds (q_norm, k_norm)
     qk_norm_per_head: bool = True  # norms see [B, T, H, D] (True) or the flat projection [B, T, H*D]
     sdpa_ignores_softcap: bool = False  # 4.45's SDPA path of a family drops the softcap: do the same there
+    fused_qkv: bool = False  # one `qkv_proj` [q; k; v] instead of three (Phi3's checkpoint layout; one matmul)
 
     @property
     def score_scale(self) -> float:
@@ -102,9 +103,14 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = spec.num_heads, spec.num_kv_heads, spec.head_dim
         self.layer_idx, self.dropout, self.sliding_window = layer_idx, dropout, spec.sliding_window
         self.implementation = implementation
-        self.q_proj = Linear(hidden_size, spec.num_heads * spec.head_dim, bias=spec.qkv_bias)
-        self.k_proj = Linear(hidden_size, spec.num_kv_heads * spec.head_dim, bias=spec.qkv_bias)
-        self.v_proj = Linear(hidden_size, spec.num_kv_heads * spec.head_dim, bias=spec.qkv_bias)
+        q_size, kv_size = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+        if spec.fused_qkv:
+            self.qkv_proj = Linear(hidden_size, q_size + 2 * kv_size, bias=spec.qkv_bias)
+            self.qkv_sizes = (q_size, kv_size, kv_size)
+        else:
+            self.q_proj = Linear(hidden_size, q_size, bias=spec.qkv_bias)
+            self.k_proj = Linear(hidden_size, kv_size, bias=spec.qkv_bias)
+            self.v_proj = Linear(hidden_size, kv_size, bias=spec.qkv_bias)
         self.o_proj = Linear(spec.num_heads * spec.head_dim, hidden_size, bias=spec.o_bias)
         if spec.qk_norm is not None:
             self.q_norm, self.k_norm = spec.qk_norm()
@@ -124,7 +130,10 @@ class Attention(nn.Module):
     def _project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """hidden [B, T, C] -> q [B, H, T, D], k and v [B, Hkv, T, D] (before rotary)."""
         batch, length, _ = hidden.shape
-        q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
+        if self.spec.fused_qkv:
+            q, k, v = self.qkv_proj(hidden).split(self.qkv_sizes, dim=-1)
+        else:
+            q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
         spec = self.spec
         if spec.clip_qkv is not None:
             q, k, v = (t.clamp(-spec.clip_qkv, spec.clip_qkv) for t in (q, k, v))

@@ -9,17 +9,27 @@ from .layers import Linear
 
 
 class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)): the SwiGLU-style block of Llama, Mistral, Qwen2 and kin."""
+    """down(act(gate(x)) * up(x)): the SwiGLU-style block of Llama, Mistral, Qwen2 and kin. `fused` keeps
+    gate and up in one `gate_up_proj` [gate; up] (Phi3's checkpoint layout; one matmul instead of two)."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, bias: bool = False):
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, bias: bool = False,
+                 fused: bool = False):
         super().__init__()
-        self.gate_proj = Linear(hidden_size, intermediate_size, bias=bias)
-        self.up_proj = Linear(hidden_size, intermediate_size, bias=bias)
+        self.fused = fused
+        if fused:
+            self.gate_up_proj = Linear(hidden_size, 2 * intermediate_size, bias=bias)
+        else:
+            self.gate_proj = Linear(hidden_size, intermediate_size, bias=bias)
+            self.up_proj = Linear(hidden_size, intermediate_size, bias=bias)
         self.down_proj = Linear(intermediate_size, hidden_size, bias=bias)
         self.act_fn = get_activation(hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        if self.fused:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(self.act_fn(gate) * up)
 
 
 class MLP(nn.Module):

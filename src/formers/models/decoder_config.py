@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..configuration_utils import PretrainedConfig
+from ..errors import ConfigError
 from ..modeling.rope import validate_rope_scaling
 
 
@@ -36,3 +37,21 @@ class DecoderConfig(PretrainedConfig):
         """The attention window of layer `layer_idx` (None: global). The one truth that the model's
         masks and every cache (SlidingWindowCache, HybridCache, generate()'s choice) read."""
         return vars(self).get("sliding_window")
+
+
+class GlobalHeadsMixin:
+    """For configs whose heads split `hidden_size` evenly and whose layers all attend globally (Phi, Cohere,
+    StableLM, GPT-NeoX, OLMo; Starcoder2 and Phi3 too, whose `sliding_window` 4.45.2 applies only in its
+    flash-attention path: its eager and SDPA paths, the ones formers matches, attend globally)."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        return None
+
+    def check_heads_divide_hidden(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"{type(self).__name__}: hidden_size ({self.hidden_size}) must be divisible by "
+                              f"num_attention_heads ({self.num_attention_heads})")

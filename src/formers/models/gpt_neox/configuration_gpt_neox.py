@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...configuration_utils import PretrainedConfig
-from ...errors import ConfigError
 from ...modeling.rope import standardize_rope_scaling
+from ..decoder_config import GlobalHeadsMixin
 
 
-class GPTNeoXConfig(PretrainedConfig):
+class GPTNeoXConfig(GlobalHeadsMixin, PretrainedConfig):
     model_type = "gpt_neox"
 
     vocab_size: int = 50432
@@ -38,19 +38,10 @@ class GPTNeoXConfig(PretrainedConfig):
     def __post_init__(self) -> None:
         self.partial_rotary_factor = self.rotary_pct
         self.rope_theta = self.rotary_emb_base
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"GPTNeoXConfig: hidden_size ({self.hidden_size}) must be divisible by "
-                              f"num_attention_heads ({self.num_attention_heads})")
+        self.check_heads_divide_hidden()
         standardize_rope_scaling(self)
 
     # --- the names the shared decoder reads ---------------------------------------------------------
     @property
     def num_key_value_heads(self) -> int:
         return self.num_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        return None

@@ -5,9 +5,10 @@ from typing import Any
 
 from ...configuration_utils import PretrainedConfig
 from ...errors import ConfigError
+from ..decoder_config import GlobalHeadsMixin
 
 
-class OlmoConfig(PretrainedConfig):
+class OlmoConfig(GlobalHeadsMixin, PretrainedConfig):
     model_type = "olmo"
 
     vocab_size: int = 50304
@@ -49,10 +50,3 @@ class OlmoConfig(PretrainedConfig):
         factor = scaling.get("factor")
         if not isinstance(factor, float) or factor <= 1.0:
             raise ConfigError(f"OlmoConfig field 'rope_scaling': 'factor' must be a float > 1, got {factor!r}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        return None

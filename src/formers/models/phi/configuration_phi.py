@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...configuration_utils import PretrainedConfig
-from ...errors import ConfigError
 from ...modeling.rope import standardize_rope_scaling
+from ..decoder_config import GlobalHeadsMixin
 
 
-class PhiConfig(PretrainedConfig):
+class PhiConfig(GlobalHeadsMixin, PretrainedConfig):
     model_type = "phi"
 
     vocab_size: int = 51200
@@ -36,14 +36,5 @@ class PhiConfig(PretrainedConfig):
     def __post_init__(self) -> None:
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"PhiConfig: hidden_size ({self.hidden_size}) must be divisible by "
-                              f"num_attention_heads ({self.num_attention_heads})")
+        self.check_heads_divide_hidden()
         standardize_rope_scaling(self)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        return None

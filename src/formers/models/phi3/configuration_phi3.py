@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ConfigError
-from ..decoder_config import DecoderConfig
+from ..decoder_config import DecoderConfig, GlobalHeadsMixin
 
 LONGROPE_ALIASES = ("su", "yarn")  # names older Phi-3 checkpoints give the same scaling
 
 
-class Phi3Config(DecoderConfig):
+class Phi3Config(GlobalHeadsMixin, DecoderConfig):
     model_type = "phi3"
 
     vocab_size = 32064
@@ -29,9 +29,7 @@ class Phi3Config(DecoderConfig):
     def __post_init__(self) -> None:
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"Phi3Config: hidden_size ({self.hidden_size}) must be divisible by "
-                              f"num_attention_heads ({self.num_attention_heads})")
+        self.check_heads_divide_hidden()
         scaling = self.rope_scaling
         if isinstance(scaling, dict) and scaling.get("type") in LONGROPE_ALIASES:
             scaling["type"] = "longrope"
@@ -57,12 +55,3 @@ class Phi3Config(DecoderConfig):
             if len(factors) != half:
                 raise ConfigError(f"Phi3Config field 'rope_scaling.{key}': expected {half} numbers (head_dim / 2), "
                                   f"got {len(factors)}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        """None on every layer: 4.45.2 applies `sliding_window` only in its flash-attention path; its eager and
-        SDPA paths (the ones formers has) attend globally, and formers gives the same tokens."""
-        return None

@@ -1,5 +1,5 @@
-"""Phi-3 / Phi-3.5: the Llama layout with q/k/v fused in `qkv_proj` and gate/up fused in `gate_up_proj` in the
-checkpoint (split at load, joined again at save), and LongRoPE scaling whose factors follow the length being
+"""Phi-3 / Phi-3.5: the Llama layout with q/k/v fused in `qkv_proj` and gate/up fused in `gate_up_proj` (kept
+fused: one matmul each, and the checkpoint's keys as they are), and LongRoPE scaling whose factors follow the length being
 attended: the short factors up to `original_max_position_embeddings`, the long ones past it.
 
 Because the factors switch mid-generation, keys cached before the switch were rotated with the short ones;
@@ -11,23 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...loading.key_map import Fused, KeyMap, split_sizes
+from ...modeling.attention import AttentionSpec
 from ...modeling.decoder import DecoderForCausalLM, DecoderModel
+from ...modeling.mlp import GatedMLP
 from ...modeling.rope import ROPE_INIT_FUNCTIONS, rotary_tables
 from .configuration_phi3 import Phi3Config
-
-
-def _qkv_sizes(config: Phi3Config) -> list[int]:
-    kv = config.num_key_value_heads * config.head_dim
-    return [config.num_attention_heads * config.head_dim, kv, kv]
-
-
-PHI3_KEYS = KeyMap(fused=(
-    Fused("layers.{L}.self_attn.qkv_proj.{P}", tuple(f"layers.{{L}}.self_attn.{p}_proj.{{P}}" for p in "qkv"),
-          *split_sizes(_qkv_sizes)),
-    Fused("layers.{L}.mlp.gate_up_proj.{P}", ("layers.{L}.mlp.gate_proj.{P}", "layers.{L}.mlp.up_proj.{P}"),
-          *split_sizes(lambda config: [config.intermediate_size] * 2)),
-))
 
 
 class Phi3LongRopeEmbedding(nn.Module):
@@ -53,7 +41,15 @@ class Phi3LongRopeEmbedding(nn.Module):
 
 class Phi3Model(DecoderModel):
     config_class = Phi3Config
-    checkpoint_keys = PHI3_KEYS
+
+    @staticmethod
+    def layer_spec(config: Phi3Config, layer_idx: int) -> AttentionSpec:
+        return AttentionSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim, fused_qkv=True,
+                             sliding_window=config.layer_sliding_window(layer_idx))
+
+    @classmethod
+    def make_mlp(cls, config: Phi3Config, layer_idx: int) -> nn.Module:
+        return GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act, fused=True)
 
     @classmethod
     def make_rotary(cls, config: Phi3Config) -> nn.Module:
@@ -69,7 +65,6 @@ class Phi3Model(DecoderModel):
 class Phi3ForCausalLM(DecoderForCausalLM):
     config_class = Phi3Config
     base_model_class = Phi3Model
-    checkpoint_keys = PHI3_KEYS
 
     def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
         """Once, when generation first crosses `original_max_position_embeddings` with a cache filled before it:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...configuration_utils import PretrainedConfig
-from ...errors import ConfigError
 from ...modeling.rope import standardize_rope_scaling
+from ..decoder_config import GlobalHeadsMixin
 
 
-class StableLmConfig(PretrainedConfig):
+class StableLmConfig(GlobalHeadsMixin, PretrainedConfig):
     model_type = "stablelm"
 
     vocab_size: int = 50304
@@ -36,14 +36,5 @@ class StableLmConfig(PretrainedConfig):
     eos_token_id: int | list[int] | None = 0
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"StableLmConfig: hidden_size ({self.hidden_size}) must be divisible by "
-                              f"num_attention_heads ({self.num_attention_heads})")
+        self.check_heads_divide_hidden()
         standardize_rope_scaling(self)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        return None

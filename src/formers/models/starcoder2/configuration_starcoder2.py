@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...configuration_utils import PretrainedConfig
-from ...errors import ConfigError
 from ...modeling.rope import standardize_rope_scaling
+from ..decoder_config import GlobalHeadsMixin
 
 
-class Starcoder2Config(PretrainedConfig):
+class Starcoder2Config(GlobalHeadsMixin, PretrainedConfig):
     model_type = "starcoder2"
 
     vocab_size: int = 49152
@@ -33,16 +33,5 @@ class Starcoder2Config(PretrainedConfig):
     use_bias: bool = True  # on every linear layer but the LM head
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"Starcoder2Config: hidden_size ({self.hidden_size}) must be divisible by "
-                              f"num_attention_heads ({self.num_attention_heads})")
+        self.check_heads_divide_hidden()
         standardize_rope_scaling(self)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        """None on every layer: 4.45.2 applies `sliding_window` only in its flash-attention path; its eager and
-        SDPA paths (the ones formers has) attend globally, and formers gives the same tokens."""
-        return None
