@@ -25,7 +25,8 @@ class HybridCache(StaticCache):
                  layer_device_map: dict[int, torch.device | str | int] | None = None) -> None:
         if sliding_window_of(config) is None:
             raise ConfigError("HybridCache needs a model whose config sets `sliding_window`; "
-                              f"{type(config).__name__}.sliding_window is None")
+                              f"no layer of {type(config).__name__} attends through a window "
+                              "(its layer_sliding_window is None for every layer)")
         self.sliding_window = sliding_window_of(config)
         self._sliding = [window is not None for window in layer_windows(config)]
         max_cache_len = config.max_position_embeddings if max_cache_len is None else max_cache_len

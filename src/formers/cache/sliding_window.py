@@ -67,7 +67,8 @@ class SlidingWindowCache(StaticCache):
         window = sliding_window_of(config)
         if window is None:
             raise ConfigError("SlidingWindowCache needs a model whose config sets `sliding_window` (e.g. Mistral); "
-                              f"{type(config).__name__}.sliding_window is None")
+                              f"no layer of {type(config).__name__} attends through a window "
+                              "(its layer_sliding_window is None for every layer)")
         if None in layer_windows(config):  # a ring of W slots would silently cut a global layer's history
             raise ConfigError(f"SlidingWindowCache: {type(config).__name__} has global layers besides the "
                               f"sliding ones (layer_sliding_window is None for some); use HybridCache")
