@@ -66,6 +66,12 @@ def test_static_cache(folders, name):
     checks.check_static_cache(folders(name), CASES[name])
 
 
+@pytest.mark.parametrize("name", _names())
+def test_offloaded_cache(folders, name):
+    """4.45.2's OffloadedCache needs CUDA: formers' (CPU-resident here) against 4.45.2's default cache."""
+    checks.check_cache_against_oracle_default(folders(name), CASES[name], "offloaded")
+
+
 @pytest.mark.parametrize("name", _names(lambda case: case.bf16_greedy))
 def test_bf16_greedy(folders, name):
     checks.check_greedy(folders(name), CASES[name], torch_dtype=torch.bfloat16)
