@@ -32,6 +32,7 @@ class Case:
     seed: int = 0
     # where 4.45.2's SDPA path is wrong for this config (it drops a score scale, say), the oracle runs eager
     oracle_attention: str | None = None
+    half_exact: bool = False  # bf16 and fp16 logits bit-equal to 4.45.2's (families that match its numerics)
     outputs_check: bool = True  # False where 4.45.2's eager path (used for output_attentions) is wrong
     # False where 4.45.2's cached forward is wrong or unusable for the family (Gemma2: its forward builds a
     # HybridCache only as long as the input and reads no tuple cache; its HybridCache misplaces the left
@@ -221,3 +222,10 @@ def check_oracle_tuple_cache(folder: Path, case: Case) -> None:
     for x, y in zip(flat_a, flat_b):  # keys/values at real positions ([B, H, S, D] or GPTBigCode's [B, S, 2D])
         x, y = (x.transpose(1, 2), y.transpose(1, 2)) if x.dim() == 4 else (x, y)
         assert max_diff(x, y, mask[:, :x.shape[1]]) <= 1e-5
+
+
+def check_half_precision_exact(folder: Path, case: Case, dtype: torch.dtype) -> None:
+    ours, ref = load_pair(folder, case.oracle_attention, torch_dtype=dtype)
+    ids, mask = padded_batch(length=16)
+    with torch.no_grad():
+        assert max_diff(ours(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits, mask) == 0

@@ -72,6 +72,12 @@ def test_offloaded_cache(folders, name):
     checks.check_cache_against_oracle_default(folders(name), CASES[name], "offloaded")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", _names(lambda case: case.half_exact))
+def test_half_precision_logits_bit_equal(folders, name, dtype):
+    checks.check_half_precision_exact(folders(name), CASES[name], dtype)
+
+
 @pytest.mark.parametrize("name", _names(lambda case: case.bf16_greedy))
 def test_bf16_greedy(folders, name):
     checks.check_greedy(folders(name), CASES[name], torch_dtype=torch.bfloat16)

@@ -88,13 +88,3 @@ def test_rope_scaling_is_kept_but_ignored_as_in_4_45(tmp_path):
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) <= 1e-5
 
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_half_precision_logits_equal_4_45(tmp_path, name, dtype):
-    folder = build(CASES[name], tmp_path)
-    ids, mask = padded_batch(length=16)
-    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
-    with torch.no_grad():
-        assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) == 0
