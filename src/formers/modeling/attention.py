@@ -37,6 +37,9 @@ class AttentionSpec:
     qk_norm_per_head: bool = True  # norms see [B, T, H, D] (True) or the flat projection [B, T, H*D]
     sdpa_ignores_softcap: bool = False  # 4.45's SDPA path of a family drops the softcap: do the same there
     fused_qkv: bool = False  # one `qkv_proj` [q; k; v] instead of three (Phi3's checkpoint layout; one matmul)
+    # a family's own kernels where 4.45's numerics differ from the shared ones (Phi, GPT-NeoX, GPT-J)
+    eager_kernel: Callable[..., "AttentionResult"] | None = None
+    sdpa_kernel: Callable[..., "AttentionResult"] | None = None
 
     @property
     def score_scale(self) -> float:
@@ -125,7 +128,8 @@ class Attention(nn.Module):
                 name = "eager"
         args = KernelArgs(self.num_heads // self.num_kv_heads, self.spec.score_scale, softcap,
                           self.dropout if self.training else 0.0)
-        return ATTENTION_FUNCTIONS[name], args
+        own = self.spec.eager_kernel if name == "eager" else self.spec.sdpa_kernel
+        return own or ATTENTION_FUNCTIONS[name], args
 
     def _project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """hidden [B, T, C] -> q [B, H, T, D], k and v [B, Hkv, T, D] (before rotary)."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...loading.key_map import Fused, KeyMap, split_per_head
-from ...modeling.attention import Attention, AttentionResult, AttentionSpec, KernelArgs, eager_attention
+from ...modeling.attention import AttentionResult, AttentionSpec, KernelArgs
 from ...modeling.decoder import DecoderForCausalLM, DecoderLayer, DecoderModel
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
@@ -54,12 +54,6 @@ def neox_eager_attention(q, k, v, mask, args: KernelArgs) -> AttentionResult:
     return torch.matmul(weights, v), weights
 
 
-class GPTNeoXAttention(Attention):
-    def _kernel(self, output_attentions: bool):
-        kernel, args = super()._kernel(output_attentions)
-        return (neox_eager_attention if kernel is eager_attention else kernel), args
-
-
 class GPTNeoXModel(DecoderModel):
     config_class = GPTNeoXConfig
     checkpoint_keys = GPT_NEOX_KEYS
@@ -67,12 +61,8 @@ class GPTNeoXModel(DecoderModel):
     @staticmethod
     def layer_spec(config: GPTNeoXConfig, layer_idx: int) -> AttentionSpec:
         return AttentionSpec(config.num_attention_heads, config.num_attention_heads, config.head_dim,
-                             qkv_bias=config.attention_bias, o_bias=config.attention_bias)
-
-    @classmethod
-    def make_attention(cls, config: GPTNeoXConfig, layer_idx: int) -> nn.Module:
-        return GPTNeoXAttention(config.hidden_size, cls.layer_spec(config, layer_idx), layer_idx,
-                                dropout=config.attention_dropout, implementation=config._attn_implementation)
+                             qkv_bias=config.attention_bias, o_bias=config.attention_bias,
+                             eager_kernel=neox_eager_attention)
 
     @classmethod
     def make_layer(cls, config: GPTNeoXConfig, layer_idx: int) -> nn.Module:

@@ -17,8 +17,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...loading.key_map import KeyMap
-from ...modeling.attention import Attention, AttentionResult, AttentionSpec, KernelArgs, eager_attention, \
-    sdpa_attention
+from ...modeling.attention import AttentionResult, AttentionSpec, KernelArgs, sdpa_attention
 from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from ...modeling.layers import Linear
 from ...modeling.mlp import MLP
@@ -83,12 +82,6 @@ def gptj_sdpa_attention(q, k, v, mask, args: KernelArgs) -> AttentionResult:
     return sdpa_attention(q.to(v.dtype), k.to(v.dtype), v, mask, args)
 
 
-class GPTJAttention(Attention):
-    def _kernel(self, output_attentions: bool):
-        kernel, args = super()._kernel(output_attentions)
-        return (gptj_eager_attention if kernel is eager_attention else gptj_sdpa_attention), args
-
-
 class _GPTJLayout:
     config_class = GPTJConfig
     checkpoint_keys = GPTJ_KEYS
@@ -100,12 +93,8 @@ class GPTJModel(_GPTJLayout, DecoderModel):
 
     @staticmethod
     def layer_spec(config: GPTJConfig, layer_idx: int) -> AttentionSpec:
-        return AttentionSpec(config.n_head, config.n_head, config.head_dim, rotary="interleaved")
-
-    @classmethod
-    def make_attention(cls, config: GPTJConfig, layer_idx: int) -> nn.Module:
-        return GPTJAttention(config.n_embd, cls.layer_spec(config, layer_idx), layer_idx,
-                             dropout=config.attn_pdrop, implementation=config._attn_implementation)
+        return AttentionSpec(config.n_head, config.n_head, config.head_dim, rotary="interleaved",
+                             eager_kernel=gptj_eager_attention, sdpa_kernel=gptj_sdpa_attention)
 
     @classmethod
     def make_norm(cls, config: GPTJConfig) -> nn.Module:

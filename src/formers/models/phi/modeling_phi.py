@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...loading.key_map import KeyMap
-from ...modeling.attention import (Attention, AttentionResult, AttentionSpec, KernelArgs, eager_attention,
-                                   repeat_kv)
+from ...modeling.attention import AttentionResult, AttentionSpec, KernelArgs, repeat_kv
 from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from ...modeling.layers import Linear
 from ...modeling.mlp import MLP
@@ -41,12 +40,6 @@ def phi_eager_attention(q, k, v, mask, args: KernelArgs) -> AttentionResult:
     return torch.matmul(weights, v), weights
 
 
-class PhiAttention(Attention):
-    def _kernel(self, output_attentions: bool):
-        kernel, args = super()._kernel(output_attentions)
-        return (phi_eager_attention if kernel is eager_attention else kernel), args
-
-
 class PhiModel(DecoderModel):
     config_class = PhiConfig
     checkpoint_keys = PHI_KEYS
@@ -58,12 +51,8 @@ class PhiModel(DecoderModel):
             return (LayerNorm(config.head_dim, eps=config.layer_norm_eps),
                     LayerNorm(config.head_dim, eps=config.layer_norm_eps))
         return AttentionSpec(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
-                             qkv_bias=True, o_bias=True, qk_norm=head_norms if config.qk_layernorm else None)
-
-    @classmethod
-    def make_attention(cls, config: PhiConfig, layer_idx: int) -> nn.Module:
-        return PhiAttention(config.hidden_size, cls.layer_spec(config, layer_idx), layer_idx,
-                            dropout=config.attention_dropout, implementation=config._attn_implementation or "sdpa")
+                             qkv_bias=True, o_bias=True, qk_norm=head_norms if config.qk_layernorm else None,
+                             eager_kernel=phi_eager_attention)
 
     @classmethod
     def make_norm(cls, config: PhiConfig) -> nn.Module:
