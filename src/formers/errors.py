@@ -46,6 +46,10 @@ class GenerationError(FormersError, ValueError):
     """Invalid arguments to generate(): lengths, token ids, decoding settings."""
 
 
+class GrammarError(GenerationError):
+    """A grammar / JSON schema / regex / response_format cannot be compiled or used for this tokenizer."""
+
+
 class CacheError(FormersError, ValueError):
     """A KV cache is used beyond what it holds (capacity, batch size, skipped layers) or misconfigured."""
 
