@@ -61,33 +61,46 @@ class DecoderLayer(nn.Module):
     def _join(self, hidden: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return hidden + (branch if self.branch_scale == 1.0 else branch * self.branch_scale)
 
+    def _feed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The MLP's output and its router logits [B*T, E]: a mixture-of-experts block returns both as a
+        tuple (modeling/moe.py), a dense MLP only the output (router logits None)."""
+        out = self.mlp(x)
+        return out if isinstance(out, tuple) else (out, None)
+
     def forward(self, hidden, cos, sin, mask, cache, cache_position, output_attentions=False):
+        """-> (hidden [B, T, C], attention weights or None, router logits [B*T, E] or None)."""
         normed = self.input_layernorm(hidden)
         attn_out, weights = self.self_attn(normed, cos, sin, mask, cache, cache_position, output_attentions)
         if self.residual == "sequential":
             hidden = self._join(hidden, attn_out)
-            hidden = self._join(hidden, self.mlp(self.post_attention_layernorm(hidden)))
+            mlp_out, router_logits = self._feed_forward(self.post_attention_layernorm(hidden))
+            hidden = self._join(hidden, mlp_out)
         elif self.residual == "sequential_normed":
             hidden = normed + attn_out
             normed = self.post_attention_layernorm(hidden)
-            hidden = normed + self.mlp(normed)
+            mlp_out, router_logits = self._feed_forward(normed)
+            hidden = normed + mlp_out
         elif self.residual == "parallel":
-            hidden = attn_out + self.mlp(normed) + hidden
+            mlp_out, router_logits = self._feed_forward(normed)
+            hidden = attn_out + mlp_out + hidden
         elif self.residual == "parallel_residual_first":
-            hidden = hidden + attn_out + self.mlp(normed)
+            mlp_out, router_logits = self._feed_forward(normed)
+            hidden = hidden + attn_out + mlp_out
         elif self.residual == "parallel2":
-            hidden = attn_out + self.mlp(self.post_attention_layernorm(hidden)) + hidden
+            mlp_out, router_logits = self._feed_forward(self.post_attention_layernorm(hidden))
+            hidden = attn_out + mlp_out + hidden
         else:  # sandwich
             hidden = self._join(hidden, self.post_attention_layernorm(attn_out))
-            mlp_out = self.mlp(self.pre_feedforward_layernorm(hidden))
+            mlp_out, router_logits = self._feed_forward(self.pre_feedforward_layernorm(hidden))
             hidden = self._join(hidden, self.post_feedforward_layernorm(mlp_out))
-        return hidden, weights
+        return hidden, weights, router_logits
 
 
 class DecoderModel(PreTrainedModel):
     """input ids [B, T] -> hidden states [B, T, C] (the family's `XModel`)."""
 
     residual: ClassVar[str] = "sequential"
+    output_class: ClassVar[type] = BaseModelOutputWithPast  # MoE families: MoeModelOutputWithPast
 
     def __init__(self, config):
         super().__init__(config)
@@ -184,7 +197,7 @@ class DecoderModel(PreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache_position=None, **kwargs):
+                return_dict=None, cache_position=None, output_router_logits: bool = False, **kwargs):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -210,13 +223,15 @@ class DecoderModel(PreTrainedModel):
                                       query_length if cache is not None else past_length + query_length,
                                       hidden.dtype, output_attentions)
         cos, sin = self.rotary_tables(hidden, position_ids, cache_position)
-        all_hidden, all_attentions = [], []
+        all_hidden, all_attentions, all_router_logits = [], [], []
         for layer, mask in zip(self.layers, masks):
             if output_hidden_states:
                 all_hidden.append(hidden)
-            hidden, weights = layer(hidden, cos, sin, mask, cache, cache_position, output_attentions)
+            hidden, weights, router_logits = layer(hidden, cos, sin, mask, cache, cache_position, output_attentions)
             if output_attentions:
                 all_attentions.append(weights)
+            if output_router_logits and router_logits is not None:  # dense layers of an MoE model route nothing
+                all_router_logits.append(router_logits)
         hidden = self.norm(hidden)
         if output_hidden_states:
             all_hidden.append(hidden)
@@ -224,10 +239,11 @@ class DecoderModel(PreTrainedModel):
         next_cache = None
         if use_cache:
             next_cache = self.cache_to_legacy(past_key_values) if return_legacy_cache else past_key_values
-        out = BaseModelOutputWithPast(
+        routed = {"router_logits": tuple(all_router_logits)} if output_router_logits else {}
+        out = self.output_class(
             last_hidden_state=hidden, past_key_values=next_cache,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
+            attentions=tuple(all_attentions) if output_attentions else None, **routed,
         )
         return out if return_dict else out.to_tuple()
 

@@ -46,6 +46,8 @@ FAMILIES: dict[str, Family] = {
     "gptj": Family("gptj", "GPTJ"),
     "falcon": Family("falcon", "Falcon"),
     "bloom": Family("bloom", "Bloom"),
+    "mixtral": Family("mixtral", "Mixtral"),
+    "qwen2_moe": Family("qwen2_moe", "Qwen2Moe"),
 }
 ALIASES: dict[str, str] = {}
 

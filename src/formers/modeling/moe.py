@@ -1,0 +1,186 @@
+"""The sparse mixture-of-experts feed-forward block every MoE family shares, and its auxiliary loss.
+
+A router scores each token against every expert; each token goes through its `top_k` best experts and
+the outputs are summed with the routing weights. The families differ only in how the weights are formed
+(constructor arguments below, not subclasses):
+  Mixtral, OLMoE(norm), Qwen2-MoE(norm)  softmax over all experts (float32) -> top-k -> optional renorm
+  DBRX                                   ... -> divide by the p-norm of the top-k weights
+  GraniteMoE                             top-k of the logits -> softmax over those k
+Qwen2-MoE adds a shared expert that every token goes through, scaled by sigmoid(shared_expert_gate(x)).
+
+Expert compute groups tokens by expert: the N*k (token, expert) assignments are sorted by expert, each
+expert that received tokens runs ONE matmul chain on its contiguous slice, and the weighted outputs are
+added back per token with one index_add. Experts no token chose are never touched, so a batch-1 decode
+step reads only k experts' weights (transformers 4.45 loops over every expert).
+"""
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..modeling_outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
+from .decoder import DecoderForCausalLM, DecoderModel, causal_lm_loss
+from .layers import Linear
+from .mlp import GatedMLP
+
+
+class SparseMoeBlock(nn.Module):
+    """hidden [B, T, C] -> (output [B, T, C], router logits [B*T, E]).
+
+    Modules (the checkpoint-facing names): `gate` (router, C -> E), `experts` (ModuleList of E expert
+    MLPs; GatedMLP(C, expert_intermediate_size) unless `expert_factory()` builds another shape), and with
+    `shared_expert_intermediate_size` a `shared_expert` GatedMLP plus, if `shared_expert_gated`, its
+    `shared_expert_gate` (C -> 1).
+    Routing: `norm_topk_prob` renormalises the top-k weights to sum 1; `normalize_p` (DBRX) divides them
+    by their p-norm instead; `softmax_after_topk` (GraniteMoE) takes the top-k logits, then a softmax.
+    `jitter_noise` scales the input by U(1-eps, 1+eps) in training (Mixtral's router_jitter_noise).
+    """
+
+    def __init__(self, hidden_size: int, expert_intermediate_size: int, num_experts: int, top_k: int, *,
+                 hidden_act: str = "silu", norm_topk_prob: bool, normalize_p: float | None = None,
+                 softmax_after_topk: bool = False, router_bias: bool = False,
+                 expert_factory: Callable[[], nn.Module] | None = None,
+                 shared_expert_intermediate_size: int | None = None, shared_expert_gated: bool = False,
+                 jitter_noise: float = 0.0):
+        super().__init__()
+        if not 0 < top_k <= num_experts:
+            raise ConfigError(f"SparseMoeBlock: top_k (num_experts_per_tok) must be in [1, num_experts="
+                              f"{num_experts}], got {top_k}")
+        self.num_experts, self.top_k = num_experts, top_k
+        self.norm_topk_prob, self.normalize_p = norm_topk_prob, normalize_p
+        self.softmax_after_topk, self.jitter_noise = softmax_after_topk, jitter_noise
+        self.gate = Linear(hidden_size, num_experts, bias=router_bias)
+        make_expert = expert_factory or (lambda: GatedMLP(hidden_size, expert_intermediate_size, hidden_act))
+        self.experts = nn.ModuleList(make_expert() for _ in range(num_experts))
+        self.shared_expert = None if shared_expert_intermediate_size is None else \
+            GatedMLP(hidden_size, shared_expert_intermediate_size, hidden_act)
+        self.shared_expert_gate = Linear(hidden_size, 1, bias=False) if shared_expert_gated else None
+
+    def route(self, router_logits: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """router logits [N, E] -> (weights [N, k] in `dtype`, expert ids [N, k]); scores in float32."""
+        if self.softmax_after_topk:
+            top_logits, experts = router_logits.float().topk(self.top_k, dim=-1)
+            return top_logits.softmax(dim=-1).to(dtype), experts
+        weights, experts = F.softmax(router_logits, dim=-1, dtype=torch.float32).topk(self.top_k, dim=-1)
+        if self.normalize_p is not None:
+            weights = weights / torch.norm(weights, p=self.normalize_p, dim=-1, keepdim=True)
+        elif self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return weights.to(dtype), experts
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = hidden.shape
+        if self.training and self.jitter_noise > 0:
+            hidden = hidden * torch.empty_like(hidden).uniform_(1.0 - self.jitter_noise, 1.0 + self.jitter_noise)
+        tokens = hidden.reshape(-1, shape[-1])  # [N, C]
+        router_logits = self.gate(tokens)  # [N, E]
+        weights, experts = self.route(router_logits, tokens.dtype)
+        out = self.experts_forward(tokens, weights, experts)
+        if self.shared_expert is not None:
+            shared = self.shared_expert(tokens)
+            if self.shared_expert_gate is not None:
+                shared = torch.sigmoid(self.shared_expert_gate(tokens)) * shared
+            out = out + shared
+        return out.reshape(shape), router_logits
+
+    def experts_forward(self, tokens: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """tokens [N, C], weights/experts [N, k] -> sum_j weights[:, j] * expert_j(tokens) [N, C].
+
+        Assignments sorted by expert (stable, so each token's terms are added in ascending expert order,
+        as 4.45 adds them); each chosen expert runs once on its slice. The per-expert counts are read on
+        the host once per layer (to slice); this is the block's only host sync (4.45's loop has one per
+        expert).
+        """
+        flat_experts = experts.reshape(-1)  # [N*k]
+        order = torch.argsort(flat_experts, stable=True)  # assignment slots grouped by expert
+        token_of = order // self.top_k  # [N*k] token of each sorted slot
+        counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()  # host read: one per layer
+        grouped = tokens.index_select(0, token_of)  # [N*k, C]
+        outputs = []
+        start = 0
+        for expert_idx, count in enumerate(counts):
+            if count:
+                outputs.append(self.experts[expert_idx](grouped[start:start + count]))
+                start += count
+        if not outputs:  # no tokens
+            return torch.zeros_like(tokens)
+        expert_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        expert_out = expert_out * weights.reshape(-1, 1)[order]
+        return torch.zeros_like(tokens).index_add_(0, token_of, expert_out.to(tokens.dtype))
+
+
+def load_balancing_loss_func(gate_logits: tuple[torch.Tensor, ...] | None, num_experts: int, top_k: int = 2,
+                             attention_mask: torch.Tensor | None = None) -> torch.Tensor | int:
+    """Switch Transformer's load-balancing loss (eqs. 4-6) over every MoE layer's router logits [B*T, E],
+    as transformers 4.45 computes it: E * sum_e (share of top-k slots given to e) * (mean router prob of e),
+    the shares kept per top-k slot. `attention_mask` [B, S] leaves padding out (its last T columns are
+    used when it is longer than the routed tokens, as in a cached step). Returns 0 without logits."""
+    if not isinstance(gate_logits, tuple) or not gate_logits:
+        return 0
+    device = gate_logits[0].device
+    logits = torch.cat([layer.to(device) for layer in gate_logits], dim=0)  # [L*N, E]
+    probs = torch.softmax(logits, dim=-1)
+    chosen = F.one_hot(probs.topk(top_k, dim=-1).indices, num_experts).to(probs.dtype)  # [L*N, k, E]
+    if attention_mask is None:
+        slot_share, prob_share = chosen.mean(dim=0), probs.mean(dim=0)  # [k, E], [E]
+    else:
+        rows, length = attention_mask.shape
+        tokens = logits.shape[0] // (len(gate_logits) * rows)
+        keep = attention_mask[:, -tokens:].to(device, probs.dtype).reshape(1, -1).expand(len(gate_logits), -1)
+        keep = keep.reshape(-1)  # [L*N]
+        total = keep.sum()
+        slot_share = (chosen * keep[:, None, None]).sum(dim=0) / total
+        prob_share = (probs * keep[:, None]).sum(dim=0) / total
+    return torch.sum(slot_share * prob_share.unsqueeze(0)) * num_experts
+
+
+class MoeDecoderModel(DecoderModel):
+    """A DecoderModel whose `make_mlp` returns SparseMoeBlocks on some layers: `output_router_logits`
+    (default: the config's) returns every MoE layer's router logits, as `MoeModelOutputWithPast`."""
+
+    output_class: ClassVar[type] = MoeModelOutputWithPast
+
+    def forward(self, *args, output_router_logits: bool | None = None, **kwargs):
+        if output_router_logits is None:
+            output_router_logits = self.config.output_router_logits
+        return super().forward(*args, output_router_logits=output_router_logits, **kwargs)
+
+
+class MoeDecoderForCausalLM(DecoderForCausalLM):
+    """LM head over a MoeDecoderModel. With router logits on and labels given, the loss adds
+    `config.router_aux_loss_coef` * the load-balancing loss (reported alone as `aux_loss`), as 4.45 does."""
+
+    base_model_class: type[MoeDecoderModel] = MoeDecoderModel
+
+    @classmethod
+    def router_shape(cls, config) -> tuple[int, int]:
+        """(number of experts, experts per token) as the family's config names them."""
+        return config.num_experts, config.num_experts_per_tok
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                output_router_logits=None, return_dict=None, cache_position=None, num_logits_to_keep: int = 0,
+                **kwargs):
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
+        if output_router_logits is None:
+            output_router_logits = config.output_router_logits
+        base = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                          output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                          output_router_logits=output_router_logits, return_dict=True, cache_position=cache_position)
+        logits = self.final_logits(self.lm_head(base.last_hidden_state[:, -num_logits_to_keep:, :])).float()
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        aux_loss = None
+        if output_router_logits:
+            aux_loss = load_balancing_loss_func(base.router_logits, *self.router_shape(config), attention_mask)
+            if loss is not None:
+                loss = loss + config.router_aux_loss_coef * torch.as_tensor(aux_loss, device=loss.device)
+        out = MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, logits=logits,
+                                        past_key_values=base.past_key_values, hidden_states=base.hidden_states,
+                                        attentions=base.attentions, router_logits=base.router_logits)
+        return out if return_dict else out.to_tuple()
