@@ -59,3 +59,11 @@ class UnknownTaskError(FormersError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class ServingError(FormersError, ValueError):
+    """A request the serving engine cannot take: bad sampling parameters, a prompt that can never fit."""
+
+
+class EngineOverloadedError(FormersError, RuntimeError):
+    """The serving engine's waiting queue is full; retry later (HTTP 503)."""

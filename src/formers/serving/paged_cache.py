@@ -1,0 +1,112 @@
+"""The paged KV store and the per-step Cache view the model's attention layers write and read through.
+
+Storage: per layer one preallocated key tensor and one value tensor [num_blocks * block_size, Hkv, D];
+position p of a sequence lives in slot `block_table[p // block_size] * block_size + p % block_size`.
+
+One engine step runs the model once on all scheduled tokens flattened into a single row [1, N]
+(prefill chunks and decode tokens side by side, each with its own absolute position), so every
+projection, norm and MLP runs on N tokens with no padding. `StepCache.attend` (the Cache hook every
+attention layer calls) writes the N new keys/values into their slots, then attends per sequence:
+all one-token (decode) rows together as one padded batch [Bd, H, 1, D] over their gathered pages, and
+each prefill chunk on its own. The model's own kernel runs (its scale, softcap, GQA handling).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..cache.base import Cache, Kernel
+
+
+class PagedKVStore:
+    """Key/value pages of every layer: [num_blocks * block_size, Hkv, D] each, allocated once."""
+
+    def __init__(self, num_layers: int, num_blocks: int, block_size: int, kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device):
+        slots = num_blocks * block_size
+        self.block_size = block_size
+        self.keys = [torch.zeros(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)]
+
+    @staticmethod
+    def bytes_per_block(num_layers: int, block_size: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+        return 2 * num_layers * block_size * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+@dataclass
+class StepLayout:
+    """Where each scheduled sequence's tokens sit in the flat row and in the pages (built per step).
+
+    positions [N]: each new token's absolute position; slots [N]: the slot its key/value goes to. Decode rows (one new token): `decode_index`
+    [Bd] their token's index in the flat row, `decode_slots` [Bd, S] the slots of their keys (padded),
+    `decode_positions` [Bd, S] the positions those keys hold (-1: padding), `decode_query` [Bd].
+    Prefill chunks: (start, length, key slots [S], key positions [S], query positions [T]) each.
+    """
+
+    positions: torch.Tensor
+    slots: torch.Tensor
+    decode_index: torch.Tensor | None
+    decode_slots: torch.Tensor | None
+    decode_positions: torch.Tensor | None
+    decode_query: torch.Tensor | None
+    chunks: list[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: int | None,
+          dtype: torch.dtype) -> torch.Tensor:
+    """query [..., T], keys [..., S] positions -> additive mask [..., 1, T, S] (causal, window, padding)."""
+    q, k = query_positions[..., :, None], key_positions[..., None, :]
+    allowed = (k <= q) & (k >= 0)
+    if window is not None:
+        allowed &= k > q - window
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min).unsqueeze(-3)
+
+
+class StepCache(Cache):
+    """A Cache over the paged store for one forward of the engine (flat [1, N] tokens)."""
+
+    def __init__(self, store: PagedKVStore, layout: StepLayout, windows: list[int | None]):
+        self.store, self.layout, self.windows = store, layout, windows
+        self._masks: dict[tuple[Any, int | None], torch.Tensor] = {}
+
+    # the decoder asks these before building its masks; the engine passes a ready 4D mask, so they are unused
+    def get_seq_length(self, layer_idx: int | None = 0) -> int:
+        return 0
+
+    def attention_key_length(self, query_length: int, layer_idx: int = 0) -> int:
+        return query_length
+
+    def _cached_mask(self, name: Any, window: int | None, query, keys, dtype) -> torch.Tensor:
+        mask = self._masks.get((name, window))
+        if mask is None:
+            mask = self._masks[(name, window)] = _mask(query, keys, window, dtype)
+        return mask
+
+    def _gather(self, layer_idx: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """slots [..., S] -> keys, values [..., Hkv, S, D]."""
+        keys = self.store.keys[layer_idx][slots].movedim(-2, -3)
+        values = self.store.values[layer_idx][slots].movedim(-2, -3)
+        return keys, values
+
+    def attend(self, query: torch.Tensor, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               cache_kwargs: dict[str, Any], mask: torch.Tensor | None, kernel: Kernel):
+        """query [1, H, N, D], keys/values [1, Hkv, N, D] -> attention output [1, H, N, D], no weights."""
+        layout, window = self.layout, self.windows[layer_idx]
+        self.store.keys[layer_idx].index_copy_(0, layout.slots, key_states[0].transpose(0, 1))
+        self.store.values[layer_idx].index_copy_(0, layout.slots, value_states[0].transpose(0, 1))
+        out = torch.empty_like(query)
+        if layout.decode_index is not None:
+            q = query[0, :, layout.decode_index].transpose(0, 1).unsqueeze(2)  # [Bd, H, 1, D]
+            keys, values = self._gather(layer_idx, layout.decode_slots)        # [Bd, Hkv, S, D]
+            m = self._cached_mask("decode", window, layout.decode_query[:, None], layout.decode_positions, q.dtype)
+            result, _ = kernel(q, keys, values, m)
+            out[0, :, layout.decode_index] = result[:, :, 0].transpose(0, 1)
+        for number, (start, length, slots, positions, query_positions) in enumerate(layout.chunks):
+            keys, values = self._gather(layer_idx, slots[None])
+            m = self._cached_mask(number, window, query_positions[None], positions[None], query.dtype)
+            result, _ = kernel(query[:, :, start:start + length], keys, values, m)
+            out[:, :, start:start + length] = result
+        return out, None
