@@ -1,0 +1,115 @@
+"""POST /v1/completions: text (or token-id) prompts in, `text_completion` objects or SSE chunks out."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+
+from .errors import APIError, bad_request
+from .logprobs import completion_logprobs, merge_completion_logprobs
+from .protocol import CompletionRequest
+from .runner import ChoiceGroup, choice_seed, new_id, resolve_max_tokens, sampling_params, usage
+from .state import ServerState, until_disconnect
+
+
+def _prompt_ids(state: ServerState, prompt: Any) -> list[int]:
+    if isinstance(prompt, str):
+        return list(state.tokenizer(prompt)["input_ids"])
+    state.check_token_ids(prompt, "prompt")
+    return list(prompt)
+
+
+def _jobs(state: ServerState, request: CompletionRequest, prompts: list[list[int]]) -> list[tuple[list[int], Any]]:
+    jobs = []
+    for ids in prompts:
+        max_tokens = resolve_max_tokens(request.max_tokens, len(ids), state.max_model_len, "max_tokens")
+        for i in range(request.n):
+            params = sampling_params(request, max_tokens, state.vocab_size, request.logprobs,
+                                     choice_seed(request.seed, i))
+            jobs.append((ids, params))
+    return jobs
+
+
+async def create_completion(state: ServerState, request: CompletionRequest, http_request: Request):
+    state.check_model(request.model)
+    if request.suffix:
+        raise bad_request("suffix is not supported", param="suffix")
+    if request.best_of is not None and request.best_of != request.n:
+        raise bad_request("best_of other than n is not supported", param="best_of")
+    prompts = [_prompt_ids(state, p) for p in request.prompts()]
+    group = ChoiceGroup(state.engine, state.metrics, new_id("cmpl"), _jobs(state, request, prompts))
+    await group.start()
+    texts = [state.tokenizer.decode(ids) if request.echo else "" for ids in prompts]
+    if request.stream:
+        return EventSourceResponse(_stream(state, request, group, prompts, texts))
+    choices = await until_disconnect(http_request, _collect(state, request, group, prompts, texts))
+    return JSONResponse(choices)
+
+
+def _header(state: ServerState, group: ChoiceGroup, obj: str = "text_completion") -> dict:
+    return {"id": group.base_id, "object": obj, "created": int(time.time()), "model": state.model_name}
+
+
+async def _collect(state: ServerState, request: CompletionRequest, group: ChoiceGroup,
+                   prompts: list[list[int]], echo_texts: list[str]) -> dict:
+    n = request.n
+    finals: dict[int, Any] = {}
+    logprobs: dict[int, Optional[dict]] = {}
+    offsets = {i: len(echo_texts[i // n]) for i in range(len(prompts) * n)}
+    async for index, output in group.outputs():
+        if request.logprobs is not None and output.new_logprobs:
+            part = completion_logprobs(state.pieces, output.new_logprobs, offsets[index])
+            offsets[index] += sum(len(t) for t in part["tokens"])
+            logprobs[index] = merge_completion_logprobs(logprobs.get(index), part)
+        if output.finished:
+            finals[index] = output
+    choices = [{"index": i, "text": echo_texts[i // n] + finals[i].text,
+                "logprobs": logprobs.get(i, _empty_logprobs()) if request.logprobs is not None else None,
+                "finish_reason": finals[i].finish_reason} for i in sorted(finals)]
+    return {**_header(state, group), "choices": choices, "usage": _usage(finals, prompts, n)}
+
+
+def _empty_logprobs() -> dict:
+    return {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+
+
+def _usage(finals: dict[int, Any], prompts: list[list[int]], n: int) -> dict:
+    """Each prompt counts once, however many choices it has."""
+    generated = sum(len(out.token_ids) for out in finals.values())
+    cached = sum(finals[p * n].cached_prompt_tokens or 0 for p in range(len(prompts)) if p * n in finals)
+    return usage(sum(len(ids) for ids in prompts), generated, cached)
+
+
+async def _stream(state: ServerState, request: CompletionRequest, group: ChoiceGroup,
+                  prompts: list[list[int]], echo_texts: list[str]) -> AsyncIterator[str]:
+    n = request.n
+    header = _header(state, group)
+    usage_null = {"usage": None} if request.include_usage() else {}
+    pending_echo = {i: echo_texts[i // n] for i in range(len(prompts) * n) if echo_texts[i // n]}
+    offsets = {i: len(echo_texts[i // n]) for i in range(len(prompts) * n)}
+    finals: dict[int, Any] = {}
+    try:
+        async for index, output in group.outputs():
+            text = pending_echo.pop(index, "") + output.new_text
+            logprobs = None
+            if request.logprobs is not None and output.new_logprobs:
+                logprobs = completion_logprobs(state.pieces, output.new_logprobs, offsets[index])
+                offsets[index] += sum(len(t) for t in logprobs["tokens"])
+            if output.finished:
+                finals[index] = output
+            if text or logprobs or output.finished:
+                choice = {"index": index, "text": text, "logprobs": logprobs,
+                          "finish_reason": output.finish_reason if output.finished else None}
+                yield json.dumps({**header, "choices": [choice], **usage_null})
+        if request.include_usage():
+            yield json.dumps({**header, "choices": [], "usage": _usage(finals, prompts, n)})
+    except APIError as exc:
+        state.metrics.request_failed(exc.status)
+        yield json.dumps(exc.body())
+    finally:
+        group.abort()  # a client that went away: free its blocks now, not when the generator is collected
+    yield "[DONE]"
