@@ -1,4 +1,4 @@
-"""`formers` command line: generate text from a prompt, or chat with a model, streaming tokens."""
+"""`formers` command line: generate text from a prompt, chat with a model (streaming tokens), or serve it over HTTP."""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +28,37 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="multi-turn chat (uses the tokenizer's chat template)")
     _add_sampling_args(chat)
     chat.add_argument("--system", default=None, help="system message")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="OpenAI-compatible HTTP server (needs formers[serve])")
+    serve.add_argument("--model", default=None, help="local folder or hub id; default: the bundled model")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-model-name", default=None, help="the name clients pass as `model` "
+                       "(default: --model)")
+    serve.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/*")
+    serve.add_argument("--max-num-seqs", type=int, default=64, help="sequences in the running batch at most")
+    serve.add_argument("--max-batched-tokens", type=int, default=2048, help="tokens per engine step at most")
+    serve.add_argument("--max-waiting", type=int, default=1024, help="queued requests before 429")
+    kv = serve.add_mutually_exclusive_group()
+    kv.add_argument("--kv-blocks", type=int, default=None, help="KV cache pages (16 tokens each)")
+    kv.add_argument("--kv-memory", type=_byte_size, default=None, help="memory for KV pages, e.g. 2GiB or 512MB")
+    serve.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
+    serve.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto (default: float32)")
+    serve.add_argument("--log-level", default="info")
+
+
+def _byte_size(text: str) -> int:
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    number = text.strip().lower().rstrip("bigmk")
+    unit = text.strip().lower()[len(number):]
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size like 2GiB, 512MB or a byte count, got {text!r}") from None
 
 
 def _load(args):
@@ -109,10 +139,27 @@ def _keep_common_prefix(cache, cached_ids, input_ids) -> None:
     cache.crop(int(mismatch[0, 0]) if len(mismatch) else length)
 
 
+def run_serve(args) -> None:
+    """Load the model, start the engine thread and serve until interrupted."""
+    try:
+        from .serving.http import app_for_engine, serve_forever
+    except ImportError as exc:
+        raise FormersError(f"`formers serve` needs the serve extra (pip install 'formers[serve]'): {exc}") from None
+    from .serving import EngineConfig, LLMEngine
+    from .serving.async_engine import AsyncEngine
+
+    model, tokenizer = _load(args)
+    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens,
+                          max_waiting=args.max_waiting, num_blocks=args.kv_blocks, kv_memory=args.kv_memory)
+    engine = AsyncEngine(LLMEngine(model, tokenizer, config))
+    app = app_for_engine(engine, tokenizer, args.served_model_name or args.model, api_key=args.api_key)
+    serve_forever(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"generate": run_generate, "chat": run_chat}[args.command](args)
+        {"generate": run_generate, "chat": run_chat, "serve": run_serve}[args.command](args)
     except FormersError as exc:
         print(f"formers: error: {exc}", file=sys.stderr)
         return 2
