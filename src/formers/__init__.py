@@ -78,6 +78,11 @@ _EXPORTS: dict[str, str] = {
     # pipelines
     "pipeline": "pipelines", "Pipeline": "pipelines", "TextGenerationPipeline": "pipelines",
     "get_json_schema": "tokenization.json_schema",
+    # agents (transformers 4.45's top-level agent names)
+    **{name: "agents" for name in ("Agent", "CodeAgent", "HfApiEngine", "ManagedAgent", "PipelineTool", "ReactAgent",
+                                    "ReactCodeAgent", "ReactJsonAgent", "Tool", "Toolbox", "ToolCollection",
+                                    "TransformersEngine", "launch_gradio_demo", "load_tool", "stream_to_gradio",
+                                    "tool")},
 }
 
 _EXPORTS.update(public_names())  # every model family's classes, from the one registry
