@@ -167,6 +167,9 @@ class Trainer:
             logits = outputs["logits"]
             loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                                ignore_index=IGNORE_INDEX, reduction="sum") / num_items_in_batch
+            aux_loss = outputs.get("aux_loss") if isinstance(outputs, dict) else None
+            if aux_loss is not None:  # a mixture of experts' load-balancing loss, added as its own loss adds it
+                loss = loss + model.config.router_aux_loss_coef * aux_loss / self.args.gradient_accumulation_steps
         else:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
             if loss is None:

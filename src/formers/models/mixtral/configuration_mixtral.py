@@ -24,3 +24,8 @@ class MixtralConfig(DecoderConfig):
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        """Global attention: 4.45.2 applies Mixtral's `sliding_window` only in its flash-attention path; its
+        eager and SDPA paths, the ones formers matches, attend to every position."""
+        return None
