@@ -8,6 +8,12 @@ What the model asks a cache, per forward (per group of layers with the same `lay
     layout, which lets SDPA run with no mask at all when nothing is padded);
   - `attend(q, k, v, layer_idx, kwargs, mask, kernel)`: store the new keys/values and attend; the
     default is `update` followed by the model's kernel, a cache may attend in its own way.
+
+Row operations (beam search, finished rows, assisted decoding) live here too, so generation never asks
+which cache it holds: `reorder_cache`, `batch_select_indices`, `batch_repeat_interleave`, `reset`,
+`reserve`, `snapshot`/`restore`, and the rollback pair `checkpoint`/`rewind`. Caches of keys/values
+roll back by cropping; state caches (`recurrent = True`: Mamba) hold one running state that cannot
+forget a position, so they restore a snapshot taken earlier and the caller feeds the rest again.
 """
 from __future__ import annotations
 
@@ -55,8 +61,8 @@ class Cache:
         return previous
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Reorder the batch axis (beam search)."""
-        raise CacheError(f"{type(self).__name__} does not support reorder_cache()")
+        """Rows <- rows[beam_idx] (beam search; the row count stays). Default: `batch_select_indices`."""
+        self.batch_select_indices(beam_idx)
 
     def crop(self, max_length: int) -> None:
         """Keep the first `max_length` positions (negative: drop that many from the end)."""
@@ -65,6 +71,44 @@ class Cache:
     def reset(self) -> None:
         """Forget every cached position but keep the storage (static caches stay at the same address)."""
         raise CacheError(f"{type(self).__name__} does not support reset()")
+
+    # --- row operations and rollback (defaults; each cache overrides what it supports) ------------
+    recurrent: bool = False
+    """True for state caches: one running state per row instead of one entry per position, so a
+    position cannot be cropped away and a padded column still changes the state."""
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep rows `indices` [N'] only (finished rows leave the batch)."""
+        raise CacheError(f"{type(self).__name__} does not support batch_select_indices()")
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Each row repeated `repeats` times in place (beams and return sequences of a cached prompt)."""
+        raise CacheError(f"{type(self).__name__} does not support batch_repeat_interleave()")
+
+    def reserve(self, total_length: int) -> None:
+        """Make room for `total_length` positions up front, where the cache grows (default: nothing to do)."""
+
+    def snapshot(self) -> object:
+        """An opaque copy of the current contents that `restore` brings back. Default: a full copy."""
+        return self.copy()
+
+    def restore(self, snapshot: object) -> None:
+        """Return to the contents `snapshot()` captured (a snapshot can be restored more than once)."""
+        if type(snapshot) is not type(self):
+            raise CacheError(f"{type(self).__name__}.restore: expected a snapshot of this cache, "
+                             f"got {type(snapshot).__name__}")
+        self.__dict__.update(snapshot.copy().__dict__)
+
+    def checkpoint(self) -> None:
+        """Remember this point so `rewind` can come back to it (assisted decoding calls it before feeding
+        candidates). Caches that crop can return anywhere and need nothing; state caches snapshot."""
+
+    def rewind(self, length: int) -> int:
+        """Forget positions from `length` on, as far as the cache can -> the positions it still holds
+        (<= `length`; the caller feeds the rest again). Default: `crop`. State caches go back to their
+        newest checkpoint at or before `length` and drop the checkpoints."""
+        self.crop(length)
+        return self.get_seq_length()
 
     @property
     def seen_tokens(self) -> int:

@@ -1,4 +1,9 @@
-"""Which cache generate() decodes with: the user's, or a new one of `cache_implementation`.
+"""Which cache generate() decodes with: the user's, the model's own (`make_generation_cache`), or a new
+one of `cache_implementation`.
+
+Models whose layers keep a running state (Mamba) decode with the state cache their
+`make_generation_cache` returns whatever `cache_implementation` says ("mamba" names it; the attention
+layouts are ignored with a warning, as 4.45 does).
 
 Fixed-shape caches ("static", "offloaded_static", "sliding_window", "hybrid") are kept on the model
 (`model._cache`, as transformers does) and reused through `reset()` — their buffers keep the same
@@ -7,15 +12,19 @@ or a longer generation needs more room.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
 
-from ..cache import (Cache, DynamicCache, HQQQuantizedCache, HybridCache, OffloadedCache, OffloadedStaticCache,
+from ..cache import (Cache, HQQQuantizedCache, HybridCache, OffloadedCache, OffloadedStaticCache,
                      QuantizedCache, QuantoQuantizedCache, SlidingWindowCache, StaticCache)
 from ..cache.config import StaticCacheConfig, as_quantized_config
 from ..cache.static import sliding_window_of
 from ..errors import ConfigError, GenerationError
+from ..logging_utils import log_warning
+
+logger = logging.getLogger(__name__)
 
 # cache_implementation -> class built from (config, batch_size, max_cache_len, device, dtype)
 FIXED_SHAPE_CACHES: dict[str, type[StaticCache]] = {
@@ -28,8 +37,9 @@ def prepare_generation_cache(model, generation_config, user_cache, use_cache: bo
                              max_length: int, device: torch.device | None = None,
                              dtype: torch.dtype | None = None) -> Cache | None:
     """None when caching is off; the user's cache (legacy tuples converted); else a cache of
-    `generation_config.cache_implementation` (DynamicCache when unset) for `batch_size` rows of
-    `max_length` positions, on `device` in `dtype` (default: the model's)."""
+    `generation_config.cache_implementation` (when unset, or for state-space models: the model's
+    `make_generation_cache`) for `batch_size` rows of `max_length` positions, on `device` in `dtype`
+    (default: the model's)."""
     if use_cache is False or (use_cache is None and not generation_config.use_cache):
         return None
     implementation = generation_config.cache_implementation
@@ -40,13 +50,18 @@ def prepare_generation_cache(model, generation_config, user_cache, use_cache: bo
         cache = user_cache if isinstance(user_cache, Cache) else model.cache_from_legacy(user_cache)
         cache.ensure_capacity(max_length)
         return cache
-    if implementation is None:
-        return DynamicCache()
+    device, dtype = device or model.device, dtype or model.dtype
+    own = model.make_generation_cache(batch_size, max_length, device, dtype)
+    if implementation is None or own.recurrent:
+        if implementation not in (None, "mamba"):
+            log_warning(logger, "%s keeps a recurrent state: cache_implementation=%r is ignored and its %s is "
+                        "used.", type(model).__name__, implementation, type(own).__name__)
+        return own
     builder = _BUILDERS.get(implementation)
     if builder is None:
         raise GenerationError(f"generate(): cache_implementation={implementation!r} is not one of "
                               f"{sorted(_BUILDERS)}")
-    return builder(model, generation_config, batch_size, max_length, device or model.device, dtype or model.dtype)
+    return builder(model, generation_config, batch_size, max_length, device, dtype)
 
 
 def _fixed_shape(model, generation_config, batch_size: int, max_length: int, device, dtype) -> Cache:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Keyword arguments generate() forwards to the model (everything else must be a GenerationConfig field).
 MODEL_KWARGS = frozenset({"attention_mask", "inputs_embeds", "past_key_values", "use_cache", "input_ids",
-                          "num_logits_to_keep"})
+                          "num_logits_to_keep", "cache_params"})
 
 
 @dataclass

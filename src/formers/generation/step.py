@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cache import Cache, DynamicCache
+from ..cache import Cache
 
 
 class RunningBatch:
@@ -36,7 +36,7 @@ class RunningBatch:
         self.seen = cache.get_seq_length() if cache is not None else 0
         self.cur = prompt_len
         self._first = True
-        if isinstance(cache, DynamicCache):
+        if cache is not None:
             cache.reserve(max_length + self.offset)
 
     # -- views ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..cache import DynamicCache
+from ..cache import Cache, DynamicCache
 from ..errors import GenerationError
 from ..logging_utils import log_warning
 from .cache_setup import prepare_generation_cache
@@ -70,6 +70,8 @@ class GenerationMixin:
         criteria = build_stopping_criteria(config, stopping_criteria, eos_token_id=eos, tokenizer=tokenizer,
                                            max_position_embeddings=self.config.max_position_embeddings)
         user_cache = model_kwargs.get("past_key_values")
+        if user_cache is None:  # 4.45's name for a state-space model's cache
+            user_cache = model_kwargs.get("cache_params")
         embeds_extra = prompt.inputs_embeds.shape[1] if prompt.inputs_embeds is not None and prompt_len == 0 else 0
         cache = prepare_generation_cache(
             self, config, user_cache, use_cache,
@@ -87,6 +89,22 @@ class GenerationMixin:
             return result.sequences
         result.past_key_values = _returned_cache(self, result.past_key_values, config, user_cache)
         return result
+
+    def make_generation_cache(self, batch_size: int, max_length: int, device: torch.device,
+                              dtype: torch.dtype) -> Cache:
+        """The cache generate() decodes with when the call names none (no `past_key_values`/`cache_params`,
+        no `cache_implementation`); also an assistant model's cache. Default: an empty DynamicCache.
+
+        A family whose layers keep a running state overrides it and returns its state cache (a `Cache`
+        subclass with `recurrent = True`) for `batch_size` rows on `device` in `dtype`; `max_length` is the
+        longest sequence the call reaches (for caches that preallocate). Such a cache must implement
+        `get_seq_length` (positions fed, counted on the host), `reset`, `reorder_cache` (beams, in place),
+        `batch_select_indices`, `batch_repeat_interleave`, `snapshot`/`restore`, and `checkpoint`/`rewind`
+        (assisted decoding rolls back to the newest checkpoint and feeds the rest again). The model's
+        forward takes it as `past_key_values` (generate()'s name) and as 4.45's own argument name, starts
+        from its state, and advances its counter by the positions fed. cache_implementation="mamba" then
+        names this cache; any other cache_implementation is ignored with a warning (as 4.45)."""
+        return DynamicCache()
 
     def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
         """Whether generate() must empty the cache (holding `cached_length` positions) and feed all

@@ -34,7 +34,15 @@ RUNNERS: dict[GenerationMode, Runner] = {
 }
 
 
+# Strategies that go back to earlier positions in ways a state cache cannot follow (4.45 refuses them too).
+_NEEDS_POSITION_CACHE = {GenerationMode.CONTRASTIVE_SEARCH: "contrastive search",
+                         GenerationMode.DOLA_GENERATION: "dola decoding"}
+
+
 def run_strategy(mode: GenerationMode, ctx, prompt, cache):
+    if cache is not None and cache.recurrent and mode in _NEEDS_POSITION_CACHE:
+        raise GenerationError(f"{_NEEDS_POSITION_CACHE[mode]} is not supported with stateful models such as "
+                              f"{type(ctx.model).__name__} (its {type(cache).__name__} cannot go back a position)")
     return RUNNERS[mode](ctx, prompt, cache)
 
 

@@ -87,6 +87,9 @@ def run_assisted(ctx, prompt, cache):
     if prompt.inputs_embeds is not None:
         raise GenerationError("assisted decoding needs the prompt as input_ids, not inputs_embeds")
     prompt_width = prompt.input_ids.shape[1]
+    if cache.recurrent and prompt.batch_size > 1:  # holes would still change the state (see ragged.py)
+        raise GenerationError(f"assisted decoding with {type(model).__name__} (a recurrent state cache) runs "
+                              f"one row at a time; got a batch of {prompt.batch_size}")
     batch = RaggedBatch(prompt.input_ids, prompt.attention_mask, config.max_length - prompt_width, ctx.fill)
     generator = _generator(ctx)
     seen = cache.get_seq_length()
@@ -102,6 +105,7 @@ def run_assisted(ctx, prompt, cache):
         if model.needs_cache_refill(seen, end):  # stale keys (Phi3 past its trained length): feed all again
             cache.reset()
             seen = 0
+        cache.checkpoint()  # state caches roll back to here (caches of keys crop instead)
         out = call_model(model, input_ids=batch.ids[:, seen:end], attention_mask=batch.mask_upto(end),
                          position_ids=batch.pos[:, seen:end], cache=cache,
                          cache_position=torch.arange(seen, end, device=batch.device), keep=n + 1,
@@ -125,8 +129,7 @@ def run_assisted(ctx, prompt, cache):
         accepted_host, ends_host = torch.stack([accepted, ends.long()]).tolist()  # the step's one host read
         width_before, generated_before = batch.width, list(batch.generated_host)
         batch.commit(accepted, accepted_host, follow)
-        cache.crop(batch.width - 1)
-        seen = batch.width - 1
+        seen = cache.rewind(batch.width - 1)  # a state cache lands earlier: the next forward re-feeds the rest
         generator.accepted(batch, accepted_host)
         outputs.add(processed, raw, out, accepted_host, width_before, generated_before)
         if ctx.streamer is not None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ...cache import DynamicCache
 from ...errors import GenerationError
 from ..logits_builder import build_logits_processor
 from ..logits_process import MinLengthLogitsProcessor
@@ -74,7 +73,7 @@ class AssistedCandidateGenerator(CandidateGenerator):
         self.config.assistant_confidence_threshold = self.confidence
         self.main_min_length = main.min_length
         self.config.min_length, self.config.min_new_tokens = 0, None
-        self.cache = DynamicCache()
+        self.cache = None  # the draft's own kind of cache, made for the first batch
         self.seen = 0
 
     def _processors(self, batch: RaggedBatch, length: int, max_new: int, min_new: int):
@@ -96,9 +95,13 @@ class AssistedCandidateGenerator(CandidateGenerator):
         stopped = cap <= 0
         counts = torch.zeros(batch.rows, dtype=torch.long, device=batch.device)
         generated = torch.tensor(batch.generated_host, device=batch.device)
+        if self.cache is None:
+            draft = self.assistant_model
+            self.cache = draft.make_generation_cache(batch.rows, self.ctx.config.max_length, draft.device, draft.dtype)
         scores, eos, step = [], self.ctx.eos, 0
         while step < max_new:
             end = batch.width + step
+            self.cache.checkpoint()  # a state cache rolls back to one of these
             out = call_model(self.assistant_model, input_ids=batch.ids[:, self.seen:end],
                              attention_mask=batch.mask_upto(end), position_ids=batch.pos[:, self.seen:end],
                              cache=self.cache, cache_position=torch.arange(self.seen, end, device=batch.device))
@@ -128,8 +131,8 @@ class AssistedCandidateGenerator(CandidateGenerator):
                         torch.stack(scores, dim=1))
 
     def accepted(self, batch: RaggedBatch, accepted_host: list[int]) -> None:
-        self.cache.crop(batch.width - 2)  # re-feed the last accepted candidate and the bonus token
-        self.seen = self.cache.get_seq_length()
+        # re-feed (at least) the last accepted candidate and the bonus token
+        self.seen = self.cache.rewind(batch.width - 2)
         if self.schedule in ("heuristic", "heuristic_transient"):
             if all(a == int(self.num_assistant_tokens) for a in accepted_host):
                 self.num_assistant_tokens += 2.0
@@ -137,7 +140,7 @@ class AssistedCandidateGenerator(CandidateGenerator):
                 self.num_assistant_tokens = max(1.0, self.num_assistant_tokens - 1.0)
 
     def select_rows(self, index: torch.Tensor) -> None:
-        if self.cache.get_seq_length() > 0:
+        if self.cache is not None and self.cache.get_seq_length() > 0:
             self.cache.batch_select_indices(index)
 
     def finish(self) -> None:
