@@ -123,6 +123,13 @@ class GenerationMixin:
         """Each prompt with its tail token replaced by the best extension of it (token healing)."""
         return heal_tokens(self, input_ids, tokenizer)
 
+    def generate_batch(self, inputs: list, generation_config: GenerationConfig | None = None,
+                       progress_bar: bool = True, **kwargs: Any) -> list:
+        """Many prompts (text, token ids or chats) at once on the serving engine (continuous batching, paged
+        KV cache); results in input order. See `formers.serving.offline.generate_batch`."""
+        from ..serving.offline import generate_batch
+        return generate_batch(self, inputs, generation_config, progress_bar, **kwargs)
+
 
 def _validate_assistant(model, assistant_model) -> None:
     if assistant_model is not None and model.config.vocab_size != assistant_model.config.vocab_size:
