@@ -39,6 +39,7 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
     finished_at = torch.full((), max_length, dtype=torch.long, device=device)
     step = 0
     while batch.cur < max_length:
+        ctx.processors.prepare_step(batch.tokens())
         out = batch.forward(model, output_attentions=config.output_attentions,
                             output_hidden_states=bool(config.output_hidden_states) or needs_hidden_states)
         raw, logits = logits_fn(out)

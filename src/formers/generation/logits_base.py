@@ -21,6 +21,14 @@ class LogitsProcessor:
         raise NotImplementedError(f"{self.__class__} is an abstract class: subclass it and define __call__.")
 
 
+class StepAwareProcessor(LogitsProcessor):
+    """A processor that wants the ids of each step before the step's forward pass runs (to overlap host
+    work with it, as structured output's mask computation does); the token loop calls `prepare_step`."""
+
+    def prepare_step(self, input_ids: torch.LongTensor) -> None:
+        """The ids [B, L] the coming step's scores will be computed for (default: nothing)."""
+
+
 class LogitsWarper:
     """Deprecated base (as in transformers 4.45): subclass `LogitsProcessor` instead."""
 
@@ -65,6 +73,12 @@ class LogitsProcessorList(list):
                                       "to the LogitsProcessorList call")
             scores = processor(input_ids, scores, **kwargs)
         return scores
+
+    def prepare_step(self, input_ids: torch.LongTensor) -> None:
+        """Hand the coming step's ids to the processors that look ahead (`StepAwareProcessor`)."""
+        for processor in self:
+            if isinstance(processor, StepAwareProcessor):
+                processor.prepare_step(input_ids)
 
 
 def as_id_tensor(ids: int | Sequence[int] | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from ..cache import Cache, DynamicCache
 from ..errors import GenerationError
 from ..logging_utils import log_warning
+from ..structured.generate_hooks import pop_structured_output, with_structured_output
 from .cache_setup import prepare_generation_cache
 from .configuration_utils import GenerationConfig
 from .context import GenerationContext
@@ -43,6 +44,7 @@ class GenerationMixin:
         """transformers 4.45's generate(); beyond it, assisted decoding takes batches and `generator=` takes a
         torch.Generator or one seed per row (see `sampling.py`)."""
         tokenizer, generator = kwargs.pop("tokenizer", None), kwargs.pop("generator", None)
+        structured = pop_structured_output(kwargs)  # grammar=, response_format=
         config, model_kwargs, default_max, default_min = merge_generation_config(self, generation_config, kwargs)
         _validate_assistant(self, assistant_model)
         prompt = prompt_inputs(self, inputs, model_kwargs, config)
@@ -63,6 +65,8 @@ class GenerationMixin:
         use_cache = True if prompt.inputs_embeds is not None and prompt_len == 0 else bool(config.use_cache)
         validate_mode(mode, config, prompt, streamer, use_cache)
 
+        logits_processor = with_structured_output(structured, logits_processor, tokenizer, eos, mode,
+                                                  prompt.batch_size, self.config.vocab_size)
         processors = build_logits_processor(
             config, prompt_len, eos, prompt.device, logits_processor, encoder_input_ids=prompt.input_ids,
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn, model=self, negative_prompt_ids=negative_prompt_ids,
