@@ -13,6 +13,7 @@ from .completions import create_completion
 from .errors import APIError, install_error_handlers
 from .metrics import normalise_engine_stats
 from .protocol import ChatCompletionRequest, CompletionRequest
+from .runner import sampling_defaults
 from .state import ServerState
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -127,11 +128,13 @@ def _replay(messages: list[dict], receive: Any):
 
 def app_for_engine(engine: Any, tokenizer: Any, model_name: str, api_key: str | None = None,
                    **app_kwargs: Any) -> FastAPI:
-    """The app for an AsyncEngine (limits read from its LLMEngine: context length, vocabulary size)."""
+    """The app for an AsyncEngine (limits read from its LLMEngine: context length, vocabulary size; the
+    default sampling settings from its model's generation_config)."""
     core = engine.engine
     max_model_len = core.max_model_len if core.max_model_len is not None else tokenizer.model_max_length
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name, max_model_len=int(max_model_len),
-                        vocab_size=int(core.vocab_size), api_key=api_key)
+                        vocab_size=int(core.vocab_size), api_key=api_key,
+                        sampling_defaults=sampling_defaults(core.model.generation_config))
     return build_app(state, **app_kwargs)
 
 

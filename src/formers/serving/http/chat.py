@@ -46,8 +46,8 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
     max_tokens = resolve_max_tokens(request.output_limit(), len(ids), state.max_model_len,
                                     "max_completion_tokens" if request.max_completion_tokens else "max_tokens")
     logprobs = _engine_logprobs(request)
-    jobs = [(ids, sampling_params(request, max_tokens, state.vocab_size, logprobs, choice_seed(request.seed, i)))
-            for i in range(request.n)]
+    jobs = [(ids, sampling_params(request, max_tokens, state.vocab_size, logprobs, choice_seed(request.seed, i),
+                                  state.sampling_defaults)) for i in range(request.n)]
     group = ChoiceGroup(state.engine, state.metrics, new_id("chatcmpl"), jobs)
     await group.start()
     if request.stream:

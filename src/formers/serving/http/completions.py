@@ -29,7 +29,7 @@ def _jobs(state: ServerState, request: CompletionRequest, prompts: list[list[int
         max_tokens = resolve_max_tokens(request.max_tokens, len(ids), state.max_model_len, "max_tokens")
         for i in range(request.n):
             params = sampling_params(request, max_tokens, state.vocab_size, request.logprobs,
-                                     choice_seed(request.seed, i))
+                                     choice_seed(request.seed, i), state.sampling_defaults)
             jobs.append((ids, params))
     return jobs
 

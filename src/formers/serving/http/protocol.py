@@ -2,7 +2,8 @@
 
 Fields follow the OpenAI API; unknown fields are ignored as OpenAI ignores them. A few sampling
 settings OpenAI lacks (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids) are accepted as
-extra body fields, as vLLM accepts them, since the engine supports them.
+extra body fields, as vLLM accepts them, since the engine supports them. Sampling fields left unset
+(None) take the model's generation_config values (see runner.sampling_defaults).
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ class SamplingFields(BaseModel):
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
     # beyond OpenAI (vLLM's names)
-    top_k: int = Field(0, ge=-1)
-    min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repetition_penalty: float = Field(1.0, gt=0.0)
+    top_k: Optional[int] = Field(None, ge=-1)
+    min_p: Optional[float] = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: Optional[float] = Field(None, gt=0.0)
     ignore_eos: StrictBool = False
     stop_token_ids: Optional[list[StrictInt]] = None
 

@@ -35,20 +35,32 @@ def resolve_max_tokens(requested: Optional[int], prompt_len: int, max_model_len:
     return room if requested is None else requested
 
 
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
+def sampling_defaults(generation_config: Any) -> dict[str, float]:
+    """The sampling settings a request does not set: the model's generation_config.json values where it
+    sets them (a checkpoint's recommended repetition_penalty, temperature, ...), else OpenAI's neutral
+    ones (as vLLM does)."""
+    own = generation_config.to_diff_dict() if generation_config is not None else {}
+    return {name: own[name] if own.get(name) is not None else neutral for name, neutral in SAMPLING_DEFAULTS.items()}
+
+
 def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, logprobs: Optional[int],
-                    seed: Optional[int]) -> Any:
+                    seed: Optional[int], defaults: dict[str, float] = SAMPLING_DEFAULTS) -> Any:
     """The engine's SamplingParams for one choice (n is always 1: choices are separate requests)."""
     from ..params import SamplingParams
 
+    given = {name: getattr(request, name) for name in SAMPLING_DEFAULTS}
+    chosen = {name: defaults[name] if value is None else value for name, value in given.items()}
+    chosen["top_k"] = max(int(chosen["top_k"]), 0)  # vLLM's -1 means off, as 0 does here
     bias = {int(t): v for t, v in request.logit_bias.items()} if request.logit_bias else None
     try:
         params = SamplingParams(
-            n=1, max_tokens=max_tokens, temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p, top_k=max(request.top_k, 0),
-            min_p=request.min_p, repetition_penalty=request.repetition_penalty,
-            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
-            logit_bias=bias, seed=seed, stop=request.stop_list(), stop_token_ids=list(request.stop_token_ids or []),
-            ignore_eos=request.ignore_eos, logprobs=logprobs)
+            n=1, max_tokens=max_tokens, presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty, logit_bias=bias, seed=seed, stop=request.stop_list(),
+            stop_token_ids=list(request.stop_token_ids or []), ignore_eos=request.ignore_eos, logprobs=logprobs,
+            **chosen)
         params.validate(vocab_size)  # token ids of logit_bias / stop_token_ids against the vocabulary
     except ServingError as exc:
         field = str(exc).split(":", 1)[0].removeprefix("SamplingParams.")

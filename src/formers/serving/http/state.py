@@ -11,6 +11,7 @@ from fastapi import Request
 from .errors import APIError, bad_request
 from .logprobs import TokenPieces
 from .metrics import ServerMetrics
+from .runner import SAMPLING_DEFAULTS
 
 T = TypeVar("T")
 
@@ -23,6 +24,7 @@ class ServerState:
     max_model_len: int
     vocab_size: int
     api_key: str | None = None
+    sampling_defaults: dict[str, float] = field(default_factory=lambda: dict(SAMPLING_DEFAULTS))
     created: int = field(default_factory=lambda: int(time.time()))
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
 
