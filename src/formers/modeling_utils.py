@@ -16,11 +16,12 @@ from torch import nn
 from .configuration_utils import CONFIG_NAME, PretrainedConfig, refuse_remote_code
 from .errors import CheckpointError, ConfigError
 from .generation.utils import GenerationMixin
-from .loading.checkpoint import checkpoint_dtype, find_weight_files, iter_tensors
+from .loading.sources import open_weights
 from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
+from .quantization import pop_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -134,16 +135,20 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         for ignored in ("low_cpu_mem_usage", "use_safetensors", "force_download", "resume_download", "proxies"):
             kwargs.pop(ignored, None)  # loading is always low-memory; downloads are huggingface_hub's business
         hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-        config = _resolve_config(cls, pretrained_model_name_or_path, config, hub, kwargs, attn_implementation)
-        checkpoint = find_weight_files(pretrained_model_name_or_path, **hub)
-        dtype = _resolve_dtype(torch_dtype, config, lambda: checkpoint_dtype(checkpoint))
+        quantization = pop_quantization(kwargs)
+        source = open_weights(pretrained_model_name_or_path, kwargs.pop("gguf_file", None),
+                              quantization.gguf_keep_types, hub)
+        config = _resolve_config(cls, pretrained_model_name_or_path, config or source.config, hub, kwargs,
+                                 attn_implementation)
+        dtype = _resolve_dtype(torch_dtype, config, source.stored_dtype)
         device = resolve_device(device_map)
         with torch.device("meta"):
             model = cls(config, *model_args)
-        tensors = iter_tensors(checkpoint)
+        tensors = source.tensors()
         key_map = cls.key_map(config)
         if key_map is not None:
             tensors = key_map.to_model(tensors, config)
+        tensors = quantization.stream(model, tensors, dtype, device)  # swaps in quantized linears, if asked
         unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()
         missing = _materialize_missing(model, dtype, device)

@@ -361,6 +361,9 @@ class PreTrainedTokenizerFast(EncodingMixin, SpecialTokensMixin):
         """Load from a folder or hub repo (tokenizer.json or tokenizer.model + tokenizer_config.json)."""
         from .serialization import load_pretrained
 
+        if kwargs.get("gguf_file") is not None:  # the vocabulary is the GGUF file's metadata
+            from ..gguf import load_gguf_tokenizer
+            return load_gguf_tokenizer(cls, pretrained_model_name_or_path, kwargs.pop("gguf_file"), **kwargs)
         return load_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, legacy_format: bool | None = None,

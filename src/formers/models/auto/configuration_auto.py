@@ -24,6 +24,11 @@ class AutoConfig:
                         token: str | bool | None = None, trust_remote_code: bool = False,
                         **kwargs: Any) -> PretrainedConfig:
         refuse_remote_code(trust_remote_code)
+        if kwargs.get("gguf_file") is not None:  # the config is the GGUF file's metadata
+            from ...gguf import gguf_config, open_gguf
+            gguf = open_gguf(pretrained_model_name_or_path, kwargs.pop("gguf_file"), revision=revision,
+                             cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+            return gguf_config(gguf, **kwargs)
         path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, revision=revision, cache_dir=cache_dir,
                             local_files_only=local_files_only, token=token)
         data = read_json(path)

@@ -8,7 +8,7 @@ from ...configuration_utils import PretrainedConfig, refuse_remote_code
 from ..registry import model_class
 from .configuration_auto import AutoConfig
 
-_HUB_ARGS = ("revision", "cache_dir", "local_files_only", "token")
+_HUB_ARGS = ("revision", "cache_dir", "local_files_only", "token", "gguf_file")
 
 
 class _AutoModel:

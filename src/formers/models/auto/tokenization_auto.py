@@ -53,6 +53,8 @@ class AutoTokenizer:
             raise UnsafeCheckpointError(f"{str(pretrained_model_name_or_path)!r}: trust_remote_code=True is not "
                                         "supported; formers never runs code shipped with a checkpoint")
         hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        if kwargs.get("gguf_file") is not None:  # the class follows the file's architecture
+            return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, *inputs, **hub, **kwargs)
         config = kwargs.pop("config", None)
         tokenizer_type = kwargs.pop("tokenizer_type", None)
         subfolder = kwargs.get("subfolder") or ""

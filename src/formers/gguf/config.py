@@ -1,0 +1,105 @@
+"""What each llama.cpp architecture means in transformers' terms: the family (`model_type`), the config
+fields its metadata keys hold, and how its tensors are named and laid out.
+
+llama.cpp writes `<arch>.block_count`, `<arch>.attention.head_count`, ... and tensors named
+`blk.<i>.attn_q.weight`, ...; `ArchSpec` lists the renames for one architecture, `gguf_config_dict`
+builds the config.json-style dict that the family config class then validates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CheckpointError
+from .reader import GGUFFile
+
+# metadata key (after "<arch>.") -> config field, shared by every architecture below
+_COMMON_FIELDS = {
+    "context_length": "max_position_embeddings", "block_count": "num_hidden_layers",
+    "feed_forward_length": "intermediate_size", "embedding_length": "hidden_size",
+    "attention.head_count": "num_attention_heads", "attention.head_count_kv": "num_key_value_heads",
+    "rope.freq_base": "rope_theta", "vocab_size": "vocab_size",
+}
+_RMS = {"attention.layer_norm_rms_epsilon": "rms_norm_eps"}
+# per-layer tensor names (blk.<i>.<name>) -> names below model.layers.<i>
+_LLAMA_LAYER = {
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+IGNORED_TENSORS = ("rope_freqs.weight",)  # llama.cpp's precomputed llama3 rope factors; rebuilt from the config
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    model_type: str
+    fields: dict[str, str]
+    layer_tensors: dict[str, str]
+    permuted_qk: bool = False  # llama.cpp interleaves Q/K rows for its "normal" rope; undone at load
+    norm_offset: float = 0.0  # llama.cpp stores Gemma's norm weights as (1 + w); HF stores w
+    extra: dict[str, Any] = field(default_factory=dict)  # fixed config values the file does not state
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "llama": ArchSpec("llama", {**_COMMON_FIELDS, **_RMS, "rope.dimension_count": "head_dim"}, _LLAMA_LAYER,
+                      permuted_qk=True),
+    "qwen2": ArchSpec("qwen2", {**_COMMON_FIELDS, **_RMS}, _LLAMA_LAYER),
+}
+
+
+def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
+    """(architecture as written in the file, its spec); an architecture formers cannot map is an error."""
+    arch = gguf.architecture
+    spec = ARCHITECTURES.get(arch)
+    if spec is None:
+        raise CheckpointError(f"{gguf.path}: GGUF architecture {arch!r} is not supported; formers loads "
+                              f"{', '.join(sorted(ARCHITECTURES))}")
+    return arch, spec
+
+
+def model_type_of(gguf: GGUFFile) -> str:
+    """The transformers family: llama.cpp writes Mistral models as "llama"; as transformers 4.45 does, only a
+    file whose general.name is exactly "mistral" loads as the Mistral family (others as Llama, which is
+    also right for Mistral models without a sliding window)."""
+    arch, spec = arch_spec(gguf)
+    if arch == "llama" and gguf.get("general.name") == "mistral":
+        return "mistral"
+    return spec.model_type
+
+
+def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
+    """config.json-style fields for the family config class (model_type included)."""
+    arch, spec = arch_spec(gguf)
+    config: dict[str, Any] = {"model_type": model_type_of(gguf), **spec.extra}
+    for suffix, name in spec.fields.items():
+        value = gguf.get(f"{arch}.{suffix}")
+        if value is not None:
+            config[name] = value
+    if "vocab_size" not in config and gguf.get("tokenizer.ggml.tokens") is not None:
+        config["vocab_size"] = len(gguf.get("tokenizer.ggml.tokens"))
+    for key, name in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+                      ("padding_token_id", "pad_token_id")):
+        if gguf.get(f"tokenizer.ggml.{key}") is not None:
+            config[name] = gguf.get(f"tokenizer.ggml.{key}")
+    config["tie_word_embeddings"] = not any(t.name == "output.weight" for t in gguf.tensors)
+    scaling = _rope_scaling(gguf, arch)
+    if scaling is not None:
+        config["rope_scaling"] = scaling
+    config["_name_or_path"] = str(gguf.get("general.name", gguf.path.stem))
+    return config
+
+
+def _rope_scaling(gguf: GGUFFile, arch: str) -> dict[str, Any] | None:
+    kind = gguf.get(f"{arch}.rope.scaling.type")
+    factor = gguf.get(f"{arch}.rope.scaling.factor")
+    if kind in (None, "none") or factor is None:
+        return None
+    if kind not in ("linear", "yarn"):
+        raise CheckpointError(f"{gguf.path}: rope scaling type {kind!r} is not supported (linear or yarn)")
+    scaling = {"rope_type": kind, "factor": float(factor)}
+    original = gguf.get(f"{arch}.rope.scaling.original_context_length")
+    if kind == "yarn" and original is not None:
+        scaling["original_max_position_embeddings"] = int(original)
+    return scaling

@@ -1,0 +1,103 @@
+"""GGUF tensors -> transformers checkpoint keys and layouts.
+
+`blk.3.attn_q.weight` becomes `model.layers.3.self_attn.q_proj.weight`; llama.cpp's row interleave of
+Q/K (it converts HF's "rotate half" rope to its own pairwise layout) is undone, and Gemma's (1 + w)
+norm weights are shifted back. Tensors come out one at a time, dequantized to float32, or, for the
+types the quantization package can keep, as `QuantizedBlocks` (raw ggml blocks, rows in HF order).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError
+from .config import GLOBAL_TENSORS, IGNORED_TENSORS, ArchSpec, arch_spec
+from .dequant import BLOCK_LAYOUT, dequantize
+from .reader import GGUFFile, GGUFTensor
+
+
+@dataclass
+class QuantizedBlocks:
+    """A 2-D weight kept in its ggml blocks: `raw` is uint8 [rows, bytes per row], rows in HF order."""
+
+    type_name: str
+    shape: tuple[int, int]
+    raw: Tensor
+
+    def dequantize(self) -> Tensor:
+        return dequantize(self.raw, self.type_name, self.shape)
+
+
+def raw_bytes(tensor: GGUFTensor) -> Tensor:
+    """The tensor's stored bytes as a uint8 torch tensor [rows, bytes per row] (no copy: memory-mapped,
+    read-only; every consumer below makes a new tensor from it)."""
+    data = np.asarray(tensor.data).view(np.uint8)
+    if len(tensor.shape) > 1:
+        rows = int(np.prod(tensor.shape[:-1]))
+    else:  # a vector: one row of blocks, or one row per element for float types (so biases can be permuted)
+        rows = tensor.shape[0] if BLOCK_LAYOUT[tensor.type_name][0] == 1 else 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is not writable
+        return torch.from_numpy(data).reshape(rows, -1)
+
+
+def hf_name(name: str, spec: ArchSpec) -> str | None:
+    """The transformers key of a GGUF tensor name (None when the architecture has no such tensor)."""
+    stem, _, leaf = name.rpartition(".")
+    if stem in GLOBAL_TENSORS:
+        return f"{GLOBAL_TENSORS[stem]}.{leaf}"
+    parts = stem.split(".")
+    if len(parts) == 3 and parts[0] == "blk" and parts[2] in spec.layer_tensors:
+        return f"model.layers.{parts[1]}.{spec.layer_tensors[parts[2]]}.{leaf}"
+    return None
+
+
+def unpermute_rows(rows: Tensor, heads: int) -> Tensor:
+    """Invert llama.cpp's Q/K permutation: per head, rows (0, half, 1, half+1, ...) back to (0, 1, ...).
+
+    rows: [heads * D, ...] (weights, biases or raw block rows)."""
+    shape = rows.shape
+    return rows.reshape(heads, -1, 2, *shape[1:]).transpose(1, 2).reshape(shape)
+
+
+def _heads_for(name: str, config: dict[str, Any]) -> int | None:
+    if ".attn_q." in name:
+        return config["num_attention_heads"]
+    if ".attn_k." in name:
+        return config.get("num_key_value_heads") or config["num_attention_heads"]
+    return None
+
+
+def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
+                      keep_types: tuple[str, ...] = ()) -> Iterator[tuple[str, Tensor | QuantizedBlocks]]:
+    """(transformers key, float32 tensor) per GGUF tensor; 2-D weights whose type is in `keep_types` come
+    as QuantizedBlocks instead. `config` is the dict from gguf_config_dict (head counts)."""
+    _, spec = arch_spec(gguf)
+    for tensor in gguf.tensors:
+        if tensor.name in IGNORED_TENSORS:
+            continue
+        name = hf_name(tensor.name, spec)
+        if name is None:
+            raise CheckpointError(f"{gguf.path}: tensor {tensor.name!r} has no counterpart in the "
+                                  f"{spec.model_type} family")
+        if tensor.type_name not in BLOCK_LAYOUT:
+            raise CheckpointError(f"{gguf.path}: tensor {tensor.name!r} has ggml type {tensor.type_name}; formers "
+                                  f"reads {', '.join(BLOCK_LAYOUT)}")
+        raw = raw_bytes(tensor)
+        heads = _heads_for(tensor.name, config) if spec.permuted_qk else None
+        if heads is not None:
+            raw = unpermute_rows(raw, heads)  # rows hold whole blocks: permute before decoding
+        if tensor.type_name in keep_types and len(tensor.shape) == 2:
+            yield name, QuantizedBlocks(tensor.type_name, tensor.shape, raw.contiguous())
+            continue
+        value = dequantize(raw.contiguous(), tensor.type_name, tensor.shape)
+        if value.data_ptr() == raw.data_ptr():
+            value = value.clone()  # F32 data still points into the read-only memory map
+        if spec.norm_offset and tensor.name.endswith("norm.weight"):
+            value = value - spec.norm_offset
+        yield name, value

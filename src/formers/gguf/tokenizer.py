@@ -1,0 +1,121 @@
+"""The tokenizer stored in a GGUF file, rebuilt as a formers fast tokenizer.
+
+llama.cpp keeps the vocabulary as metadata: `tokenizer.ggml.model` is "llama" (SentencePiece-style BPE:
+tokens + scores + token types) or "gpt2" (byte-level BPE: tokens + merges + token types, with
+`tokenizer.ggml.pre` naming the pre-tokenizer regex), plus special-token ids, add_bos/add_eos and the
+chat template. SentencePiece vocabularies go through the same converter as a `tokenizer.model`, so ids
+equal those of the Hugging Face tokenizer of the same model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+
+from ..errors import TokenizerError
+from ..tokenization.bpe_convert import QWEN2_SPLIT
+from ..tokenization.sentencepiece_convert import sentencepiece_to_tokenizer
+from ..tokenization.sentencepiece_model import BPE as SPM_BPE
+from ..tokenization.sentencepiece_model import Piece, SentencePieceModel, TrainerSpec
+from .reader import GGUFFile
+
+CONTROL, USER_DEFINED = 3, 4  # token types, numbered as SentencePiece's piece types
+_BPE_STYLES = {"default": "gpt2", "gpt-2": "gpt2", "gpt2": "gpt2", "qwen2": "qwen2"}
+# architecture -> tokenizer class transformers uses for it
+TOKENIZER_CLASS = {"llama": "LlamaTokenizerFast", "mistral": "LlamaTokenizerFast", "qwen2": "Qwen2TokenizerFast",
+                   "gemma": "GemmaTokenizerFast", "gemma2": "GemmaTokenizerFast", "gpt2": "GPT2TokenizerFast"}
+
+
+def _field(gguf: GGUFFile, key: str, default: Any = None) -> Any:
+    return gguf.get(f"tokenizer.ggml.{key}", default)
+
+
+def _sentencepiece_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
+    scores = _field(gguf, "scores")
+    if scores is None or len(scores) != len(tokens):
+        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.scores must hold one score per token for a "
+                             "SentencePiece ('llama') vocabulary")
+    types = _field(gguf, "token_type") or [1] * len(tokens)
+    unk = _field(gguf, "unknown_token_id", 0)
+    model = SentencePieceModel(pieces=[Piece(t, float(s), int(k)) for t, s, k in zip(tokens, scores, types)],
+                               trainer_spec=TrainerSpec(model_type=SPM_BPE, unk_piece=tokens[unk]))
+    style = "gemma" if gguf.architecture.startswith("gemma") else "llama"
+    return sentencepiece_to_tokenizer(model, legacy=True, add_prefix_space=_field(gguf, "add_space_prefix", True),
+                                      where=str(gguf.path), style=style)
+
+
+def _byte_level_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
+    pre = _field(gguf, "pre", "default")
+    style = _BPE_STYLES.get(pre)
+    if style is None:
+        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.pre {pre!r} is not supported; formers knows "
+                             f"{sorted(_BPE_STYLES)}")
+    merges = [tuple(m.split(" ", 1)) for m in _field(gguf, "merges") or []]
+    tokenizer = Tokenizer(BPE({t: i for i, t in enumerate(tokens)}, merges, dropout=None,
+                              continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=style == "gpt2")
+    if style == "qwen2":
+        tokenizer.normalizer = normalizers.NFC()
+        split = pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False)
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    else:
+        tokenizer.pre_tokenizer = byte_level
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    types = _field(gguf, "token_type") or []
+    added = [AddedToken(tokens[i], normalized=False, special=k == CONTROL)
+             for i, k in enumerate(types) if k in (CONTROL, USER_DEFINED)]
+    if added:
+        tokenizer.add_tokens(added)
+    return tokenizer
+
+
+def _special_tokens(gguf: GGUFFile, tokens: list[str]) -> dict[str, str]:
+    out = {}
+    for key, name in (("bos_token_id", "bos_token"), ("eos_token_id", "eos_token"),
+                      ("unknown_token_id", "unk_token"), ("padding_token_id", "pad_token")):
+        index = _field(gguf, key)
+        if index is not None and 0 <= index < len(tokens):
+            out[name] = tokens[index]
+    return out
+
+
+def gguf_tokenizer_parts(gguf: GGUFFile) -> tuple[str, Tokenizer, dict[str, Any]]:
+    """(transformers tokenizer class name, backend, constructor kwargs) for the tokenizer in `gguf`."""
+    kind, tokens = _field(gguf, "model"), _field(gguf, "tokens")
+    if not tokens:
+        raise TokenizerError(f"{gguf.path}: the file holds no tokenizer (tokenizer.ggml.tokens is missing)")
+    if kind == "llama":
+        backend = _sentencepiece_backend(gguf, tokens)
+    elif kind == "gpt2":
+        backend = _byte_level_backend(gguf, tokens)
+    else:
+        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.model {kind!r} is not supported; expected 'llama' "
+                             "(SentencePiece) or 'gpt2' (byte-level BPE)")
+    kwargs: dict[str, Any] = _special_tokens(gguf, tokens)
+    add_bos = _field(gguf, "add_bos_token", kind == "llama")
+    kwargs.update(add_bos_token=bool(add_bos), add_eos_token=bool(_field(gguf, "add_eos_token", False)))
+    if kind == "llama":
+        kwargs["legacy"] = True
+    elif add_bos or kwargs["add_eos_token"]:
+        backend.post_processor = _template(kwargs, backend, add_bos)
+    template = gguf.get("tokenizer.chat_template")
+    if template is not None:
+        kwargs["chat_template"] = template
+    from .config import model_type_of
+    class_name = TOKENIZER_CLASS.get(model_type_of(gguf) if kind == "llama" else gguf.architecture,
+                                     "LlamaTokenizerFast" if kind == "llama" else "PreTrainedTokenizerFast")
+    return class_name, backend, kwargs
+
+
+def _template(kwargs: dict[str, Any], backend: Tokenizer, add_bos: bool) -> processors.PostProcessor:
+    """Byte-level BPE vocabularies that ask for BOS/EOS (Llama 3 style) get them from a template."""
+    single, specials = "$A", []
+    for token, on, before in ((kwargs.get("bos_token"), add_bos, True),
+                              (kwargs.get("eos_token"), kwargs["add_eos_token"], False)):
+        if token is not None and on:
+            single = f"{token} {single}" if before else f"{single} {token}"
+            specials.append((token, backend.token_to_id(token)))
+    return processors.Sequence([processors.ByteLevel(trim_offsets=False),
+                                processors.TemplateProcessing(single=single, special_tokens=specials)])

@@ -1,0 +1,59 @@
+"""Weight-only quantization: int8 / int4 linear layers on torch's CPU kernels (see linear.py).
+
+from_pretrained options (transformers 4.45 names, plus one beyond 4.45):
+- `quantization_config=TorchAoConfig("int8_weight_only")` or `TorchAoConfig("int4_weight_only",
+  group_size=32)`: quantize a full-precision checkpoint while it loads;
+- `gguf_file=..., keep_quantized=True`: keep llama.cpp's Q8_0 / Q4_0 / Q4_1 / Q4_K weights quantized
+  instead of dequantizing them (4.45 always dequantizes);
+- a folder saved from a quantized model reloads quantized (its config.json records how).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .apply import KEPT_GGUF_TYPES, LinearQuantizer
+from .config import AwqConfig, BitsAndBytesConfig, GPTQConfig, TorchAoConfig, check_quantization_config
+from .linear import QuantizedLinear
+
+__all__ = ["AwqConfig", "BitsAndBytesConfig", "GPTQConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
+           "pop_quantization", "quantized_memory_bytes"]
+
+
+@dataclass
+class LoadQuantization:
+    """The quantization requested by one from_pretrained call."""
+
+    config: TorchAoConfig | None = None
+    keep_quantized: bool = False
+
+    @property
+    def gguf_keep_types(self) -> tuple[str, ...]:
+        return KEPT_GGUF_TYPES if self.keep_quantized else ()
+
+    def stream(self, model: nn.Module, tensors: Iterable, dtype: torch.dtype, device: torch.device) -> Iterator:
+        """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
+        model_config = model.config
+        config = self.config or check_quantization_config(getattr(model_config, "quantization_config", None))
+        quantizer = LinearQuantizer(model, config, dtype, device)
+        yield from quantizer.stream(tensors)
+        if quantizer.replaced and getattr(model_config, "quantization_config", None) is None:
+            model_config.quantization_config = config.to_dict() if config is not None else {
+                "quant_method": "formers_gguf", "kept_types": list(KEPT_GGUF_TYPES)}
+
+
+def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
+    """Take quantization_config / keep_quantized out of from_pretrained's kwargs (errors name the argument)."""
+    config = check_quantization_config(kwargs.pop("quantization_config", None))
+    return LoadQuantization(config, bool(kwargs.pop("keep_quantized", False)))
+
+
+def quantized_memory_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's parameters and buffers (shared tensors counted once)."""
+    seen = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+    return sum(seen.values())

@@ -1,0 +1,138 @@
+"""Swap nn.Linear layers for QuantizedLinear while the checkpoint streams in (no full-precision model
+is built first): a post-construction transform that runs inside from_pretrained's weight stream.
+
+Three sources reach a linear layer's weight:
+- `QuantizedBlocks` from a GGUF file loaded with keep_quantized=True: Q4_0/Q4_1/Q4_K become int4 with
+  group size 32 (the blocks' own scales), Q8_0 becomes per-row int8 (re-quantized from its values);
+- a float tensor while a TorchAoConfig is active: quantized to int8 or int4 here;
+- the int8/uint8 weight of a saved quantized model, with its scales: rebuilt as saved.
+Everything else passes through unchanged (GGUF blocks of other types are dequantized).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import CheckpointError
+from ..gguf.dequant import INT4_TYPES, int4_parts
+from ..gguf.tensors import QuantizedBlocks
+from .config import TorchAoConfig
+from .linear import QuantizedLinear, nibbles_to_values
+
+KEPT_GGUF_TYPES = INT4_TYPES + ("Q8_0",)
+
+
+def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric per-row int8: weight ≈ q * scale[:, None]."""
+    w = weight.float()
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127
+    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def quantize_int4(weight: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Asymmetric int4 per group of `group_size` columns: weight ≈ (q - 8) * scale + zero."""
+    rows, cols = weight.shape
+    if cols % group_size:
+        raise CheckpointError(f"int4 quantization: in_features {cols} is not a multiple of group_size {group_size}")
+    w = weight.float().reshape(rows, cols // group_size, group_size)
+    low, high = w.amin(dim=-1), w.amax(dim=-1)
+    scale = (high - low) / 15
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round((w - low[..., None]) / safe[..., None]).clamp(0, 15).to(torch.int32)
+    return q.reshape(rows, cols), scale, low + 8 * scale
+
+
+def int4_packable(out_features: int, in_features: int, group_size: int) -> bool:
+    """Shapes torch's int4 CPU kernel accepts (others stay in full precision)."""
+    return out_features % 16 == 0 and in_features % group_size == 0 and in_features % 2 == 0
+
+
+class LinearQuantizer:
+    """Filters a (model key, tensor) stream: weights of quantizable linears are consumed and the layer is
+    replaced; everything else is yielded for the ordinary assignment."""
+
+    def __init__(self, model: nn.Module, config: TorchAoConfig | None, dtype: torch.dtype, device: torch.device):
+        self.model, self.config, self.dtype, self.device = model, config, dtype, device
+        self.prefix = getattr(model, "base_model_prefix", "model") + "."
+        self.pending: dict[str, dict[str, Tensor]] = {}  # saved quantized layers whose parts are still arriving
+        self.replaced = 0
+
+    def _linear(self, key: str) -> tuple[str, nn.Module] | None:
+        module_name, _, _ = key.rpartition(".")
+        for name in (module_name, self.prefix + module_name, module_name.removeprefix(self.prefix)):
+            try:
+                module = self.model.get_submodule(name)
+            except AttributeError:
+                continue
+            if isinstance(module, (nn.Linear, QuantizedLinear)):
+                return name, module
+        return None
+
+    def _skipped(self, name: str) -> bool:
+        skip = self.config.skipped() if self.config is not None else []
+        return any(name == s or name.endswith("." + s) or name.startswith(s + ".") for s in skip)
+
+    def stream(self, tensors: Iterable[tuple[str, Tensor | QuantizedBlocks]]) -> Iterator[tuple[str, Tensor]]:
+        for key, value in tensors:
+            found = self._linear(key)
+            leaf = key.rpartition(".")[2]
+            if found is not None and self._consume(found[0], found[1], leaf, value):
+                continue
+            yield key, value.dequantize() if isinstance(value, QuantizedBlocks) else value
+        if self.pending:
+            raise CheckpointError(f"quantized layers {sorted(self.pending)} are missing their weight or scales "
+                                  "in the checkpoint")
+
+    def _consume(self, name: str, module: nn.Module, leaf: str, value) -> bool:
+        if isinstance(value, QuantizedBlocks) and leaf == "weight" and value.type_name in KEPT_GGUF_TYPES:
+            if value.type_name != "Q8_0" and not int4_packable(*value.shape, 32):
+                return False  # the int4 kernel cannot take this shape: dequantized like other types
+            self._replace(name, module, self._from_blocks(value))
+            return True
+        saved_part = leaf in ("weight_scale", "scales_and_zeros") or (
+            leaf == "weight" and isinstance(value, Tensor) and value.dtype in (torch.int8, torch.uint8))
+        if saved_part:
+            parts = self.pending.setdefault(name, {})
+            parts[leaf] = value
+            if "weight" in parts and len(parts) == 2:
+                self._replace(name, module, self._from_saved(name, self.pending.pop(name)))
+            return True
+        if (isinstance(value, Tensor) and leaf == "weight" and self.config is not None and value.dim() == 2
+                and isinstance(module, nn.Linear) and not self._skipped(name)
+                and (self.config.scheme == "int8" or int4_packable(*value.shape, self.config.group_size))):
+            if self.config.scheme == "int8":
+                new = QuantizedLinear.int8(*self._place(*quantize_int8(value)))
+            else:
+                new = QuantizedLinear.int4(*self._place(*quantize_int4(value, self.config.group_size)))
+            self._replace(name, module, new)
+            return True
+        return False
+
+    def _place(self, q: Tensor, *floats: Tensor) -> tuple[Tensor, ...]:
+        return (q.to(self.device),) + tuple(f.to(device=self.device, dtype=self.dtype) for f in floats)
+
+    def _from_blocks(self, blocks: QuantizedBlocks) -> QuantizedLinear:
+        if blocks.type_name == "Q8_0":
+            return QuantizedLinear.int8(*self._place(*quantize_int8(blocks.dequantize())))
+        return QuantizedLinear.int4(*self._place(*int4_parts(blocks.raw, blocks.type_name, blocks.shape)))
+
+    def _from_saved(self, name: str, parts: dict[str, Tensor]) -> QuantizedLinear:
+        weight = parts["weight"]
+        if weight.dtype == torch.int8 and "weight_scale" in parts:
+            return QuantizedLinear.int8(*self._place(weight, parts["weight_scale"]))
+        if weight.dtype == torch.uint8 and "scales_and_zeros" in parts:
+            scale, zero = parts["scales_and_zeros"].unbind(-1)  # [K / G, N] each
+            return QuantizedLinear.int4(*self._place(nibbles_to_values(weight), scale.t(), zero.t()))
+        raise CheckpointError(f"quantized layer {name!r}: weight of dtype {weight.dtype} does not match the saved "
+                              f"scales {sorted(parts)}")
+
+    def _replace(self, name: str, old: nn.Module, new: QuantizedLinear) -> None:
+        bias = old.bias if isinstance(old, nn.Linear) else getattr(old, "bias", None)
+        if bias is not None:
+            new.bias = nn.Parameter(bias.data if not bias.is_meta else torch.empty(bias.shape, device="meta"),
+                                    requires_grad=False)
+        parent_name, _, child = name.rpartition(".")
+        setattr(self.model.get_submodule(parent_name) if parent_name else self.model, child, new)
+        self.replaced += 1

@@ -1,0 +1,115 @@
+"""Quantization configs a 4.45 user passes as `from_pretrained(..., quantization_config=...)`.
+
+`TorchAoConfig` (transformers' name for torchao's weight-only schemes) is what formers implements
+itself, without torchao: "int8_weight_only" (per-output-channel int8) and "int4_weight_only" (int4 in
+groups of `group_size` input columns, with a scale and a zero per group). `BitsAndBytesConfig`,
+`GPTQConfig` and `AwqConfig` exist so 4.45 code imports and constructs them; loading with one raises
+a ConfigError that says what formers supports instead (`check_quantization_config`).
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from typing import Any
+
+from ..errors import ConfigError
+
+WEIGHT_ONLY_TYPES = ("int8_weight_only", "int4_weight_only")
+INT4_GROUP_SIZES = (32, 64, 128, 256)  # what torch's int4 CPU kernel accepts
+
+
+class TorchAoConfig:
+    """Weight-only quantization applied at load: `TorchAoConfig("int4_weight_only", group_size=32)`."""
+
+    quant_method = "torchao"
+
+    def __init__(self, quant_type: str, modules_to_not_convert: list[str] | None = None, **kwargs: Any):
+        if quant_type not in WEIGHT_ONLY_TYPES:
+            raise ConfigError(f"TorchAoConfig quant_type: expected one of {WEIGHT_ONLY_TYPES}, got {quant_type!r}")
+        unknown = set(kwargs) - {"group_size", "inner_k_tiles"}
+        if unknown:
+            raise ConfigError(f"TorchAoConfig: unexpected arguments {sorted(unknown)}; expected group_size")
+        group_size = kwargs.get("group_size", 128)
+        if quant_type == "int4_weight_only" and group_size not in INT4_GROUP_SIZES:
+            raise ConfigError(f"TorchAoConfig group_size: expected one of {INT4_GROUP_SIZES}, got {group_size!r}")
+        self.quant_type = quant_type
+        self.modules_to_not_convert = modules_to_not_convert
+        self.kwargs = dict(kwargs)
+
+    @property
+    def scheme(self) -> str:
+        return "int4" if self.quant_type == "int4_weight_only" else "int8"
+
+    @property
+    def group_size(self) -> int:
+        return int(self.kwargs.get("group_size", 128))
+
+    def skipped(self) -> list[str]:
+        """Module names kept in full precision (default: the LM head, as transformers' quantizers do)."""
+        return list(self.modules_to_not_convert) if self.modules_to_not_convert is not None else ["lm_head"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quant_method": self.quant_method, "quant_type": self.quant_type,
+                "modules_to_not_convert": self.modules_to_not_convert, "kwargs": copy.deepcopy(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TorchAoConfig":
+        return cls(data["quant_type"], data.get("modules_to_not_convert"), **(data.get("kwargs") or {}))
+
+    def __repr__(self) -> str:
+        return f"TorchAoConfig({self.to_dict()})"
+
+
+class _ForeignConfig:
+    """A 4.45 config whose method formers does not run itself; it only records the arguments."""
+
+    quant_method: str = ""
+    package: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.args, self.kwargs = args, kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quant_method": self.quant_method, **self.kwargs}
+
+
+class BitsAndBytesConfig(_ForeignConfig):
+    quant_method, package = "bitsandbytes", "bitsandbytes"
+
+
+class GPTQConfig(_ForeignConfig):
+    quant_method, package = "gptq", "auto_gptq"
+
+
+class AwqConfig(_ForeignConfig):
+    quant_method, package = "awq", "awq"
+
+
+_FOREIGN = {cls.quant_method: cls for cls in (BitsAndBytesConfig, GPTQConfig, AwqConfig)}
+
+
+def check_quantization_config(value: Any) -> TorchAoConfig | None:
+    """Normalise `quantization_config` (object or dict) to a TorchAoConfig, or raise a ConfigError that
+    names the method and what formers offers instead."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        method = value.get("quant_method")
+        if method == "torchao":
+            return TorchAoConfig.from_dict(value)
+        if method in _FOREIGN:
+            value = _FOREIGN[method](**{k: v for k, v in value.items() if k != "quant_method"})
+        elif method != "formers_gguf":
+            raise ConfigError(f"quantization_config: quant_method {method!r} is not supported; expected 'torchao'")
+        else:
+            return None  # a saved keep_quantized GGUF model: its tensors say how each layer is stored
+    if isinstance(value, TorchAoConfig):
+        return value
+    if isinstance(value, _ForeignConfig):
+        installed = importlib.util.find_spec(value.package) is not None
+        reason = (f"the {value.package} package is installed, but formers does not drive it" if installed
+                  else f"it needs the {value.package} package, which is not installed")
+        raise ConfigError(f"quantization_config={type(value).__name__}: {reason}. formers quantizes weights itself "
+                          "with TorchAoConfig('int8_weight_only') or TorchAoConfig('int4_weight_only', "
+                          "group_size=32), or loads llama.cpp's Q8_0/Q4_0/Q4_K GGUF files with keep_quantized=True")
+    raise ConfigError(f"quantization_config: expected a TorchAoConfig or its dict, got {type(value).__name__}")

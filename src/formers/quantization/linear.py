@@ -1,0 +1,119 @@
+"""QuantizedLinear: an nn.Linear whose weight stays int8 or int4 and is multiplied by torch's CPU
+weight-only kernels directly (no full-precision copy of the weight is ever kept).
+
+- int8: `weight` int8 [N, K] with one scale per output row, `weight_scale` [N];
+  y = x @ (weight * scale).T via torch._weight_int8pack_mm.
+- int4: values q in 0..15 for groups of G input columns, w = (q - 8) * scale + zero;
+  `scales_and_zeros` [K / G, N, 2]. `weight` holds the kernel's own packed layout (uint8 [N, K / 2],
+  from aten._convert_weight_to_int4pack_for_cpu) and is multiplied by aten._weight_int4pack_mm_for_cpu;
+  the state dict stores plain nibbles instead (two per byte, low nibble first), so saved files do not
+  depend on torch's private layout.
+
+Scales follow the activation dtype (model.to(dtype) converts them); the kernels take float32, bfloat16
+and float16 activations. Shape legend: N out_features, K in_features, G group size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import CheckpointError
+
+_INNER_K_TILES = 2  # the CPU kernel's tiling of K; a layout detail of the packed weight
+
+
+def pack_int4_for_cpu(q: Tensor) -> Tensor:
+    """int values 0..15 [N, K] -> the CPU kernel's packed uint8 [N, K / 2]."""
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), _INNER_K_TILES)
+
+
+def nibbles_to_values(nibbles: Tensor) -> Tensor:
+    """uint8 [N, K / 2] (low nibble = even column) -> int32 [N, K]."""
+    n = nibbles.to(torch.int32)
+    return torch.stack([n & 0xF, n >> 4], dim=-1).flatten(-2)
+
+
+def values_to_nibbles(q: Tensor) -> Tensor:
+    q = q.to(torch.uint8)
+    return q[:, 0::2] | (q[:, 1::2] << 4)
+
+
+class QuantizedLinear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, scheme: str, group_size: int | None = None,
+                 bias: Tensor | None = None):
+        super().__init__()
+        if scheme not in ("int8", "int4"):
+            raise ValueError(f"QuantizedLinear scheme: expected 'int8' or 'int4', got {scheme!r}")
+        self.in_features, self.out_features, self.scheme = in_features, out_features, scheme
+        self.group_size = group_size
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    # --- construction -----------------------------------------------------------------------------
+    @classmethod
+    def int8(cls, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> "QuantizedLinear":
+        """q: int8 [N, K]; scale: [N] (float)."""
+        module = cls(q.shape[1], q.shape[0], "int8", None, bias)
+        module.register_buffer("weight", q.to(torch.int8).contiguous())
+        module.register_buffer("weight_scale", scale.contiguous())
+        return module
+
+    @classmethod
+    def int4(cls, q: Tensor, scale: Tensor, zero: Tensor, bias: Tensor | None = None) -> "QuantizedLinear":
+        """q: values 0..15 [N, K]; scale, zero: [N, K / G] (float); w = (q - 8) * scale + zero."""
+        out_features, in_features = q.shape
+        group_size = in_features // scale.shape[1]
+        module = cls(in_features, out_features, "int4", group_size, bias)
+        if q.device.type != "cpu":
+            raise CheckpointError("int4 weights run on torch's CPU kernel only; load the model with device_map='cpu'")
+        module.register_buffer("weight", pack_int4_for_cpu(q))
+        module.register_buffer("scales_and_zeros", torch.stack([scale.t(), zero.t()], dim=-1).contiguous())
+        return module
+
+    # --- compute ------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if self.scheme == "int8":
+            scale = self.weight_scale.to(x.dtype)
+            if x.is_cpu:
+                y = torch._weight_int8pack_mm(x2.contiguous(), self.weight, scale)
+            else:
+                y = F.linear(x2, self.weight.to(x.dtype) * scale[:, None])
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.contiguous(), self.weight, self.group_size,
+                                                           self.scales_and_zeros.to(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def int4_values(self) -> Tensor:
+        """The stored values q (0..15) as int32 [N, K], read back through the kernel: x = identity rows,
+        scale 1, zero 0 gives q - 8 exactly (done in slices of the identity to bound memory)."""
+        ones = torch.zeros_like(self.scales_and_zeros, dtype=torch.float32)
+        ones[..., 0] = 1.0
+        columns = []
+        for start in range(0, self.in_features, 1024):
+            stop = min(start + 1024, self.in_features)
+            eye = torch.eye(self.in_features, dtype=torch.float32)[start:stop]
+            columns.append(torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.weight, self.group_size, ones))
+        return (torch.cat(columns).t() + 8).round().to(torch.int32)
+
+    def dequantized_weight(self) -> Tensor:
+        """The float weight this module multiplies by (for checks and for non-CPU fallbacks)."""
+        if self.scheme == "int8":
+            return self.weight.float() * self.weight_scale.float()[:, None]
+        q = self.int4_values().float().view(self.out_features, -1, self.group_size)
+        scale, zero = self.scales_and_zeros.float().unbind(-1)  # [K / G, N] each
+        return ((q - 8) * scale.t()[..., None] + zero.t()[..., None]).view(self.out_features, self.in_features)
+
+    # --- state dict: portable nibbles instead of the kernel layout ----------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.scheme == "int4":
+            destination[prefix + "weight"] = values_to_nibbles(self.int4_values())
+
+    def extra_repr(self) -> str:
+        group = f", group_size={self.group_size}" if self.scheme == "int4" else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.scheme}{group}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,127 @@
+"""Test-side stand-in for llama.cpp's convert_hf_to_gguf.py: writes a Hugging Face folder (config.json,
+model.safetensors, tokenizer.model or vocab.json + merges.txt) as a GGUF file with the `gguf` package's
+GGUFWriter. Its name table and Q/K permutation are written here from llama.cpp's conventions, separately
+from formers' loader, so a wrong mapping on either side shows up as a logits mismatch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
+         "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+         "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# byte offsets of the fp16 scales inside a block (random bytes there could be inf/nan)
+FP16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q2_K": [80, 82],
+               "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+
+
+def gguf_name(key: str) -> str:
+    stem, _, leaf = key.rpartition(".")
+    if stem in TOP:
+        return f"{TOP[stem]}.{leaf}"
+    _, _, index, rest = stem.split(".", 3)
+    return f"blk.{index}.{LAYER[rest]}.{leaf}"
+
+
+def permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's Q/K row order for its rope: per head, the two halves interleaved."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def random_blocks(rows: int, cols: int, qtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Random ggml blocks (uint8 [rows, bytes per row]) whose fp16 scales are small finite numbers."""
+    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+    raw = rng.integers(0, 256, (rows * cols // block, size), dtype=np.uint8)
+    for offset in FP16_FIELDS[qtype]:
+        scales = (rng.standard_normal(raw.shape[0]) * 0.02).astype(np.float16)
+        raw[:, offset:offset + 2] = scales.view(np.uint8).reshape(-1, 2)
+    return raw.reshape(rows, -1)
+
+
+def encode(array: np.ndarray, qtype: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """(data, type) for one tensor: 2-D weights whose rows fit whole blocks get `qtype`; others stay F32."""
+    kind = gguf.GGMLQuantizationType[qtype]
+    block, _ = gguf.GGML_QUANT_SIZES[kind]
+    if array.ndim != 2 or array.shape[1] % block or qtype == "F32":
+        return array.astype(np.float32), "F32"
+    if qtype in K_QUANTS:
+        return random_blocks(*array.shape, qtype, rng), qtype
+    return gguf.quants.quantize(array.astype(np.float32), kind), qtype
+
+
+def write_tokenizer(writer: gguf.GGUFWriter, folder: Path) -> None:
+    if (folder / "tokenizer.model").exists():
+        import sentencepiece
+
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+        size = sp.get_piece_size()
+        types = [3 if sp.is_control(i) else 2 if sp.is_unknown(i) else 6 if sp.is_byte(i) else 1 for i in range(size)]
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list([sp.id_to_piece(i) for i in range(size)])
+        writer.add_token_scores([sp.get_score(i) for i in range(size)])
+        writer.add_token_types(types)
+        writer.add_bos_token_id(sp.bos_id())
+        writer.add_eos_token_id(sp.eos_id())
+        writer.add_unk_token_id(sp.unk_id())
+        writer.add_add_bos_token(True)
+        writer.add_add_eos_token(False)
+    else:
+        vocab = json.loads((folder / "vocab.json").read_text())
+        tokens = sorted(vocab, key=vocab.get)
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+        merges = [line for line in lines[1:] if line]
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        special = {v["content"] for v in config.get("added_tokens_decoder", {}).values()}
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_list(tokens)
+        writer.add_token_merges(merges)
+        writer.add_token_types([3 if t in special else 1 for t in tokens])
+        eos = vocab[config["eos_token"]]
+        writer.add_bos_token_id(eos)
+        writer.add_eos_token_id(eos)
+
+
+def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
+            seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
+    config = json.loads((folder / "config.json").read_text())
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_name(name)
+    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    if arch == "llama":
+        writer.add_rope_dimension_count(head_dim)
+    write_tokenizer(writer, tokenizer_folder or folder)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+    for key, tensor in load_file(folder / "model.safetensors").items():
+        array = tensor.to(torch.float32).numpy()
+        target = gguf_name(key)
+        if arch == "llama" and ".attn_q." in target:
+            array = permute(array, heads)
+        elif arch == "llama" and ".attn_k." in target:
+            array = permute(array, kv_heads)
+        data, kind = encode(array, qtype, rng)
+        writer.add_tensor(target, data, raw_dtype=gguf.GGMLQuantizationType[kind])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
