@@ -46,6 +46,7 @@ FAMILIES: dict[str, Family] = {
     "gptj": Family("gptj", "GPTJ"),
     "falcon": Family("falcon", "Falcon"),
     "bloom": Family("bloom", "Bloom"),
+    "mamba2": Family("mamba2", "Mamba2"),
     "mixtral": Family("mixtral", "Mixtral"),
     "qwen2_moe": Family("qwen2_moe", "Qwen2Moe"),
 }
