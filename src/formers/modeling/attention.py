@@ -139,10 +139,10 @@ class Attention(nn.Module):
         else:
             q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
         spec = self.spec
+        if spec.qk_norm is not None and not spec.qk_norm_per_head:  # full-width norms, then the clamp (OLMoE)
+            q, k = self.q_norm(q), self.k_norm(k)
         if spec.clip_qkv is not None:
             q, k, v = (t.clamp(-spec.clip_qkv, spec.clip_qkv) for t in (q, k, v))
-        if spec.qk_norm is not None and not spec.qk_norm_per_head:
-            q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(batch, length, self.num_heads, self.head_dim)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim)
         if spec.qk_norm is not None and spec.qk_norm_per_head:

@@ -1,0 +1,22 @@
+from ..family_checks import Case
+
+# DBRX names its fields its own way; attention and MoE settings live in the nested attn_config/ffn_config
+BASE = dict(vocab_size=128, d_model=64, n_heads=4, n_layers=2, max_seq_len=256, bos_token_id=1, eos_token_id=2)
+
+
+def dbrx(attn: dict, ffn: dict, **options) -> Case:
+    return Case("dbrx", {"attn_config": attn, "ffn_config": {"ffn_hidden_size": 32, **ffn}}, base=BASE, **options)
+
+
+CASES = {
+    # fused Wqkv clamped to +-0.15 (the tiny model's projections reach ~0.5), top-2 of 4, L1-normalised weights
+    "dbrx-gqa-clip-top2": dbrx({"kv_n_heads": 2, "clip_qkv": 0.15}, {"moe_num_experts": 4, "moe_top_k": 2}),
+    # MHA, top-4 of 6 normalised by their 2-norm, another rope base
+    "dbrx-mha-clip-top4-p2": dbrx({"kv_n_heads": 4, "clip_qkv": 0.3, "rope_theta": 500000.0},
+                                  {"moe_num_experts": 6, "moe_top_k": 4, "moe_normalize_expert_weights": 2.0}),
+    # no clamp, one KV head, top-1 of 4, weights not normalised. 4.45.2's eager DBRX attention crashes without
+    # clip_qkv (it clamps with min=max=None): the oracle runs SDPA, and output_attentions (eager) is not compared
+    "dbrx-mqa-noclip-top1": dbrx({"kv_n_heads": 1}, {"moe_num_experts": 4, "moe_top_k": 1,
+                                                     "moe_normalize_expert_weights": None},
+                                 oracle_attention="sdpa", outputs_check=False),
+}

@@ -1,0 +1,15 @@
+from ..family_checks import Case
+
+# Experts 32 wide; full-width q/k RMSNorms (their weights perturbed by the builder) in every case
+CASES = {
+    # top-2 of 8, not renormalised (OLMoE's default)
+    "olmoe-gqa-top2": Case("olmoe", {"num_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 32}),
+    # top-4 of 6, renormalised; q/k (after their norms, ~1 in size) and v clamped to +-0.5
+    "olmoe-mha-top4-norm-clip": Case("olmoe", {"num_experts": 6, "num_experts_per_tok": 4, "intermediate_size": 32,
+                                               "num_key_value_heads": 4, "norm_topk_prob": True, "clip_qkv": 0.5}),
+    # top-1 of 4, one KV head, attention biases, tied embeddings, linear rope scaling
+    "olmoe-mqa-top1-bias-tied": Case("olmoe", {"num_experts": 4, "num_experts_per_tok": 1, "intermediate_size": 32,
+                                               "num_key_value_heads": 1, "attention_bias": True,
+                                               "tie_word_embeddings": True,
+                                               "rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+}
