@@ -50,6 +50,8 @@ FAMILIES: dict[str, Family] = {
     "bloom": Family("bloom", "Bloom"),
     "dbrx": Family("dbrx", "Dbrx"),
     "mamba2": Family("mamba2", "Mamba2"),
+    "mamba": Family("mamba", "Mamba"),
+    "falcon_mamba": Family("falcon_mamba", "FalconMamba"),
     "mixtral": Family("mixtral", "Mixtral"),
     "qwen2_moe": Family("qwen2_moe", "Qwen2Moe"),
 }

@@ -1,0 +1,6 @@
+from .configuration_falcon_mamba import FalconMambaConfig
+from .modeling_falcon_mamba import FalconMambaForCausalLM, FalconMambaModel, FalconMambaPreTrainedModel
+
+CONFIG_CLASS = FalconMambaConfig
+MODEL_CLASSES = {"base": FalconMambaModel, "causal_lm": FalconMambaForCausalLM}
+__all__ = ["FalconMambaConfig", "FalconMambaModel", "FalconMambaForCausalLM", "FalconMambaPreTrainedModel"]
