@@ -11,7 +11,6 @@ from fastapi.responses import PlainTextResponse
 from .chat import create_chat_completion
 from .completions import create_completion
 from .errors import APIError, install_error_handlers
-from .metrics import normalise_engine_stats
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .runner import sampling_defaults
 from .state import ServerState
@@ -47,7 +46,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        text = state.metrics.render(normalise_engine_stats(state.engine.stats()))
+        text = state.metrics.render(state.engine.stats())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def model_card() -> dict:

@@ -58,22 +58,27 @@ def _validation_error(exc: RequestValidationError) -> APIError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves the server as an OpenAI error object; unexpected ones are logged and 500."""
+    """Every error leaves the server as an OpenAI error object (and is counted in the app's metrics);
+    unexpected ones are logged and answered 500."""
+
+    def answer(request: Request, error: APIError) -> JSONResponse:
+        request.app.state.server.metrics.request_failed(error.status)
+        return error.response()
 
     @app.exception_handler(APIError)
-    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_error(exc).response()
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return answer(request, _validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else None
-        return APIError(exc.status_code, str(exc.detail), code=code, headers=exc.headers).response()
+        return answer(request, APIError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error while serving a request")
-        return APIError(500, f"internal server error: {type(exc).__name__}: {exc}").response()
+        return answer(request, APIError(500, f"internal server error: {type(exc).__name__}: {exc}"))

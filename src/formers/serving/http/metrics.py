@@ -61,14 +61,22 @@ class ServerMetrics:
         with self._lock:
             self.errors[status] = self.errors.get(status, 0) + 1
 
-    def render(self, engine_stats: Mapping[str, float]) -> str:
+    def render(self, raw_engine_stats: Mapping[str, object]) -> str:
+        """The exposition text: engine series (from AsyncEngine.stats()), then the HTTP layer's own."""
+        engine_stats = normalise_engine_stats(raw_engine_stats)
         lines: list[str] = []
         for key, kind, help_text in _ENGINE_SERIES:
             if key in engine_stats:
                 name = f"{PREFIX}_{key}"
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {engine_stats[key]}"]
+        finished = raw_engine_stats.get("finished")
+        if isinstance(finished, Mapping):
+            name = f"{PREFIX}_engine_requests_finished_total"
+            lines += [f"# HELP {name} Engine sequences finished, by reason (abort: cancelled, e.g. the client left).",
+                      f"# TYPE {name} counter"]
+            lines += [f'{name}{{finish_reason="{r}"}} {n}' for r, n in sorted(finished.items())]
         name = f"{PREFIX}_requests_finished_total"
-        lines += [f"# HELP {name} Requests finished, by finish reason.", f"# TYPE {name} counter"]
+        lines += [f"# HELP {name} Choices answered to clients, by finish reason.", f"# TYPE {name} counter"]
         with self._lock:
             lines += [f'{name}{{finish_reason="{r}"}} {n}' for r, n in sorted(self.finished.items())]
             name = f"{PREFIX}_request_errors_total"
