@@ -186,8 +186,8 @@ class AsyncEngine:
             if output.finished:
                 del self._streams[output.request_id]
             by_loop.setdefault(stream.loop, []).append((stream.queue, output))
+        self._snapshot()  # before delivering: a caller that saw an output sees stats at least this fresh
         self._deliver(by_loop)
-        self._snapshot()
 
     def _deliver(self, by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]]) -> None:
         for loop, items in by_loop.items():
@@ -205,8 +205,8 @@ class AsyncEngine:
         for request_id, stream in streams.items():
             self._abort_quietly(request_id)
             by_loop.setdefault(stream.loop, []).append((stream.queue, error))
-        self._deliver(by_loop)
         self._snapshot()
+        self._deliver(by_loop)
 
     def _refuse_pending_commands(self) -> None:
         while True:
