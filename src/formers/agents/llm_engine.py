@@ -61,15 +61,6 @@ def remove_stop_sequences(text: str, stop_sequences: list[str] | None) -> str:
     return text
 
 
-def grammar_for_generate(grammar: dict[str, Any] | None):
-    """An agent's grammar (TGI's {"type": "regex"|"json"|"grammar", "value": ...}) as generate()'s `grammar`."""
-    if grammar is None:
-        return None
-    from ..structured import grammar_from_spec
-
-    return grammar_from_spec(grammar)
-
-
 class TransformersEngine:
     """An engine over a formers text-generation pipeline; `grammar` constrains the output."""
 
@@ -85,8 +76,8 @@ class TransformersEngine:
             settings["max_new_tokens"] = self.max_new_tokens
         else:
             settings["max_length"] = 1500
-        if grammar is not None:
-            settings["grammar"] = grammar_for_generate(grammar)
+        if grammar is not None:  # generate() reads TGI's {"type": "regex"|"json"|"ebnf", "value": ...} as is
+            settings["grammar"] = grammar
         output = self.pipeline(messages, **settings)
         return remove_stop_sequences(output[0]["generated_text"][-1]["content"], stop_sequences)
 
