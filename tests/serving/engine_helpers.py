@@ -50,14 +50,13 @@ def model_pair(family: str):
 
 def reference(model, prompt: list[int], params: SamplingParams, pad: int = 0) -> list[int]:
     """Tokens transformers' generate() gives for this request alone (seeded through torch.manual_seed)."""
-    kwargs = {"max_new_tokens": params.max_tokens, "pad_token_id": pad}
+    kwargs = {"max_new_tokens": params.max_tokens, "pad_token_id": pad,
+              "repetition_penalty": params.repetition_penalty}  # explicit: the model's config may set one
     if params.greedy:
         kwargs.update(do_sample=False)
     else:
         kwargs.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                       min_p=params.min_p or None)
-    if params.repetition_penalty != 1.0:
-        kwargs["repetition_penalty"] = params.repetition_penalty
     if params.seed is not None:
         torch.manual_seed(params.seed)
     ids = torch.tensor([prompt])
