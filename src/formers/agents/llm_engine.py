@@ -89,19 +89,20 @@ class OpenAIServerEngine:
     """
 
     def __init__(self, model_id: str, api_base: str | None = None, api_key: str | None = None,
-                 max_tokens: int = 1500, **client_kwargs) -> None:
+                 max_tokens: int = 1500, temperature: float | None = None, **client_kwargs) -> None:
         try:
             import openai
         except ImportError as error:
             raise AgentEngineError("OpenAIServerEngine needs the openai package: pip install openai") from error
         self.model_id = model_id
         self.max_tokens = max_tokens
+        self.temperature = temperature
         self.client = openai.OpenAI(base_url=api_base, api_key=api_key or "not-needed", **client_kwargs)
 
     def __call__(self, messages: list[dict[str, str]], stop_sequences: list[str] | None = None,
                  grammar: dict[str, Any] | None = None) -> str:
         messages = get_clean_message_list(messages, role_conversions=llama_role_conversions)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {} if self.temperature is None else {"temperature": self.temperature}
         if grammar is not None:
             if grammar.get("type") != "json":
                 raise AgentEngineError(f"OpenAIServerEngine: grammar type {grammar.get('type')!r} cannot be sent; "
