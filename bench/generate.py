@@ -1,5 +1,6 @@
 """Decode and prefill speed of formers vs transformers 4.45.2 on a ~135M-parameter model of a family
-(default: a SmolLM-135M-shaped Llama; `--family gemma2|phi3|gpt2` for the others, see common.FAMILY_SHAPES).
+(default: a SmolLM-135M-shaped Llama; `--family gemma2|phi3|gpt2|mixtral` for the others, see common.FAMILY_SHAPES;
+mixtral: ~150M total parameters, 8 experts, top-2).
 
 Each (library, dtype) runs in its own worker process so peak RSS is that library's alone; all
 workers run in this one invocation, on the same checkpoint and prompts, and the driver prints
