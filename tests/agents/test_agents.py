@@ -201,3 +201,34 @@ def test_top_level_names():
     for name in ("ReactCodeAgent", "ReactJsonAgent", "CodeAgent", "ManagedAgent", "Tool", "tool", "Toolbox",
                  "TransformersEngine", "HfApiEngine", "load_tool", "stream_to_gradio", "PipelineTool"):
         assert getattr(formers, name) is getattr(formers.agents, name)
+
+
+def test_visit_webpage_matches_transformers_on_a_local_page():
+    import http.server
+    import threading
+
+    pytest.importorskip("markdownify")
+    page = b"<html><body><h1>Title</h1><p>Some <b>bold</b> text.</p>\n\n\n\n<ul><li>one</li></ul></body></html>"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        from transformers.agents.search import VisitWebpageTool as TheirTool
+
+        ours = formers.agents.VisitWebpageTool()(url=url)
+        assert ours == TheirTool()(url=url)
+        assert "# Title" in ours or "Title\n=====" in ours
+        assert formers.agents.VisitWebpageTool()(url="http://127.0.0.1:1/").startswith("Error fetching the webpage")
+    finally:
+        server.shutdown()

@@ -6,6 +6,7 @@ from .default_tools import FinalAnswerTool, PythonInterpreterTool
 from .interpreter import InterpreterError, SandboxLimits, evaluate_python_code
 from .llm_engine import HfApiEngine, MessageRole, OpenAIServerEngine, TransformersEngine, get_clean_message_list
 from .monitoring import stream_to_gradio
+from .search import DuckDuckGoSearchTool, VisitWebpageTool
 from .parsing import (AgentError, AgentExecutionError, AgentGenerationError, AgentMaxIterationsError,
                       AgentParsingError)
 from .toolbox import Toolbox
@@ -13,9 +14,9 @@ from .tools import PipelineTool, Tool, ToolCollection, launch_gradio_demo, load_
 
 __all__ = [
     "Agent", "AgentAudio", "AgentError", "AgentExecutionError", "AgentGenerationError", "AgentImage",
-    "AgentMaxIterationsError", "AgentParsingError", "AgentText", "CodeAgent", "FinalAnswerTool", "HfApiEngine",
+    "AgentMaxIterationsError", "AgentParsingError", "AgentText", "CodeAgent", "DuckDuckGoSearchTool", "FinalAnswerTool", "HfApiEngine",
     "InterpreterError", "ManagedAgent", "MessageRole", "OpenAIServerEngine", "PipelineTool", "PythonInterpreterTool",
     "ReactAgent", "ReactCodeAgent", "ReactJsonAgent", "SandboxLimits", "Tool", "ToolCollection", "Toolbox",
-    "TransformersEngine", "evaluate_python_code", "get_clean_message_list", "launch_gradio_demo", "load_tool",
+    "TransformersEngine", "VisitWebpageTool", "evaluate_python_code", "get_clean_message_list", "launch_gradio_demo", "load_tool",
     "stream_to_gradio", "tool",
 ]
