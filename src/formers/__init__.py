@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "AutoModel": "models.auto",
     "AutoModelForCausalLM": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
+    "TorchAoConfig": "quantization", "BitsAndBytesConfig": "quantization", "GPTQConfig": "quantization",
+    "AwqConfig": "quantization",
     # outputs and caches
     "CausalLMOutputWithPast": "modeling_outputs", "BaseModelOutputWithPast": "modeling_outputs",
     "Cache": "cache_utils", "DynamicCache": "cache_utils",

@@ -57,7 +57,7 @@ def encode(array: np.ndarray, qtype: str, rng: np.random.Generator) -> tuple[np.
     return gguf.quants.quantize(array.astype(np.float32), kind), qtype
 
 
-def write_tokenizer(writer: gguf.GGUFWriter, folder: Path) -> None:
+def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default") -> None:
     if (folder / "tokenizer.model").exists():
         import sentencepiece
 
@@ -81,13 +81,27 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: Path) -> None:
         config = json.loads((folder / "tokenizer_config.json").read_text())
         special = {v["content"] for v in config.get("added_tokens_decoder", {}).values()}
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("default")
+        writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
         writer.add_token_merges(merges)
         writer.add_token_types([3 if t in special else 1 for t in tokens])
         eos = vocab[config["eos_token"]]
         writer.add_bos_token_id(eos)
         writer.add_eos_token_id(eos)
+        writer.add_add_bos_token(False)
+
+
+def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", chat_template: str | None = None) -> Path:
+    """A GGUF file holding only `folder`'s tokenizer (enough for AutoTokenizer)."""
+    writer = gguf.GGUFWriter(str(out), arch)
+    write_tokenizer(writer, folder, pre)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
 
 
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",

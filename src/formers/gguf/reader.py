@@ -8,6 +8,7 @@ dequant.py turns them into torch tensors.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,10 +77,18 @@ def _explain(path: Path, exc: Exception) -> CheckpointError:
 
 
 def read_gguf(path: str | os.PathLike) -> GGUFFile:
-    """Parse `path` (metadata and tensor table; tensor data stays memory-mapped)."""
+    """Parse `path` (metadata and tensor table; tensor data stays memory-mapped). The gguf package's reader
+    takes seconds on a large vocabulary, so the last few parses are kept: loading the config, the model and
+    the tokenizer of one file parses it once."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"GGUF file {str(path)!r} does not exist")
+    stat = path.stat()
+    return _read_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     _check_magic(path)
     gguf = _gguf_package()
     try:

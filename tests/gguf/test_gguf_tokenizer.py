@@ -1,0 +1,90 @@
+"""Tokenizers rebuilt from GGUF metadata give the ids of the Hugging Face tokenizer of the same vocabulary
+(transformers 4.45.2 loading the folder's own files), for SentencePiece and byte-level BPE vocabularies."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import transformers
+
+import formers
+from tests.conftest import GPT2_TOKENIZER, STORIES
+
+from .convert import tokenizer_only
+
+TEXTS = ["Once upon a time, there was a little girl named Lily.", "  leading spaces and   runs  ",
+         "tabs\tand\nnew lines\n\n", "Special <s> and </s> inside", "unicode: café naïve 日本 🙂", "", " ",
+         "x" * 40, "it's 1234 o'clock; they'll"]
+TEMPLATE = ("{% for m in messages %}{{ bos_token }}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}"
+            "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def assert_same_ids(ours, theirs, texts=TEXTS):
+    for text in texts:
+        assert ours(text).input_ids == theirs(text).input_ids, text
+        assert ours.decode(ours(text).input_ids) == theirs.decode(theirs(text).input_ids), text
+    assert ours.pad_token == theirs.pad_token
+    if theirs.pad_token is not None:
+        assert ours(texts[:3], padding=True).input_ids == theirs(texts[:3], padding=True).input_ids
+
+
+def test_sentencepiece_vocabulary(tmp_path):
+    tokenizer_only(STORIES, tmp_path / "spm.gguf", "llama", chat_template=TEMPLATE)
+    ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="spm.gguf")
+    theirs = transformers.AutoTokenizer.from_pretrained(STORIES)
+    assert type(ours).__name__ == "LlamaTokenizerFast"
+    assert (ours.bos_token, ours.eos_token, ours.unk_token, ours.pad_token) == ("<s>", "</s>", "<unk>", None)
+    assert ours.add_bos_token and not ours.add_eos_token
+    assert len(ours) == len(theirs) == 512
+    assert_same_ids(ours, theirs)
+    chat = [{"role": "user", "content": "hi there"}]
+    rendered = ours.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert rendered == "<s><|user|>hi there</s><|assistant|>"
+    assert ours.apply_chat_template(chat, add_generation_prompt=True) == \
+        theirs.apply_chat_template(chat, chat_template=TEMPLATE, add_generation_prompt=True)
+
+
+def test_model_file_tokenizer_via_class(stories_dir, stories_gguf):
+    ours = formers.LlamaTokenizerFast.from_pretrained(stories_dir, gguf_file=stories_gguf("Q8_0"))
+    assert_same_ids(ours, transformers.AutoTokenizer.from_pretrained(STORIES), TEXTS[:3])
+
+
+@pytest.fixture(scope="module")
+def small_bpe(tmp_path_factory):
+    """GPT-2's byte-level BPE cut to its first 4000 merges (the gguf package's reader needs ~8 s for the full
+    50k vocabulary): vocab.json, merges.txt and tokenizer_config.json of a valid smaller tokenizer."""
+    folder = tmp_path_factory.mktemp("small_bpe")
+    vocab = json.loads((GPT2_TOKENIZER / "vocab.json").read_text())
+    merges = (GPT2_TOKENIZER / "merges.txt").read_text(encoding="utf-8").split("\n")[1:4001]
+    keep = {t for t, i in vocab.items() if i < 256} | {"".join(m.split(" ")) for m in merges} | {"<|endoftext|>"}
+    small = {t: i for i, t in enumerate(sorted(keep, key=vocab.get))}
+    (folder / "vocab.json").write_text(json.dumps(small))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    end = small["<|endoftext|>"]
+    config = {"added_tokens_decoder": {str(end): {"content": "<|endoftext|>", "special": True}},
+              "eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("arch,pre,oracle", [("gpt2", "default", "GPT2TokenizerFast"),
+                                             ("qwen2", "qwen2", "Qwen2TokenizerFast")])
+def test_byte_level_bpe_vocabulary(tmp_path, small_bpe, arch, pre, oracle):
+    tokenizer_only(small_bpe, tmp_path / "bpe.gguf", arch, pre=pre)
+    ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="bpe.gguf")
+    theirs = getattr(transformers, oracle)(vocab_file=str(small_bpe / "vocab.json"),
+                                           merges_file=str(small_bpe / "merges.txt"))
+    assert type(ours).__name__ == oracle
+    assert ours.eos_token == "<|endoftext|>" and ours.convert_tokens_to_ids("<|endoftext|>") == len(ours) - 1
+    assert_same_ids(ours, theirs, TEXTS + ["a<|endoftext|>b"])
+
+
+def test_no_tokenizer_in_file(tmp_path, llama_dir):
+    import gguf
+    writer = gguf.GGUFWriter(str(tmp_path / "bare.gguf"), "llama")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(formers.errors.TokenizerError, match=r"bare\.gguf.*no tokenizer"):
+        formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="bare.gguf")
