@@ -35,7 +35,6 @@ class MambaConfig(PretrainedConfig):
     use_cache: bool = True
     use_mambapy: bool = False  # 4.45's optional mambapy training scan; formers' own scan is always parallel
     intermediate_size: int | None = None  # None: expand * hidden_size (config.json stores the value, as 4.45)
-    tie_word_embeddings: bool = True
 
     def __post_init__(self) -> None:
         if self.intermediate_size is None:
