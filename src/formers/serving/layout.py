@@ -1,8 +1,8 @@
 """Build a step's StepLayout: positions and page slots of every scheduled token, and what each row attends.
 
-Slot of position p of a sequence: block_table[p // block_size] * block_size + p % block_size. Key
-positions read from a freed page (outside the sliding window) or past a row's length are marked -1,
-which the mask turns into "not attended".
+Slot of position p of a sequence: block_table[p // block_size] * block_size + p % block_size. Attention
+reads whole pages; key positions read from a freed page (outside the sliding window) or past a row's
+length are marked -1, which the mask turns into "not attended".
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from .blocks import NO_BLOCK
 from .paged_cache import StepLayout
 
 
-def _slots_and_positions(tables: torch.Tensor, lengths: torch.Tensor, width: int,
+def _pages_and_positions(tables: torch.Tensor, lengths: torch.Tensor, pages: int,
                          block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block tables [B, nb] (NO_BLOCK allowed), lengths [B] -> slots [B, width], key positions [B, width]."""
-    positions = torch.arange(width, device=tables.device)
-    blocks = tables[:, positions // block_size]                        # [B, width]
-    valid = (positions[None, :] < lengths[:, None]) & (blocks != NO_BLOCK)
-    slots = blocks.clamp(min=0) * block_size + positions % block_size
-    return slots.masked_fill(~valid, 0), positions.expand_as(slots).masked_fill(~valid, -1)
+    """Block tables [B, nb] (NO_BLOCK allowed), lengths [B] -> the first `pages` pages [B, pages] to read
+    (freed ones read page 0) and the position each of their slots holds [B, pages * block_size] (-1: none)."""
+    read = tables[:, :pages]
+    positions = torch.arange(pages * block_size, device=tables.device)
+    valid = (positions[None, :] < lengths[:, None]) & (read != NO_BLOCK).repeat_interleave(block_size, dim=1)
+    return read.clamp(min=0), positions.expand(read.shape[0], -1).masked_fill(~valid, -1)
 
 
 def _tables(rows, block_size: int, device) -> torch.Tensor:
@@ -48,14 +48,14 @@ def build_layout(rows, block_size: int, device) -> tuple[StepLayout, list[int]]:
     lengths = computed + counts
     if decode_rows:
         index = torch.tensor(decode_rows, device=device)
-        width = max(rows[i][0].num_computed + 1 for i in decode_rows)
-        layout.decode_slots, layout.decode_positions = _slots_and_positions(tables[index], lengths[index], width,
+        pages = -(-max(rows[i][0].num_computed + 1 for i in decode_rows) // block_size)
+        layout.decode_pages, layout.decode_positions = _pages_and_positions(tables[index], lengths[index], pages,
                                                                             block_size)
         layout.decode_index = torch.tensor([starts[i] for i in decode_rows], device=device)
         layout.decode_query = computed[index]
     for i in chunk_rows:
         seq, n = rows[i]
-        key_slots, key_positions = _slots_and_positions(tables[i:i + 1], lengths[i:i + 1], seq.num_computed + n,
-                                                        block_size)
-        layout.chunks.append((starts[i], n, key_slots[0], key_positions[0], positions[starts[i]:starts[i] + n]))
+        pages = -(-(seq.num_computed + n) // block_size)
+        key_pages, key_positions = _pages_and_positions(tables[i:i + 1], lengths[i:i + 1], pages, block_size)
+        layout.chunks.append((starts[i], n, key_pages[0], key_positions[0], positions[starts[i]:starts[i] + n]))
     return layout, sample_index

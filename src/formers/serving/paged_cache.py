@@ -29,6 +29,17 @@ class PagedKVStore:
         self.block_size = block_size
         self.keys = [torch.zeros(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(slots, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)]
+        self._workspace: dict[str, torch.Tensor] = {}
+
+    def workspace(self, name: str, numel: int) -> torch.Tensor:
+        """A flat buffer of at least `numel` elements kept across steps (fresh large allocations page-fault
+        on every step; reusing one keeps the page gather at memory speed)."""
+        buffer = self._workspace.get(name)
+        if buffer is None or buffer.numel() < numel:
+            like = self.keys[0]
+            buffer = self._workspace[name] = torch.empty(max(numel, 2 * (buffer.numel() if buffer is not None else 0)),
+                                                         dtype=like.dtype, device=like.device)
+        return buffer[:numel]
 
     @staticmethod
     def bytes_per_block(num_layers: int, block_size: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
@@ -39,16 +50,17 @@ class PagedKVStore:
 class StepLayout:
     """Where each scheduled sequence's tokens sit in the flat row and in the pages (built per step).
 
-    positions [N]: each new token's absolute position; slots [N]: the slot its key/value goes to. Decode rows (one new token): `decode_index`
-    [Bd] their token's index in the flat row, `decode_slots` [Bd, S] the slots of their keys (padded),
-    `decode_positions` [Bd, S] the positions those keys hold (-1: padding), `decode_query` [Bd].
-    Prefill chunks: (start, length, key slots [S], key positions [S], query positions [T]) each.
+    positions [N]: each new token's absolute position; slots [N]: the slot its key/value goes to.
+    Decode rows (one new token): `decode_index` [Bd] their token's index in the flat row, `decode_pages`
+    [Bd, P] the pages holding their keys (padded), `decode_positions` [Bd, P * block_size] the position
+    each slot of those pages holds (-1: padding or a freed page), `decode_query` [Bd] their positions.
+    Prefill chunks: (start, length, key pages [P], key positions [P * block_size], query positions [T]).
     """
 
     positions: torch.Tensor
     slots: torch.Tensor
     decode_index: torch.Tensor | None
-    decode_slots: torch.Tensor | None
+    decode_pages: torch.Tensor | None
     decode_positions: torch.Tensor | None
     decode_query: torch.Tensor | None
     chunks: list[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -85,11 +97,16 @@ class StepCache(Cache):
             mask = self._masks[(name, window)] = _mask(query, keys, window, dtype)
         return mask
 
-    def _gather(self, layer_idx: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """slots [..., S] -> keys, values [..., Hkv, S, D]."""
-        keys = self.store.keys[layer_idx][slots].movedim(-2, -3)
-        values = self.store.values[layer_idx][slots].movedim(-2, -3)
-        return keys, values
+    def _gather(self, layer_idx: int, pages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pages [B, P] -> keys, values [B, Hkv, P * block_size, D] (whole pages: one copy per page), written
+        into the store's reusable workspace (valid until the next gather)."""
+        flat, out = pages.reshape(-1), []
+        for name, store in (("keys", self.store.keys[layer_idx]), ("values", self.store.values[layer_idx])):
+            paged = store.view(-1, store[0].numel() * self.store.block_size)  # [num_blocks, page numel]
+            picked = self.store.workspace(name, flat.shape[0] * paged.shape[1]).view(flat.shape[0], paged.shape[1])
+            torch.index_select(paged, 0, flat, out=picked)
+            out.append(picked.view(pages.shape[0], -1, *store.shape[1:]).transpose(1, 2))
+        return out[0], out[1]
 
     def attend(self, query: torch.Tensor, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: dict[str, Any], mask: torch.Tensor | None, kernel: Kernel):
@@ -100,12 +117,12 @@ class StepCache(Cache):
         out = torch.empty_like(query)
         if layout.decode_index is not None:
             q = query[0, :, layout.decode_index].transpose(0, 1).unsqueeze(2)  # [Bd, H, 1, D]
-            keys, values = self._gather(layer_idx, layout.decode_slots)        # [Bd, Hkv, S, D]
+            keys, values = self._gather(layer_idx, layout.decode_pages)        # [Bd, Hkv, S, D]
             m = self._cached_mask("decode", window, layout.decode_query[:, None], layout.decode_positions, q.dtype)
             result, _ = kernel(q, keys, values, m)
             out[0, :, layout.decode_index] = result[:, :, 0].transpose(0, 1)
-        for number, (start, length, slots, positions, query_positions) in enumerate(layout.chunks):
-            keys, values = self._gather(layer_idx, slots[None])
+        for number, (start, length, pages, positions, query_positions) in enumerate(layout.chunks):
+            keys, values = self._gather(layer_idx, pages[None])
             m = self._cached_mask(number, window, query_positions[None], positions[None], query.dtype)
             result, _ = kernel(query[:, :, start:start + length], keys, values, m)
             out[:, :, start:start + length] = result
