@@ -1,0 +1,262 @@
+"""Serving throughput and latency: `formers serve` under concurrent streaming clients vs (a) sequential
+formers `generate()` and (b) transformers 4.45.2 `generate()` on static padded batches of the same
+requests; and TTFT with a shared system prompt, cold vs prefix-cache hit.
+
+Workload (seeded): --requests requests with prompt lengths uniform in --prompt-range and output lengths
+in --output-range (random token ids, EOS ignored, so every request produces exactly its length). All
+requests arrive at t=0; a level of concurrency C keeps C in flight. Each side runs in its own process:
+
+    python bench/serve.py                           # SmolLM-135M-shaped random Llama, the issue's sizes
+    python bench/serve.py --model formers/default --requests 8 --concurrency 1 4 \
+        --prompt-range 16 128 --output-range 8 32   # a quick smoke run
+
+Reported per concurrency: output tok/s, TTFT and ITL p50/p99 (server: per streamed token, measured by
+the client; static batches: a batch's first token comes after its prefill and all earlier batches).
+Targets (issue 14): at concurrency 16 >= 3x the throughput of (b); prefix-hit TTFT <= 15% of cold.
+The last line is JSON (for bench-tools/run_quiet.py).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import collect, emit, smollm_checkpoint  # noqa: E402
+
+
+def workload(args) -> list[tuple[list[int], int]]:
+    rng = random.Random(args.seed)
+    return [([rng.randrange(3, args.vocab) for _ in range(rng.randint(*args.prompt_range))],
+             rng.randint(*args.output_range)) for _ in range(args.requests)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(tokens: int, seconds: float, ttft: list[float], itl: list[float]) -> dict:
+    return {"tok_s": tokens / seconds, "ttft_p50": percentile(ttft, 0.5), "ttft_p99": percentile(ttft, 0.99),
+            "itl_p50": percentile(itl, 0.5), "itl_p99": percentile(itl, 0.99)}
+
+
+# -- the server side: one process serving, this one loading it -------------------------------------
+def worker_server(args) -> None:
+    import torch
+
+    from formers import AutoModelForCausalLM, AutoTokenizer
+    from formers.serving import EngineConfig, LLMEngine
+    from formers.serving.async_engine import AsyncEngine
+    from formers.serving.http import app_for_engine, serve_forever
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype),
+                                                 device_map=args.device)
+    config = EngineConfig(max_num_seqs=max(args.concurrency), max_batched_tokens=args.max_batched_tokens)
+    engine = AsyncEngine(LLMEngine(model, tokenizer, config))
+    serve_forever(app_for_engine(engine, tokenizer, "bench"), port=args.port, log_level="warning")
+
+
+async def _one(client, prompt: list[int], max_tokens: int, ttft: list, itl: list) -> int:
+    start = time.perf_counter()
+    last, tokens = None, 0
+    stream = await client.completions.create(model="bench", prompt=prompt, max_tokens=max_tokens, temperature=0,
+                                             logprobs=0, stream=True, extra_body={"ignore_eos": True})
+    async for chunk in stream:  # logprobs=0: one chunk per token, so chunk times are token times
+        count = len(chunk.choices[0].logprobs.tokens) if chunk.choices and chunk.choices[0].logprobs else 0
+        if not count:
+            continue
+        now = time.perf_counter()
+        if last is None:
+            ttft.append(now - start)
+        else:
+            itl.append((now - last) / count)
+        last, tokens = now, tokens + count
+    return tokens
+
+
+async def load(url: str, jobs: list[tuple[list[int], int]], concurrency: int) -> dict:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=3600)
+    semaphore, ttft, itl = asyncio.Semaphore(concurrency), [], []
+
+    async def limited(prompt, max_tokens):
+        async with semaphore:
+            return await _one(client, prompt, max_tokens, ttft, itl)
+
+    start = time.perf_counter()
+    tokens = sum(await asyncio.gather(*(limited(p, n) for p, n in jobs)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return summary(tokens, elapsed, ttft, itl)
+
+
+async def prefix_ttft(url: str, args) -> dict:
+    """TTFT of two requests sharing a --system-tokens prefix: the first computes it, the second hits."""
+    import openai
+
+    rng = random.Random(args.seed + 1)
+    system = [rng.randrange(3, args.vocab) for _ in range(args.system_tokens)]
+    client = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=3600)
+    times = []
+    for _ in range(2):
+        ttft: list[float] = []
+        await _one(client, system + [rng.randrange(3, args.vocab) for _ in range(16)], 2, ttft, [])
+        times.append(ttft[0])
+    await client.close()
+    return {"cold_s": times[0], "hit_s": times[1], "hit_over_cold": times[1] / times[0]}
+
+
+def run_server_side(args, jobs) -> dict:
+    command = [sys.executable, __file__, "--worker", "server", *sys.argv[1:]]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{args.port}/v1"
+    try:
+        _wait_for(url, server)
+        results = {str(c): asyncio.run(load(url, jobs, c)) for c in args.concurrency}
+        results["prefix"] = asyncio.run(prefix_ttft(url, args))
+    finally:
+        server.terminate()
+        server.wait(60)
+    return results
+
+
+def _wait_for(url: str, server: subprocess.Popen) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{server.stderr.read()[-3000:]}")
+        try:
+            urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("the server did not come up")
+
+
+# -- generate() baselines ----------------------------------------------------------------------------
+def worker_generate(args) -> None:
+    """--worker formers: each request alone; --worker transformers: static padded batches of C."""
+    import torch
+
+    lib = __import__(args.worker)
+    folder = args.model
+    if args.worker == "transformers" and folder == "formers/default":
+        from formers.default_model import CHECKPOINT_DIR
+
+        folder = str(CHECKPOINT_DIR)  # the bundled model's files, by path
+    model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=getattr(torch, args.dtype),
+                                                     device_map=args.device)
+    jobs = workload(args)
+    levels = [1] if args.worker == "formers" else args.concurrency
+    emit({str(c): _static_batches(model, jobs, c, args.device) for c in levels})
+
+
+def _static_batches(model, jobs, size: int, device: str) -> dict:
+    import torch
+
+    def timed(ids, mask, n) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        model.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                       eos_token_id=None, pad_token_id=0)
+        _sync(device)
+        return time.perf_counter() - start
+
+    clock, ttft, itl, tokens = 0.0, [], [], 0
+    for first in range(0, len(jobs), size):
+        batch = jobs[first:first + size]
+        width = max(len(p) for p, _ in batch)
+        ids = torch.tensor([[0] * (width - len(p)) + p for p, _ in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in batch], device=device)
+        longest = max(n for _, n in batch)
+        prefill = timed(ids, mask, 1)
+        total = timed(ids, mask, longest)
+        ttft += [clock + prefill] * len(batch)
+        itl += [(total - prefill) / max(longest - 1, 1)] * len(batch)
+        clock += total
+        tokens += sum(n for _, n in batch)  # tokens the requests asked for; padding rows' extra work is waste
+    return summary(tokens, clock, ttft, itl)
+
+
+def _sync(device: str) -> None:
+    if device not in (None, "cpu"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_worker(kind: str) -> dict:
+    command = [sys.executable, __file__, "--worker", kind, *sys.argv[1:]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+    return collect(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="default: a SmolLM-135M-shaped random Llama")
+    parser.add_argument("--tokenizer", default=None, help="for a model folder without one (default: the "
+                        "bundled model's; token ids are random anyway)")
+    parser.add_argument("--requests", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--prompt-range", type=int, nargs=2, default=[64, 1024])
+    parser.add_argument("--output-range", type=int, nargs=2, default=[16, 256])
+    parser.add_argument("--system-tokens", type=int, default=1000)
+    parser.add_argument("--max-batched-tokens", type=int, default=2048)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=["server", "formers", "transformers"], default=None)
+    args = parser.parse_args()
+    if args.model is None:
+        args.model = str(smollm_checkpoint())
+        args.tokenizer = args.tokenizer or "formers/default"
+    args.vocab = _vocab_size(args.model)
+    if args.worker == "server":
+        return worker_server(args)
+    if args.worker is not None:
+        return worker_generate(args)
+    report(args, run_server_side(args, workload(args)), run_worker("formers"), run_worker("transformers"))
+
+
+def _vocab_size(model: str) -> int:
+    from formers import AutoConfig
+
+    return min(AutoConfig.from_pretrained(model).vocab_size, 4096)  # ids every tokenizer here can decode
+
+
+def report(args, served: dict, sequential: dict, static: dict) -> None:
+    print(f"{'conc':>5} {'side':>22} {'tok/s':>9} {'TTFT p50':>9} {'p99':>8} {'ITL p50':>8} {'p99':>8}")
+    rows = [("1", "formers generate() seq", sequential["1"])]
+    for c in map(str, args.concurrency):
+        rows += [(c, "formers serve", served[c]), (c, "4.45.2 static batches", static[c])]
+    for c, side, r in rows:
+        print(f"{c:>5} {side:>22} {r['tok_s']:9.1f} {r['ttft_p50']:9.3f} {r['ttft_p99']:8.3f} "
+              f"{r['itl_p50']:8.4f} {r['itl_p99']:8.4f}")
+    prefix = served["prefix"]
+    print(f"shared {args.system_tokens}-token prefix: cold TTFT {prefix['cold_s']:.3f}s, hit {prefix['hit_s']:.3f}s "
+          f"({prefix['hit_over_cold']:.1%} of cold; target <= 15%)")
+    ratios = {c: served[str(c)]["tok_s"] / static[str(c)]["tok_s"] for c in args.concurrency}
+    print("throughput formers serve / 4.45.2 static batches: "
+          + ", ".join(f"c={c}: {r:.2f}x" for c, r in ratios.items()) + " (target at c=16: >= 3x)")
+    print(json.dumps({"served": served, "sequential": sequential, "static": static,
+                      "serve_over_static": ratios, "prefix_hit_over_cold": prefix["hit_over_cold"]}))
+
+
+if __name__ == "__main__":
+    main()
