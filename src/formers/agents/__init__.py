@@ -1,7 +1,8 @@
 """Agents and tools (transformers 4.45's `transformers.agents` API), with a sandboxed interpreter and
 engines that can constrain the LLM's output with a grammar."""
 from .agent_types import AgentAudio, AgentImage, AgentText
-from .agents import Agent, CodeAgent, ManagedAgent, ReactAgent, ReactCodeAgent, ReactJsonAgent
+from .agents import Agent, CodeAgent, ManagedAgent
+from .react import ReactAgent, ReactCodeAgent, ReactJsonAgent
 from .default_tools import FinalAnswerTool, PythonInterpreterTool
 from .interpreter import InterpreterError, SandboxLimits, evaluate_python_code
 from .llm_engine import HfApiEngine, MessageRole, OpenAIServerEngine, TransformersEngine, get_clean_message_list

@@ -12,124 +12,24 @@ count and a wall-clock limit. A refused action raises `InterpreterError` naming 
 from __future__ import annotations
 
 import ast
-import builtins
-import importlib
-import math
-import queue
-import re
-import time
-import types
-from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import FormersError
+from .sandbox_policy import (ERRORS, LIST_SAFE_MODULES, InterpreterError, SandboxGuard, SandboxLimits,
+                             checked_attribute_name, refuse_name)
+from .sandbox_statements import StatementsMixin, _Break, _Continue, _Return, make_function
 
-LIST_SAFE_MODULES = ["random", "collections", "math", "time", "queue", "itertools", "re", "stat", "statistics",
-                     "unicodedata"]
-MAX_LEN_OUTPUT = 50_000
-
-
-class InterpreterError(FormersError, ValueError):
-    """The sandbox refused or could not evaluate the agent's code (the message says which line and why)."""
+__all__ = ["InterpreterError", "LIST_SAFE_MODULES", "SandboxLimits", "evaluate_python_code"]
 
 
-@dataclass
-class SandboxLimits:
-    max_operations: int = 10_000_000  # AST nodes evaluated per run
-    max_seconds: float = 30.0
-    max_elements: int = 10_000_000  # items in one sequence / characters in one string built at once
-    max_int_bits: int = 1_000_000
-
-
-# Attributes that lead from harmless objects to frames, code or globals without an underscore.
-_FORBIDDEN_ATTRIBUTES = {"gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "ag_frame", "ag_code",
-                         "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "tb_frame", "tb_next",
-                         "func_globals", "mro"}
-_FORMAT_FIELD_LOOKUP = re.compile(r"\{[^{}]*[.\[]\s*_")  # "{0.__class__}" / "{0[__x]}" in str.format
-_SIZED_CONSTRUCTORS = (list, tuple, set, frozenset, dict, sorted)
-_PADDING_METHODS = {"ljust", "rjust", "center", "zfill", "expandtabs"}
-ERRORS = {name: value for name, value in vars(builtins).items()
-          if isinstance(value, type) and issubclass(value, BaseException)}
-
-
-class _Break(Exception):
-    pass
-
-
-class _Continue(Exception):
-    pass
-
-
-class _Return(Exception):
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _refuse_name(name: str, what: str = "name") -> None:
-    if name.startswith("_") and name != "_":
-        raise InterpreterError(f"Forbidden access to {what} {name!r}: names starting with '_' are not allowed")
-
-
-def _checked_attribute_name(name: str) -> str:
-    _refuse_name(name, "attribute")
-    if name in _FORBIDDEN_ATTRIBUTES:
-        raise InterpreterError(f"Forbidden access to attribute {name!r}")
-    return name
-
-
-class Evaluator:
+class Evaluator(StatementsMixin, SandboxGuard):
     """Walks one program's AST; one instance per `evaluate_python_code` call, shared by the functions it defines."""
 
     def __init__(self, state: dict, static_tools: dict, custom_tools: dict, authorized_imports: list[str],
                  limits: SandboxLimits) -> None:
+        super().__init__(authorized_imports, limits)
         self.state = state
         self.static_tools = static_tools
         self.custom_tools = custom_tools
-        self.authorized_imports = list(authorized_imports)
-        self.limits = limits
-        self.budget = _Budget(time.monotonic() + limits.max_seconds)  # shared with child scopes
-        self.printed: list[str] = []
-        self.builtins = safe_builtins(self)
-
-    # --- bookkeeping ----------------------------------------------------------------------------------
-    def tick(self) -> None:
-        budget = self.budget
-        budget.operations += 1
-        if budget.operations > self.limits.max_operations:
-            raise InterpreterError(f"Reached the max number of operations ({self.limits.max_operations}): "
-                                   f"the code probably loops forever")
-        if budget.operations % 1000 == 0 and time.monotonic() > budget.deadline:
-            raise InterpreterError(f"Time limit of {self.limits.max_seconds} s exceeded")
-
-    def print(self, *args, sep: str = " ", end: str = "\n") -> None:
-        self.printed.append(sep.join(map(str, args)) + end)
-
-    def print_outputs(self) -> str:
-        text = "".join(self.printed)
-        if len(text) > MAX_LEN_OUTPUT:
-            text = text[:MAX_LEN_OUTPUT] + f"\n_Print outputs were over {MAX_LEN_OUTPUT} characters, so they have been truncated._"
-        return text
-
-    def module_allowed(self, name: str) -> bool:
-        parts = name.split(".")
-        return any(".".join(parts[:i]) in self.authorized_imports for i in range(1, len(parts) + 1))
-
-    def check_value(self, value: Any) -> Any:
-        """Refuse values that open a way out: a module reached through an allowed one (statistics.sys) that is
-        not itself allowed, and `str.format` callables whose fields could look attributes up."""
-        if isinstance(value, types.ModuleType) and not self.module_allowed(value.__name__):
-            raise InterpreterError(f"Forbidden access to module {value.__name__!r}: it is not an authorized import")
-        if value is str.format or value is str.format_map:
-            raise InterpreterError("Forbidden access to str.format through the str type; call .format on a string")
-        if getattr(value, "__name__", None) in ("format", "format_map"):
-            template = getattr(value, "__self__", None)
-            if isinstance(template, str) and _FORMAT_FIELD_LOOKUP.search(template):
-                raise InterpreterError("Forbidden access in a format string: fields may not look up '_' attributes")
-        return value
-
-    def check_size(self, count: int, what: str) -> None:
-        if count > self.limits.max_elements:
-            raise InterpreterError(f"{what} would hold {count} elements, over the limit of {self.limits.max_elements}")
 
     # --- dispatch -------------------------------------------------------------------------------------
     def run(self, node: ast.AST) -> Any:
@@ -145,191 +45,13 @@ class Evaluator:
             result = self.run(statement)
         return result
 
-    # --- statements -----------------------------------------------------------------------------------
-    def eval_Expr(self, node: ast.Expr) -> Any:
-        return self.run(node.value)
-
-    def eval_Pass(self, node: ast.Pass) -> None:
-        return None
-
-    def eval_Assign(self, node: ast.Assign) -> Any:
-        value = self.run(node.value)
-        for target in node.targets:
-            self.assign(target, value)
-        return value
-
-    def eval_AnnAssign(self, node: ast.AnnAssign) -> Any:
-        if node.value is None:
-            return None
-        value = self.run(node.value)
-        self.assign(node.target, value)
-        return value
-
-    def eval_AugAssign(self, node: ast.AugAssign) -> Any:
-        current = self.run(_as_load(node.target))
-        value = self.binary(node.op, current, self.run(node.value))
-        self.assign(node.target, value)
-        return value
-
-    def eval_Delete(self, node: ast.Delete) -> None:
-        for target in node.targets:
-            if isinstance(target, ast.Name):
-                _refuse_name(target.id)
-                self.state.pop(target.id, None)
-            elif isinstance(target, ast.Subscript):
-                del self.run(target.value)[self.run(target.slice)]
-            else:
-                raise InterpreterError(f"Deleting {type(target).__name__} is not supported")
-
-    def eval_If(self, node: ast.If) -> Any:
-        return self.run_body(node.body if self.run(node.test) else node.orelse)
-
-    def eval_For(self, node: ast.For) -> Any:
-        result = None
-        for item in self.run(node.iter):
-            self.assign(node.target, item)
-            try:
-                result = self.run_body(node.body)
-            except _Break:
-                break
-            except _Continue:
-                continue
-        else:
-            result = self.run_body(node.orelse)
-        return result
-
-    def eval_While(self, node: ast.While) -> Any:
-        while self.run(node.test):
-            try:
-                self.run_body(node.body)
-            except _Break:
-                break
-            except _Continue:
-                continue
-        return None
-
-    def eval_Break(self, node: ast.Break) -> None:
-        raise _Break()
-
-    def eval_Continue(self, node: ast.Continue) -> None:
-        raise _Continue()
-
-    def eval_Return(self, node: ast.Return) -> None:
-        raise _Return(None if node.value is None else self.run(node.value))
-
-    def eval_Assert(self, node: ast.Assert) -> None:
-        if not self.run(node.test):
-            message = self.run(node.msg) if node.msg else f"Assertion failed: {ast.unparse(node.test)}"
-            raise AssertionError(message)
-
-    def eval_Raise(self, node: ast.Raise) -> None:
-        exception = self.run(node.exc) if node.exc else None
-        if exception is None:
-            raise InterpreterError("A bare 'raise' outside an except block is not supported")
-        cause = self.run(node.cause) if node.cause else None
-        raise exception from cause
-
-    def eval_Try(self, node: ast.Try) -> Any:
-        try:
-            result = self.run_body(node.body)
-        except (_Break, _Continue, _Return, InterpreterError):
-            raise
-        except Exception as error:  # the agent's own exceptions, matched against its handlers
-            for handler in node.handlers:
-                wanted = self.run(handler.type) if handler.type else Exception
-                if isinstance(error, wanted):
-                    if handler.name:
-                        self.assign(ast.Name(id=handler.name, ctx=ast.Store()), error)
-                    return self.run_body(handler.body)
-            raise
-        else:
-            if node.orelse:
-                result = self.run_body(node.orelse)
-            return result
-        finally:
-            if node.finalbody:
-                self.run_body(node.finalbody)
-
-    def eval_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            module = self.import_module(alias.name)
-            if alias.asname:
-                self.assign_name(alias.asname, module)
-            else:  # `import a.b` binds `a`, which must be allowed itself
-                self.assign_name(alias.name.split(".")[0], self.import_module(alias.name.split(".")[0]))
-
-    def eval_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = self.import_module(node.module or "")
-        for alias in node.names:
-            if alias.name == "*":
-                raise InterpreterError("'from ... import *' is not allowed")
-            value = getattr(module, _checked_attribute_name(alias.name))
-            self.assign_name(alias.asname or alias.name, self.check_value(value))
-
-    def import_module(self, name: str) -> types.ModuleType:
-        if not self.module_allowed(name):
-            raise InterpreterError(f"Import of {name} is not allowed. Authorized imports are: {self.authorized_imports}")
-        return importlib.import_module(name)
-
-    def eval_FunctionDef(self, node: ast.FunctionDef) -> Callable:
-        function = make_function(self, node)
-        self.assign_name(node.name, function)
-        return function
-
-    def eval_ClassDef(self, node: ast.ClassDef) -> type:
-        bases = tuple(self.run(base) for base in node.bases)
-        namespace_evaluator = self.child(dict(self.state))
-        for statement in node.body:
-            if isinstance(statement, ast.FunctionDef):  # methods may be dunders (__init__); their use is checked
-                namespace_evaluator.state[statement.name] = make_function(namespace_evaluator, statement)
-            else:
-                namespace_evaluator.run(statement)
-        namespace = {key: value for key, value in namespace_evaluator.state.items()
-                     if key not in self.state or namespace_evaluator.state[key] is not self.state[key]}
-        cls = type(node.name, bases, namespace)
-        self.assign_name(node.name, cls)
-        return cls
-
-    def eval_Global(self, node: ast.Global) -> None:
-        raise InterpreterError("'global' is not supported")
-
-    eval_Nonlocal = eval_Global
-
-    # --- assignment -----------------------------------------------------------------------------------
-    def assign_name(self, name: str, value: Any) -> None:
-        _refuse_name(name)
-        if name in self.static_tools:
-            raise InterpreterError(f"Cannot assign to name '{name}': doing this would erase the existing tool!")
-        self.state[name] = value
-
-    def assign(self, target: ast.AST, value: Any) -> None:
-        if isinstance(target, ast.Name):
-            self.assign_name(target.id, value)
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            values = list(value)
-            starred = [i for i, element in enumerate(target.elts) if isinstance(element, ast.Starred)]
-            if not starred and len(values) != len(target.elts):
-                raise InterpreterError(f"Cannot unpack {len(values)} values into {len(target.elts)} names")
-            if starred:
-                i = starred[0]
-                tail = len(target.elts) - i - 1
-                values = values[:i] + [values[i:len(values) - tail]] + values[len(values) - tail:]
-            for element, item in zip(target.elts, values):
-                self.assign(element.value if isinstance(element, ast.Starred) else element, item)
-        elif isinstance(target, ast.Subscript):
-            self.run(target.value)[self.run(target.slice)] = value
-        elif isinstance(target, ast.Attribute):
-            setattr(self.run(target.value), _checked_attribute_name(target.attr), value)
-        else:
-            raise InterpreterError(f"Cannot assign to {type(target).__name__}")
-
     # --- expressions ----------------------------------------------------------------------------------
     def eval_Constant(self, node: ast.Constant) -> Any:
         return node.value
 
     def eval_Name(self, node: ast.Name) -> Any:
         name = node.id
-        _refuse_name(name)
+        refuse_name(name)
         for scope in (self.state, self.static_tools, self.custom_tools, self.builtins, ERRORS):
             if name in scope:
                 return scope[name]
@@ -337,7 +59,7 @@ class Evaluator:
 
     def eval_Attribute(self, node: ast.Attribute) -> Any:
         obj = self.run(node.value)
-        return self.check_value(getattr(obj, _checked_attribute_name(node.attr)))
+        return self.check_value(getattr(obj, checked_attribute_name(node.attr)))
 
     def eval_Subscript(self, node: ast.Subscript) -> Any:
         return self.run(node.value)[self.run(node.slice)]
@@ -420,19 +142,6 @@ class Evaluator:
         self.check_binary_size(op, left, right)
         return _BINARY[type(op)](left, right)
 
-    def check_binary_size(self, op: ast.operator, left: Any, right: Any) -> None:
-        if isinstance(op, ast.Mult):
-            for sequence, count in ((left, right), (right, left)):
-                if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(count, int):
-                    self.check_size(len(sequence) * max(count, 0), "A repeated sequence")
-        elif isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int) and right > 0:
-            bits = right * max(abs(left), 1).bit_length()
-            if bits > self.limits.max_int_bits:
-                raise InterpreterError(f"{left} ** {right} would need about {bits} bits, over the limit of "
-                                       f"{self.limits.max_int_bits}")
-        elif isinstance(op, ast.LShift) and isinstance(right, int) and right > self.limits.max_int_bits:
-            raise InterpreterError(f"A shift by {right} bits is over the limit of {self.limits.max_int_bits}")
-
     def eval_Compare(self, node: ast.Compare) -> bool:
         left = self.run(node.left)
         for op, comparator in zip(node.ops, node.comparators):
@@ -456,25 +165,6 @@ class Evaluator:
                 kwargs[keyword.arg] = self.run(keyword.value)
         self.check_call(function, args, kwargs)
         return function(*args, **kwargs)
-
-    def check_call(self, function: Callable, args: list, kwargs: dict) -> None:
-        """Refuse calls that would allocate past the limits or block past the time limit."""
-        owner = getattr(function, "__self__", None)
-        name = getattr(function, "__name__", "")
-        if any(function is constructor for constructor in _SIZED_CONSTRUCTORS) and args and hasattr(args[0], "__len__"):
-            self.check_size(len(args[0]), f"{name}()")
-        elif isinstance(owner, (str, bytes)) and name in _PADDING_METHODS and args and isinstance(args[0], int):
-            self.check_size(args[0], f"str.{name}()")
-        elif isinstance(owner, (str, bytes)) and name == "join" and args and hasattr(args[0], "__len__"):
-            self.check_size(len(args[0]), "str.join()")
-        elif function is time.sleep and args and args[0] > self.budget.deadline - time.monotonic():
-            raise InterpreterError(f"time.sleep({args[0]}) would pass the time limit of {self.limits.max_seconds} s")
-        elif isinstance(owner, (queue.Queue, queue.SimpleQueue)) and name == "get" and owner.empty():
-            raise InterpreterError("Queue.get() on an empty queue would block forever (one thread only here)")
-        elif isinstance(owner, queue.Queue) and name == "put" and owner.full():
-            raise InterpreterError("Queue.put() on a full queue would block forever (one thread only here)")
-        elif isinstance(owner, queue.Queue) and name == "join" and owner.unfinished_tasks:
-            raise InterpreterError("Queue.join() would block forever: tasks are unfinished")
 
     # comprehensions run in a child scope so their loop variables do not leak (as in Python 3)
     def comprehension(self, generators: list[ast.comprehension], emit: Callable[["Evaluator"], None]) -> None:
@@ -521,17 +211,6 @@ class Evaluator:
         return other
 
 
-@dataclass
-class _Budget:
-    deadline: float
-    operations: int = 0
-
-
-def _as_load(target: ast.expr) -> ast.expr:
-    copy = ast.fix_missing_locations(ast.parse(ast.unparse(target), mode="eval").body)
-    return copy
-
-
 _BINARY = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
@@ -545,87 +224,6 @@ _COMPARE = {
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b, ast.Is: lambda a, b: a is b,
     ast.IsNot: lambda a, b: a is not b,
 }
-
-
-def make_function(evaluator: Evaluator, node: ast.FunctionDef | ast.Lambda) -> Callable:
-    """A Python callable whose body runs in the sandbox, in a scope that starts from the defining scope."""
-    arguments = node.args
-    positional = [a.arg for a in arguments.posonlyargs + arguments.args]
-    defaults = [evaluator.run(d) for d in arguments.defaults]
-    keyword_only = [a.arg for a in arguments.kwonlyargs]
-    keyword_defaults = {a.arg: evaluator.run(d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults)
-                        if d is not None}
-    first_default = len(positional) - len(defaults)
-    name = getattr(node, "name", "<lambda>")
-
-    def function(*args, **kwargs):
-        scope = evaluator.child(dict(evaluator.state))
-        if len(args) > len(positional) and arguments.vararg is None:
-            raise TypeError(f"{name}() takes {len(positional)} positional arguments but {len(args)} were given")
-        for index, parameter in enumerate(positional):
-            if index < len(args):
-                scope.state[parameter] = args[index]
-            elif parameter in kwargs:
-                scope.state[parameter] = kwargs.pop(parameter)
-            elif index >= first_default:
-                scope.state[parameter] = defaults[index - first_default]
-            else:
-                raise TypeError(f"{name}() missing required argument: '{parameter}'")
-        if arguments.vararg is not None:
-            scope.state[arguments.vararg.arg] = tuple(args[len(positional):])
-        for parameter in keyword_only:
-            if parameter in kwargs:
-                scope.state[parameter] = kwargs.pop(parameter)
-            elif parameter in keyword_defaults:
-                scope.state[parameter] = keyword_defaults[parameter]
-            else:
-                raise TypeError(f"{name}() missing required keyword argument: '{parameter}'")
-        if arguments.kwarg is not None:
-            scope.state[arguments.kwarg.arg] = kwargs
-        elif kwargs:
-            raise TypeError(f"{name}() got unexpected keyword arguments {sorted(kwargs)}")
-        if isinstance(node, ast.Lambda):
-            return scope.run(node.body)
-        try:
-            scope.run_body(node.body)
-        except _Return as returned:
-            return returned.value
-        return None
-
-    function.__name__ = name
-    return function
-
-
-def safe_builtins(evaluator: Evaluator) -> dict[str, Any]:
-    """The builtins agent code may call; attribute helpers refuse the names attribute syntax refuses."""
-
-    def safe_getattr(obj, name, *default):
-        return evaluator.check_value(getattr(obj, _checked_attribute_name(name), *default))
-
-    def safe_hasattr(obj, name):
-        return not (name.startswith("_") or name in _FORBIDDEN_ATTRIBUTES) and hasattr(obj, name)
-
-    def safe_setattr(obj, name, value):
-        setattr(obj, _checked_attribute_name(name), value)
-
-    def safe_type(*args):  # one argument only: type(name, bases, dict) would build classes outside the sandbox
-        if len(args) != 1:
-            raise InterpreterError("type() with 3 arguments (building a class) is not allowed; use a class statement")
-        return type(args[0])
-
-    names = ["isinstance", "range", "float", "int", "bool", "str", "round", "len", "sum", "max", "min", "abs",
-             "enumerate", "zip", "reversed", "all", "any", "map", "filter", "ord", "chr", "next", "iter", "divmod",
-             "callable", "issubclass", "repr", "hash", "format", "slice", "complex", "bin", "hex", "oct"]
-    table: dict[str, Any] = {name: getattr(builtins, name) for name in names}
-    table.update({constructor.__name__: constructor for constructor in _SIZED_CONSTRUCTORS})
-    table.update({
-        "print": evaluator.print, "getattr": safe_getattr, "hasattr": safe_hasattr, "setattr": safe_setattr,
-        "type": safe_type, "ceil": math.ceil, "floor": math.floor, "log": math.log, "exp": math.exp,
-        "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
-        "atan": math.atan, "atan2": math.atan2, "degrees": math.degrees, "radians": math.radians,
-        "pow": math.pow, "sqrt": math.sqrt,
-    })
-    return table
 
 
 def evaluate_python_code(code: str, static_tools: dict[str, Callable] | None = None,
