@@ -1,7 +1,10 @@
 from ..family_checks import Case
 
-# DBRX names its fields its own way; attention and MoE settings live in the nested attn_config/ffn_config
-BASE = dict(vocab_size=128, d_model=64, n_heads=4, n_layers=2, max_seq_len=256, bos_token_id=1, eos_token_id=2)
+# DBRX names its fields its own way; attention and MoE settings live in the nested attn_config/ffn_config.
+# Weights drawn 5x wider than DBRX's 0.02 so the experts' share of the logits is large enough for a wrong
+# routing weight (p-norm) to show beyond 1e-5 (test_dbrx.py checks that it does)
+BASE = dict(vocab_size=128, d_model=64, n_heads=4, n_layers=2, max_seq_len=256, bos_token_id=1, eos_token_id=2,
+            initializer_range=0.1)
 
 
 def dbrx(attn: dict, ffn: dict, **options) -> Case:
@@ -9,7 +12,7 @@ def dbrx(attn: dict, ffn: dict, **options) -> Case:
 
 
 CASES = {
-    # fused Wqkv clamped to +-0.15 (the tiny model's projections reach ~0.5), top-2 of 4, L1-normalised weights
+    # fused Wqkv clamped to +-0.15 (the tiny model's projections reach ~2), top-2 of 4, L1-normalised weights
     "dbrx-gqa-clip-top2": dbrx({"kv_n_heads": 2, "clip_qkv": 0.15}, {"moe_num_experts": 4, "moe_top_k": 2}),
     # MHA, top-4 of 6 normalised by their 2-norm, another rope base
     "dbrx-mha-clip-top4-p2": dbrx({"kv_n_heads": 4, "clip_qkv": 0.3, "rope_theta": 500000.0},
