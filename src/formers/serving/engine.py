@@ -107,7 +107,6 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_batched_tokens, free_window)
         self.eos_ids = _eos_ids(model)
-        self._no_mask = torch.zeros(1, 1, 1, 1, dtype=self.dtype, device=self.device)  # the decoder's masks go unused
         self._fallback_generator = torch.Generator(self.device)
         self._fallback_generator.seed()
         self._arrivals = count()
@@ -171,6 +170,8 @@ class LLMEngine:
     def abort(self, request_id: str) -> None:
         """Stop a request now and free its pages; the next step() reports it finished with "abort"."""
         for seq in self._sequences.pop(request_id, []):
+            if seq.finish_reason is not None:  # a sibling that already finished (n > 1)
+                continue
             if seq in self.scheduler.running:
                 self.scheduler.running.remove(seq)
             elif seq in self.scheduler.waiting:
@@ -208,10 +209,11 @@ class LLMEngine:
         ids = torch.tensor([t for seq, n in schedule.rows for t in seq.ids[seq.num_computed:seq.num_computed + n]],
                            dtype=torch.long, device=self.device)
         positions = layout.positions
-        cache = StepCache(self.store, layout, self.windows)
         base = _decoder_of(self.model)
-        hidden = base(input_ids=ids[None], position_ids=positions[None], attention_mask=self._no_mask,
-                      past_key_values=cache, use_cache=True, cache_position=positions, return_dict=True)
+        bias = (lambda keys, dtype: base.score_bias(None, keys, dtype)) if base.has_score_bias else None
+        cache = StepCache(self.store, layout, self.windows, bias)
+        hidden = base(input_ids=ids[None], position_ids=positions[None], past_key_values=cache, use_cache=True,
+                      cache_position=positions, return_dict=True)
         sampling = [seq for seq, n in schedule.rows if n == seq.remaining]
         for seq, n in schedule.rows:
             seq.num_computed += n
@@ -282,11 +284,7 @@ def _decoder_of(model) -> DecoderModel:
     if not isinstance(model, DecoderForCausalLM):
         raise ServingError(f"LLMEngine: {type(model).__name__} is not a decoder-only model of the shared "
                            "decoder (DecoderForCausalLM); it cannot be served yet")
-    base = model.model
-    if base.has_score_bias:
-        raise ServingError(f"LLMEngine: {type(model).__name__} uses ALiBi score biases, which the paged "
-                           "attention does not apply yet")
-    return base
+    return model.model
 
 
 def _eos_ids(model) -> set[int]:

@@ -13,7 +13,7 @@ each prefill chunk on its own. The model's own kernel runs (its scale, softcap, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -80,21 +80,31 @@ def _mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: in
 class StepCache(Cache):
     """A Cache over the paged store for one forward of the engine (flat [1, N] tokens)."""
 
-    def __init__(self, store: PagedKVStore, layout: StepLayout, windows: list[int | None]):
-        self.store, self.layout, self.windows = store, layout, windows
+    def __init__(self, store: PagedKVStore, layout: StepLayout, windows: list[int | None],
+                 score_bias: Callable[[torch.Tensor, torch.dtype], torch.Tensor] | None = None):
+        self.store, self.layout, self.windows, self.score_bias = store, layout, windows, score_bias
         self._masks: dict[tuple[Any, int | None], torch.Tensor] = {}
+        self._one_slot = torch.zeros(1, dtype=torch.long, device=layout.positions.device)
 
-    # the decoder asks these before building its masks; the engine passes a ready 4D mask, so they are unused
+    # The decoder builds its masks from these before running the layers; `attend` builds its own per
+    # sequence, so the decoder is told of a single key slot (its masks cost O(N) and go unused).
     def get_seq_length(self, layer_idx: int | None = 0) -> int:
         return 0
 
     def attention_key_length(self, query_length: int, layer_idx: int = 0) -> int:
-        return query_length
+        return 1
+
+    def key_positions(self, cache_position: torch.Tensor, layer_idx: int = 0) -> torch.Tensor:
+        return self._one_slot
 
     def _cached_mask(self, name: Any, window: int | None, query, keys, dtype) -> torch.Tensor:
+        """The additive mask [B, 1 or H, T, S] of one attention group, built once per step and window."""
         mask = self._masks.get((name, window))
         if mask is None:
-            mask = self._masks[(name, window)] = _mask(query, keys, window, dtype)
+            mask = _mask(query, keys, window, dtype)
+            if self.score_bias is not None:  # ALiBi: slope_h * key position, the same for every row
+                mask = mask + self.score_bias(torch.arange(keys.shape[-1], device=keys.device), dtype)
+            self._masks[(name, window)] = mask
         return mask
 
     def _gather(self, layer_idx: int, pages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
