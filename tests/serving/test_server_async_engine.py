@@ -41,6 +41,14 @@ async def _collect(engine, request_id, ids, params):
     return [out async for out in engine.generate(request_id, ids, params)]
 
 
+async def _await(predicate, timeout=2.0):
+    """Poll while the event loop stays alive (a closed loop would make the engine drop its requests)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 def _wait(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -75,9 +83,9 @@ def test_cancelled_consumer_aborts_and_frees_blocks_at_once(engine):
         assert engine.stats()["kv_blocks_used"] > 0
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await _await(lambda: engine.stats()["kv_blocks_used"] == 0 and engine.stats()["running"] == 0)
 
     asyncio.run(run())
-    _wait(lambda: engine.stats()["kv_blocks_used"] == 0 and engine.stats()["running"] == 0, timeout=2.0)
     assert engine.stats()["finished"]["abort"] == 1
     assert engine.stats()["generation_tokens_total"] < 400
 
@@ -87,9 +95,9 @@ def test_closing_the_iterator_aborts(engine):
         stream = engine.generate("closed", [5, 6, 7], LONG)
         await stream.__anext__()
         await stream.aclose()
+        await _await(lambda: engine.stats()["finished"]["abort"] == 1 and engine.stats()["kv_blocks_used"] == 0)
 
     asyncio.run(run())
-    _wait(lambda: engine.stats()["finished"]["abort"] == 1 and engine.stats()["kv_blocks_used"] == 0, timeout=2.0)
 
 
 def test_add_errors_reach_only_their_caller(engine):

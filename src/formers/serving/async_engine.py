@@ -151,6 +151,7 @@ class AsyncEngine:
             elif command[1] in self._streams:  # abort
                 del self._streams[command[1]]
                 self._abort_quietly(command[1])
+                self._snapshot()  # its blocks are free now: show it without waiting for a step
 
     def _add(self, request_id: str, prompt: list[int], params: Any, stream: _Stream,
              added: concurrent.futures.Future) -> None:
@@ -165,6 +166,7 @@ class AsyncEngine:
             added.set_exception(exc)
             return
         self._streams[request_id] = stream
+        self._snapshot()  # before answering: a caller whose request was added sees it counted
         added.set_result(None)
 
     def _step(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -31,7 +31,7 @@ def _prompt_ids(state: ServerState, request: ChatCompletionRequest) -> list[int]
         raise bad_request(f"the chat template could not render the messages: {exc}", param="messages") from None
 
 
-def _engine_logprobs(request: ChatCompletionRequest) -> Optional[int]:
+def _engine_logprobs(request: ChatCompletionRequest) -> int | None:
     if request.top_logprobs is not None and not request.logprobs:
         raise bad_request("top_logprobs needs logprobs=true", param="top_logprobs")
     return (request.top_logprobs or 0) if request.logprobs else None
@@ -89,7 +89,7 @@ async def _stream(state: ServerState, request: ChatCompletionRequest, group: Cho
     header = _header(state, group, "chat.completion.chunk")
     usage_null = {"usage": None} if request.include_usage() else {}
 
-    def chunk(index: int, delta: dict, finish_reason: Optional[str] = None, logprobs: Optional[list] = None) -> str:
+    def chunk(index: int, delta: dict, finish_reason: str | None = None, logprobs: list | None = None) -> str:
         choice = {"index": index, "delta": delta, "logprobs": None if logprobs is None else {"content": logprobs},
                   "finish_reason": finish_reason}
         return json.dumps({**header, "choices": [choice], **usage_null})
@@ -119,7 +119,7 @@ async def _stream(state: ServerState, request: ChatCompletionRequest, group: Cho
     yield "[DONE]"
 
 
-def _final_chunk(chunk, index: int, output: Any, gate: Optional[ToolCallStreamGate]) -> str:
+def _final_chunk(chunk, index: int, output: Any, gate: ToolCallStreamGate | None) -> str:
     if gate is None:
         return chunk(index, {}, output.finish_reason)
     rest, calls = gate.finish(output.text)

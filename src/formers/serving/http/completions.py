@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -58,7 +58,7 @@ async def _collect(state: ServerState, request: CompletionRequest, group: Choice
                    prompts: list[list[int]], echo_texts: list[str]) -> dict:
     n = request.n
     finals: dict[int, Any] = {}
-    logprobs: dict[int, Optional[dict]] = {}
+    logprobs: dict[int, dict | None] = {}
     offsets = {i: len(echo_texts[i // n]) for i in range(len(prompts) * n)}
     async for index, output in group.outputs():
         if request.logprobs is not None and output.new_logprobs:

@@ -2,7 +2,7 @@
 two wire shapes: the legacy completions one (parallel lists) and the chat one (a list of objects)."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 
 class TokenPieces:
@@ -33,7 +33,7 @@ def completion_logprobs(pieces: TokenPieces, entries: Sequence[Any], text_offset
     return out
 
 
-def merge_completion_logprobs(total: Optional[dict], part: dict) -> dict:
+def merge_completion_logprobs(total: dict | None, part: dict) -> dict:
     if total is None:
         return {key: list(values) for key, values in part.items()}
     for key, values in part.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator
 
 from ...errors import EngineOverloadedError, ServingError
 from ..async_engine import EngineDeadError, EngineStepError
@@ -22,7 +22,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def resolve_max_tokens(requested: Optional[int], prompt_len: int, max_model_len: int, param: str) -> int:
+def resolve_max_tokens(requested: int | None, prompt_len: int, max_model_len: int, param: str) -> int:
     """The output budget: what was asked for, or all the room the context has left; 400 when it does
     not fit."""
     room = max_model_len - prompt_len
@@ -46,8 +46,8 @@ def sampling_defaults(generation_config: Any) -> dict[str, float]:
     return {name: own[name] if own.get(name) is not None else neutral for name, neutral in SAMPLING_DEFAULTS.items()}
 
 
-def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, logprobs: Optional[int],
-                    seed: Optional[int], defaults: dict[str, float] = SAMPLING_DEFAULTS) -> Any:
+def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, logprobs: int | None,
+                    seed: int | None, defaults: dict[str, float] = SAMPLING_DEFAULTS) -> Any:
     """The engine's SamplingParams for one choice (n is always 1: choices are separate requests)."""
     from ..params import SamplingParams
 
@@ -68,11 +68,11 @@ def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, l
     return params
 
 
-def choice_seed(seed: Optional[int], index: int) -> Optional[int]:
+def choice_seed(seed: int | None, index: int) -> int | None:
     return None if seed is None else seed + index
 
 
-def overloaded_error(exc: BaseException) -> Optional[APIError]:
+def overloaded_error(exc: BaseException) -> APIError | None:
     """429 when the engine's waiting queue is full, 503 when the engine is down."""
     if isinstance(exc, EngineOverloadedError):
         return APIError(429, f"the server is overloaded: {exc}; retry later", code="engine_overloaded",

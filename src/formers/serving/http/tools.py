@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Optional
 
 from ...structured.tool_calls import parse_tool_calls
 from .errors import bad_request
@@ -18,7 +17,7 @@ _MARKERS = ("<tool_call>", "[TOOL_CALLS]", "<|python_tag|>")
 _JSON_STARTS = ("{", "[")
 
 
-def template_tools(request: ChatCompletionRequest) -> Optional[list[dict]]:
+def template_tools(request: ChatCompletionRequest) -> list[dict] | None:
     """The tool schemas for the chat template (OpenAI's {"type": "function", "function": {...}} form),
     restricted to the named one when tool_choice names a function; None when tools are off."""
     if not request.tools_active():
@@ -66,7 +65,7 @@ def api_tool_calls(calls: list[dict]) -> list[dict]:
             for call in calls]
 
 
-def split_reply(text: str) -> tuple[Optional[str], list[dict]]:
+def split_reply(text: str) -> tuple[str | None, list[dict]]:
     """(content or None, tool calls in wire form) of a finished reply."""
     content, calls = parse_tool_calls(text)
     if not calls:
