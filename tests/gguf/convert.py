@@ -16,6 +16,12 @@ from safetensors.torch import load_file
 LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
          "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
          "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
+                    "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm"},
+          "phi3": {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+                   "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
+                   "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"},
+          "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # byte offsets of the fp16 scales inside a block (random bytes there could be inf/nan)
@@ -23,12 +29,12 @@ FP16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0":
                "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
 
 
-def gguf_name(key: str) -> str:
+def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
     if stem in TOP:
         return f"{TOP[stem]}.{leaf}"
     _, _, index, rest = stem.split(".", 3)
-    return f"blk.{index}.{LAYER[rest]}.{leaf}"
+    return f"blk.{index}.{LAYERS.get(arch, LAYER)[rest]}.{leaf}"
 
 
 def permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -118,16 +124,30 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     writer.add_feed_forward_length(config["intermediate_size"])
     writer.add_head_count(heads)
     writer.add_head_count_kv(kv_heads)
-    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if "norm_epsilon" in config:  # LayerNorm families (Starcoder2)
+        writer.add_layer_norm_eps(config["norm_epsilon"])
+    else:
+        writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if arch.startswith("gemma"):
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    if arch == "gemma2":
+        writer.add_sliding_window(config["sliding_window"])
+        writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
     writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
     if arch == "llama":
         writer.add_rope_dimension_count(head_dim)
     write_tokenizer(writer, tokenizer_folder or folder)
+    if config.get("pad_token_id") is not None:
+        writer.add_pad_token_id(config["pad_token_id"])
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     for key, tensor in load_file(folder / "model.safetensors").items():
         array = tensor.to(torch.float32).numpy()
-        target = gguf_name(key)
+        target = gguf_name(key, arch)
+        if arch.startswith("gemma") and key.endswith("norm.weight"):
+            array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
         if arch == "llama" and ".attn_q." in target:
             array = permute(array, heads)
         elif arch == "llama" and ".attn_k." in target:

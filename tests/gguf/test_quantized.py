@@ -83,8 +83,19 @@ def test_quantize_float_checkpoint_at_load(llama_dir, quant_type, group_size, tm
     model = formers.AutoModelForCausalLM.from_pretrained(llama_dir, quantization_config=config)
     layers = quantized_layers(model)
     assert len(layers) == 14 and isinstance(model.lm_head, nn.Linear)  # 7 per layer; the head is skipped
-    # the kernels compute with exactly the weights the module reports
+    # each weight is within half a quantization step of the original ...
     reference = formers.AutoModelForCausalLM.from_pretrained(llama_dir)
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLinear):
+            original = reference.get_submodule(name).weight.detach()
+            error = (module.dequantized_weight() - original).abs()
+            if group_size is None:  # int8: step = max |w| of the row / 127
+                step = original.abs().amax(dim=1, keepdim=True) / 127
+            else:  # int4: step = (max - min) of the group / 15
+                groups = original.view(original.shape[0], -1, group_size)
+                step = ((groups.amax(-1) - groups.amin(-1)) / 15).repeat_interleave(group_size, dim=1)
+            assert bool((error <= 0.5 * step * 1.001 + 1e-7).all()), name
+    # ... and the kernels compute with exactly the weights the module reports
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, QuantizedLinear):

@@ -28,6 +28,14 @@ _LLAMA_LAYER = {
     "attn_output": "self_attn.o_proj",
     "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
 }
+_GEMMA2_LAYER = {**_LLAMA_LAYER, "post_attention_norm": "post_attention_layernorm",
+                 "ffn_norm": "pre_feedforward_layernorm", "post_ffw_norm": "post_feedforward_layernorm"}
+_PHI3_LAYER = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+               "attn_qkv": "self_attn.qkv_proj", "attn_output": "self_attn.o_proj",
+               "ffn_up": "mlp.gate_up_proj", "ffn_down": "mlp.down_proj"}
+_STARCODER2_LAYER = {**{k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"},
+                     "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
+_GEMMA_FIELDS = {**_COMMON_FIELDS, **_RMS, "attention.key_length": "head_dim"}
 GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 IGNORED_TENSORS = ("rope_freqs.weight",)  # llama.cpp's precomputed llama3 rope factors; rebuilt from the config
 
@@ -46,6 +54,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "llama": ArchSpec("llama", {**_COMMON_FIELDS, **_RMS, "rope.dimension_count": "head_dim"}, _LLAMA_LAYER,
                       permuted_qk=True),
     "qwen2": ArchSpec("qwen2", {**_COMMON_FIELDS, **_RMS}, _LLAMA_LAYER),
+    "gemma": ArchSpec("gemma", _GEMMA_FIELDS, _LLAMA_LAYER, norm_offset=1.0),
+    "gemma2": ArchSpec("gemma2", {**_GEMMA_FIELDS, "attention.sliding_window": "sliding_window",
+                                  "attn_logit_softcapping": "attn_logit_softcapping",
+                                  "final_logit_softcapping": "final_logit_softcapping"}, _GEMMA2_LAYER, norm_offset=1.0),
+    "phi3": ArchSpec("phi3", {**_COMMON_FIELDS, **_RMS, "attention.sliding_window": "sliding_window",
+                              "rope.scaling.original_context_length": "original_max_position_embeddings"}, _PHI3_LAYER),
+    "starcoder2": ArchSpec("starcoder2", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_epsilon"},
+                           _STARCODER2_LAYER),
 }
 
 
@@ -84,6 +100,9 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
         if gguf.get(f"tokenizer.ggml.{key}") is not None:
             config[name] = gguf.get(f"tokenizer.ggml.{key}")
     config["tie_word_embeddings"] = not any(t.name == "output.weight" for t in gguf.tensors)
+    if arch == "gemma2":  # llama.cpp scales Gemma2 scores by head_dim ** -0.5, 27B (46 layers) by (hidden / heads)
+        config["query_pre_attn_scalar"] = (config["hidden_size"] // config["num_attention_heads"]
+                                           if config.get("num_hidden_layers") == 46 else config.get("head_dim", 256))
     scaling = _rope_scaling(gguf, arch)
     if scaling is not None:
         config["rope_scaling"] = scaling
