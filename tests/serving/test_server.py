@@ -251,3 +251,23 @@ def test_prefix_cache_hits_show_in_usage_and_metrics(served):
     assert result.usage.prompt_tokens_details.cached_tokens >= 32
     assert served.metrics()["formers_prefix_cache_hits_total"] > before
     assert json.loads(result.model_dump_json())["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+
+
+def test_streamed_completion_of_several_prompts_with_n(served):
+    """Choice i*n + j is prompt i's j-th sample; streamed chunks add up to the non-streamed choices."""
+    client = served.client()
+    kwargs = dict(model=DEFAULT_NAME, prompt=PROMPTS[:2], max_tokens=6, n=2, temperature=1.0, seed=11)
+    plain = client.completions.create(**kwargs)
+    assert [c.index for c in plain.choices] == [0, 1, 2, 3]
+    texts = {i: "" for i in range(4)}
+    reasons = {}
+    for chunk in client.completions.create(stream=True, **kwargs):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                reasons[choice.index] = choice.finish_reason
+    assert [texts[i] for i in range(4)] == [c.text for c in plain.choices]
+    assert [reasons[i] for i in range(4)] == [c.finish_reason for c in plain.choices]
+    single = client.completions.create(model=DEFAULT_NAME, prompt=PROMPTS[1], max_tokens=6, n=2, temperature=1.0,
+                                       seed=11)
+    assert [c.text for c in single.choices] == [c.text for c in plain.choices[2:]]  # seeds per choice, not per call
