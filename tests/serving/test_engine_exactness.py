@@ -123,3 +123,21 @@ def test_n_continuations_use_seed_plus_index():
     assert sorted(finals) == [0, 1, 2]
     for index, tokens in finals.items():
         assert tokens == reference(theirs, [1, 10, 11, 12, 13], params.replace(n=1, seed=7 + index))
+
+
+def test_prefix_keys_cover_the_whole_prefix():
+    """A block whose tokens equal a cached block at another position (or after another prefix) is no hit."""
+    from formers.serving import SamplingParams
+
+    ours, theirs = model_pair("llama")
+    engine = make_engine(ours, num_blocks=64, block_size=4)
+    params = SamplingParams(max_tokens=5, temperature=0.0)
+    first = [1, 20, 21, 22, 30, 31, 32, 33, 40, 41]
+    run_busy(engine, [("first", first, params)])
+    moved = [30, 31, 32, 33, 50, 51]          # block 1 of `first`, now at position 0
+    other_head = [1, 60, 61, 62, 30, 31, 32, 33, 70]  # same second block after another first block
+    outputs = run_busy(engine, [("moved", moved, params), ("other_head", other_head, params)])
+    assert engine.stats()["prefix_cache_hits"] == 0
+    for request_id, prompt in (("moved", moved), ("other_head", other_head)):
+        assert outputs[request_id][-1].cached_prompt_tokens == 0
+        assert outputs[request_id][-1].token_ids == reference(theirs, prompt, params)
