@@ -69,6 +69,7 @@ class _Compiler:
     def __init__(self, info):
         xgr = _xgrammar()
         self.compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+        self.special_ids = frozenset(info.special_token_ids)  # never accepted (checked before asking xgrammar)
         self.compiled: dict[Grammar, Any] = {}
         self.compile_count = 0
 

@@ -26,11 +26,11 @@ class _Row:
     history: list[int] = field(default_factory=list)   # tokens the matcher accepted
     rejected: int | None = None                        # the token it refused after `history` (dead row)
 
-    def advance(self, tokens: list[int]) -> None:
+    def advance(self, tokens: list[int], refused: frozenset = frozenset()) -> None:
         for token in tokens:
             if self.rejected is not None:
                 return
-            if not self.matcher.is_terminated() and self.matcher.accept_token(token):
+            if token not in refused and not self.matcher.is_terminated() and self.matcher.accept_token(token):
                 self.history.append(token)
             else:
                 self.rejected = token
@@ -58,11 +58,12 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class RowMatchers:
-    """One matcher per row, created from `compiled[row]` (xgrammar CompiledGrammar objects)."""
+    """One matcher per row, created from `compiled[row]` (xgrammar CompiledGrammar objects) by `new_matcher`."""
 
-    def __init__(self, compiled: list[Any], new_matcher):
+    def __init__(self, compiled: list[Any], new_matcher, refused: frozenset = frozenset()):
         self.compiled = compiled
         self.new_matcher = new_matcher
+        self.refused = refused  # special ids: rejected without asking the engine (which would log a warning)
         self.rows: list[_Row] = [_Row(new_matcher(c)) for c in compiled]
 
     def sync(self, targets: list[list[int]]) -> None:
@@ -97,12 +98,12 @@ class RowMatchers:
                 row.rewind(matched)
             elif row.rejected is not None and (len(target) == matched or target[matched] != row.rejected):
                 row.rejected = None                  # the refused token is gone from the sequence
-            row.advance(target[matched:])
+            row.advance(target[matched:], self.refused)
         self.rows = fresh  # type: ignore[assignment]
 
     def _replay(self, r: int, target: list[int]) -> _Row:
         row = _Row(self.new_matcher(self.compiled[r % len(self.compiled)]))
-        row.advance(target)
+        row.advance(target, self.refused)
         return row
 
     def fill(self, bitmask) -> None:

@@ -25,7 +25,7 @@ import torch
 from ..errors import GrammarError
 from ..generation.logits_base import StepAwareProcessor
 from .bitmask import apply_token_bitmask
-from .compiler import compile_grammar
+from .compiler import compile_grammar, compiler_for
 from .grammar import Grammar
 from .matchers import RowMatchers
 
@@ -80,7 +80,8 @@ class GrammarLogitsProcessor(StepAwareProcessor):
             compiled.append(compile_grammar(grammar, self.tokenizer, vocab_size, self.stop_ids))
         self._free_rows = free
         self._prompt_width = width
-        self._matchers = RowMatchers(compiled, xgr.GrammarMatcher)
+        refused = compiler_for(self.tokenizer, vocab_size, self.stop_ids).special_ids
+        self._matchers = RowMatchers(compiled, xgr.GrammarMatcher, refused)
         pin = device.type == "cuda"
         self._bitmask = torch.full((rows, (vocab_size + 31) // 32), -1, dtype=torch.int32, pin_memory=pin)
 

@@ -96,7 +96,9 @@ def run_beam_search(ctx, prompt, cache):
         vocab = processed.shape[-1]
         totals = (processed + beam_scores[:, None]).view(prompts, beams * vocab)
         if config.do_sample:
-            picks = ctx.sampler.multinomial(torch.softmax(totals, dim=-1), n_cands)
+            # nan_to_num: a prompt with no finite continuation left (a grammar allowing only EOS, whose EOS
+            # beams already finished) draws -inf candidates uniformly instead of failing on NaN
+            picks = ctx.sampler.multinomial(torch.softmax(totals, dim=-1).nan_to_num(nan=1.0), n_cands)
             cand_scores, order = torch.sort(totals.gather(-1, picks), descending=True, dim=1)
             picks = picks.gather(-1, order)
         else:
