@@ -6,7 +6,7 @@ EXPERTS = {"intermediate_size": 32}
 CASES = {
     # Granite-3.0-like multipliers, top-2 of 8 (seed 1: seed 0's weights greedily emit EOS before 32 tokens)
     "granitemoe-gqa-top2-multipliers": Case("granitemoe", {**EXPERTS, **MULTIPLIERS, "num_local_experts": 8,
-                                                           "num_experts_per_tok": 2}, seed=1),
+                                                           "num_experts_per_tok": 2}, seed=1, bf16_greedy=True),
     # top-4 of 6, MHA, attention biases, tied head, linear rope scaling, other multipliers
     "granitemoe-mha-top4-bias-tied": Case("granitemoe", {
         **EXPERTS, "num_local_experts": 6, "num_experts_per_tok": 4, "num_key_value_heads": 4,
@@ -16,3 +16,7 @@ CASES = {
     "granitemoe-mqa-top1": Case("granitemoe", {**EXPERTS, "num_local_experts": 4, "num_experts_per_tok": 1,
                                                "num_key_value_heads": 1}),
 }
+
+# No half_exact: 4.45.2 groups the routed tokens with an unstable sort, so within an expert its bf16 matmuls see
+# the rows in another order than the shared block's (stable) grouping, and a row's rounding can differ (seen at
+# top-4: 4e-3 in bf16 logits); fp32 logits agree to 1e-5 and bf16 greedy tokens are equal
