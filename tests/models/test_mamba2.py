@@ -175,6 +175,37 @@ def test_beam_search_equals_4_45_without_its_unreordered_cache(tmp_path):
     assert not torch.equal(theirs.generate(ids, **beams), expected)  # 4.45.2's beams keep stale states
 
 
+def test_generation_paths_4_45_refuses_or_lacks(tmp_path):
+    """Beyond 4.45.2 (which refuses assisted decoding for stateful models): a Mamba2 draft and prompt lookup
+    roll the state back through snapshots and give the greedy tokens; prompts as inputs_embeds and
+    cache_implementation="mamba" as 4.45.2."""
+    folder = build(tmp_path)
+    ours, theirs = load_pair(folder)
+    draft = formers.AutoModelForCausalLM.from_pretrained(build_oracle_checkpoint(tmp_path / "draft", "mamba2", seed=1,
+                                                                                 base=BASE))
+    ids, _ = padded_batch(rows=1, length=12)
+    greedy = ours.generate(ids, do_sample=False, **GENERATE)
+    assert torch.equal(greedy, theirs.generate(ids, do_sample=False, **GENERATE))
+    assert torch.equal(ours.generate(ids, do_sample=False, assistant_model=draft, **GENERATE), greedy)
+    assert torch.equal(ours.generate(ids, do_sample=False, prompt_lookup_num_tokens=3, **GENERATE), greedy)
+    assert torch.equal(ours.generate(ids, do_sample=False, cache_implementation="mamba", **GENERATE), greedy)
+    with torch.no_grad():
+        embeds = ours.get_input_embeddings()(ids)
+    assert torch.equal(ours.generate(inputs_embeds=embeds, do_sample=False, **GENERATE),
+                       theirs.generate(inputs_embeds=embeds, do_sample=False, **GENERATE))
+
+
+def test_legacy_embedding_name_loads(tmp_path):
+    """4.45.2's load hook renames `backbone.embedding.weight` (mamba_ssm's name) to `embeddings`."""
+    from safetensors.torch import load_file, save_file
+    folder = build(tmp_path)
+    tensors = load_file(folder / "model.safetensors")
+    tensors["backbone.embedding.weight"] = tensors.pop("backbone.embeddings.weight")
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    ours, theirs = load_pair(folder)
+    assert torch.equal(ours.backbone.embeddings.weight, theirs.backbone.embeddings.weight)
+
+
 def test_dt_is_clamped_by_time_step_limit_not_time_step_min(tmp_path):
     """4.45.2's torch path clamps dt below at time_step_min (an initialisation setting); the CUDA kernels
     and the reference implementation clamp to time_step_limit, default (0, inf): no clamp."""

@@ -10,6 +10,7 @@ backbone.layers.N.{norm, mixer.*}, backbone.norm_f, lm_head.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +144,21 @@ class Mamba2Block(nn.Module):
         return residual + self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), cache_params, mask)
 
 
+class _LegacyEmbeddingName:
+    """As 4.45's load hook: a checkpoint naming the embedding `embedding` (mamba_ssm's name) loads as
+    `embeddings`; saving writes 4.45's names unchanged."""
+
+    def to_model(self, tensors, config):
+        for key, tensor in tensors:
+            yield re.sub(r"(^|\.)embedding\.weight$", r"\1embeddings.weight", key), tensor
+
+    def to_checkpoint(self, state, config):
+        return state
+
+
 class Mamba2PreTrainedModel(PreTrainedModel):
     config_class = Mamba2Config
+    checkpoint_keys = _LegacyEmbeddingName()
     base_model_prefix = "backbone"
     _no_split_modules = ["Mamba2Block"]
     supports_gradient_checkpointing = True
