@@ -101,7 +101,7 @@ def test_masks_are_computed_on_the_worker_thread(stories_model, monkeypatch):
     monkeypatch.setattr(GrammarLogitsProcessor, "_compute", spy)
     _, texts = _run(model, tokenizer, ["Once"], grammar={"type": "regex", "value": REGEX}, max_new_tokens=40)
     assert matches(REGEX, texts[0])
-    assert threads and set(threads) == {"formers-grammar-mask"}
+    assert threads and all(name.startswith("formers-grammar-mask") for name in threads)
 
 
 def test_stop_strings_end_a_constrained_row(stories_model):

@@ -5,7 +5,8 @@ Each call syncs the rows' matchers with the generated tokens (see `matchers.py`)
 EOS is allowed exactly where the grammar may end; after it the row finishes.
 
 Overlap: generate()'s token loop calls `prepare_step(input_ids)` as soon as a step's ids are known,
-before that step's forward pass. That starts a worker thread which reads the new tokens (on CUDA
+before that step's forward pass. That hands the step to the processor's worker thread (one, kept for
+the processor's life), which reads the new tokens (on CUDA
 through a non-blocking copy and an event recorded before the forward is queued, so it waits for the
 sampled tokens only), advances the matchers and fills the bitmask while the forward runs; `__call__`
 joins it. Called without `prepare_step` (beam search, assisted decoding, a hand-written loop), the
@@ -17,7 +18,7 @@ loop calls `reset()` between generations.
 """
 from __future__ import annotations
 
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
 
 import torch
@@ -51,17 +52,20 @@ class GrammarLogitsProcessor(StepAwareProcessor):
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         self.stop_ids = tuple(sorted({int(e) for e in ([eos] if isinstance(eos, int) else list(eos or []))}))
         self.vocab_size = vocab_size
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
         self.reset()
 
     def reset(self) -> None:
-        """Forget the state of the previous generation."""
+        """Forget the state of the previous generation (after the worker finished its step, if any)."""
+        if self._pending is not None:
+            self._pending.exception()  # wait; an error of an abandoned step no longer matters
         self._prompt_width: int | None = None
         self._matchers: RowMatchers | None = None
         self._free_rows: list[int] = []
         self._bitmask: torch.Tensor | None = None
-        self._worker: threading.Thread | None = None
-        self._worker_key: tuple | None = None
-        self._worker_error: BaseException | None = None
+        self._pending: Future | None = None
+        self._pending_key: tuple | None = None
 
     # -- setup ------------------------------------------------------------------------------------
     def _start(self, rows: int, width: int, vocab_size: int, device: torch.device) -> None:
@@ -112,25 +116,22 @@ class GrammarLogitsProcessor(StepAwareProcessor):
             generated = generated.clone()  # the loop writes the next token into the same buffer
 
         def work() -> None:
-            try:
-                if event is not None:
-                    event.synchronize()
-                self._compute(generated)
-            except BaseException as err:  # re-raised by __call__ on the main thread
-                self._worker_error = err
+            if event is not None:
+                event.synchronize()
+            self._compute(generated)
 
-        self._worker_key = (input_ids.data_ptr(), tuple(input_ids.shape))
-        self._worker = threading.Thread(target=work, name="formers-grammar-mask", daemon=True)
-        self._worker.start()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="formers-grammar-mask")
+        self._pending_key = (input_ids.data_ptr(), tuple(input_ids.shape))
+        self._pending = self._executor.submit(work)
 
     def _join(self) -> tuple | None:
-        if self._worker is None:
+        """Wait for the worker's step (its errors are raised here) -> the ids it was for, or None."""
+        if self._pending is None:
             return None
-        self._worker.join()
-        key, self._worker, self._worker_key = self._worker_key, None, None
-        if self._worker_error is not None:
-            err, self._worker_error = self._worker_error, None
-            raise err
+        pending, key = self._pending, self._pending_key
+        self._pending = self._pending_key = None
+        pending.result()
         return key
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
