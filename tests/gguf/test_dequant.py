@@ -32,6 +32,13 @@ def test_quantized_by_the_package_equal_reference(qtype):
     np.testing.assert_array_equal(dequantize(raw, qtype, (4, 512)).numpy(), reference)
 
 
+def test_large_tensor_decoded_in_chunks():
+    """More blocks than one decoding step holds (40960 Q4_0 blocks): the chunked path equals the reference."""
+    raw = random_blocks(40, 32768, "Q4_0", np.random.default_rng(5))
+    reference = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q4_0)
+    np.testing.assert_array_equal(dequantize(torch.from_numpy(raw), "Q4_0", (40, 32768)).numpy(), reference)
+
+
 def test_f32_is_reinterpreted():
     values = np.random.default_rng(3).standard_normal((3, 5)).astype(np.float32)
     out = dequantize(torch.from_numpy(values.view(np.uint8).reshape(3, -1)), "F32", (3, 5))

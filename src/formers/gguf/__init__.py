@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import CheckpointError
 from ..loading.hub import resolve_file
 from .config import gguf_config_dict
 from .reader import GGUFFile, read_gguf
@@ -20,10 +21,13 @@ __all__ = ["GGUFFile", "QuantizedBlocks", "open_gguf", "gguf_config", "gguf_tens
 
 
 def open_gguf(path_or_repo_id: str | os.PathLike, gguf_file: str | os.PathLike, **hub: Any) -> GGUFFile:
-    """Find `gguf_file` in a local folder or hub repo (or take it as a path) and parse it."""
-    if os.path.isfile(gguf_file):
-        return read_gguf(gguf_file)
-    return read_gguf(resolve_file(path_or_repo_id, str(gguf_file), **hub))
+    """Find `gguf_file` in a local folder or hub repo (or, failing that, take it as a path) and parse it."""
+    found = resolve_file(path_or_repo_id, str(gguf_file), required=False, **hub)
+    if found is None and os.path.isfile(gguf_file):
+        found = gguf_file
+    if found is None:
+        raise CheckpointError(f"GGUF file {str(gguf_file)!r} not found in {str(path_or_repo_id)!r} (nor as a path)")
+    return read_gguf(found)
 
 
 def gguf_config(gguf: GGUFFile, **overrides: Any):

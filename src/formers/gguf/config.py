@@ -93,8 +93,11 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
         value = gguf.get(f"{arch}.{suffix}")
         if value is not None:
             config[name] = value
-    if "vocab_size" not in config and gguf.get("tokenizer.ggml.tokens") is not None:
-        config["vocab_size"] = len(gguf.get("tokenizer.ggml.tokens"))
+    if "vocab_size" not in config:  # older files: the embedding's rows (4.45 counts the tokens, which may be fewer)
+        embedding = next((t for t in gguf.tensors if t.name == "token_embd.weight"), None)
+        tokens = gguf.get("tokenizer.ggml.tokens")
+        if embedding is not None or tokens is not None:
+            config["vocab_size"] = embedding.shape[0] if embedding is not None else len(tokens)
     for key, name in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
                       ("padding_token_id", "pad_token_id")):
         if gguf.get(f"tokenizer.ggml.{key}") is not None:

@@ -137,6 +137,7 @@ _BLOCK_DEQUANTIZERS: dict[str, Callable[[Tensor], Tensor]] = {
     "Q2_K": _q2_k, "Q3_K": _q3_k, "Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k,
 }
 SUPPORTED_TYPES = tuple(BLOCK_LAYOUT)
+_CHUNK_BLOCKS = 1 << 15  # blocks decoded per step of a large tensor (1M values of 32-blocks, 8M of K-quants)
 
 
 def dequantize(raw: Tensor, type_name: str, shape: tuple[int, ...]) -> Tensor:
@@ -147,9 +148,15 @@ def dequantize(raw: Tensor, type_name: str, shape: tuple[int, ...]) -> Tensor:
         return raw.view(torch.float16).float().reshape(shape)
     if type_name == "BF16":
         return raw.view(torch.bfloat16).float().reshape(shape)
-    _, type_size = BLOCK_LAYOUT[type_name]
+    block, type_size = BLOCK_LAYOUT[type_name]
     blocks = raw.reshape(-1, type_size)
-    return _BLOCK_DEQUANTIZERS[type_name](blocks).reshape(shape)
+    decode = _BLOCK_DEQUANTIZERS[type_name]
+    if blocks.shape[0] <= _CHUNK_BLOCKS:
+        return decode(blocks).reshape(shape)
+    out = torch.empty(blocks.shape[0], block, dtype=torch.float32)
+    for start in range(0, blocks.shape[0], _CHUNK_BLOCKS):  # bounds the int32/float temporaries (~3x the chunk)
+        out[start:start + _CHUNK_BLOCKS] = decode(blocks[start:start + _CHUNK_BLOCKS])
+    return out.reshape(shape)
 
 
 # --- 4-bit types as (values 0..15, scale, zero) with w = (q - 8) * scale + zero per 32 columns -------------

@@ -117,8 +117,10 @@ class QuantizedLinear(nn.Module):
 
     # --- state dict: portable nibbles instead of the kernel layout ----------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """keep_vars=True callers (from_pretrained's bookkeeping) get the live tensors; a detached state dict
+        (save_pretrained, copies) gets int4 weights as portable nibbles, unpacked once here."""
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        if self.scheme == "int4":
+        if self.scheme == "int4" and not keep_vars:
             destination[prefix + "weight"] = values_to_nibbles(self.int4_values())
 
     def extra_repr(self) -> str:
