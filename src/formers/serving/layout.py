@@ -37,21 +37,21 @@ def build_layout(rows, block_size: int, device) -> tuple[StepLayout, list[int]]:
         offset += n
         if seq.num_computed + n == len(seq.ids):
             sample_index.append(offset - 1)
-        (decode_rows if n == 1 else chunk_rows).append(i)
+        # the leading one-token rows attend as one batch; every later row as a chunk of its own
+        (decode_rows if n == 1 and len(decode_rows) == i else chunk_rows).append(i)
     tables = _tables(rows, block_size, device)
     computed = torch.tensor([seq.num_computed for seq, _ in rows], device=device)
     counts = torch.tensor([n for _, n in rows], device=device)
     row_of_token = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
     positions = computed[row_of_token] + torch.arange(offset, device=device) - torch.tensor(starts, device=device)[row_of_token]
     slots = tables[row_of_token, positions // block_size] * block_size + positions % block_size
-    layout = StepLayout(positions, slots, None, None, None, None, [])
+    layout = StepLayout(positions, slots, len(decode_rows), None, None, None, [])
     lengths = computed + counts
     if decode_rows:
         index = torch.tensor(decode_rows, device=device)
         pages = -(-max(rows[i][0].num_computed + 1 for i in decode_rows) // block_size)
         layout.decode_pages, layout.decode_positions = _pages_and_positions(tables[index], lengths[index], pages,
                                                                             block_size)
-        layout.decode_index = torch.tensor([starts[i] for i in decode_rows], device=device)
         layout.decode_query = computed[index]
     for i in chunk_rows:
         seq, n = rows[i]

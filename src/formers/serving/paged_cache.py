@@ -51,7 +51,7 @@ class StepLayout:
     """Where each scheduled sequence's tokens sit in the flat row and in the pages (built per step).
 
     positions [N]: each new token's absolute position; slots [N]: the slot its key/value goes to.
-    Decode rows (one new token): `decode_index` [Bd] their token's index in the flat row, `decode_pages`
+    Decode rows (one new token each) come first in the flat row, `num_decode` of them: `decode_pages`
     [Bd, P] the pages holding their keys (padded), `decode_positions` [Bd, P * block_size] the position
     each slot of those pages holds (-1: padding or a freed page), `decode_query` [Bd] their positions.
     Prefill chunks: (start, length, key pages [P], key positions [P * block_size], query positions [T]).
@@ -59,7 +59,7 @@ class StepLayout:
 
     positions: torch.Tensor
     slots: torch.Tensor
-    decode_index: torch.Tensor | None
+    num_decode: int
     decode_pages: torch.Tensor | None
     decode_positions: torch.Tensor | None
     decode_query: torch.Tensor | None
@@ -124,16 +124,17 @@ class StepCache(Cache):
         layout, window = self.layout, self.windows[layer_idx]
         self.store.keys[layer_idx].index_copy_(0, layout.slots, key_states[0].transpose(0, 1))
         self.store.values[layer_idx].index_copy_(0, layout.slots, value_states[0].transpose(0, 1))
-        out = torch.empty_like(query)
-        if layout.decode_index is not None:
-            q = query[0, :, layout.decode_index].transpose(0, 1).unsqueeze(2)  # [Bd, H, 1, D]
-            keys, values = self._gather(layer_idx, layout.decode_pages)        # [Bd, Hkv, S, D]
+        parts = []  # outputs [1, H, T, D] in flat order: the decode rows, then each chunk
+        if layout.num_decode:
+            q = query[0, :, :layout.num_decode].transpose(0, 1).unsqueeze(2)  # [Bd, H, 1, D]
+            keys, values = self._gather(layer_idx, layout.decode_pages)       # [Bd, Hkv, S, D]
             m = self._cached_mask("decode", window, layout.decode_query[:, None], layout.decode_positions, q.dtype)
             result, _ = kernel(q, keys, values, m)
-            out[0, :, layout.decode_index] = result[:, :, 0].transpose(0, 1)
+            parts.append(result.permute(2, 1, 0, 3))
         for number, (start, length, pages, positions, query_positions) in enumerate(layout.chunks):
             keys, values = self._gather(layer_idx, pages[None])
             m = self._cached_mask(number, window, query_positions[None], positions[None], query.dtype)
             result, _ = kernel(query[:, :, start:start + length], keys, values, m)
-            out[:, :, start:start + length] = result
+            parts.append(result)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return out, None
