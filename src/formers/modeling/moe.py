@@ -15,7 +15,8 @@ step reads only k experts' weights (transformers 4.45 loops over every expert).
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -90,18 +91,18 @@ class SparseMoeBlock(nn.Module):
     def experts_forward(self, tokens: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """tokens [N, C], weights/experts [N, k] -> sum_j weights[:, j] * expert_j(tokens) [N, C].
 
-        Assignments sorted by expert (stable, so each token's terms are added in ascending expert order,
-        as 4.45 adds them); each chosen expert runs once on its slice. The per-expert counts are read on
-        the host once per layer (to slice and to skip idle experts): free on CPU, one stall per layer on a
-        GPU (4.45's loop stalls once per expert); the block's only host read.
+        The N*k assignments are sorted by expert; each chosen expert runs once on its slice. The per-expert
+        counts are read on the host once per layer (to slice and to skip idle experts): free on CPU, one
+        stall per layer on a GPU (4.45's loop stalls once per expert); the block's only host read.
+        Each token's k terms are then added one by one in ascending expert order, rounding after each add
+        as 4.45's per-expert index_add does (so half precision matches it to the bit; no atomics either).
         """
-        flat_experts = experts.reshape(-1)  # [N*k]
-        order = torch.argsort(flat_experts, stable=True)  # assignment slots grouped by expert
-        token_of = order // self.top_k  # [N*k] token of each sorted slot
-        counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()  # host read: one per layer
-        grouped = tokens.index_select(0, token_of)  # [N*k, C]
-        outputs = []
-        start = 0
+        experts, rank = experts.sort(dim=-1)  # [N, k]: each token's experts ascending
+        weights = weights.gather(1, rank)
+        order = torch.argsort(experts.reshape(-1), stable=True)  # [N*k] assignment slots grouped by expert
+        counts = torch.bincount(experts.reshape(-1), minlength=self.num_experts).tolist()  # host read
+        grouped = tokens.index_select(0, order // self.top_k)  # [N*k, C] the token of each sorted slot
+        outputs, start = [], 0
         for expert_idx, count in enumerate(counts):
             if count:
                 outputs.append(self.experts[expert_idx](grouped[start:start + count]))
@@ -109,8 +110,12 @@ class SparseMoeBlock(nn.Module):
         if not outputs:  # no tokens
             return torch.zeros_like(tokens)
         expert_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-        expert_out = expert_out * weights.reshape(-1, 1)[order]
-        return torch.zeros_like(tokens).index_add_(0, token_of, expert_out.to(tokens.dtype))
+        expert_out = (expert_out * weights.reshape(-1, 1)[order]).to(tokens.dtype)
+        per_slot = torch.empty_like(expert_out).index_copy_(0, order, expert_out).view(-1, self.top_k, tokens.shape[-1])
+        out = per_slot[:, 0]
+        for slot in range(1, self.top_k):
+            out = out + per_slot[:, slot]
+        return out
 
 
 def load_balancing_loss_func(gate_logits: tuple[torch.Tensor, ...] | None, num_experts: int, top_k: int = 2,
@@ -128,7 +133,7 @@ def load_balancing_loss_func(gate_logits: tuple[torch.Tensor, ...] | None, num_e
     if attention_mask is None:
         slot_share, prob_share = chosen.mean(dim=0), probs.mean(dim=0)  # [k, E], [E]
     else:
-        rows, length = attention_mask.shape
+        rows = attention_mask.shape[0]
         tokens = logits.shape[0] // (len(gate_logits) * rows)
         keep = attention_mask[:, -tokens:].to(device, probs.dtype).reshape(1, -1).expand(len(gate_logits), -1)
         keep = keep.reshape(-1)  # [L*N]

@@ -7,7 +7,7 @@ MOE = {"moe_intermediate_size": 32, "shared_expert_intermediate_size": 80}
 
 CASES = {
     "qwen2_moe-top4-gqa": Case("qwen2_moe", {**MOE, "num_experts": 6, "num_experts_per_tok": 4},
-                               static_cache="oracle_dynamic", bf16_greedy=True),
+                               static_cache="oracle_dynamic", bf16_greedy=True, half_exact=True),
     "qwen2_moe-top2-norm-step2": Case("qwen2_moe", {**MOE, "num_experts": 4, "num_experts_per_tok": 2,
                                                     "norm_topk_prob": True, "decoder_sparse_step": 2,
                                                     "num_hidden_layers": 3},
