@@ -49,11 +49,6 @@ FAMILY_SHAPES = {
     "mamba2": ("mamba2", dict(hidden_size=768, num_hidden_layers=20, num_heads=24, head_dim=64, n_groups=1,
                               state_size=128, expand=2, chunk_size=256, vocab_size=49152, bos_token_id=1,
                               eos_token_id=2, pad_token_id=0)),
-    # mamba2-130m's layer (768 wide, 24 heads x 64, one group, state 128), 20 layers and an untied head (4.45.2
-    # cannot save a tied Mamba2): ~151M parameters
-    "mamba2": ("mamba2", dict(hidden_size=768, num_hidden_layers=20, num_heads=24, head_dim=64, n_groups=1,
-                              state_size=128, expand=2, chunk_size=256, vocab_size=49152, bos_token_id=1,
-                              eos_token_id=2, pad_token_id=0)),
     # ~152M total parameters (8 experts of 1.18M per layer), ~57M active per token (top-2)
     "mixtral": ("mixtral", dict(hidden_size=512, intermediate_size=768, num_hidden_layers=10, num_attention_heads=8,
                                 num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2, vocab_size=49152,
