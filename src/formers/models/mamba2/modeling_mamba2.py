@@ -4,26 +4,28 @@ Per block: h = x + mixer(rms_norm(x)) (the residual in float32 when `residual_in
 projects to gate z | conv input (x | B | C) | dt, runs a causal depthwise conv over x|B|C, then the SSM
 (`modeling/ssd.py`: chunked scan for prompts, one-step recurrence for decoding; head h reads group
 h // (num_heads / n_groups)), adds the D skip, normalises y * silu(z) (gated RMSNorm over the full
-width, as 4.45) and projects out. Module and checkpoint names are 4.45's: backbone.embeddings,
-backbone.layers.N.{norm, mixer.*}, backbone.norm_f, lm_head.
+width, as 4.45) and projects out. The body around the mixer (embeddings, blocks, final norm, LM head,
+cache handling) is `modeling/state_space.py`'s; module and checkpoint names are 4.45's.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...cache.mamba2 import Mamba2Cache
-from ...errors import GenerationError
 from ...modeling.activations import get_activation
-from ...modeling.decoder import causal_lm_loss
 from ...modeling.norms import RMSNorm
 from ...modeling.ssd import ssd_chunked, ssd_step
+from ...modeling.state_space import (
+    StateSpaceBlock,
+    StateSpaceForCausalLM,
+    StateSpaceModel,
+)
 from ...modeling_outputs import ModelOutput
 from ...modeling_utils import PreTrainedModel
 from .configuration_mamba2 import Mamba2Config
@@ -44,7 +46,8 @@ class Mamba2CausalLMOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-Mamba2RMSNorm = RMSNorm  # 4.45's name for the block and final norms (fp32 compute, cast before the weight)
+Mamba2RMSNorm = RMSNorm  # 4.45's names: the block and final norms (fp32 compute, cast before the weight), the block
+Mamba2Block = StateSpaceBlock
 
 
 class MambaRMSNormGated(RMSNorm):
@@ -132,18 +135,6 @@ class Mamba2Mixer(nn.Module):
         return self.conv1d(sequence)[..., :length].transpose(1, 2)
 
 
-class Mamba2Block(nn.Module):
-    def __init__(self, config: Mamba2Config, layer_idx: int):
-        super().__init__()
-        self.residual_in_fp32 = config.residual_in_fp32
-        self.norm = Mamba2RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.mixer = Mamba2Mixer(config, layer_idx)
-
-    def forward(self, hidden_states, cache_params=None, mask=None) -> torch.Tensor:
-        residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
-        return residual + self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), cache_params, mask)
-
-
 class _LegacyEmbeddingName:
     """As 4.45's load hook: a checkpoint naming the embedding `embedding` (mamba_ssm's name) loads as
     `embeddings`; saving writes 4.45's names unchanged."""
@@ -185,99 +176,19 @@ class Mamba2PreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
 
 
-class Mamba2Model(Mamba2PreTrainedModel):
-    """input ids [B, T] -> final hidden states [B, T, hidden]."""
+class Mamba2Model(StateSpaceModel, Mamba2PreTrainedModel):
+    """input ids [B, T] -> final hidden states [B, T, hidden] (forward: modeling/state_space.py)."""
 
-    def __init__(self, config: Mamba2Config):
-        super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList([Mamba2Block(config, idx) for idx in range(config.num_hidden_layers)])
-        self.norm_f = Mamba2RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.gradient_checkpointing = False
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
-
-    def forward(self, input_ids=None, inputs_embeds=None, cache_params: Mamba2Cache | None = None,
-                use_cache: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, cache_position=None, attention_mask=None, **kwargs: Any):
-        """`cache_position` is accepted and unused: the cache counts the positions it has seen."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise GenerationError("Mamba2Model.forward: pass exactly one of `input_ids` or `inputs_embeds`")
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
-        cache_params = cache_params if cache_params is not None else kwargs.get("past_key_values")
-        hidden = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        if not use_cache:
-            cache_params = None
-        elif cache_params is None:
-            cache_params = Mamba2Cache(self.config, hidden.shape[0], dtype=hidden.dtype, device=hidden.device)
-        length = hidden.shape[1]
-        mask = attention_mask[:, -length:] if attention_mask is not None and length > 1 else None
-        all_hidden = []
-        for block in self.layers:
-            if self.gradient_checkpointing and self.training:
-                hidden = torch.utils.checkpoint.checkpoint(block, hidden, cache_params, mask, use_reentrant=False)
-            else:
-                hidden = block(hidden, cache_params, mask)
-            all_hidden.append(hidden)
-        if cache_params is not None:
-            cache_params.advance(length)
-        hidden = self.norm_f(hidden)
-        hidden_states = tuple(all_hidden) + (hidden,) if output_hidden_states else None
-        out = Mamba2Output(last_hidden_state=hidden, cache_params=cache_params, hidden_states=hidden_states)
-        return out if return_dict else out.to_tuple()
-
-
-class Mamba2ForCausalLM(Mamba2PreTrainedModel):
-    """Mamba2Model + LM head (untied unless the config ties it): ids [B, T] -> logits [B, T, V] (float32)."""
-
-    _tied_weights_keys = ["lm_head.weight"]
+    cache_class = Mamba2Cache
+    output_class = Mamba2Output
 
     @classmethod
-    def can_generate(cls) -> bool:
-        return True
+    def make_mixer(cls, config: Mamba2Config, layer_idx: int) -> Mamba2Mixer:
+        return Mamba2Mixer(config, layer_idx)
 
-    def __init__(self, config: Mamba2Config):
-        super().__init__(config)
-        self.backbone = Mamba2Model(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embeddings
+class Mamba2ForCausalLM(StateSpaceForCausalLM, Mamba2PreTrainedModel):
+    """Mamba2Model + LM head (untied unless the config ties it): ids [B, T] -> logits [B, T, V] (float32)."""
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.backbone.embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def make_generation_cache(self, batch_size: int, max_length: int, device: torch.device,
-                              dtype: torch.dtype) -> Mamba2Cache:
-        """generate()'s cache: the recurrent state, `batch_size` rows (its size does not grow with length)."""
-        return Mamba2Cache(self.config, batch_size, dtype=dtype, device=device)
-
-    def forward(self, input_ids=None, inputs_embeds=None, cache_params: Mamba2Cache | None = None, labels=None,
-                output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                use_cache: bool | None = None, cache_position=None, attention_mask=None,
-                num_logits_to_keep: int = 0, **kwargs: Any):
-        """As 4.45; also takes the cache as `past_key_values` (generate()'s name) and `num_logits_to_keep`
-        (0: logits of every position). Position ids and attention outputs do not apply and are ignored."""
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        base = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds,
-                             cache_params=cache_params if cache_params is not None else kwargs.get("past_key_values"),
-                             use_cache=use_cache, output_hidden_states=output_hidden_states, return_dict=True,
-                             attention_mask=attention_mask)
-        hidden = base.last_hidden_state[:, -num_logits_to_keep:]
-        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        out = Mamba2CausalLMOutput(loss=loss, logits=logits, cache_params=base.cache_params,
-                                   hidden_states=base.hidden_states)
-        return out if return_dict else out.to_tuple()
+    base_model_class = Mamba2Model
+    output_class = Mamba2CausalLMOutput
