@@ -143,3 +143,29 @@ def test_presence_frequency_penalties_and_logit_bias():
     expected[0, 4] = -0.5 - 2 * 0.25
     expected[0, 5] = -0.5 - 0.25
     assert torch.equal(scores, expected)
+
+
+def test_unseeded_sampling_repeats_under_torch_manual_seed():
+    ours, _ = model_pair("llama")
+
+    def run() -> list[list[int]]:
+        torch.manual_seed(123)
+        engine = make_engine(ours, num_blocks=64, block_size=4)
+        requests = [(f"r{i}", [1, 5 + i, 9, 11], SamplingParams(max_tokens=8, ignore_eos=True)) for i in range(3)]
+        outputs = run_busy(engine, requests)
+        return [outputs[f"r{i}"][-1].token_ids for i in range(3)]
+
+    first = run()
+    assert run() == first and len({tuple(t) for t in first}) > 1
+
+
+def test_reset_prefix_cache_forgets_cached_prompts():
+    ours, _ = model_pair("llama")
+    engine = make_engine(ours, num_blocks=64, block_size=4)
+    params = SamplingParams(max_tokens=2, temperature=0.0)
+    run_busy(engine, [("a", list(range(1, 14)), params)])
+    engine.reset_prefix_cache()
+    outputs = run_busy(engine, [("b", list(range(1, 14)), params)])
+    assert outputs["b"][-1].cached_prompt_tokens == 0 and engine.stats()["prefix_cache_hits"] == 0
+    outputs = run_busy(engine, [("c", list(range(1, 14)), params)])
+    assert outputs["c"][-1].cached_prompt_tokens == 12

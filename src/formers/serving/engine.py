@@ -107,8 +107,10 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_batched_tokens, free_window)
         self.eos_ids = _eos_ids(model)
+        # requests without a seed share one generator, seeded from torch's global RNG (torch.manual_seed
+        # before building the engine makes a whole run, in the same arrival order, repeatable)
         self._fallback_generator = torch.Generator(self.device)
-        self._fallback_generator.seed()
+        self._fallback_generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
         self._arrivals = count()
         self._sequences: dict[str, list[Sequence]] = {}
         self._pending: list[RequestOutput] = []  # abort notices returned by the next step()
@@ -180,6 +182,10 @@ class LLMEngine:
             seq.finish_reason = "abort"
             self.counters.finished["abort"] += 1
             self._pending.append(self._output(seq, [], None))
+
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached prefix (pages in use stay valid; later requests recompute their prompts)."""
+        self.block_manager.reset_prefix_cache()
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.scheduler.running or self.scheduler.waiting or self._pending)

@@ -8,7 +8,9 @@ Semantics, and how they line up with `generate()` (so a request reproduces `gene
   - logit_bias: added to the raw logits before everything else (like generate's sequence_bias for
     single tokens);
   - seed: the request owns a torch.Generator seeded with it and draws exactly as generate()'s
-    `torch.multinomial(probs, 1)` draws from the global RNG after `torch.manual_seed(seed)`;
+    `torch.multinomial(probs, 1)` draws from the global RNG after `torch.manual_seed(seed)` (with n > 1,
+    continuation i uses seed + i); requests without a seed share the engine's generator, itself seeded
+    from torch's global RNG when the engine is built;
   - logprobs: None = none, 0 = the chosen token's log-probability only, k = also the top k
     alternatives, all from log_softmax of the raw model logits.
 """
