@@ -21,7 +21,12 @@ LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
           "phi3": {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
                    "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
                    "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"},
-          "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
+          "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"},
+          "gpt2": {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+                   "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
+GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd", "transformer.ln_f": "output_norm",
+            "lm_head": "output"}
+GPT2_CONV1D = ("attn_qkv", "attn_output", "ffn_up", "ffn_down")
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # byte offsets of the fp16 scales inside a block (random bytes there could be inf/nan)
@@ -31,9 +36,10 @@ FP16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0":
 
 def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
-    if stem in TOP:
-        return f"{TOP[stem]}.{leaf}"
-    _, _, index, rest = stem.split(".", 3)
+    top = GPT2_TOP if arch == "gpt2" else TOP
+    if stem in top:
+        return f"{top[stem]}.{leaf}"
+    _, _, index, rest = stem.split(".", 3)  # model.layers.<i>.<rest> or transformer.h.<i>.<rest>
     return f"blk.{index}.{LAYERS.get(arch, LAYER)[rest]}.{leaf}"
 
 
@@ -113,17 +119,26 @@ def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", cha
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     config = json.loads((folder / "config.json").read_text())
+    if arch == "gpt2":  # GPT-2's own field names
+        config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],
+                  "num_attention_heads": config["n_head"], "max_position_embeddings": config["n_positions"],
+                  "intermediate_size": config.get("n_inner") or 4 * config["n_embd"],
+                  "norm_epsilon": config["layer_norm_epsilon"]}
+    if "layer_norm_eps" in config:  # StableLM
+        config["norm_epsilon"] = config["layer_norm_eps"]
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(out), arch)
     writer.add_name(name)
-    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_feed_forward_length(config["intermediate_size"])
     writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
+    if arch != "gpt2":
+        writer.add_head_count_kv(kv_heads)
     if "norm_epsilon" in config:  # LayerNorm families (Starcoder2)
         writer.add_layer_norm_eps(config["norm_epsilon"])
     else:
@@ -138,14 +153,23 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
     if arch == "llama":
         writer.add_rope_dimension_count(head_dim)
+    if arch == "stablelm":
+        writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * head_dim))
     write_tokenizer(writer, tokenizer_folder or folder)
     if config.get("pad_token_id") is not None:
         writer.add_pad_token_id(config["pad_token_id"])
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    for key, tensor in load_file(folder / "model.safetensors").items():
+    tensors = load_file(folder / "model.safetensors")
+    if arch == "gpt2":  # llama.cpp writes GPT-2's tied head as its own output tensor
+        tensors = {k: v for k, v in tensors.items() if not k.endswith(".attn.bias")}
+        tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
+    for key, tensor in tensors.items():
         array = tensor.to(torch.float32).numpy()
         target = gguf_name(key, arch)
+        conv1d = target.startswith("blk.") and target.split(".")[2] in GPT2_CONV1D and key.endswith("weight")
+        if arch == "gpt2" and conv1d:
+            array = np.ascontiguousarray(array.T)  # HF's Conv1D [in, out] -> llama.cpp's [out, in]
         if arch.startswith("gemma") and key.endswith("norm.weight"):
             array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
         if arch == "llama" and ".attn_q." in target:

@@ -8,7 +8,7 @@ builds the config.json-style dict that the family config class then validates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CheckpointError
 from .reader import GGUFFile
@@ -48,6 +48,33 @@ class ArchSpec:
     permuted_qk: bool = False  # llama.cpp interleaves Q/K rows for its "normal" rope; undone at load
     norm_offset: float = 0.0  # llama.cpp stores Gemma's norm weights as (1 + w); HF stores w
     extra: dict[str, Any] = field(default_factory=dict)  # fixed config values the file does not state
+    derive: Callable[[GGUFFile, dict[str, Any]], None] | None = None  # config values computed from the file
+    global_tensors: dict[str, str] = field(default_factory=lambda: dict(GLOBAL_TENSORS))
+    layer_prefix: str = "model.layers"
+    conv1d: tuple[str, ...] = ()  # layer tensors HF stores [in, out] (GPT-2's Conv1D); llama.cpp stores [out, in]
+
+
+def _gemma2_scalar(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # llama.cpp scales Gemma2 scores by head_dim ** -0.5, the 27B model's (46 layers) by (hidden / heads) ** -0.5
+    config["query_pre_attn_scalar"] = (config["hidden_size"] // config["num_attention_heads"]
+                                       if config.get("num_hidden_layers") == 46 else config.get("head_dim", 256))
+
+
+def _stablelm_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    rotary = gguf.get("stablelm.rope.dimension_count")
+    if rotary is not None:
+        config["partial_rotary_factor"] = rotary / head_dim
+    config["use_qkv_bias"] = any(t.name == "blk.0.attn_q.bias" for t in gguf.tensors)
+
+
+_GPT2_FIELDS = {"context_length": "n_positions", "embedding_length": "n_embd", "block_count": "n_layer",
+                "feed_forward_length": "n_inner", "attention.head_count": "n_head",
+                "attention.layer_norm_epsilon": "layer_norm_epsilon", "vocab_size": "vocab_size"}
+_GPT2_LAYER = {"attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "attn.c_proj", "ffn_norm": "ln_2",
+               "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
+_GPT2_GLOBAL = {"token_embd": "transformer.wte", "position_embd": "transformer.wpe", "output_norm": "transformer.ln_f",
+                "output": "lm_head"}
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -57,7 +84,12 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma": ArchSpec("gemma", _GEMMA_FIELDS, _LLAMA_LAYER, norm_offset=1.0),
     "gemma2": ArchSpec("gemma2", {**_GEMMA_FIELDS, "attention.sliding_window": "sliding_window",
                                   "attn_logit_softcapping": "attn_logit_softcapping",
-                                  "final_logit_softcapping": "final_logit_softcapping"}, _GEMMA2_LAYER, norm_offset=1.0),
+                                  "final_logit_softcapping": "final_logit_softcapping"}, _GEMMA2_LAYER, norm_offset=1.0,
+                       derive=_gemma2_scalar),
+    "stablelm": ArchSpec("stablelm", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps"},
+                         _LLAMA_LAYER, derive=_stablelm_rotary),
+    "gpt2": ArchSpec("gpt2", _GPT2_FIELDS, _GPT2_LAYER, global_tensors=_GPT2_GLOBAL, layer_prefix="transformer.h",
+                     conv1d=("attn_qkv", "attn_output", "ffn_up", "ffn_down")),
     "phi3": ArchSpec("phi3", {**_COMMON_FIELDS, **_RMS, "attention.sliding_window": "sliding_window",
                               "rope.scaling.original_context_length": "original_max_position_embeddings"}, _PHI3_LAYER),
     "starcoder2": ArchSpec("starcoder2", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_epsilon"},
@@ -103,9 +135,8 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
         if gguf.get(f"tokenizer.ggml.{key}") is not None:
             config[name] = gguf.get(f"tokenizer.ggml.{key}")
     config["tie_word_embeddings"] = not any(t.name == "output.weight" for t in gguf.tensors)
-    if arch == "gemma2":  # llama.cpp scales Gemma2 scores by head_dim ** -0.5, 27B (46 layers) by (hidden / heads)
-        config["query_pre_attn_scalar"] = (config["hidden_size"] // config["num_attention_heads"]
-                                           if config.get("num_hidden_layers") == 46 else config.get("head_dim", 256))
+    if spec.derive is not None:
+        spec.derive(gguf, config)
     scaling = _rope_scaling(gguf, arch)
     if scaling is not None:
         config["rope_scaling"] = scaling

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from .config import GLOBAL_TENSORS, IGNORED_TENSORS, ArchSpec, arch_spec
+from .config import IGNORED_TENSORS, ArchSpec, arch_spec
 from .dequant import BLOCK_LAYOUT, dequantize
 from .reader import GGUFFile, GGUFTensor
 
@@ -49,12 +49,17 @@ def raw_bytes(tensor: GGUFTensor) -> Tensor:
 def hf_name(name: str, spec: ArchSpec) -> str | None:
     """The transformers key of a GGUF tensor name (None when the architecture has no such tensor)."""
     stem, _, leaf = name.rpartition(".")
-    if stem in GLOBAL_TENSORS:
-        return f"{GLOBAL_TENSORS[stem]}.{leaf}"
+    if stem in spec.global_tensors:
+        return f"{spec.global_tensors[stem]}.{leaf}"
     parts = stem.split(".")
     if len(parts) == 3 and parts[0] == "blk" and parts[2] in spec.layer_tensors:
-        return f"model.layers.{parts[1]}.{spec.layer_tensors[parts[2]]}.{leaf}"
+        return f"{spec.layer_prefix}.{parts[1]}.{spec.layer_tensors[parts[2]]}.{leaf}"
     return None
+
+
+def _is_conv1d_weight(name: str, spec: ArchSpec) -> bool:
+    parts = name.split(".")
+    return len(parts) == 4 and parts[2] in spec.conv1d and parts[3] == "weight"
 
 
 def unpermute_rows(rows: Tensor, heads: int) -> Tensor:
@@ -92,7 +97,8 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
         heads = _heads_for(tensor.name, config) if spec.permuted_qk else None
         if heads is not None:
             raw = unpermute_rows(raw, heads)  # rows hold whole blocks: permute before decoding
-        if tensor.type_name in keep_types and len(tensor.shape) == 2:
+        conv1d = _is_conv1d_weight(tensor.name, spec)
+        if tensor.type_name in keep_types and len(tensor.shape) == 2 and not conv1d:
             yield name, QuantizedBlocks(tensor.type_name, tensor.shape, raw.contiguous())
             continue
         value = dequantize(raw.contiguous(), tensor.type_name, tensor.shape)
@@ -100,4 +106,6 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
             value = value.clone()  # F32 data still points into the read-only memory map
         if spec.norm_offset and tensor.name.endswith("norm.weight"):
             value = value - spec.norm_offset
+        if conv1d:
+            value = value.t().contiguous()  # back to the checkpoint's [in, out]; the family's key map handles it
         yield name, value
