@@ -9,9 +9,10 @@ the outputs are summed with the routing weights. The families differ only in how
 Qwen2-MoE adds a shared expert that every token goes through, scaled by sigmoid(shared_expert_gate(x)).
 
 Expert compute groups tokens by expert: the N*k (token, expert) assignments are sorted by expert, each
-expert that received tokens runs ONE matmul chain on its contiguous slice, and the weighted outputs are
-added back per token with one index_add. Experts no token chose are never touched, so a batch-1 decode
-step reads only k experts' weights (transformers 4.45 loops over every expert).
+expert that received tokens runs ONE matmul chain on its contiguous slice, and each token's k weighted
+outputs are summed in ascending expert order (4.45's order, so half precision matches it to the bit).
+Experts no token chose are never touched, so a batch-1 decode step reads only k experts' weights
+(transformers 4.45 loops over every expert).
 """
 from __future__ import annotations
 
