@@ -67,3 +67,8 @@ class ServingError(FormersError, ValueError):
 
 class EngineOverloadedError(FormersError, RuntimeError):
     """The serving engine's waiting queue is full; retry later (HTTP 503)."""
+
+
+class DistributedError(FormersError, RuntimeError):
+    """torch.distributed is not set up as a call needs (no process group, a world size the model cannot be
+    split by), or a collective failed because a peer rank died or timed out."""

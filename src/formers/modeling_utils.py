@@ -136,6 +136,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             kwargs.pop(ignored, None)  # loading is always low-memory; downloads are huggingface_hub's business
         hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         quantization = pop_quantization(kwargs)
+        tp_plan = kwargs.pop("tp_plan", None)  # "auto": tensor parallel over the process group
         source = open_weights(pretrained_model_name_or_path, kwargs.pop("gguf_file", None),
                               quantization.gguf_keep_types, hub)
         config = _resolve_config(cls, pretrained_model_name_or_path, config or source.config, hub, kwargs,
@@ -144,10 +145,15 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         device = resolve_device(device_map)
         with torch.device("meta"):
             model = cls(config, *model_args)
-        tensors = source.tensors()
         key_map = cls.key_map(config)
-        if key_map is not None:
-            tensors = key_map.to_model(tensors, config)
+        if tp_plan is not None:  # distributed/: shard the meta model in place; read only this rank's slices
+            from .distributed import load_tensor_parallel
+            tensors, device = load_tensor_parallel(model, tp_plan, pretrained_model_name_or_path, hub, source,
+                                                   key_map, quantization, device)
+        else:
+            tensors = source.tensors()
+            if key_map is not None:
+                tensors = key_map.to_model(tensors, config)
         tensors = quantization.stream(model, tensors, dtype, device)  # swaps in quantized linears, if asked
         unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()

@@ -30,8 +30,8 @@ def sliding_window_of(config) -> int | None:
 
 
 def attention_shape(config) -> tuple[int, int]:
-    """(Hkv, D) of a decoder config."""
-    return config.num_key_value_heads, config.head_dim
+    """(Hkv, D) of a decoder config; a tensor-parallel rank caches only its own KV heads (distributed/plan.py)."""
+    return vars(config).get("_tp_local_kv_heads", config.num_key_value_heads), config.head_dim
 
 
 def mark_static(tensor: torch.Tensor) -> torch.Tensor:

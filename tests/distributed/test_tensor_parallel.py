@@ -1,0 +1,81 @@
+"""Tensor-parallel inference in a real 2-rank gloo process group (subprocesses on 127.0.0.1, launch.py)
+against the same model in one process and against transformers 4.45.2 (the oracle): fp32 logits within
+1e-5, greedy / beam / seeded-sampling tokens identical on every rank and to one process."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from formers import AutoModelForCausalLM
+from formers.errors import ConfigError, DistributedError
+
+from ..conftest import TINY, build_oracle_checkpoint
+from . import launch
+from .tp_cases import IDS, MASK, run_cases
+
+GEMMA2 = dict(TINY, initializer_range=0.1, head_dim=16, query_pre_attn_scalar=16)
+MOE = {"moe_intermediate_size": 32, "shared_expert_intermediate_size": 80}
+# name -> (model_type, overrides, base, static cache checked)
+CASES = {
+    "llama-gqa": ("llama", {}, None, True),
+    # one KV head for two ranks (replicated), a tied head, a vocabulary that does not split evenly
+    "llama-mqa-tied-odd-vocab": ("llama", {"num_key_value_heads": 1, "tie_word_embeddings": True,
+                                           "vocab_size": 131}, None, True),
+    "qwen2-biases": ("qwen2", {}, None, True),
+    "gemma2": ("gemma2", {"num_hidden_layers": 3, "sliding_window": 4}, GEMMA2, False),  # HybridCache default
+    "mixtral": ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, None, False),
+    "qwen2_moe-shared-expert": ("qwen2_moe", {**MOE, "num_experts": 4, "num_experts_per_tok": 2}, None, False),
+}
+REFUSED = {  # name -> (overrides, what the message names)
+    "heads-3": ({"hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 3}, "num_attention_heads (3)"),
+    "intermediate-97": ({"intermediate_size": 97}, "intermediate size (97)"),
+}
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    """Build every checkpoint, run them all in one 2-rank group; return (paths, per-rank results)."""
+    root = tmp_path_factory.mktemp("tp")
+    paths = {name: build_oracle_checkpoint(root / name, kind, base=base, **over)
+             for name, (kind, over, base, _) in CASES.items()}
+    refused = {name: build_oracle_checkpoint(root / name, "llama", **over) for name, (over, _) in REFUSED.items()}
+    job = {"kind": "parity", "checkpoints": {n: (str(p), CASES[n][3]) for n, p in paths.items()},
+           "refused": {n: str(p) for n, p in refused.items()}}
+    (root / "run").mkdir()
+    return paths, launch.run(job, root / "run")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_one_process_and_oracle(group_run, name):
+    import transformers
+
+    paths, ranks = group_run
+    single = run_cases(AutoModelForCausalLM.from_pretrained(paths[name]), CASES[name][3])
+    oracle = transformers.AutoModelForCausalLM.from_pretrained(paths[name])
+    with torch.no_grad():
+        oracle_logits = oracle(input_ids=IDS, attention_mask=MASK, use_cache=False).logits
+    for rank, results in enumerate(ranks):
+        got = results[name]
+        for key in ("logits", "cached_logits"):
+            delta = (got[key] - single[key]).abs().max().item()
+            assert delta <= 1e-5, f"{name} rank {rank} {key}: max |tp - one process| = {delta}"
+        delta = (got["logits"] - oracle_logits).abs().max().item()
+        assert delta <= 1e-5, f"{name} rank {rank}: max |tp - 4.45.2| = {delta}"
+        for key in single:
+            if key.endswith("logits"):
+                continue
+            assert torch.equal(got[key], single[key]), f"{name} rank {rank} {key}: {got[key]} vs {single[key]}"
+    assert torch.equal(ranks[0][name]["logits"], ranks[1][name]["logits"]), "ranks must see identical logits"
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_world_size_that_does_not_divide_is_refused(group_run, name):
+    _, ranks = group_run
+    for results in ranks:
+        kind, message = results["refused"][name]
+        assert kind == "ConfigError" and REFUSED[name][1] in message and "world size (2)" in message, message
+
+
+def test_without_a_process_group(tiny_checkpoint):
+    with pytest.raises(DistributedError, match="init_process_group"):
+        AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"), tp_plan="auto")

@@ -1,0 +1,24 @@
+"""What every tensor-parallel test computes, in the worker ranks and in the single-process reference alike:
+a padded batch's logits and greedy, beam and seeded-sampling tokens (plus a static cache where asked)."""
+from __future__ import annotations
+
+import torch
+
+# two rows, the second left-padded: masks and position handling are exercised
+IDS = torch.tensor([[5, 17, 33, 9, 60, 21, 44], [0, 0, 12, 80, 7, 51, 3]])
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
+
+
+def run_cases(model, static: bool = False) -> dict[str, torch.Tensor]:
+    shared = dict(attention_mask=MASK, pad_token_id=0, max_new_tokens=8)
+    out = {}
+    with torch.no_grad():
+        out["logits"] = model(input_ids=IDS, attention_mask=MASK, use_cache=False).logits
+        out["cached_logits"] = model(input_ids=IDS, attention_mask=MASK).logits  # the family's default cache
+    out["greedy"] = model.generate(IDS, do_sample=False, **shared)
+    out["beam"] = model.generate(IDS, do_sample=False, num_beams=3, num_return_sequences=2, **shared)
+    torch.manual_seed(7)
+    out["sample"] = model.generate(IDS, do_sample=True, top_k=0, temperature=1.3, **shared)
+    if static:
+        out["static"] = model.generate(IDS, do_sample=False, cache_implementation="static", **shared)
+    return out

@@ -1,0 +1,81 @@
+"""One rank of a test process group (launched by launch.py with torchrun's environment variables).
+
+argv[1] is a JSON job: {"kind": "parity" | "rss" | "kill", "out": folder, "timeout": seconds, ...}.
+Results go to <out>/rank<R>.pt; errors are recorded, not raised, where the job expects them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from formers import AutoModelForCausalLM  # noqa: E402
+from tests.distributed.tp_cases import IDS, MASK, run_cases  # noqa: E402
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def parity(job: dict, rank: int) -> dict:
+    results = {}
+    for name, (path, static) in job["checkpoints"].items():
+        model = AutoModelForCausalLM.from_pretrained(path, tp_plan="auto")
+        results[name] = run_cases(model, static)
+    errors = {}
+    for name, path in job.get("refused", {}).items():
+        try:
+            AutoModelForCausalLM.from_pretrained(path, tp_plan="auto")
+            errors[name] = None
+        except Exception as exc:  # recorded for the test to check type and message
+            errors[name] = (type(exc).__name__, str(exc))
+    results["refused"] = errors
+    return results
+
+
+def rss(job: dict, rank: int) -> dict:
+    baseline = current_rss_bytes()
+    kwargs = {"tp_plan": "auto"} if job["tp"] else {}
+    model = AutoModelForCausalLM.from_pretrained(job["path"], **kwargs)
+    with torch.no_grad():  # touch every weight
+        logits = model(input_ids=IDS, attention_mask=MASK, use_cache=False).logits
+    return {"baseline": baseline, "peak": peak_rss_bytes(), "logits": logits}
+
+
+def kill(job: dict, rank: int) -> dict:
+    model = AutoModelForCausalLM.from_pretrained(job["path"], tp_plan="auto")
+    Path(job["out"], f"ready{rank}").touch()
+    deadline = time.monotonic() + job["timeout"] * 3
+    while time.monotonic() < deadline:  # until the parent kills a peer: the next collective must fail
+        with torch.no_grad():
+            model(input_ids=IDS, attention_mask=MASK, use_cache=False)
+    return {"finished": True}
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    dist.init_process_group("gloo", timeout=timedelta(seconds=job["timeout"]))
+    rank = dist.get_rank()
+    torch.set_num_threads(1)
+    result = {"parity": parity, "rss": rss, "kill": kill}[job["kind"]](job, rank)
+    torch.save(result, Path(job["out"], f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
