@@ -30,7 +30,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_pair(family: str):
     """(formers model, reference model) of one tiny fp32 checkpoint, both in eval mode. The reference is
     transformers 4.45.2, except for Gemma2: 4.45.2's HybridCache is wrong for prompts shorter than the

@@ -7,17 +7,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .engine_helpers import make_engine, mixed_requests, model_pair, one_thread, reference, run_busy
+from .engine_helpers import (
+    make_engine,
+    mixed_requests,
+    model_pair,
+    one_thread,
+    reference,
+    run_busy,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 _ = one_thread  # imported for pytest to find
 
 # name -> engine settings, and the statistic that proves the setting was exercised
 SETTINGS = {
-    "roomy": (dict(num_blocks=256, block_size=4, max_batched_tokens=512), None),
-    "chunked": (dict(num_blocks=256, block_size=4, max_batched_tokens=7), "chunked"),
-    "preempting": (dict(num_blocks=14, block_size=4, max_batched_tokens=12), "preemptions"),
-    "no_prefix_cache": (dict(num_blocks=256, block_size=4, max_batched_tokens=64, enable_prefix_caching=False), None),
+    "roomy": ({"num_blocks": 256, "block_size": 4, "max_batched_tokens": 512}, None),
+    "chunked": ({"num_blocks": 256, "block_size": 4, "max_batched_tokens": 7}, "chunked"),
+    "preempting": ({"num_blocks": 14, "block_size": 4, "max_batched_tokens": 12}, "preemptions"),
+    "no_prefix_cache": ({"num_blocks": 256, "block_size": 4, "max_batched_tokens": 64,
+                         "enable_prefix_caching": False}, None),
 }
 
 

@@ -23,8 +23,8 @@ from ..errors import EngineOverloadedError, ServingError
 from ..modeling.decoder import DecoderForCausalLM, DecoderModel
 from ..tokenization.detokenize import IncrementalDetokenizer
 from .blocks import BlockManager
-from .paged_cache import PagedKVStore, StepCache
 from .layout import build_layout
+from .paged_cache import PagedKVStore, StepCache
 from .params import SamplingParams
 from .sampler import TokenLogprob, sample
 from .scheduler import Scheduler, Sequence
@@ -242,9 +242,8 @@ class LLMEngine:
         params, generated = seq.params, len(seq.ids) - seq.prompt_len
         if seq.detokenizer is not None:
             seq.text = seq.detokenizer.add([token])
-        if (token in self.eos_ids and not params.ignore_eos) or token in params.stop_token_ids:
-            seq.finish_reason = "stop"
-        elif params.stop and self._cut_at_stop(seq):
+        stopped_by_id = (token in self.eos_ids and not params.ignore_eos) or token in params.stop_token_ids
+        if stopped_by_id or (params.stop and self._cut_at_stop(seq)):
             seq.finish_reason = "stop"
         elif generated >= params.max_tokens or (self.max_model_len and len(seq.ids) >= self.max_model_len):
             seq.finish_reason = "length"

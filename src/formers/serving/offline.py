@@ -10,8 +10,9 @@ SamplingParams for all inputs or one per input. Results come back in input order
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ServingError
 from .engine import EngineConfig, LLMEngine

@@ -12,8 +12,9 @@ each prefill chunk on its own. The model's own kernel runs (its scale, softcap, 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -16,6 +16,7 @@ Semantics, and how they line up with `generate()` (so a request reproduces `gene
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from ..errors import ServingError
@@ -84,7 +85,7 @@ class SamplingParams:
             self.logit_bias = {int(_token_id("logit_bias", k, vocab_size)): float(_number_in("logit_bias", v, -100.0, 100.0))
                                for k, v in self.logit_bias.items()}
 
-    def replace(self, **changes) -> "SamplingParams":
+    def replace(self, **changes) -> SamplingParams:
         """A validated copy with `changes` applied."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
@@ -101,7 +102,7 @@ def _int_at_least(name: str, value, low: int) -> None:
 
 
 def _number_in(name: str, value, low: float, high: float | None, low_open: bool = False):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         raise ServingError(f"SamplingParams.{name}: expected a number, got {value!r}")
     too_low = value <= low if low_open else value < low
     if too_low or (high is not None and value > high):
