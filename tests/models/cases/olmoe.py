@@ -15,6 +15,8 @@ CASES = {
                                                "num_key_value_heads": 1, "attention_bias": True,
                                                "tie_word_embeddings": True,
                                                "rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+    # the released checkpoints' routing: top-8 of 64 (narrow experts keep it small)
+    "olmoe-top8-of-64": Case("olmoe", {"num_experts": 64, "num_experts_per_tok": 8, "intermediate_size": 16}),
 }
 
 # 4.45.2's numerics matched to the bit (its expert loop adds each token's terms in ascending expert order, as
