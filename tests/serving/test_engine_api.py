@@ -117,7 +117,8 @@ def test_per_row_warpers_equal_the_oracle_warpers_row_by_row():
             SamplingParams(min_p=0.2, repetition_penalty=1.5)]
     prompts = [[1, 2, 3], [4], [5, 6], [7], [8, 9, 10, 11]]
     outputs = [[12], [], [13, 13], [14], [15]]
-    warped = apply_warpers(apply_penalties(logits, rows, prompts, outputs), rows)
+    histories = [torch.tensor(p + o, dtype=torch.long) for p, o in zip(prompts, outputs)]
+    warped = apply_warpers(apply_penalties(logits, rows, histories, [len(p) for p in prompts]), rows)
     for i, params in enumerate(rows):
         oracle = transformers.LogitsProcessorList()
         if params.repetition_penalty != 1.0:
@@ -137,7 +138,7 @@ def test_per_row_warpers_equal_the_oracle_warpers_row_by_row():
 def test_presence_frequency_penalties_and_logit_bias():
     logits = torch.zeros(2, 10)
     rows = [SamplingParams(presence_penalty=0.5, frequency_penalty=0.25, logit_bias={3: 2.0}), SamplingParams()]
-    scores = apply_penalties(logits, rows, [[1, 2], [1]], [[4, 4, 5], [4]])
+    scores = apply_penalties(logits, rows, [torch.tensor([1, 2, 4, 4, 5]), torch.tensor([1, 4])], [2, 1])
     expected = torch.zeros(2, 10)
     expected[0, 3] = 2.0
     expected[0, 4] = -0.5 - 2 * 0.25

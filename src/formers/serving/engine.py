@@ -229,8 +229,11 @@ class LLMEngine:
             return outputs
         last = hidden.last_hidden_state[0, torch.tensor(sample_index, device=self.device)]
         logits = self.model.final_logits(self.model.lm_head(last)).float()
-        drawn = sample(logits, [s.params for s in sampling], [s.ids[:s.prompt_len] for s in sampling],
-                       [s.output_ids for s in sampling], [s.generator for s in sampling], self._fallback_generator)
+        penalized = any(s.params.repetition_penalty != 1.0 or s.params.presence_penalty or s.params.frequency_penalty
+                        for s in sampling)
+        histories = [s.history.view(s.ids, self.device) if penalized else None for s in sampling]
+        drawn = sample(logits, [s.params for s in sampling], histories, [s.prompt_len for s in sampling],
+                       [s.generator for s in sampling], self._fallback_generator)
         for seq, token, logprob in zip(sampling, drawn.tokens, drawn.logprobs):
             outputs.append(self._advance(seq, token, logprob))
         return outputs

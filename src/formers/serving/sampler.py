@@ -40,21 +40,41 @@ def _column(values, device, dtype=torch.float32) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype, device=device)[:, None]
 
 
-def _padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids [R, L] (padded with 0) and a weight [R, L] that is 1 on real ids."""
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    weight = torch.zeros(len(rows), width)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            weight[i, :len(r)] = 1.0
-    return ids.to(device), weight.to(device)
+class TokenHistory:
+    """A sequence's ids (prompt then output) as a device tensor grown in place, so penalties never rebuild
+    them from Python lists: each step copies only the ids added since the last one."""
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+        self.length = 0
+
+    def view(self, ids: list[int], device) -> torch.Tensor:
+        """[len(ids)] long: `ids`, which extend what this history saw before."""
+        if self.buffer is None or self.buffer.numel() < len(ids):
+            grown = torch.empty(max(64, 2 * len(ids)), dtype=torch.long, device=device)
+            if self.buffer is not None:
+                grown[:self.length] = self.buffer[:self.length]
+            self.buffer = grown
+        if self.length < len(ids):
+            self.buffer[self.length:len(ids)] = torch.tensor(ids[self.length:], dtype=torch.long)
+            self.length = len(ids)
+        return self.buffer[:len(ids)]
 
 
-def apply_penalties(scores: torch.Tensor, params: list[SamplingParams], prompts: list[list[int]],
-                    outputs: list[list[int]]) -> torch.Tensor:
-    """Logit bias, repetition penalty (prompt and output ids), presence/frequency penalties (output ids)."""
+def _stacked(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D id tensors -> ids [R, L] padded with each row's first id (or 0), and a 0/1 weight [R, L]."""
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=-1)
+    if ids.shape[1] == 0:
+        ids = ids.new_full((len(rows), 1), -1)
+    real = ids >= 0
+    first = torch.where(real[:, :1], ids[:, :1], torch.zeros_like(ids[:, :1]))
+    return torch.where(real, ids, first), real.to(torch.float32)
+
+
+def apply_penalties(scores: torch.Tensor, params: list[SamplingParams], histories: list[torch.Tensor],
+                    prompt_lens: list[int]) -> torch.Tensor:
+    """Logit bias, repetition penalty (over prompt and output ids, 4.45's gather/scatter formula) and
+    presence/frequency penalties (output ids); `histories[i]` [L_i] holds row i's prompt then output ids."""
     device = scores.device
     if any(p.logit_bias for p in params):
         rows, cols, vals = [], [], []
@@ -64,12 +84,12 @@ def apply_penalties(scores: torch.Tensor, params: list[SamplingParams], prompts:
         index = (torch.tensor(rows, device=device), torch.tensor(cols, device=device))
         scores = scores.index_put(index, torch.tensor(vals, device=device), accumulate=True)
     if any(p.repetition_penalty != 1.0 for p in params):
-        ids, weight = _padded([pr + out for pr, out in zip(prompts, outputs)], device)
-        seen = torch.zeros_like(scores).scatter_add_(1, ids, weight) > 0
+        ids, _ = _stacked(histories)  # the padding repeats a real id: its value is written twice, identically
         penalty = _column([p.repetition_penalty for p in params], device)
-        scores = torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+        seen = torch.gather(scores, 1, ids)
+        scores = scores.scatter(1, ids, torch.where(seen < 0, seen * penalty, seen / penalty))
     if any(p.presence_penalty or p.frequency_penalty for p in params):
-        ids, weight = _padded(outputs, device)
+        ids, weight = _stacked([h[n:] for h, n in zip(histories, prompt_lens)])
         counts = torch.zeros_like(scores).scatter_add_(1, ids, weight)
         scores = scores - _column([p.frequency_penalty for p in params], device) * counts \
             - _column([p.presence_penalty for p in params], device) * (counts > 0).float()
@@ -99,10 +119,11 @@ def apply_warpers(scores: torch.Tensor, params: list[SamplingParams]) -> torch.T
     return scores
 
 
-def sample(logits: torch.Tensor, params: list[SamplingParams], prompts: list[list[int]], outputs: list[list[int]],
+def sample(logits: torch.Tensor, params: list[SamplingParams], histories: list[torch.Tensor], prompt_lens: list[int],
            generators: list[torch.Generator | None], fallback: torch.Generator) -> SampledBatch:
-    """logits [R, V] float32 (raw model output) -> one token per row (one host read for the whole batch)."""
-    scores = apply_penalties(logits, params, prompts, outputs)
+    """logits [R, V] float32 (raw model output) -> one token per row (one host read for the whole batch);
+    `histories` / `prompt_lens` as for `apply_penalties`."""
+    scores = apply_penalties(logits, params, histories, prompt_lens)
     greedy = [p.greedy for p in params]
     tokens = torch.argmax(scores, dim=-1)
     if not all(greedy):

@@ -20,6 +20,7 @@ import torch
 from ..tokenization.detokenize import IncrementalDetokenizer
 from .blocks import NO_BLOCK, BlockManager, chain_hashes
 from .params import SamplingParams
+from .sampler import TokenHistory
 
 
 @dataclass(eq=False)
@@ -41,6 +42,7 @@ class Sequence:
     sent_text: int = 0                        # characters of text already returned
     finish_reason: str | None = None
     text: str = ""
+    history: TokenHistory = field(default_factory=TokenHistory)  # `ids` on the device, for penalties
 
     @property
     def output_ids(self) -> list[int]:
