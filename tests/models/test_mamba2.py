@@ -267,3 +267,22 @@ def test_mamba2_cache_rows_snapshots_and_refusals():
     assert cache.ssm_states.shape[1] == 1 and cache.get_seq_length() == 5
     cache.reset()
     assert cache.seqlen_offset == 0 and not cache.ssm_states.any()
+
+
+def test_prompts_take_the_chunked_scan_and_tokens_the_recurrence(tmp_path, monkeypatch):
+    """No per-token loop over a prompt: a 21-token prefill is one chunked scan per layer; each later
+    token is one recurrence step per layer."""
+    from formers.models.mamba2 import modeling_mamba2
+    ours = formers.AutoModelForCausalLM.from_pretrained(build(tmp_path))
+    calls = {"scan": 0, "step": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(modeling_mamba2, "ssd_chunked", counted("scan", modeling_mamba2.ssd_chunked))
+    monkeypatch.setattr(modeling_mamba2, "ssd_step", counted("step", modeling_mamba2.ssd_step))
+    ids, mask = padded_batch(length=21)
+    ours.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert calls == {"scan": 2, "step": 2 * 4}  # 2 layers; the first new token comes from the prefill
