@@ -102,8 +102,10 @@ def apply_warpers(scores: torch.Tensor, params: list[SamplingParams]) -> torch.T
     if any(p.temperature != 1.0 for p in params):
         scores = scores / _column([p.temperature for p in params], device)
     if any(p.top_k for p in params):
-        top_k = torch.tensor([min(p.top_k, scores.shape[-1]) for p in params], device=device)
-        kth = torch.sort(scores, dim=-1, descending=True).values.gather(1, (top_k - 1).clamp(min=0)[:, None])
+        ks = [min(p.top_k, scores.shape[-1]) for p in params]
+        top_k = torch.tensor(ks, device=device)
+        largest = torch.topk(scores, max(ks), dim=-1).values  # [R, k_max], descending
+        kth = largest.gather(1, (top_k - 1).clamp(min=0)[:, None])
         scores = scores.masked_fill((scores < kth) & (top_k > 0)[:, None], neg_inf)
     if any(p.top_p < 1.0 for p in params):
         sorted_scores, order = torch.sort(scores, descending=False)
