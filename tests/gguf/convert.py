@@ -69,7 +69,7 @@ def encode(array: np.ndarray, qtype: str, rng: np.random.Generator) -> tuple[np.
     return gguf.quants.quantize(array.astype(np.float32), kind), qtype
 
 
-def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default") -> None:
+def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default", add_bos: bool = False) -> None:
     if (folder / "tokenizer.model").exists():
         import sentencepiece
 
@@ -100,7 +100,7 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default")
         eos = vocab[config["eos_token"]]
         writer.add_bos_token_id(eos)
         writer.add_eos_token_id(eos)
-        writer.add_add_bos_token(False)
+        writer.add_add_bos_token(add_bos)
 
 
 def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", chat_template: str | None = None) -> Path:

@@ -88,3 +88,50 @@ def test_no_tokenizer_in_file(tmp_path, llama_dir):
     writer.close()
     with pytest.raises(formers.errors.TokenizerError, match=r"bare\.gguf.*no tokenizer"):
         formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="bare.gguf")
+
+
+# The pre-tokenizers of Meta-Llama-3's and SmolLM's tokenizer.json files, as the Hugging Face side of the check
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _hub_style_tokenizer(folder, pre: str, add_bos: bool):
+    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+
+    vocab = json.loads((folder / "vocab.json").read_text())
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")[1:]
+    backend = Tokenizer(BPE(vocab, [tuple(line.split(" ")) for line in lines if line]))
+    if pre == "llama-bpe":
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
+    backend.decoder = decoders.ByteLevel()
+    end = vocab["<|endoftext|>"]
+    steps = [processors.ByteLevel(trim_offsets=False)]
+    if add_bos:
+        steps.append(processors.TemplateProcessing(single="<|endoftext|> $A",
+                                                   special_tokens=[("<|endoftext|>", end)]))
+    backend.post_processor = processors.Sequence(steps)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                                bos_token="<|endoftext|>")
+
+
+@pytest.mark.parametrize("pre,add_bos", [("llama-bpe", True), ("smollm", False)])
+def test_llama3_and_smollm_pre_tokenizers(tmp_path, small_bpe, pre, add_bos):
+    import gguf
+
+    from .convert import write_tokenizer
+    writer = gguf.GGUFWriter(str(tmp_path / "pre.gguf"), "llama")
+    write_tokenizer(writer, small_bpe, pre, add_bos=add_bos)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="pre.gguf")
+    theirs = _hub_style_tokenizer(small_bpe, pre, add_bos)
+    assert_same_ids(ours, theirs, TEXTS + ["year 2024: 1234567 items", "x<|endoftext|>y"])

@@ -21,7 +21,11 @@ from ..tokenization.sentencepiece_model import Piece, SentencePieceModel, Traine
 from .reader import GGUFFile
 
 CONTROL, USER_DEFINED = 3, 4  # token types, numbered as SentencePiece's piece types
-_BPE_STYLES = {"default": "gpt2", "gpt-2": "gpt2", "gpt2": "gpt2", "qwen2": "qwen2"}
+_BPE_STYLES = {"default": "gpt2", "gpt-2": "gpt2", "gpt2": "gpt2", "qwen2": "qwen2", "llama-bpe": "llama3",
+               "llama3": "llama3", "smollm": "smollm"}
+# Llama 3's split regex (its tokenizer.json's Split pre-tokenizer): digits in runs of at most three
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
 # architecture -> tokenizer class transformers uses for it
 TOKENIZER_CLASS = {"llama": "LlamaTokenizerFast", "mistral": "LlamaTokenizerFast", "qwen2": "Qwen2TokenizerFast",
                    "gemma": "GemmaTokenizerFast", "gemma2": "GemmaTokenizerFast", "gpt2": "GPT2TokenizerFast"}
@@ -54,11 +58,15 @@ def _byte_level_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
     merges = [tuple(m.split(" ", 1)) for m in _field(gguf, "merges") or []]
     tokenizer = Tokenizer(BPE({t: i for i, t in enumerate(tokens)}, merges, dropout=None,
                               continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=style == "gpt2")
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=style in ("gpt2", "smollm"))
     if style == "qwen2":
         tokenizer.normalizer = normalizers.NFC()
-        split = pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False)
+    if style in ("qwen2", "llama3"):
+        pattern = QWEN2_SPLIT if style == "qwen2" else LLAMA3_SPLIT
+        split = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    elif style == "smollm":  # SmolLM: every digit alone, then GPT-2's byte-level regex
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     else:
         tokenizer.pre_tokenizer = byte_level
     tokenizer.decoder = decoders.ByteLevel()
