@@ -122,15 +122,17 @@ def test_n_continuations_use_seed_plus_index():
 
     engine = make_engine(ours, num_blocks=64, block_size=4)
     params = SamplingParams(n=3, max_tokens=8, temperature=1.0, seed=7)
-    engine.add_request("n", [1, 10, 11, 12, 13], params)
+    engine.add_request("n", [1, 10, 11, 12, 13, 14, 15], params)
     finals = {}
     while engine.has_unfinished_requests():
         for out in engine.step():
             if out.finished:
                 finals[out.index] = out.token_ids
     assert sorted(finals) == [0, 1, 2]
+    stats = engine.stats()  # the prompt's full pages were computed once and shared by the other two
+    assert stats["prefix_cache_hits"] >= 2 and stats["computed_tokens"] <= 7 + 2 * 3 + sum(map(len, finals.values()))
     for index, tokens in finals.items():
-        assert tokens == reference(theirs, [1, 10, 11, 12, 13], params.replace(n=1, seed=7 + index))
+        assert tokens == reference(theirs, [1, 10, 11, 12, 13, 14, 15], params.replace(n=1, seed=7 + index))
 
 
 def test_prefix_keys_cover_the_whole_prefix():

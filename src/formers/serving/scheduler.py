@@ -158,8 +158,12 @@ class Scheduler:
                 rows.append((seq, n))
                 scheduled.add(id(seq))
                 budget -= n
+        deferred = []
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs and not preempted:
             seq = self.waiting[0]
+            if self._sibling_prefilling(seq):  # wait to reuse its prompt pages instead of computing them again
+                deferred.append(self.waiting.popleft())
+                continue
             self._admit_prefix(seq)
             n = min(seq.remaining, budget)
             if not self._grow(seq, n):
@@ -169,4 +173,10 @@ class Scheduler:
             self.running.append(seq)
             rows.append((seq, n))
             budget -= n
+        self.waiting.extendleft(reversed(deferred))
         return Schedule(rows, preempted)
+
+    def _sibling_prefilling(self, seq: Sequence) -> bool:
+        """Another continuation of the same request (n > 1) is still computing the shared prompt."""
+        return seq.params.n > 1 and any(s.request_id == seq.request_id and s.num_computed < s.prompt_len
+                                        for s in self.running)
