@@ -120,3 +120,17 @@ def test_processor_masks_eos_until_accepting(gpt2_tokenizer):
     assert texts and all("yes".startswith(t) or "no".startswith(t) for t in texts) and 50256 not in allowed
     done = torch.cat([prompt, torch.tensor([_ids(tok, "yes")])], dim=1)
     assert torch.isfinite(processor(done, torch.zeros(1, 50257))[0]).nonzero().flatten().tolist() == [50256]
+
+
+def test_processor_rows_follow_their_prompts_grammar(gpt2_tokenizer):
+    """Per-prompt grammars repeat over a prompt's beams / return sequences; None leaves a prompt free."""
+    processor = GrammarLogitsProcessor([{"type": "regex", "value": "yes"}, None], gpt2_tokenizer)
+    scores = torch.randn(4, 50257)  # 2 prompts x 2 sequences each
+    out = processor(torch.tensor([[5], [5], [6], [6]]), scores)
+    assert torch.equal(out[2:], scores[2:])
+    yes = _ids(gpt2_tokenizer, "yes")[0]
+    assert torch.isfinite(out[:2, yes]).all() and torch.isfinite(out[:2]).sum(-1).tolist() == [
+        torch.isfinite(out[0]).sum().item()] * 2
+    assert torch.isfinite(out[0]).sum() < 50
+    with pytest.raises(GrammarError, match="3 rows"):
+        GrammarLogitsProcessor([Grammar.regex("a"), Grammar.regex("b")], gpt2_tokenizer)(torch.zeros(3, 1, dtype=torch.long), scores[:3])
