@@ -170,3 +170,11 @@ def test_reset_prefix_cache_forgets_cached_prompts():
     assert outputs["b"][-1].cached_prompt_tokens == 0 and engine.stats()["prefix_cache_hits"] == 0
     outputs = run_busy(engine, [("c", list(range(1, 14)), params)])
     assert outputs["c"][-1].cached_prompt_tokens == 12
+
+
+def test_generation_stops_at_the_position_table():
+    ours, _ = model_pair("llama")  # max_position_embeddings 256
+    engine = make_engine(ours, num_blocks=128, block_size=4)
+    outputs = run_busy(engine, [("edge", [5] * 250, SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True))])
+    final = outputs["edge"][-1]
+    assert final.finish_reason == "length" and len(final.token_ids) == 256 - 250
