@@ -9,8 +9,6 @@ states; recomputing every step it gets the right tokens, and formers' reordered 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import transformers
@@ -20,7 +18,15 @@ import formers.modeling.selective_scan as selective_scan
 from formers.errors import GenerationError
 
 from ..conftest import GPT2_TOKENIZER
-from .family_checks import (Case, build, check_greedy, check_sampling, load_pair, max_diff, padded_batch)
+from .family_checks import (
+    Case,
+    build,
+    check_greedy,
+    check_sampling,
+    load_pair,
+    max_diff,
+    padded_batch,
+)
 
 BASE = dict(vocab_size=128, hidden_size=32, state_size=5, num_hidden_layers=2, conv_kernel=4, expand=2,
             pad_token_id=0, bos_token_id=1, eos_token_id=2)

@@ -2,19 +2,23 @@
 everything else, checkpoint keys included, is Mamba's."""
 from __future__ import annotations
 
-from ..mamba.modeling_mamba import MambaForCausalLM, MambaModel, MambaPreTrainedModel
+from ..mamba.modeling_mamba import (
+    MambaForCausalLM,
+    MambaMixer,
+    MambaModel,
+    MambaPreTrainedModel,
+)
 from .configuration_falcon_mamba import FalconMambaConfig
 
 
 class FalconMambaPreTrainedModel(MambaPreTrainedModel):
     config_class = FalconMambaConfig
-    _no_split_modules = ["FalconMambaBlock"]
 
 
 class FalconMambaModel(FalconMambaPreTrainedModel, MambaModel):
     @classmethod
-    def mixer_rms_eps(cls, config: FalconMambaConfig) -> float:
-        return config.mixer_rms_eps
+    def make_mixer(cls, config: FalconMambaConfig, layer_idx: int) -> MambaMixer:
+        return MambaMixer(config, layer_idx, rms_eps=config.mixer_rms_eps)
 
 
 class FalconMambaForCausalLM(FalconMambaPreTrainedModel, MambaForCausalLM):

@@ -4,4 +4,4 @@ from .modeling_mamba import MambaForCausalLM, MambaModel, MambaPreTrainedModel
 
 CONFIG_CLASS = MambaConfig
 MODEL_CLASSES = {"base": MambaModel, "causal_lm": MambaForCausalLM}
-__all__ = ["MambaCache", "MambaConfig", "MambaModel", "MambaForCausalLM", "MambaPreTrainedModel"]
+__all__ = ["MambaCache", "MambaConfig", "MambaForCausalLM", "MambaModel", "MambaPreTrainedModel"]

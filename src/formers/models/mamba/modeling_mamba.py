@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...cache.mamba import MambaCache
-from ...errors import GenerationError
 from ...modeling.activations import get_activation
-from ...modeling.decoder import causal_lm_loss
 from ...modeling.norms import RMSNorm
 from ...modeling.selective_scan import selective_scan, selective_step
+from ...modeling.state_space import StateSpaceForCausalLM, StateSpaceModel
 from ...modeling_outputs import ModelOutput
 from ...modeling_utils import PreTrainedModel
 from .configuration_mamba import MambaConfig
@@ -80,7 +78,7 @@ class MambaMixer(nn.Module):
     def forward(self, hidden_states: torch.Tensor, cache: MambaCache | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """`mask` [B, T] or None; `cache` None (no state kept), fresh (a prompt) or holding a state."""
-        dtype, length = hidden_states.dtype, hidden_states.shape[1]
+        length = hidden_states.shape[1]
         x, gate = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)     # [B, I, T] each
         if mask is not None:
             x = x * mask.unsqueeze(1)
@@ -121,22 +119,10 @@ class MambaMixer(nn.Module):
         return self.act(F.conv1d(window[..., 1:], self.conv1d.weight, self.conv1d.bias, groups=x.shape[1]))
 
 
-class MambaBlock(nn.Module):
-    def __init__(self, config: MambaConfig, layer_idx: int, rms_eps: float | None = None):
-        super().__init__()
-        self.residual_in_fp32 = config.residual_in_fp32
-        self.norm = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.mixer = MambaMixer(config, layer_idx, rms_eps)
-
-    def forward(self, hidden_states, cache_params=None, mask=None) -> torch.Tensor:
-        residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
-        return residual + self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), cache_params, mask)
-
-
 class MambaPreTrainedModel(PreTrainedModel):
     config_class = MambaConfig
     base_model_prefix = "backbone"
-    _no_split_modules = ["MambaBlock"]
+    _no_split_modules = ["StateSpaceBlock"]
     supports_gradient_checkpointing = True
     _is_stateful = True
 
@@ -161,108 +147,19 @@ class MambaPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=config.initializer_range)
 
 
-class MambaModel(MambaPreTrainedModel):
-    """input ids [B, T] -> final hidden states [B, T, hidden]."""
+class MambaModel(MambaPreTrainedModel, StateSpaceModel):
+    """input ids [B, T] -> final hidden states [B, T, hidden] (the body is `modeling/state_space.py`)."""
+
+    cache_class = MambaCache
+    output_class = MambaOutput
 
     @classmethod
-    def mixer_rms_eps(cls, config: MambaConfig) -> float | None:
-        """Eps of the B/C/dt normalisation inside every mixer; None: none (FalconMamba overrides)."""
-        return None
-
-    def __init__(self, config: MambaConfig):
-        super().__init__(config)
-        eps = self.mixer_rms_eps(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList([MambaBlock(config, idx, eps) for idx in range(config.num_hidden_layers)])
-        self.norm_f = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.gradient_checkpointing = False
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
-
-    def forward(self, input_ids=None, inputs_embeds=None, cache_params: MambaCache | None = None,
-                use_cache: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, cache_position=None, attention_mask=None,
-                past_key_values: MambaCache | None = None, **kwargs: Any):
-        """As 4.45. The cache is `cache_params` (or `past_key_values`, generate()'s name); it counts the
-        positions it has seen, so `cache_position` is accepted and not needed. `attention_mask` may be
-        wider than the input (generate()'s running mask): its last T columns are used."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise GenerationError(f"{type(self).__name__}.forward: pass exactly one of `input_ids` or `inputs_embeds`")
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
-        cache = cache_params if cache_params is not None else past_key_values
-        hidden = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        if not use_cache:
-            cache = None
-        elif cache is None:
-            cache = MambaCache(self.config, hidden.shape[0], dtype=hidden.dtype, device=hidden.device)
-        length = hidden.shape[1]
-        mask = attention_mask[:, -length:] if attention_mask is not None else None
-        all_hidden = []
-        for block in self.layers:
-            if self.gradient_checkpointing and self.training:
-                hidden = torch.utils.checkpoint.checkpoint(block, hidden, cache, mask, use_reentrant=False)
-            else:
-                hidden = block(hidden, cache, mask)
-            all_hidden.append(hidden)
-        if cache is not None:
-            cache.advance(length)
-        hidden = self.norm_f(hidden)
-        hidden_states = tuple(all_hidden) + (hidden,) if output_hidden_states else None
-        out = MambaOutput(last_hidden_state=hidden, cache_params=cache, hidden_states=hidden_states)
-        return out if return_dict else out.to_tuple()
+    def make_mixer(cls, config: MambaConfig, layer_idx: int) -> MambaMixer:
+        return MambaMixer(config, layer_idx)
 
 
-class MambaForCausalLM(MambaPreTrainedModel):
+class MambaForCausalLM(MambaPreTrainedModel, StateSpaceForCausalLM):
     """MambaModel + LM head (tied to the embeddings by default): ids [B, T] -> logits [B, T, V] (float32)."""
 
     base_model_class = MambaModel
-    _tied_weights_keys = ["lm_head.weight"]
-
-    @classmethod
-    def can_generate(cls) -> bool:
-        return True
-
-    def __init__(self, config: MambaConfig):
-        super().__init__(config)
-        self.backbone = self.base_model_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.backbone.embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def make_generation_cache(self, batch_size: int, max_length: int, device: torch.device,
-                              dtype: torch.dtype) -> MambaCache:
-        """generate()'s cache: the recurrent state of `batch_size` rows (its size does not grow with length)."""
-        return MambaCache(self.config, batch_size, dtype=dtype, device=device)
-
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params: MambaCache | None = None,
-                labels=None, output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                use_cache: bool | None = None, cache_position=None, past_key_values: MambaCache | None = None,
-                num_logits_to_keep: int = 0, **kwargs: Any):
-        """As 4.45; also takes the cache as `past_key_values` (generate()'s name) and `num_logits_to_keep`
-        (0: logits of every position). Position ids and attention outputs do not apply and are ignored."""
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        base = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds, cache_params=cache_params,
-                             past_key_values=past_key_values, use_cache=use_cache,
-                             output_hidden_states=output_hidden_states, return_dict=True, attention_mask=attention_mask)
-        hidden = base.last_hidden_state[:, -num_logits_to_keep:]
-        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        out = MambaCausalLMOutput(loss=loss, logits=logits, cache_params=base.cache_params,
-                                  hidden_states=base.hidden_states)
-        return out if return_dict else out.to_tuple()
+    output_class = MambaCausalLMOutput
