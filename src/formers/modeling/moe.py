@@ -40,6 +40,8 @@ class SparseMoeBlock(nn.Module):
     Routing: `norm_topk_prob` renormalises the top-k weights to sum 1; `normalize_p` (DBRX) divides them
     by their p-norm instead; `softmax_after_topk` (GraniteMoE) takes the top-k logits, then a softmax.
     `jitter_noise` scales the input by U(1-eps, 1+eps) in training (Mixtral's router_jitter_noise).
+    `float32_sum` adds each token's k terms in float32 and rounds once (GraniteMoE: 4.45 adds them in one
+    index_add, which accumulates half-precision rows in float32 on CPU); otherwise rounding after each add.
     """
 
     def __init__(self, hidden_size: int, expert_intermediate_size: int, num_experts: int, top_k: int, *,
@@ -47,7 +49,7 @@ class SparseMoeBlock(nn.Module):
                  softmax_after_topk: bool = False, router_bias: bool = False,
                  expert_factory: Callable[[], nn.Module] | None = None,
                  shared_expert_intermediate_size: int | None = None, shared_expert_gated: bool = False,
-                 jitter_noise: float = 0.0):
+                 jitter_noise: float = 0.0, float32_sum: bool = False):
         super().__init__()
         if not 0 < top_k <= num_experts:
             raise ConfigError(f"SparseMoeBlock: top_k (num_experts_per_tok) must be in [1, num_experts="
@@ -55,6 +57,7 @@ class SparseMoeBlock(nn.Module):
         self.num_experts, self.top_k = num_experts, top_k
         self.norm_topk_prob, self.normalize_p = norm_topk_prob, normalize_p
         self.softmax_after_topk, self.jitter_noise = softmax_after_topk, jitter_noise
+        self.float32_sum = float32_sum
         self.gate = Linear(hidden_size, num_experts, bias=router_bias)
         make_expert = expert_factory or (lambda: GatedMLP(hidden_size, expert_intermediate_size, hidden_act))
         self.experts = nn.ModuleList(make_expert() for _ in range(num_experts))
@@ -113,10 +116,10 @@ class SparseMoeBlock(nn.Module):
         expert_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
         expert_out = (expert_out * weights.reshape(-1, 1)[order]).to(tokens.dtype)
         per_slot = torch.empty_like(expert_out).index_copy_(0, order, expert_out).view(-1, self.top_k, tokens.shape[-1])
-        out = per_slot[:, 0]
+        out = per_slot[:, 0].float() if self.float32_sum else per_slot[:, 0]
         for slot in range(1, self.top_k):
             out = out + per_slot[:, slot]
-        return out
+        return out.to(tokens.dtype)
 
 
 def load_balancing_loss_func(gate_logits: tuple[torch.Tensor, ...] | None, num_experts: int, top_k: int = 2,

@@ -57,7 +57,7 @@ class GraniteMoeModel(_GraniteMoeLayout, MoeDecoderModel, GraniteModel):
     def make_mlp(cls, config: GraniteMoeConfig, layer_idx: int) -> nn.Module:
         size, act = config.intermediate_size, config.hidden_act
         return GraniteMoeBlock(config.hidden_size, size, config.num_local_experts, config.num_experts_per_tok,
-                               hidden_act=act, norm_topk_prob=False, softmax_after_topk=True,
+                               hidden_act=act, norm_topk_prob=False, softmax_after_topk=True, float32_sum=True,
                                expert_factory=lambda: GatedMLP(config.hidden_size, size, act, fused=True))
 
 
