@@ -162,6 +162,11 @@ def test_foreign_quantization_in_config_json(llama_dir, tmp_path):
         formers.AutoModelForCausalLM.from_pretrained(folder)
 
 
+def test_keep_quantized_needs_a_gguf_file(llama_dir):
+    with pytest.raises(ConfigError, match="keep_quantized=True.*gguf_file"):
+        formers.AutoModelForCausalLM.from_pretrained(llama_dir, keep_quantized=True)
+
+
 def test_bad_torchao_arguments():
     with pytest.raises(ConfigError, match="quant_type"):
         TorchAoConfig("int2_weight_only")
