@@ -244,3 +244,18 @@ def test_prefill_has_no_per_token_loop(monkeypatch):
     with torch.no_grad():
         model(torch.randint(3, 128, (1, 256)), use_cache=False)
     assert len(calls) == 256 // selective_scan.SCAN_CHUNK
+
+
+def test_generate_from_embeds_and_returned_outputs(case_folder):
+    _, folder = case_folder
+    ours, ref = load_pair(folder)
+    ids, mask = padded_batch()
+    kwargs = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=10, do_sample=False)
+    embeds = ref.get_input_embeddings()(ids)
+    assert torch.equal(ours.generate(inputs_embeds=embeds, **kwargs), ref.generate(inputs_embeds=embeds, **kwargs))
+    kwargs.update(return_dict_in_generate=True, output_scores=True, output_logits=True, output_hidden_states=True)
+    a, b = ours.generate(ids, **kwargs), ref.generate(ids, **kwargs)
+    assert torch.equal(a.sequences, b.sequences)
+    assert max(max_diff(x, y) for x, y in zip(a.scores + a.logits, b.scores + b.logits)) <= 1e-5
+    assert [len(h) for h in a.hidden_states] == [len(h) for h in b.hidden_states]
+    assert max(max_diff(x, y) for xs, ys in zip(a.hidden_states, b.hidden_states) for x, y in zip(xs, ys)) <= 1e-5
