@@ -6,8 +6,6 @@ Results go to <out>/rank<R>.pt; errors are recorded, not raised, where the job e
 from __future__ import annotations
 
 import json
-import os
-import resource
 import sys
 import time
 from datetime import timedelta
@@ -23,13 +21,21 @@ from formers import AutoModelForCausalLM  # noqa: E402
 from tests.distributed.tp_cases import IDS, MASK, run_cases  # noqa: E402
 
 
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # kB
+    raise AssertionError(f"/proc/self/status has no {field}")
+
+
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+    """This process image's peak RSS. Not getrusage's ru_maxrss: Linux carries that across fork + exec,
+    so a worker started from a large pytest process would report the parent's size."""
+    return _status_bytes("VmHWM")
 
 
 def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return _status_bytes("VmRSS")
 
 
 def parity(job: dict, rank: int) -> dict:
@@ -48,7 +54,19 @@ def parity(job: dict, rank: int) -> dict:
     return results
 
 
+def warm_up() -> None:
+    """One forward of a small model of the same width, so the kernels' code pages (oneDNN, ~20 MiB) are in
+    the baseline of both the one-process and the tensor-parallel figure rather than in their increase."""
+    from formers import AutoConfig
+
+    config = AutoConfig.for_model("llama", vocab_size=256, hidden_size=1024, intermediate_size=1024,
+                                  num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=4)
+    with torch.no_grad():
+        AutoModelForCausalLM.from_config(config)(input_ids=IDS, attention_mask=MASK, use_cache=False)
+
+
 def rss(job: dict, rank: int) -> dict:
+    warm_up()
     baseline = current_rss_bytes()
     kwargs = {"tp_plan": "auto"} if job["tp"] else {}
     model = AutoModelForCausalLM.from_pretrained(job["path"], **kwargs)

@@ -1,13 +1,15 @@
-"""Read one rank's slice of a safetensors tensor with plain file reads.
+"""Read one rank's slice of a safetensors tensor, touching only the bytes of that slice.
 
-A memory-mapped tensor that is sliced by columns (a row-parallel weight) touches every page of the
-tensor, so each rank's RSS would grow to the whole checkpoint. Here rows ranges are read as the
-contiguous bytes they are, and a column range is read a bounded chunk of rows at a time and copied out,
-so a rank's memory holds its own share plus one chunk.
+Row ranges (column-parallel weights, vocabulary shards) are contiguous bytes: they are memory-mapped
+views of just that range, as the one-process loader maps whole tensors (pages never used stay on disk).
+A column range (a row-parallel weight) is strided: a memory-mapped tensor sliced by columns touches every
+page of it, so every rank's RSS would grow to the whole checkpoint. It is read instead with one file read
+per row straight into the rank's tensor, so a rank's memory holds its own share and nothing more.
 """
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -15,8 +17,6 @@ import torch
 
 from ..loading import safetensors as st
 from .plan import Slice
-
-CHUNK_BYTES = 8 << 20  # rows read at once for a column slice
 
 
 @dataclass(frozen=True)
@@ -36,42 +36,44 @@ def stored_tensors(path: str | os.PathLike) -> dict[str, StoredTensor]:
                               tuple(info["shape"])) for key, info in header.items()}
 
 
-def _read_into(handle, offset: int, target: torch.Tensor) -> None:
-    view = memoryview(target.view(torch.uint8).reshape(-1).numpy())
-    handle.seek(offset)
-    if handle.readinto(view) != len(view):
-        raise OSError(f"{handle.name}: short read at byte {offset}")
+def _mapped(handle, begin: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A copy-on-write memory-mapped view of the bytes [begin, begin + size) of the open file."""
+    count = math.prod(shape)
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    map_start = begin - begin % mmap.ALLOCATIONGRANULARITY
+    skip = begin - map_start
+    mapping = mmap.mmap(handle.fileno(), skip + count * dtype.itemsize, offset=map_start, access=mmap.ACCESS_COPY)
+    if skip % dtype.itemsize:  # unaligned: copy rather than view
+        return torch.frombuffer(bytearray(mapping[skip:]), dtype=torch.uint8).view(dtype).reshape(shape)
+    return torch.frombuffer(mapping, dtype=dtype, count=count, offset=skip).reshape(shape)
 
 
 def read_slice(stored: StoredTensor, part: Slice) -> torch.Tensor:
-    """The part of `stored` that `part` names, as a new tensor in the stored dtype."""
+    """The part of `stored` that `part` names, in the stored dtype."""
     shape, dtype = stored.shape, stored.dtype
     if part.zeros:
         return torch.zeros(shape, dtype=dtype)
-    row_elems = math.prod(shape[1:]) if len(shape) > 1 else 1
-    row_bytes = row_elems * dtype.itemsize
+    row_bytes = (math.prod(shape[1:]) if len(shape) > 1 else 1) * dtype.itemsize
     with open(stored.path, "rb") as handle:
         if part.cols is not None:
             return _read_columns(handle, stored, part.cols, row_bytes)
-        rows = part.rows if part.rows is not None else ((0, shape[0] if shape else 1),)
-        out = torch.empty((sum(b - a for a, b in rows), *shape[1:]) if shape else (), dtype=dtype)
-        flat, start = out.reshape(-1, row_elems) if shape else out.reshape(1, 1), 0
-        for a, b in rows:
-            if b > a:
-                _read_into(handle, stored.offset + a * row_bytes, flat[start:start + b - a])
-            start += b - a
-        return out
+        if part.rows is None:
+            return _mapped(handle, stored.offset, shape, dtype)
+        pieces = [_mapped(handle, stored.offset + a * row_bytes, (b - a, *shape[1:]), dtype) for a, b in part.rows]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _read_columns(handle, stored: StoredTensor, cols: tuple[int, int], row_bytes: int) -> torch.Tensor:
-    rows, width = stored.shape
+    """Columns [c0, c1) of a 2-D tensor: one read per row into the output's row."""
+    rows = stored.shape[0]
     out = torch.empty(rows, cols[1] - cols[0], dtype=stored.dtype)
-    chunk = max(1, CHUNK_BYTES // max(row_bytes, 1))
-    buffer = torch.empty(min(chunk, rows), width, dtype=stored.dtype)
-    for first in range(0, rows, chunk):
-        count = min(chunk, rows - first)
-        _read_into(handle, stored.offset + first * row_bytes, buffer[:count])
-        out[first:first + count] = buffer[:count, cols[0]:cols[1]]
+    target = memoryview(out.view(torch.uint8).reshape(-1).numpy())
+    skip, width = cols[0] * stored.dtype.itemsize, (cols[1] - cols[0]) * stored.dtype.itemsize
+    for row in range(rows):
+        handle.seek(stored.offset + row * row_bytes + skip)
+        if handle.readinto(target[row * width:(row + 1) * width]) != width:
+            raise OSError(f"{stored.path}: short read in row {row} of a tensor at byte {stored.offset}")
     return out
 
 
