@@ -16,6 +16,7 @@ import transformers
 import formers
 import formers.modeling.selective_scan as selective_scan
 from formers.errors import GenerationError
+from formers.generation.context import GenerationContext
 
 from ..conftest import GPT2_TOKENIZER
 from .family_checks import (
@@ -259,3 +260,21 @@ def test_generate_from_embeds_and_returned_outputs(case_folder):
     assert max(max_diff(x, y) for x, y in zip(a.scores + a.logits, b.scores + b.logits)) <= 1e-5
     assert [len(h) for h in a.hidden_states] == [len(h) for h in b.hidden_states]
     assert max(max_diff(x, y) for xs, ys in zip(a.hidden_states, b.hidden_states) for x, y in zip(xs, ys)) <= 1e-5
+
+
+def test_overshoot_steps_are_rolled_back(case_folder, monkeypatch):
+    """Off the CPU generate() asks "all rows done?" only every 8 steps; the steps decoded past the end are
+    undone in the returned state cache (restored from a checkpoint), so it can be continued."""
+    _, folder = case_folder
+    ours, _ = load_pair(folder)
+    ids, mask = padded_batch()
+    kwargs = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=30, do_sample=False)
+    free = ours.generate(ids, **kwargs)
+    eos = [int(free[row, 13 + row]) for row in range(3)]  # row r stops by step r + 2: all before the check at 8
+    caches = [formers.MambaCache(ours.config, batch_size=3, dtype=torch.float32) for _ in range(2)]
+    every_step = ours.generate(ids, eos_token_id=eos, cache_params=caches[0], **kwargs)
+    monkeypatch.setattr(GenerationContext, "sync_every", lambda self, device: 8)
+    assert torch.equal(ours.generate(ids, eos_token_id=eos, cache_params=caches[1], **kwargs), every_step)
+    assert every_step.shape[1] <= 12 + 5
+    assert caches[0].get_seq_length() == caches[1].get_seq_length() == every_step.shape[1] - 1
+    assert torch.equal(caches[0].ssm_states, caches[1].ssm_states)

@@ -37,8 +37,12 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
     check_every = 0 if torch.compiler.is_compiling() else ctx.sync_every(device)  # 0: never
     max_length = batch.capacity
     finished_at = torch.full((), max_length, dtype=torch.long, device=device)
+    # a state cache cannot crop the overshoot steps away: it keeps a checkpoint per step since the last check
+    roll_back = check_every > 1 and batch.cache is not None and batch.cache.recurrent
     step = 0
     while batch.cur < max_length:
+        if roll_back:
+            batch.cache.checkpoint()
         ctx.processors.prepare_step(batch.tokens())
         out = batch.forward(model, output_attentions=config.output_attentions,
                             output_hidden_states=bool(config.output_hidden_states) or needs_hidden_states)
@@ -61,15 +65,18 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
         elif check_every:
             newly_done = (finished_at == max_length) & ~unfinished.any()
             finished_at = torch.where(newly_done, batch.cur, finished_at)
-            if step % check_every == 0 and not bool(unfinished.any()):
-                break
+            if step % check_every == 0:
+                if not bool(unfinished.any()):
+                    break
+                if roll_back:  # nothing finished in this window: its checkpoints are not needed
+                    batch.cache.rewind(batch.cache.get_seq_length())
     if check_every > 1:
         cur = min(batch.cur, int(finished_at))
         if cur < batch.cur:
             _trim_overshoot(rec, batch.cur - cur)
             batch.cur = cur
-            if isinstance(batch.cache, DynamicCache):  # drop what the overshoot steps cached
-                batch.cache.crop(cur - 1 + batch.offset)
+            if isinstance(batch.cache, DynamicCache) or roll_back:  # drop what the overshoot steps cached
+                batch.cache.rewind(cur - 1 + batch.offset)
     return batch.sequences()
 
 
