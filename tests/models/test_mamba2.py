@@ -286,3 +286,14 @@ def test_prompts_take_the_chunked_scan_and_tokens_the_recurrence(tmp_path, monke
     ids, mask = padded_batch(length=21)
     ours.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
     assert calls == {"scan": 2, "step": 2 * 4}  # 2 layers; the first new token comes from the prefill
+
+
+@pytest.mark.parametrize("name", ["groups-8", "groups-1-odd-state-kernel3"])
+def test_bf16_greedy_equals_4_45(tmp_path, name):
+    """bf16 weights, float32 residual stream and scan: the same 32 greedy tokens on a padded batch of 3."""
+    folder = build(tmp_path, **CASES[name])
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16, chunk_size=ONE_CHUNK)
+    ids, mask = padded_batch(length=12)
+    assert torch.equal(ours.generate(ids, attention_mask=mask, do_sample=False, **GENERATE),
+                       theirs.generate(ids, attention_mask=mask, do_sample=False, **GENERATE))
