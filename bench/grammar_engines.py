@@ -64,7 +64,6 @@ def _time_walk(fill, accept, tokens: list[int]) -> list[float]:
 
 
 def xgrammar_walks(backend_json: str, vocab: dict, eos: int, kind: str, tokens: list[int], walks: int):
-    import torch
     import xgrammar as xgr
 
     meta = xgr.TokenizerInfo._detect_metadata_from_hf(backend_json)

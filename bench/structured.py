@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, smollm_checkpoint  # noqa: E402
+from common import REPO, smollm_checkpoint
 
 GRAMMARS = {
     "json-string": {"type": "object", "properties": {"text": {"type": "string", "minLength": 4000}},

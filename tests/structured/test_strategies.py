@@ -13,7 +13,12 @@ import torch
 import xgrammar as xgr
 
 from formers.generation.logits_base import LogitsProcessor
-from formers.structured import Grammar, GrammarLogitsProcessor, generate_tool_call, parse_tool_calls
+from formers.structured import (
+    Grammar,
+    GrammarLogitsProcessor,
+    generate_tool_call,
+    parse_tool_calls,
+)
 from formers.structured.bitmask import apply_token_bitmask
 from formers.structured.compiler import compile_grammar
 

@@ -32,7 +32,7 @@ from .grammar import Grammar
 
 _LOCK = threading.Lock()
 # tokenizer -> {(vocab width, stop ids): _Compiler}
-_COMPILERS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILERS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def _xgrammar():

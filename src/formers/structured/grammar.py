@@ -42,30 +42,30 @@ class Grammar:
 
     # -- constructors -----------------------------------------------------------------------------
     @classmethod
-    def json_schema(cls, schema: Any) -> "Grammar":
+    def json_schema(cls, schema: Any) -> Grammar:
         """From a JSON-schema dict, a pydantic model class or a function (see the module docstring)."""
         return cls("json_schema", json.dumps(_schema_dict(schema)))
 
     @classmethod
-    def any_json(cls) -> "Grammar":
+    def any_json(cls) -> Grammar:
         """Any JSON object (OpenAI's ``{"type": "json_object"}``)."""
         return cls("any_json")
 
     @classmethod
-    def regex(cls, pattern: str) -> "Grammar":
+    def regex(cls, pattern: str) -> Grammar:
         if not isinstance(pattern, str):
             raise GrammarError(f"a regex grammar takes a pattern str, got {type(pattern).__name__}")
         return cls("regex", pattern)
 
     @classmethod
-    def ebnf(cls, text: str) -> "Grammar":
+    def ebnf(cls, text: str) -> Grammar:
         """A GBNF/EBNF grammar (llama.cpp's GBNF syntax; the start rule is `root`)."""
         if not isinstance(text, str):
             raise GrammarError(f"an EBNF grammar takes the grammar text as a str, got {type(text).__name__}")
         return cls("ebnf", text)
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "Grammar":
+    def from_spec(cls, spec: Any) -> Grammar:
         """Any of the spellings in the module docstring -> Grammar."""
         if isinstance(spec, Grammar):
             return spec
@@ -80,7 +80,7 @@ class Grammar:
             f"{{'type': 'json'|'regex'|'ebnf', 'value': ...}}; got {type(spec).__name__}")
 
     @classmethod
-    def from_response_format(cls, response_format: Any) -> "Grammar | None":
+    def from_response_format(cls, response_format: Any) -> Grammar | None:
         """OpenAI's `response_format` -> Grammar (None for plain text)."""
         if not isinstance(response_format, dict) or "type" not in response_format:
             raise GrammarError(f"response_format must be a dict with a 'type' key, got {response_format!r}")

@@ -43,7 +43,7 @@ class _Row:
         elif keep == len(self.history):
             self.rejected = None
 
-    def fork(self) -> "_Row":
+    def fork(self) -> _Row:
         return _Row(self.matcher.fork(), list(self.history), self.rejected)
 
 

@@ -6,10 +6,9 @@ EOS is allowed exactly where the grammar may end; after it the row finishes.
 
 Overlap: generate()'s token loop calls `prepare_step(input_ids)` as soon as a step's ids are known,
 before that step's forward pass. That hands the step to the processor's worker thread (one, kept for
-the processor's life), which reads the new tokens (on CUDA
-through a non-blocking copy and an event recorded before the forward is queued, so it waits for the
-sampled tokens only), advances the matchers and fills the bitmask while the forward runs; `__call__`
-joins it. Called without `prepare_step` (beam search, assisted decoding, a hand-written loop), the
+the processor's life), which reads the new tokens (on CUDA through a non-blocking copy and an event
+recorded before the forward is queued, so it waits for the sampled tokens only), advances the
+matchers and fills the bitmask while the forward runs; `__call__` joins it. Called without `prepare_step` (beam search, assisted decoding, a hand-written loop), the
 processor does the same work synchronously. Reading the tokens back is the one host read per step
 that constrained decoding needs: the matchers live on the CPU.
 
@@ -18,8 +17,9 @@ loop calls `reset()` between generations.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
