@@ -28,6 +28,7 @@ CASES = {
     "mixtral": ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, None, False),
     "qwen2_moe-shared-expert": ("qwen2_moe", {**MOE, "num_experts": 4, "num_experts_per_tok": 2}, None, False),
 }
+SAVED = ("llama-mqa-tied-odd-vocab-biases", "gemma2", "qwen2_moe-shared-expert")  # save_pretrained from 2 ranks
 REFUSED = {  # name -> (overrides, what the message names)
     "heads-3": ({"hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 3}, "num_attention_heads (3)"),
     "intermediate-97": ({"intermediate_size": 97}, "intermediate size (97)"),
@@ -42,16 +43,28 @@ def group_run(tmp_path_factory):
              for name, (kind, over, base, _) in CASES.items()}
     refused = {name: build_oracle_checkpoint(root / name, "llama", **over) for name, (over, _) in REFUSED.items()}
     job = {"kind": "parity", "checkpoints": {n: (str(p), CASES[n][3]) for n, p in paths.items()},
-           "refused": {n: str(p) for n, p in refused.items()}}
+           "refused": {n: str(p) for n, p in refused.items()}, "save": {n: str(root / "saved" / n) for n in SAVED}}
     (root / "run").mkdir()
-    return paths, launch.run(job, root / "run")
+    return paths, launch.run(job, root / "run"), root / "saved"
+
+
+@pytest.mark.parametrize("name", SAVED)
+def test_save_pretrained_from_two_ranks_writes_the_whole_model(group_run, name):
+    """Rank 0 writes the gathered model: the same tensors under the same keys as the checkpoint it loaded."""
+    from formers.loading.safetensors import load_mmap
+
+    paths, _, saved = group_run
+    original, written = load_mmap(paths[name] / "model.safetensors"), load_mmap(saved / name / "model.safetensors")
+    assert sorted(written) == sorted(original)
+    for key, tensor in original.items():
+        assert torch.equal(written[key], tensor), key
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_one_process_and_oracle(group_run, name):
     import transformers
 
-    paths, ranks = group_run
+    paths, ranks, _ = group_run
     single = run_cases(AutoModelForCausalLM.from_pretrained(paths[name]), CASES[name][3])
     oracle = transformers.AutoModelForCausalLM.from_pretrained(paths[name])
     with torch.no_grad():
@@ -72,7 +85,7 @@ def test_matches_one_process_and_oracle(group_run, name):
 
 @pytest.mark.parametrize("name", list(REFUSED))
 def test_world_size_that_does_not_divide_is_refused(group_run, name):
-    _, ranks = group_run
+    _, ranks, _ = group_run
     for results in ranks:
         kind, message = results["refused"][name]
         assert kind == "ConfigError" and REFUSED[name][1] in message and "world size (2)" in message, message

@@ -43,6 +43,8 @@ def parity(job: dict, rank: int) -> dict:
     for name, (path, static) in job["checkpoints"].items():
         model = AutoModelForCausalLM.from_pretrained(path, tp_plan="auto")
         results[name] = run_cases(model, static)
+        if name in job.get("save", {}):  # every rank calls it; rank 0 writes the whole model
+            model.save_pretrained(job["save"][name])
     errors = {}
     for name, path in job.get("refused", {}).items():
         try:

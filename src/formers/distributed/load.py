@@ -6,6 +6,7 @@ only those families load more than their share transiently. .bin checkpoints are
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Iterator
 
@@ -18,6 +19,7 @@ from ..loading.checkpoint import find_weight_files, iter_tensors
 from ..loading.key_map import KeyMap, _match
 from .group import current_group
 from .plan import Slice, shard_model
+from .save import install_consolidating_save
 from .reader import StoredTensor, read_slice, slice_tensor, stored_tensors
 
 WHOLE = Slice()
@@ -34,7 +36,9 @@ def load_tensor_parallel(model: nn.Module, tp_plan: str, path: str | os.PathLike
     if quantization.config is not None or quantization.keep_quantized or \
             vars(model.config).get("quantization_config") is not None:
         raise ConfigError("from_pretrained: tp_plan cannot be combined with quantized weights")
+    full_model = copy.deepcopy(model)  # still whole-shaped, on meta: what save_pretrained consolidates into
     slices = shard_model(model, tp_plan, info)
+    install_consolidating_save(model, full_model)
     if device.type == "cpu" and info.backend == "nccl":
         device = info.device()
     checkpoint = find_weight_files(path, **hub)
