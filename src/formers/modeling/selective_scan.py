@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-SCAN_CHUNK = 128  # positions per chunk: bounds the scan's memory, log2(chunk) doubling steps each
+SCAN_CHUNK = 64  # positions per chunk: bounds the scan's memory (cache-resident on CPUs), log2(chunk) steps each
 
 
 def discretize(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,8 +26,15 @@ def discretize(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tens
 
 
 def _doubling_scan(decay: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inclusive scan over axis -2 of the maps h -> decay*h + inputs -> (product of decays, state from h=0)."""
+    """Inclusive scan over axis -2 of the maps h -> decay*h + inputs -> (product of decays, state from h=0).
+    Without autograd it works in place on its (freshly made) arguments; with it, on new tensors."""
     length, step = decay.shape[-2], 1
+    if not (decay.requires_grad or inputs.requires_grad):
+        while step < length:
+            inputs[..., step:, :].addcmul_(decay[..., step:, :], inputs[..., :-step, :].clone())
+            decay[..., step:, :].mul_(decay[..., :-step, :].clone())
+            step *= 2
+        return decay, inputs
     while step < length:
         inputs = torch.cat([inputs[..., :step, :], inputs[..., step:, :] + decay[..., step:, :] * inputs[..., :-step, :]],
                            dim=-2)
