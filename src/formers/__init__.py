@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "AutoConfig": "models.auto",
     "AutoModel": "models.auto",
     "AutoModelForCausalLM": "models.auto",
+    "AutoModelForSeq2SeqLM": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
     "TorchAoConfig": "quantization", "BitsAndBytesConfig": "quantization", "GPTQConfig": "quantization",
     "AwqConfig": "quantization",

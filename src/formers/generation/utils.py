@@ -49,7 +49,8 @@ class GenerationMixin:
         _validate_assistant(self, assistant_model)
         prompt = prompt_inputs(self, inputs, model_kwargs, config)
         eos, pad = special_tokens(config, prompt.device, prompt.has_user_mask)
-        _warn_right_padding(prompt, pad)
+        if not self.config.is_encoder_decoder:  # an encoder-decoder's decoder prompt is its start ids
+            _warn_right_padding(prompt, pad)
         if config.token_healing:  # re-tokenized prompts: their mask is inferred from the pads below
             prompt.input_ids, prompt.attention_mask = heal_tokens(self, prompt.input_ids, tokenizer), None
         infer_attention_mask(prompt, pad, eos)

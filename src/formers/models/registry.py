@@ -54,6 +54,8 @@ FAMILIES: dict[str, Family] = {
     "falcon_mamba": Family("falcon_mamba", "FalconMamba"),
     "mixtral": Family("mixtral", "Mixtral"),
     "qwen2_moe": Family("qwen2_moe", "Qwen2Moe"),
+    "t5": Family("t5", "T5", ("T5ForConditionalGeneration",), causal_lm=False),
+    "mt5": Family("mt5", "MT5", ("MT5ForConditionalGeneration",), causal_lm=False),
 }
 ALIASES: dict[str, str] = {}
 

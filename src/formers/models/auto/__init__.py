@@ -1,7 +1,7 @@
 from .configuration_auto import AutoConfig
-from .modeling_auto import AutoModel, AutoModelForCausalLM
+from .modeling_auto import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer"]
+__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoTokenizer"]
 
 
 def __getattr__(name: str):

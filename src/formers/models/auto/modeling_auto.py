@@ -1,4 +1,4 @@
-"""AutoModel / AutoModelForCausalLM: pick the family class from the config's model_type."""
+"""AutoModel / AutoModelForCausalLM / AutoModelForSeq2SeqLM: pick the family class from the config's model_type."""
 from __future__ import annotations
 
 import os
@@ -38,3 +38,7 @@ class AutoModel(_AutoModel):
 
 class AutoModelForCausalLM(_AutoModel):
     task = "causal_lm"
+
+
+class AutoModelForSeq2SeqLM(_AutoModel):
+    task = "seq2seq_lm"
