@@ -15,6 +15,9 @@ def run_cases(model, static: bool = False) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         out["logits"] = model(input_ids=IDS, attention_mask=MASK, use_cache=False).logits
         out["cached_logits"] = model(input_ids=IDS, attention_mask=MASK).logits  # the family's default cache
+        # every head's weights (each rank computes its own heads; the attention hook gathers them)
+        out["attentions"] = torch.stack(model(input_ids=IDS, attention_mask=MASK, use_cache=False,
+                                              output_attentions=True).attentions)
     out["greedy"] = model.generate(IDS, do_sample=False, **shared)
     out["beam"] = model.generate(IDS, do_sample=False, num_beams=3, num_return_sequences=2, **shared)
     torch.manual_seed(7)
