@@ -6,6 +6,7 @@ from formers' loader, so a wrong mapping on either side shows up as a logits mis
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import gguf
@@ -116,6 +117,24 @@ def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", cha
     return out
 
 
+def llama3_rope_divisors(config: dict, head_dim: int) -> torch.Tensor:
+    """llama.cpp's rope_freqs for a llama3 rope_scaling: 1, factor, or the smooth blend per frequency."""
+    scaling, base = config["rope_scaling"], config.get("rope_theta", 10000.0)
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    divisors = []
+    for i in range(0, head_dim, 2):
+        wavelength = 2 * math.pi * base ** (i / head_dim)
+        if wavelength < old_context / high:
+            divisors.append(1.0)
+        elif wavelength > old_context / low:
+            divisors.append(factor)
+        else:
+            smooth = (old_context / wavelength - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(divisors, dtype=torch.float32)
+
+
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     config = json.loads((folder / "config.json").read_text())
@@ -161,12 +180,15 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     tensors = load_file(folder / "model.safetensors")
+    scaling = config.get("rope_scaling") or {}
+    if scaling.get("rope_type") == "llama3":  # llama.cpp keeps Llama 3.1 scaling as per-frequency divisors
+        tensors["rope_freqs.weight"] = llama3_rope_divisors(config, head_dim)
     if arch == "gpt2":  # llama.cpp writes GPT-2's tied head as its own output tensor
         tensors = {k: v for k, v in tensors.items() if not k.endswith(".attn.bias")}
         tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
     for key, tensor in tensors.items():
         array = tensor.to(torch.float32).numpy()
-        target = gguf_name(key, arch)
+        target = key if key == "rope_freqs.weight" else gguf_name(key, arch)
         conv1d = target.startswith("blk.") and target.split(".")[2] in GPT2_CONV1D and key.endswith("weight")
         if arch == "gpt2" and conv1d:
             array = np.ascontiguousarray(array.T)  # HF's Conv1D [in, out] -> llama.cpp's [out, in]

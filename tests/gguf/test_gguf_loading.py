@@ -2,6 +2,7 @@
 same file; configs, the tied stories260K head, and errors for bad files."""
 from __future__ import annotations
 
+import shutil
 import struct
 
 import gguf
@@ -49,6 +50,22 @@ def test_parity_other_families(family, arch, qwen2_dir, mistral_dir):
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
     assert ours.config.model_type == theirs.config.model_type == family
     torch.testing.assert_close(logits(ours), logits(theirs), rtol=0, atol=1e-5)
+
+
+def test_llama3_rope_scaling_from_rope_freqs(tmp_path):
+    """Llama 3.1-style files: the rope scaling is recovered from llama.cpp's rope_freqs tensor."""
+    from tests.conftest import STORIES, build_oracle_checkpoint
+
+    from .conftest import UNTIED
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 64}
+    build_oracle_checkpoint(tmp_path, "llama", base=UNTIED, rope_scaling=scaling)
+    shutil.copy(STORIES / "tokenizer.model", tmp_path)
+    file = gguf_of(tmp_path, "F32")
+    ours = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
+    assert ours.config.rope_scaling == scaling
+    reference = formers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(logits(ours), logits(reference), rtol=0, atol=1e-5)
 
 
 def test_weights_equal_reference_dequantization(llama_dir):

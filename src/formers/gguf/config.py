@@ -7,8 +7,12 @@ builds the config.json-style dict that the family config class then validates.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
+import torch
 
 from ..errors import CheckpointError
 from .reader import GGUFFile
@@ -137,11 +141,35 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
     config["tie_word_embeddings"] = not any(t.name == "output.weight" for t in gguf.tensors)
     if spec.derive is not None:
         spec.derive(gguf, config)
-    scaling = _rope_scaling(gguf, arch)
+    scaling = _rope_scaling(gguf, arch) or (_llama3_scaling(gguf, config) if arch == "llama" else None)
     if scaling is not None:
         config["rope_scaling"] = scaling
     config["_name_or_path"] = str(gguf.get("general.name", gguf.path.stem))
     return config
+
+
+def _llama3_scaling(gguf: GGUFFile, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Llama 3.1+ files keep their rope scaling only as `rope_freqs.weight`: one divisor per frequency, 1 for
+    short wavelengths, `factor` for long ones, 1 / ((1 - s) / factor + s) in between, with s linear in the
+    frequency: s = (L / wavelength - low) / (high - low). The band gives the slope and offset of s; with
+    low_freq_factor = 1 (every Llama 3.x release) they fix high_freq_factor and L. None: no usable band."""
+    tensor = next((t for t in gguf.tensors if t.name == "rope_freqs.weight"), None)
+    if tensor is None or tensor.type_name != "F32":
+        return None
+    divisors = torch.from_numpy(np.array(tensor.data, dtype=np.float64)).reshape(-1)
+    factor = float(divisors.max())
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    theta = float(config.get("rope_theta", 10000.0))
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    band = (divisors > 1 + 1e-6) & (divisors < factor - 1e-6)
+    if factor <= 1 or int(band.sum()) < 2:
+        return None
+    smooth = (1 / divisors[band] - 1 / factor) / (1 - 1 / factor)
+    slope, offset = np.polyfit(freqs[band].numpy(), smooth.numpy(), 1)  # s = slope * freq + offset
+    high = 1 - 1 / offset  # offset = -low / (high - low) with low = 1
+    original = slope * 2 * math.pi * (high - 1)
+    return {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": round(high, 4),
+            "original_max_position_embeddings": int(round(original))}
 
 
 def _rope_scaling(gguf: GGUFFile, arch: str) -> dict[str, Any] | None:
