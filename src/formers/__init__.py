@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForCausalLM": "models.auto",
     "AutoModelForSeq2SeqLM": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
+    "AutoFeatureExtractor": "models.auto.feature_extraction_auto", "BatchFeature": "feature_extraction_utils",
+    "WhisperFeatureExtractor": "models.whisper",
     "TorchAoConfig": "quantization", "BitsAndBytesConfig": "quantization", "GPTQConfig": "quantization",
     "AwqConfig": "quantization",
     # outputs and caches

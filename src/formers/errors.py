@@ -46,6 +46,10 @@ class GenerationError(FormersError, ValueError):
     """Invalid arguments to generate(): lengths, token ids, decoding settings."""
 
 
+class AudioInputError(FormersError, ValueError):
+    """Audio given to a feature extractor or the ASR pipeline is empty, not audio, or at the wrong sampling rate."""
+
+
 class GrammarError(GenerationError):
     """A grammar / JSON schema / regex / response_format cannot be compiled or used for this tokenizer."""
 
