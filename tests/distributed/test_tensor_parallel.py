@@ -43,7 +43,8 @@ def group_run(tmp_path_factory):
              for name, (kind, over, base, _) in CASES.items()}
     refused = {name: build_oracle_checkpoint(root / name, "llama", **over) for name, (over, _) in REFUSED.items()}
     job = {"kind": "parity", "checkpoints": {n: (str(p), CASES[n][3]) for n, p in paths.items()},
-           "refused": {n: str(p) for n, p in refused.items()}, "save": {n: str(root / "saved" / n) for n in SAVED}}
+           "refused": {n: str(p) for n, p in refused.items()}, "save": {n: str(root / "saved" / n) for n in SAVED},
+           "mismatched": [str(paths["llama-gqa"]), str(paths["qwen2-biases"])]}
     (root / "run").mkdir()
     return paths, launch.run(job, root / "run"), root / "saved"
 
@@ -91,6 +92,13 @@ def test_world_size_that_does_not_divide_is_refused(group_run, name):
     for results in ranks:
         kind, message = results["refused"][name]
         assert kind == "ConfigError" and REFUSED[name][1] in message and "world size (2)" in message, message
+
+
+def test_ranks_that_load_different_models_are_refused(group_run):
+    _, ranks, _ = group_run
+    for results in ranks:
+        kind, message = results["refused"]["mismatched"]
+        assert kind == "DistributedError" and "ranks [1] differ from rank 0" in message, message
 
 
 def test_without_a_process_group(tiny_checkpoint):

@@ -52,6 +52,13 @@ def parity(job: dict, rank: int) -> dict:
             errors[name] = None
         except Exception as exc:  # recorded for the test to check type and message
             errors[name] = (type(exc).__name__, str(exc))
+    mismatched = job.get("mismatched")
+    if mismatched is not None:  # each rank loads another checkpoint
+        try:
+            AutoModelForCausalLM.from_pretrained(mismatched[rank], tp_plan="auto")
+            errors["mismatched"] = None
+        except Exception as exc:
+            errors["mismatched"] = (type(exc).__name__, str(exc))
     results["refused"] = errors
     return results
 

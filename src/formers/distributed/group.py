@@ -6,6 +6,7 @@ a `DistributedError` that says which rank, which step and what to check, so a jo
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -88,3 +89,15 @@ def all_gather_last(tensor: torch.Tensor, what: str) -> torch.Tensor:
 def all_gather_dim(tensor: torch.Tensor, dim: int, what: str) -> torch.Tensor:
     """Concatenate every rank's `tensor` along `dim` (attention weights: the head dimension)."""
     return all_gather_last(tensor.movedim(dim, -1), what).movedim(-1, dim)
+
+
+def check_same_everywhere(info: RankInfo, description: str, what: str) -> None:
+    """Raise DistributedError on every rank unless all ranks pass the same `description` (a model's class,
+    config and plan): ranks that loaded different models would otherwise exchange mismatched tensors."""
+    digest = int.from_bytes(hashlib.sha256(description.encode()).digest()[:7], "little")
+    mine = torch.tensor([digest], dtype=torch.int64, device=info.device())
+    everyone = all_gather_last(mine, f"comparing {what} across ranks").tolist()
+    differing = [rank for rank, value in enumerate(everyone) if value != everyone[0]]
+    if differing:
+        raise DistributedError(f"{what}: ranks {differing} differ from rank 0 (another checkpoint, config or "
+                               f"tp_plan); every rank of the process group must load the same model")

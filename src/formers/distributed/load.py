@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..loading import safetensors as st
 from ..loading.checkpoint import find_weight_files, iter_tensors
 from ..loading.key_map import KeyMap, _match
-from .group import current_group
+from .group import check_same_everywhere, current_group
 from .plan import Slice, shard_model
 from .save import install_consolidating_save
 from .reader import StoredTensor, read_slice, slice_tensor, stored_tensors
@@ -36,6 +36,9 @@ def load_tensor_parallel(model: nn.Module, tp_plan: str, path: str | os.PathLike
     if quantization.config is not None or quantization.keep_quantized or \
             vars(model.config).get("quantization_config") is not None:
         raise ConfigError("from_pretrained: tp_plan cannot be combined with quantized weights")
+    config = model.config
+    check_same_everywhere(info, f"{type(model).__name__} {tp_plan} {config.to_json_string(use_diff=False)}",
+                          f"from_pretrained(tp_plan={tp_plan!r})")
     full_model = copy.deepcopy(model)  # still whole-shaped, on meta: what save_pretrained consolidates into
     slices = shard_model(model, tp_plan, info)
     install_consolidating_save(model, full_model)
