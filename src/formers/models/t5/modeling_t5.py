@@ -19,8 +19,9 @@ from ...modeling.seq2seq import (Seq2SeqForConditionalGeneration, Seq2SeqLayer, 
 from .configuration_t5 import T5Config
 
 
-def _key_renames() -> tuple[tuple[str, str], ...]:
-    """T5's checkpoint names (encoder.block.N.layer.K.*) -> the core's (encoder.layers.N.*)."""
+def _key_renames(gated: bool) -> tuple[tuple[str, str], ...]:
+    """T5's checkpoint names (encoder.block.N.layer.K.*) -> the core's (encoder.layers.N.*); a gated
+    feed-forward names its projections wi_0 (gate), wi_1 (up), wo, a plain one wi (up), wo."""
     pairs = [("{S}.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "{S}.relative_attention_bias.weight"),
              ("{S}.final_layer_norm.weight", "{S}.norm.weight"),
              ("{S}.block.{L}.layer.0.SelfAttention.{W}.weight", "{S}.layers.{L}.self_attn.{W}_proj.weight"),
@@ -29,14 +30,24 @@ def _key_renames() -> tuple[tuple[str, str], ...]:
              ("decoder.block.{L}.layer.1.layer_norm.weight", "decoder.layers.{L}.encoder_attn_layer_norm.weight")]
     for stack, ff in (("encoder", 1), ("decoder", 2)):
         pairs.append((f"{stack}.block.{{L}}.layer.{ff}.layer_norm.weight", f"{stack}.layers.{{L}}.final_layer_norm.weight"))
-        for theirs, ours in (("wi", "up_proj"), ("wo", "down_proj"), ("wi_0", "gate_proj"), ("wi_1", "up_proj")):
+        projections = (("wi_0", "gate_proj"), ("wi_1", "up_proj")) if gated else (("wi", "up_proj"),)
+        for theirs, ours in (*projections, ("wo", "down_proj")):
             pairs.append((f"{stack}.block.{{L}}.layer.{ff}.DenseReluDense.{theirs}.weight",
                           f"{stack}.layers.{{L}}.mlp.{ours}.weight"))
     return tuple(pairs)
 
 
-T5_KEYS = KeyMap(prefix="model", renames=_key_renames(),
-                 ignored=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))
+T5_KEYS = {gated: KeyMap(prefix="model", renames=_key_renames(gated),
+                         ignored=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"))
+           for gated in (False, True)}
+
+
+class T5KeyLayout:
+    """Both T5 classes read their checkpoint layout from the config (gated or plain feed-forward)."""
+
+    @classmethod
+    def key_map(cls, config: T5Config) -> KeyMap:
+        return T5_KEYS[config.is_gated_act]
 
 
 def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int,
@@ -72,9 +83,8 @@ class T5Stack(Seq2SeqStack):
         return self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)  # [1, H, T, S]
 
 
-class T5Model(Seq2SeqModel):
+class T5Model(T5KeyLayout, Seq2SeqModel):
     config_class = T5Config
-    checkpoint_keys = T5_KEYS
 
     def make_stack(self, config: T5Config, is_decoder: bool) -> T5Stack:
         spec = AttentionSpec(config.num_heads, config.num_heads, config.d_kv, scale=1.0, rotary=None)
@@ -94,10 +104,9 @@ class T5Model(Seq2SeqModel):
         return T5Stack(config, is_decoder, layers, norm(), self.embed_ids)
 
 
-class T5ForConditionalGeneration(Seq2SeqForConditionalGeneration):
+class T5ForConditionalGeneration(T5KeyLayout, Seq2SeqForConditionalGeneration):
     config_class = T5Config
     base_model_class = T5Model
-    checkpoint_keys = T5_KEYS
 
     def final_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.config.tie_word_embeddings:  # tied embeddings: rescale before the shared projection
