@@ -22,7 +22,9 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForSeq2SeqLM": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
     "AutoFeatureExtractor": "models.auto.feature_extraction_auto", "BatchFeature": "feature_extraction_utils",
-    "WhisperFeatureExtractor": "models.whisper",
+    "WhisperFeatureExtractor": "models.whisper", "WhisperProcessor": "models.whisper",
+    "WhisperTokenizer": "models.whisper", "WhisperTokenizerFast": "models.whisper",
+    "AutoProcessor": "models.auto.processing_auto",
     "TorchAoConfig": "quantization", "BitsAndBytesConfig": "quantization", "GPTQConfig": "quantization",
     "AwqConfig": "quantization",
     # outputs and caches

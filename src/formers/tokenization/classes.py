@@ -88,6 +88,20 @@ TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizerFast]] = {
 }
 
 
+# Classes that live with their family (imported on first use, so tokenization never imports models/).
+LAZY_TOKENIZER_CLASSES: dict[str, str] = {
+    "WhisperTokenizer": "formers.models.whisper.tokenization_whisper",
+    "WhisperTokenizerFast": "formers.models.whisper.tokenization_whisper",
+}
+
+
+def _known(name: str) -> type[PreTrainedTokenizerFast] | None:
+    if name not in TOKENIZER_CLASSES and name in LAZY_TOKENIZER_CLASSES:
+        import importlib
+        TOKENIZER_CLASSES[name] = getattr(importlib.import_module(LAZY_TOKENIZER_CLASSES[name]), name)
+    return TOKENIZER_CLASSES.get(name)
+
+
 def tokenizer_class_for(name: str | None, use_fast: bool = True) -> type[PreTrainedTokenizerFast] | None:
     """The formers class AutoTokenizer uses for a `tokenizer_class` name (None when formers has no such class).
 
@@ -96,6 +110,6 @@ def tokenizer_class_for(name: str | None, use_fast: bool = True) -> type[PreTrai
     """
     if not name:
         return None
-    if use_fast and not name.endswith("Fast") and f"{name}Fast" in TOKENIZER_CLASSES:
+    if use_fast and not name.endswith("Fast") and _known(f"{name}Fast") is not None:
         return TOKENIZER_CLASSES[f"{name}Fast"]
-    return TOKENIZER_CLASSES.get(name)
+    return _known(name)

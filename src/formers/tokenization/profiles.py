@@ -73,6 +73,9 @@ _PROFILES = [
     TokenizerProfile("GPT2Tokenizer", {
         "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "add_prefix_space": False},
         byte_level_prefix_space=True, saves_bpe_files=True),
+    TokenizerProfile("WhisperTokenizer", {
+        "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "add_prefix_space": False},
+        byte_level_prefix_space=True, saves_bpe_files=True, wrap_special_tokens=True),
     TokenizerProfile("CodeGenTokenizer", {
         "unk_token": _ENDOFTEXT, "bos_token": _ENDOFTEXT, "eos_token": _ENDOFTEXT, "add_prefix_space": False},
         byte_level_prefix_space=True, saves_bpe_files=True),
@@ -93,7 +96,7 @@ PROFILES: dict[str, TokenizerProfile] = {p.name: p for p in _PROFILES}
 MODEL_TYPE_TO_TOKENIZER = {
     "llama": "LlamaTokenizer", "mistral": "LlamaTokenizer", "mixtral": "LlamaTokenizer", "phi3": "LlamaTokenizer",
     "code_llama": "CodeLlamaTokenizer", "gemma": "GemmaTokenizer", "gemma2": "GemmaTokenizer",
-    "cohere": "CohereTokenizer", "gpt2": "GPT2Tokenizer", "gpt_bigcode": "GPT2Tokenizer", "phi": "CodeGenTokenizer",
+    "cohere": "CohereTokenizer", "gpt2": "GPT2Tokenizer", "whisper": "WhisperTokenizer", "gpt_bigcode": "GPT2Tokenizer", "phi": "CodeGenTokenizer",
     "codegen": "CodeGenTokenizer", "gpt_neox": "GPTNeoXTokenizer", "olmo": "GPTNeoXTokenizer",
     "bloom": "BloomTokenizer", "qwen2": "Qwen2Tokenizer", "qwen2_moe": "Qwen2Tokenizer",
     "starcoder2": "GPT2Tokenizer", "stablelm": "GPTNeoXTokenizer", "falcon": "PreTrainedTokenizerFast",
