@@ -4,7 +4,7 @@ Data flow:  input ids [B, S] -> shared embedding -> encoder stack -> encoder sta
             decoder ids [B, T] -> shared embedding -> decoder stack (self-attention over the decoder's
             past, cross-attention over the encoder states) -> LM head -> logits [B, T, V]
 A family states its differences by overriding hooks, never by flags in here:
-  - `Seq2SeqStack.embed_positions` (learned / sinusoidal positions, an embedding norm) and
+  - `Seq2SeqStack.embed_inputs` (learned / sinusoidal positions, an embedding norm) and
     `Seq2SeqStack.position_bias` (T5's relative position buckets: an additive [1, H, T, S] score term);
   - `Seq2SeqModel.make_stack`, `make_layer`, `make_mlp`, `make_norm`, `attention_spec`, `embed_scale`;
   - `Seq2SeqForConditionalGeneration.final_logits` (T5's d_model**-0.5 rescale, BART's logits bias).
@@ -103,7 +103,7 @@ class Seq2SeqStack(nn.Module):
         self.norm = norm
 
     # --- family hooks ------------------------------------------------------------------------
-    def embed_positions(self, hidden: torch.Tensor, input_ids: torch.Tensor | None,
+    def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None,
                         cache_position: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B, T, C] -> the first layer's input (positions, embedding norm, dropout)."""
         return hidden
@@ -142,7 +142,7 @@ class Seq2SeqStack(nn.Module):
         past = cache.get_seq_length() if cache is not None else 0
         if cache_position is None:
             cache_position = torch.arange(past, past + length, device=hidden.device)
-        hidden = self.embed_positions(hidden, input_ids, cache_position)
+        hidden = self.embed_inputs(hidden, input_ids, cache_position)
         self_mask = self._self_mask(attention_mask, cache_position, past + length, batch, hidden.dtype,
                                     hidden.device, output_attentions)
         cross_mask = None

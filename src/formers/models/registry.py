@@ -52,10 +52,14 @@ FAMILIES: dict[str, Family] = {
     "mamba2": Family("mamba2", "Mamba2"),
     "mamba": Family("mamba", "Mamba"),
     "falcon_mamba": Family("falcon_mamba", "FalconMamba"),
+    "jamba": Family("jamba", "Jamba"),
     "mixtral": Family("mixtral", "Mixtral"),
     "qwen2_moe": Family("qwen2_moe", "Qwen2Moe"),
     "t5": Family("t5", "T5", ("T5ForConditionalGeneration",), causal_lm=False),
     "mt5": Family("mt5", "MT5", ("MT5ForConditionalGeneration",), causal_lm=False),
+    "bart": Family("bart", "Bart", ("BartForConditionalGeneration",), causal_lm=False),
+    "mbart": Family("mbart", "MBart", ("MBartForConditionalGeneration",), causal_lm=False),
+    "whisper": Family("whisper", "Whisper", ("WhisperForConditionalGeneration",), causal_lm=False),
 }
 ALIASES: dict[str, str] = {}
 
