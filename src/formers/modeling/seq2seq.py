@@ -103,9 +103,10 @@ class Seq2SeqStack(nn.Module):
         self.norm = norm
 
     # --- family hooks ------------------------------------------------------------------------
-    def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None,
-                        cache_position: torch.Tensor) -> torch.Tensor:
-        """Token embeddings [B, T, C] -> the first layer's input (positions, embedding norm, dropout)."""
+    def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None, cache_position: torch.Tensor,
+                     total_length: int) -> torch.Tensor:
+        """Token embeddings [B, T, C] -> the first layer's input (positions, embedding norm, dropout);
+        `total_length` (host int) = positions seen once these are fed."""
         return hidden
 
     def position_bias(self, cache_position: torch.Tensor, key_length: int) -> torch.Tensor | None:
@@ -142,7 +143,7 @@ class Seq2SeqStack(nn.Module):
         past = cache.get_seq_length() if cache is not None else 0
         if cache_position is None:
             cache_position = torch.arange(past, past + length, device=hidden.device)
-        hidden = self.embed_inputs(hidden, input_ids, cache_position)
+        hidden = self.embed_inputs(hidden, input_ids, cache_position, past + length)
         self_mask = self._self_mask(attention_mask, cache_position, past + length, batch, hidden.dtype,
                                     hidden.device, output_attentions)
         cross_mask = None

@@ -39,8 +39,8 @@ class BartStack(Seq2SeqStack):
         self.embed_positions = Embedding(config.max_position_embeddings + POSITION_OFFSET, config.d_model)
         self.layernorm_embedding = LayerNorm(config.d_model)
 
-    def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None,
-                     cache_position: torch.Tensor) -> torch.Tensor:
+    def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None, cache_position: torch.Tensor,
+                     total_length: int) -> torch.Tensor:
         hidden = hidden + self.embed_positions(cache_position + POSITION_OFFSET).to(hidden.dtype)
         return nn.functional.dropout(self.layernorm_embedding(hidden), self.config.dropout, self.training)
 
