@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModel": "models.auto",
     "AutoModelForCausalLM": "models.auto",
     "AutoModelForSeq2SeqLM": "models.auto",
+    "AutoModelForSpeechSeq2Seq": "models.auto",
     "AutoTokenizer": "models.auto.tokenization_auto",
     "AutoFeatureExtractor": "models.auto.feature_extraction_auto", "BatchFeature": "feature_extraction_utils",
     "WhisperFeatureExtractor": "models.whisper", "WhisperProcessor": "models.whisper",

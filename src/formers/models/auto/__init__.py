@@ -1,7 +1,8 @@
 from .configuration_auto import AutoConfig
-from .modeling_auto import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from .modeling_auto import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
 
-__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoTokenizer"]
+__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq",
+           "AutoTokenizer"]
 
 
 def __getattr__(name: str):

@@ -42,3 +42,7 @@ class AutoModelForCausalLM(_AutoModel):
 
 class AutoModelForSeq2SeqLM(_AutoModel):
     task = "seq2seq_lm"
+
+
+class AutoModelForSpeechSeq2Seq(_AutoModel):
+    task = "speech_seq2seq"

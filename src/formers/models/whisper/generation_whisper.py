@@ -1,0 +1,254 @@
+"""Whisper's generate() for one 30 s window (short-form), as 4.45.2 computes it.
+
+Steps: task prompt (<|startoftranscript|> [<|lang|> detected or given] [<|task|>] [<|notimestamps|>]),
+Whisper's logits processors (suppress at begin, suppress, timestamp rules), the shared seq2seq decoding
+over encoder states computed once, then 4.45's post-processing: trailing padding removed, timestamped
+output cut into segments (only complete <|t0|> ... <|t1|><|t1'|> segments are kept, as 4.45 does), rows
+right-padded with pad_token_id.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from ...errors import GenerationError
+from ...generation.encoder_decoder import generate_seq2seq
+from ...generation.logits_process import (LogitsProcessor, LogitsProcessorList,
+                                          SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor)
+from ...modeling_outputs import BaseModelOutput
+from .languages import TASK_IDS, TO_LANGUAGE_CODE
+
+NEG_INF = -float("inf")
+
+
+class WhisperTimeStampLogitsProcessor(LogitsProcessor):
+    """Timestamp grammar: timestamps come in pairs (except the first), never go back in time, the first
+    generated token is a timestamp (<= max_initial_timestamp_index), and when the timestamps' total
+    probability beats every text token a timestamp is forced. Vectorised over rows (no host sync)."""
+
+    def __init__(self, generate_config, begin_index: int | None = None,
+                 _detect_timestamp_from_logprob: bool | None = None):
+        self.no_timestamps_token_id = generate_config.no_timestamps_token_id
+        self.timestamp_begin = generate_config.no_timestamps_token_id + 1
+        self.eos_token_id = generate_config.eos_token_id or generate_config.bos_token_id
+        detect = _detect_timestamp_from_logprob
+        self._detect_timestamp_from_logprob = detect if detect is not None else \
+            getattr(generate_config, "_detect_timestamp_from_logprob", True)
+        forced = len(generate_config.forced_decoder_ids or [])
+        self.begin_index = begin_index or forced + 1
+        self.max_initial_timestamp_index = getattr(generate_config, "max_initial_timestamp_index", None)
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        begin, vocab = self.timestamp_begin, scores.shape[-1]
+        scores = scores.clone()
+        scores[:, self.no_timestamps_token_id] = NEG_INF
+        sampled = input_ids[:, self.begin_index:]
+        rows, length = sampled.shape
+        token_pos = torch.arange(vocab, device=scores.device)[None, :]
+        if length > 0:
+            is_time = sampled >= begin
+            last = is_time[:, -1]
+            penultimate = is_time[:, -2] if length > 1 else torch.ones_like(last)
+            scores.masked_fill_((last & penultimate)[:, None] & (token_pos >= begin), NEG_INF)
+            scores.masked_fill_((last & ~penultimate)[:, None] & (token_pos < self.eos_token_id), NEG_INF)
+            # no timestamp earlier than the last one (equal allowed only to close a pair)
+            where = torch.where(is_time, torch.arange(length, device=scores.device), -1).amax(dim=1)
+            latest = sampled.gather(1, where.clamp(min=0)[:, None])[:, 0]
+            limit = torch.where(last & ~penultimate, latest, latest + 1)
+            scores.masked_fill_((where >= 0)[:, None] & (token_pos >= begin) & (token_pos < limit[:, None]), NEG_INF)
+        if input_ids.shape[1] == self.begin_index:
+            scores[:, :begin] = NEG_INF
+            if self.max_initial_timestamp_index is not None:
+                scores[:, begin + self.max_initial_timestamp_index + 1:] = NEG_INF
+        if self._detect_timestamp_from_logprob:
+            logprobs = torch.log_softmax(scores.float(), dim=-1)
+            timestamp_mass = logprobs[:, begin:].logsumexp(dim=-1)
+            best_text = logprobs[:, :begin].max(dim=-1).values
+            scores.masked_fill_((timestamp_mass > best_text)[:, None] & (token_pos < begin), NEG_INF)
+        return scores
+
+
+def _language_id(config, language: str) -> int:
+    key = language.lower()
+    if key in config.lang_to_id:
+        token = key
+    elif key in TO_LANGUAGE_CODE:
+        token = f"<|{TO_LANGUAGE_CODE[key]}|>"
+    elif key in TO_LANGUAGE_CODE.values():
+        token = f"<|{key}|>"
+    else:
+        raise GenerationError(f"generate(language={language!r}): not a Whisper language name or code")
+    if token not in config.lang_to_id:
+        raise GenerationError(f"generate(language={language!r}): {token} is not in generation_config.lang_to_id")
+    return config.lang_to_id[token]
+
+
+def detect_language(model, encoder_hidden: torch.Tensor, config) -> torch.Tensor:
+    """[B] ids of the most likely language token after <|startoftranscript|>."""
+    start = torch.full((encoder_hidden.shape[0], 1), config.decoder_start_token_id, dtype=torch.long,
+                       device=encoder_hidden.device)
+    with torch.no_grad():
+        logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                       decoder_input_ids=start, use_cache=False).logits[:, -1]
+    allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    allowed[list(config.lang_to_id.values())] = True
+    return logits.masked_fill(~allowed, NEG_INF).argmax(-1)
+
+
+def init_tokens(model, encoder_hidden: torch.Tensor, config, language, task) -> torch.Tensor:
+    """[B, P] task prompt; forced_decoder_ids from the config fill it when no language/task is given."""
+    batch = encoder_hidden.shape[0]
+    forced = config.forced_decoder_ids or getattr(model.config, "forced_decoder_ids", None)
+    if language is not None or task is not None:
+        forced = None
+    prompt = [config.decoder_start_token_id]
+    for position, (index, token) in enumerate(forced or [], start=1):
+        if index != position:
+            raise GenerationError(f"forced_decoder_ids {forced}: Whisper expects positions 1, 2, ... in order")
+        prompt.append(token)
+    config.forced_decoder_ids = None
+    rows = [list(prompt) for _ in range(batch)]
+    if language is not None:
+        languages = [language] * batch if isinstance(language, str) else list(language)
+        if len(languages) != batch:
+            raise GenerationError(f"generate(language=...): {len(languages)} languages for a batch of {batch}")
+        lang_ids = [_language_id(config, name) for name in languages]
+    elif hasattr(config, "lang_to_id") and (len(prompt) <= 1 or prompt[1] is None):
+        lang_ids = detect_language(model, encoder_hidden, config).tolist()
+    else:
+        lang_ids = None
+    for index, row in enumerate(rows):
+        if lang_ids is not None:
+            row[1:2] = [lang_ids[index]]
+        if task is not None:
+            if task not in TASK_IDS:
+                raise GenerationError(f"generate(task={task!r}): expected one of {', '.join(TASK_IDS)}")
+            row.append(config.task_to_id[task])
+        elif language is not None and hasattr(config, "task_to_id") and \
+                not any(t in row for t in config.task_to_id.values()):
+            row.append(config.task_to_id["transcribe"])
+        no_ts = getattr(config, "no_timestamps_token_id", None)
+        if not config.return_timestamps and no_ts is not None and row[-1] != no_ts:
+            row.append(no_ts)
+        elif config.return_timestamps and row[-1] == no_ts:
+            row.pop()
+        rows[index] = [t for t in row if t is not None]
+    return torch.tensor(rows, dtype=torch.long, device=encoder_hidden.device)
+
+
+def split_segments(tokens: torch.Tensor, timestamp_begin: int) -> list[torch.Tensor]:
+    """4.45's segmenting of one window's tokens (its `_retrieve_segment`): the token pieces it keeps."""
+    is_time = tokens >= timestamp_begin
+    single_ending = is_time[-2:].tolist() == [False, True]
+    cuts = (torch.where(is_time[:-1] & is_time[1:])[0] + 1).tolist()
+    if not cuts:
+        return [tokens]
+    if single_ending:
+        cuts.append(len(tokens))
+    starts = [0] + cuts[:-1]
+    return [tokens[start:end] for start, end in zip(starts, cuts)]
+
+
+def _strip_trailing_padding(row: torch.Tensor, pad: int | None) -> torch.Tensor:
+    """4.45 drops as many tokens from the end as the row holds pad tokens when it ends in one."""
+    if pad is not None and len(row) and int(row[-1]) == pad:
+        return row[: len(row) - int((row == pad).sum())]
+    return row
+
+
+def whisper_generate(model, input_features: torch.Tensor | None, generation_config=None, *,
+                     logits_processor: LogitsProcessorList | None = None, return_timestamps: bool | None = None,
+                     task: str | None = None, language: str | list[str] | None = None,
+                     is_multilingual: bool | None = None, prompt_ids: torch.Tensor | None = None,
+                     temperature: float | None = None, return_segments: bool = False,
+                     attention_mask: torch.Tensor | None = None, **kwargs: Any):
+    """Short-form Whisper generation (<= 30 s of features per row) -> sequences [B, T] (prompt included)."""
+    base = generation_config if generation_config is not None else model.generation_config
+    config = copy.deepcopy(base)
+    kwargs = config.update(**kwargs)
+    encoder_outputs = kwargs.pop("encoder_outputs", None)
+    if encoder_outputs is None:
+        if input_features is None:
+            raise GenerationError("generate(): pass `input_features` (log-mel features) or `encoder_outputs`")
+        frames = 2 * model.config.max_source_positions
+        if input_features.shape[-1] > frames:
+            raise GenerationError(f"generate(): {input_features.shape[-1]} feature frames is more than one "
+                                  f"{frames}-frame window; formers does not implement long-form decoding yet")
+        encoder_outputs = model.get_encoder()(input_features, return_dict=True)
+    elif not isinstance(encoder_outputs, BaseModelOutput):
+        encoder_outputs = BaseModelOutput(*encoder_outputs)
+    hidden = encoder_outputs.last_hidden_state
+
+    if return_timestamps is None:
+        return_timestamps = getattr(config, "return_timestamps", None)
+    if return_timestamps and getattr(config, "no_timestamps_token_id", None) is None:
+        raise GenerationError("generate(return_timestamps=True): generation_config has no `no_timestamps_token_id`")
+    config.return_timestamps = return_timestamps
+    if is_multilingual is not None:
+        config.is_multilingual = is_multilingual
+    if getattr(config, "is_multilingual", True) is False and (task is not None or language is not None):
+        raise GenerationError("generate(task=/language=): this is an English-only Whisper (is_multilingual=False)")
+    for name, value, table in (("language", language, "lang_to_id"), ("task", task, "task_to_id")):
+        if value is not None and not hasattr(config, table):
+            raise GenerationError(f"generate({name}=...): generation_config has no `{table}`")
+    language = language if language is not None else getattr(config, "language", None)
+    task = task if task is not None else getattr(config, "task", None)
+
+    prompt = init_tokens(model, hidden, config, language, task)
+    user_ids = kwargs.pop("decoder_input_ids", None)
+    if user_ids is not None:
+        prompt = user_ids
+    elif prompt_ids is not None:
+        prompt = torch.cat([prompt_ids.to(prompt.device)[None].expand(prompt.shape[0], -1), prompt], dim=-1)
+    kwargs.pop("decoder_attention_mask", None)
+    max_positions = model.config.max_target_positions
+    if (config.max_new_tokens or 0) + prompt.shape[-1] > max_positions:
+        raise GenerationError(f"generate(): the decoder prompt ({prompt.shape[-1]} tokens incl. start/prompt tokens) "
+                              f"plus max_new_tokens={config.max_new_tokens} exceeds the model's "
+                              f"max_target_positions={max_positions}")
+
+    processors: list[LogitsProcessor] = []
+    begin = prompt.shape[-1]
+    if config.begin_suppress_tokens is not None:
+        processors.append(SuppressTokensAtBeginLogitsProcessor(config.begin_suppress_tokens, begin, hidden.device))
+        config.begin_suppress_tokens = None
+    if config.suppress_tokens is not None:
+        processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens, hidden.device))
+        config.suppress_tokens = None
+    if return_timestamps:
+        processors.append(WhisperTimeStampLogitsProcessor(config, begin_index=begin))
+    processors += list(logits_processor or [])
+
+    config.do_sample = temperature is not None and temperature > 0.0
+    config.temperature = temperature if config.do_sample else 1.0
+    if config.do_sample:
+        config.num_beams = 1
+    for key in ("do_sample", "temperature", "num_beams"):
+        kwargs.pop(key, None)
+    sequences = generate_seq2seq(model, None, config, encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                 decoder_input_ids=prompt, logits_processor=LogitsProcessorList(processors),
+                                 **kwargs)
+    if not isinstance(sequences, torch.Tensor):
+        raise GenerationError("generate(return_dict_in_generate=True) is not implemented for Whisper in formers")
+
+    timestamp_begin = getattr(config, "no_timestamps_token_id", model.config.vocab_size) + 1
+    rows, kept = [], []
+    for row in sequences:
+        row = _strip_trailing_padding(row, config.pad_token_id)
+        pieces = split_segments(row, timestamp_begin) if len(row) else [row]
+        kept.append(pieces)
+        rows.append(torch.cat(pieces) if pieces else row[:0])
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), config.pad_token_id, dtype=torch.long, device=sequences.device)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = row
+    if config.max_new_tokens is None and config.max_length is None:
+        out = torch.cat([out, out.new_full((out.shape[0], 1), config.eos_token_id)], dim=-1)
+    if return_segments:
+        return {"sequences": out, "segments": kept}
+    return out
