@@ -85,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "get_wsd_schedule": "optimization",
     # pipelines
     "pipeline": "pipelines", "Pipeline": "pipelines", "TextGenerationPipeline": "pipelines",
+    "Text2TextGenerationPipeline": "pipelines", "SummarizationPipeline": "pipelines", "TranslationPipeline": "pipelines",
     "get_json_schema": "tokenization.json_schema",
     # agents (transformers 4.45's top-level agent names)
     **{name: "agents" for name in ("Agent", "CodeAgent", "HfApiEngine", "ManagedAgent", "PipelineTool", "ReactAgent",

@@ -14,12 +14,16 @@ import torch
 from ..default_model import DEFAULT_MODEL_NAME
 from ..errors import ConfigError, UnknownTaskError
 from .base import Chat, Pipeline
+from .text2text_generation import SummarizationPipeline, Text2TextGenerationPipeline, TranslationPipeline
 from .text_generation import ReturnType, TextGenerationPipeline
 
 logger = logging.getLogger("formers.pipelines")
 
 SUPPORTED_TASKS: dict[str, dict[str, Any]] = {
     "text-generation": {"impl": TextGenerationPipeline, "default": DEFAULT_MODEL_NAME},
+    "text2text-generation": {"impl": Text2TextGenerationPipeline, "default": None, "seq2seq": True},
+    "summarization": {"impl": SummarizationPipeline, "default": None, "seq2seq": True},
+    "translation": {"impl": TranslationPipeline, "default": None, "seq2seq": True},
 }
 TASK_ALIASES: dict[str, str] = {}
 
@@ -31,6 +35,9 @@ def get_supported_tasks() -> list[str]:
 def check_task(task: str) -> tuple[str, dict[str, Any]]:
     """Normalise `task` and return its entry; unknown names raise an error listing the supported ones."""
     task = TASK_ALIASES.get(task, task)
+    parts = task.split("_")
+    if len(parts) == 4 and parts[0] == "translation" and parts[2] == "to":  # translation_xx_to_yy
+        return task, SUPPORTED_TASKS["translation"]
     if task not in SUPPORTED_TASKS:
         raise UnknownTaskError(f"Unknown task {task!r}; formers supports: {', '.join(get_supported_tasks())}")
     return task, SUPPORTED_TASKS[task]
@@ -43,7 +50,7 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
              model_kwargs: dict[str, Any] | None = None, pipeline_class: type[Pipeline] | None = None,
              **kwargs: Any) -> Pipeline:
     """The pipeline for `task`, loading `model` (and its tokenizer) when given by name or path."""
-    from ..models.auto import AutoModelForCausalLM
+    from ..models.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from ..models.auto.tokenization_auto import AutoTokenizer
 
     if task is None:
@@ -58,6 +65,8 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
     if device is not None and device_map is not None:
         logger.warning("Both `device` and `device_map` are specified. `device` will override `device_map`.")
     if model is None:
+        if entry["default"] is None:
+            raise ConfigError(f"pipeline({task!r}): formers bundles no default model for this task; pass model=...")
         model = entry["default"]
         logger.info("No model was supplied, defaulted to %s (bundled with formers)", model)
     if config is not None and not isinstance(config, str):
@@ -70,7 +79,8 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
         if device_map is not None and device is None:
             load_kwargs["device_map"] = device_map
         model_name = model
-        model = AutoModelForCausalLM.from_pretrained(model, **hub, **load_kwargs)
+        auto = AutoModelForSeq2SeqLM if entry.get("seq2seq") else AutoModelForCausalLM
+        model = auto.from_pretrained(model, **hub, **load_kwargs)
     else:
         model_name = model.config._name_or_path or None
         if torch_dtype is not None:
@@ -82,9 +92,13 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
     if tokenizer is None:
         raise ConfigError("pipeline: no tokenizer given and the model has no name or path to load one from; "
                           "pass tokenizer=...")
+    if task == "translation":  # as 4.45: the first translation_xx_to_yy the model's config knows
+        task = next((key for key in (vars(model.config).get("task_specific_params") or {})
+                     if key.startswith("translation")), task)
     target = pipeline_class or entry["impl"]
     return target(model=model, tokenizer=tokenizer, device=device, task=task, **kwargs)
 
 
-__all__ = ["pipeline", "Pipeline", "TextGenerationPipeline", "Chat", "ReturnType", "SUPPORTED_TASKS",
+__all__ = ["pipeline", "Pipeline", "TextGenerationPipeline", "Text2TextGenerationPipeline", "SummarizationPipeline",
+           "TranslationPipeline", "Chat", "ReturnType", "SUPPORTED_TASKS",
            "get_supported_tasks", "check_task"]
