@@ -60,6 +60,7 @@ FAMILIES: dict[str, Family] = {
     "bart": Family("bart", "Bart", ("BartForConditionalGeneration",), causal_lm=False),
     "mbart": Family("mbart", "MBart", ("MBartForConditionalGeneration",), causal_lm=False),
     "m2m_100": Family("m2m_100", "M2M100", ("M2M100ForConditionalGeneration",), causal_lm=False),
+    "marian": Family("marian", "Marian", ("MarianMTModel",), causal_lm=False),
     "whisper": Family("whisper", "Whisper", ("WhisperForConditionalGeneration",), causal_lm=False),
 }
 ALIASES: dict[str, str] = {}

@@ -4,8 +4,9 @@ from __future__ import annotations
 from ...configuration_utils import PretrainedConfig
 
 
-class BartConfig(PretrainedConfig):
-    model_type = "bart"
+class BartStyleConfig(PretrainedConfig):
+    """The fields BART, mBART, M2M100 and Marian share (each family's config sets its own defaults)."""
+
     attribute_map = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
 
     vocab_size: int = 50265
@@ -24,7 +25,6 @@ class BartConfig(PretrainedConfig):
     init_std: float = 0.02
     encoder_layerdrop: float = 0.0
     decoder_layerdrop: float = 0.0
-    classifier_dropout: float = 0.0
     use_cache: bool = True
     num_hidden_layers: int | None = None  # 4.45 stores encoder_layers here
     scale_embedding: bool = False  # token embeddings * sqrt(d_model)
@@ -37,3 +37,8 @@ class BartConfig(PretrainedConfig):
 
     def __post_init__(self) -> None:
         self.num_hidden_layers = self.encoder_layers
+
+
+class BartConfig(BartStyleConfig):
+    model_type = "bart"
+    classifier_dropout: float = 0.0

@@ -8,13 +8,13 @@ import math
 import torch
 
 from ...modeling.seq2seq import Seq2SeqForConditionalGeneration, Seq2SeqStack
-from ..bart.configuration_bart import BartConfig
+from ..bart.configuration_bart import BartStyleConfig
 from ..bart.modeling_bart import BartModel, bart_key_map
 
 POSITION_OFFSET = 2
 
 
-class M2M100Config(BartConfig):
+class M2M100Config(BartStyleConfig):
     model_type = "m2m_100"
     vocab_size: int = 128112
     attention_dropout: float = 0.1
