@@ -126,3 +126,20 @@ def test_labels_loss_equals_4_45(pair):
 def test_save_round_trip_loads_in_4_45(pair, tmp_path):
     ids, mask, decoder = checks.padded_batch(128, 0, seed=5)
     checks.check_save_round_trip(pair[1], tmp_path / "saved", ids, mask, decoder)
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_generate_returns_encoder_decoder_outputs_as_4_45(gated_pair, num_beams):
+    theirs, ours = gated_pair
+    ids, mask, _ = checks.padded_batch(128, 0, seed=8)
+    kwargs = dict(max_new_tokens=4, num_beams=num_beams, return_dict_in_generate=True, output_attentions=True,
+                  output_hidden_states=True, output_scores=True)
+    a, b = theirs.generate(ids, attention_mask=mask, **kwargs), ours.generate(ids, attention_mask=mask, **kwargs)
+    assert type(a).__name__ == type(b).__name__ and torch.equal(a.sequences, b.sequences)
+    for name in ("encoder_attentions", "encoder_hidden_states"):
+        assert all(checks.max_diff(x, y) <= 1e-5 for x, y in zip(getattr(a, name), getattr(b, name)))
+    for name in ("decoder_attentions", "cross_attentions", "decoder_hidden_states"):
+        theirs_steps, ours_steps = getattr(a, name), getattr(b, name)
+        assert len(theirs_steps) == len(ours_steps) == 4
+        for x_step, y_step in zip(theirs_steps, ours_steps):
+            assert all(checks.max_diff(x, y) <= 1e-5 for x, y in zip(x_step, y_step))

@@ -40,6 +40,7 @@ class DecoderView(GenerationMixin):
     def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
         self.model, self.encoder_hidden, self.encoder_mask = model, encoder_hidden, encoder_mask
         self.config, self.generation_config = model.config, model.generation_config
+        self.cross_attentions: list[tuple[torch.Tensor, ...]] = []  # per model call, when attentions are asked
 
     def __getattr__(self, name: str):  # device, dtype, make_generation_cache, get_input_embeddings, ...
         return getattr(self.model, name)
@@ -65,6 +66,8 @@ class DecoderView(GenerationMixin):
                          decoder_inputs_embeds=inputs_embeds, use_cache=use_cache, cache_position=cache_position,
                          num_logits_to_keep=num_logits_to_keep, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=True)
+        if output_attentions:
+            self.cross_attentions.append(out.cross_attentions)
         return DecoderStepOutput(logits=out.logits, past_key_values=out.past_key_values,
                                  hidden_states=out.decoder_hidden_states, attentions=out.decoder_attentions,
                                  cross_attentions=out.cross_attentions)
@@ -140,9 +143,21 @@ def generate_seq2seq(model, inputs: torch.Tensor | None, generation_config, **kw
         return result
     common = dict(sequences=result.sequences, scores=result.scores, logits=result.logits,
                   encoder_attentions=encoder_outputs.attentions, encoder_hidden_states=encoder_outputs.hidden_states,
-                  decoder_attentions=result.attentions, decoder_hidden_states=result.hidden_states,
-                  past_key_values=result.past_key_values)
+                  decoder_attentions=result.attentions, cross_attentions=_cross_attentions(view, result.attentions),
+                  decoder_hidden_states=result.hidden_states, past_key_values=result.past_key_values)
     if isinstance(result, GenerateBeamDecoderOnlyOutput):
         return GenerateBeamEncoderDecoderOutput(sequences_scores=result.sequences_scores,
                                                 beam_indices=result.beam_indices, **common)
     return GenerateEncoderDecoderOutput(**common)
+
+
+def _cross_attentions(view: DecoderView, decoder_attentions) -> tuple | None:
+    """The cross-attention weights of each recorded step: one model call per step (greedy, sampling, beams;
+    calls past the end that the loop trimmed are dropped). Strategies that call the model more often
+    than they record (contrastive, assisted) report None."""
+    if decoder_attentions is None or len(view.cross_attentions) < len(decoder_attentions):
+        return None
+    steps = len(decoder_attentions)
+    if len(view.cross_attentions) > steps and view.cross_attentions[steps - 1] is None:
+        return None
+    return tuple(view.cross_attentions[:steps])
