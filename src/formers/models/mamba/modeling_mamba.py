@@ -88,8 +88,7 @@ class MambaMixer(nn.Module):
             x = x * mask.unsqueeze(1)
         time_step, B, C = self.x_proj(x.transpose(1, 2)).split(
             [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1)
-        if self.rms_eps is not None:
-            B, C, time_step = _rms(B, self.rms_eps), _rms(C, self.rms_eps), _rms(time_step, self.rms_eps)
+        time_step, B, C = self.normalize_ssm_inputs(time_step, B, C)
         dt = F.softplus(self.dt_proj(time_step)).transpose(1, 2)                # [B, I, T]
         A = -torch.exp(self.A_log.float())                                      # [I, N]
         if continuing and length == 1:
@@ -100,6 +99,14 @@ class MambaMixer(nn.Module):
             cache.ssm_states[self.layer_idx].copy_(state)
         y = (y + x * self.D[None, :, None]) * self.act(gate)
         return self.out_proj(y.transpose(1, 2))
+
+    def normalize_ssm_inputs(self, time_step: torch.Tensor, B: torch.Tensor,
+                             C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(low-rank dt, B, C) before dt_proj and the scan: as they are for Mamba, RMS-normalised without a
+        weight for FalconMamba; Jamba's mixer overrides it with weighted norms."""
+        if self.rms_eps is None:
+            return time_step, B, C
+        return _rms(time_step, self.rms_eps), _rms(B, self.rms_eps), _rms(C, self.rms_eps)
 
     def _convolve(self, x: torch.Tensor, cache: MambaCache | None, continuing: bool) -> torch.Tensor:
         """act(causal depthwise conv) of x [B, I, T], after the cached window when continuing; stores the
