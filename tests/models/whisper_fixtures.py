@@ -41,3 +41,37 @@ def speech_wav(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def speech_16k(speech_wav) -> np.ndarray:
     return decode_16k(speech_wav)
+
+
+def write_tiny_whisper(folder: Path, init_std: float = 0.2, seed: int = 0) -> Path:
+    """A tiny random Whisper checkpoint saved by transformers 4.45.2, with the small-vocabulary tokenizer,
+    a feature extractor and a Whisper-style generation config (languages, tasks, timestamps)."""
+    import torch
+    import transformers
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    from tests.models.whisper_tokenizer_files import write_whisper_tokenizer
+
+    write_whisper_tokenizer(folder)
+    tok = transformers.WhisperTokenizer.from_pretrained(folder)
+    ids = tok.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    config = transformers.WhisperConfig(
+        vocab_size=len(tok), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_target_positions=64,
+        decoder_start_token_id=ids("<|startoftranscript|>"), pad_token_id=eot, eos_token_id=eot, bos_token_id=eot,
+        init_std=init_std)
+    torch.manual_seed(seed)
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    model.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id, pad_token_id=eot, eos_token_id=eot, bos_token_id=eot,
+        max_length=20, begin_suppress_tokens=[220, eot], suppress_tokens=[1, 2, 7],
+        no_timestamps_token_id=ids("<|notimestamps|>"), is_multilingual=True, max_initial_timestamp_index=50,
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES}, return_timestamps=False,
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        alignment_heads=[[1, 0], [1, 2]])
+    model.save_pretrained(folder)
+    extractor = transformers.WhisperFeatureExtractor()
+    extractor._set_processor_class("WhisperProcessor")
+    extractor.save_pretrained(folder)
+    return folder

@@ -230,6 +230,9 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
         config.num_beams = 1
     for key in ("do_sample", "temperature", "num_beams"):
         kwargs.pop(key, None)
+    # 4.45 never puts <|startoftranscript|> in front of Whisper's decoder prompt (it may begin with
+    # <|startofprev|>): naming each row's first token as its start id keeps the shared step from adding it
+    config.decoder_start_token_id = prompt[:, 0].tolist()
     sequences = generate_seq2seq(model, None, config, encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                  decoder_input_ids=prompt, logits_processor=LogitsProcessorList(processors),
                                  **kwargs)

@@ -135,10 +135,6 @@ class WhisperForConditionalGeneration(Seq2SeqForConditionalGeneration):
     base_model_class = WhisperModel
     checkpoint_keys = WHISPER_KEYS
     main_input_name = "input_features"
-    _tied_weights_keys = ["proj_out.weight"]
-
-    def __init__(self, config: WhisperConfig):
-        super().__init__(config)
 
     def forward(self, input_features=None, attention_mask=None, decoder_input_ids=None, encoder_outputs=None,
                 **kwargs):
