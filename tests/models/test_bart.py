@@ -82,3 +82,25 @@ def test_mbart_label_shift_equals_4_45():
 def test_save_round_trip_loads_in_4_45(pair, tmp_path):
     ids, mask, decoder = checks.padded_batch(128, 1, seed=5)
     checks.check_save_round_trip(pair[1], tmp_path / "saved", ids, mask, decoder)
+
+
+def test_cross_attention_keys_are_projected_once_per_generate(pair):
+    """The encoder states are projected to cross-attention K/V on the first step only (then read from the
+    EncoderDecoderCache), and the encoder runs once."""
+    ours = pair[1]
+    calls = {"k": 0, "encoder": 0}
+
+    def count(name):
+        def hook(module, args, output):
+            calls[name] += 1
+        return hook
+
+    handles = [ours.model.decoder.layers[0].encoder_attn.k_proj.register_forward_hook(count("k")),
+               ours.model.encoder.register_forward_hook(count("encoder"))]
+    try:
+        ids, mask, _ = checks.padded_batch(128, 1, seed=6)
+        out = ours.generate(ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=2)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert out.shape[1] == 7 and calls == {"k": 1, "encoder": 1}

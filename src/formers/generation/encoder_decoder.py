@@ -42,8 +42,15 @@ class DecoderView(GenerationMixin):
         self.config, self.generation_config = model.config, model.generation_config
         self.cross_attentions: list[tuple[torch.Tensor, ...]] = []  # per model call, when attentions are asked
 
-    def __getattr__(self, name: str):  # device, dtype, make_generation_cache, get_input_embeddings, ...
+    def __getattr__(self, name: str):  # device, dtype, get_input_embeddings, ...
         return getattr(self.model, name)
+
+    # GenerationMixin's own defaults would shadow the model's (plain attribute lookup finds them first)
+    def make_generation_cache(self, batch_size: int, max_length: int, device, dtype):
+        return self.model.make_generation_cache(batch_size, max_length, device, dtype)
+
+    def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
+        return self.model.needs_cache_refill(cached_length, total_length)
 
     def _encoder_rows(self, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder states and mask with each row repeated to `rows` (kept once expanded)."""
