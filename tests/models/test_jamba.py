@@ -242,3 +242,17 @@ def test_save_round_trip_loads_in_4_45(folders, name, tmp_path):
     with torch.no_grad():
         assert max_diff(again(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits) == 0
     assert type(formers.AutoModel.from_pretrained(tmp_path)).__name__ == "JambaModel"
+
+
+def test_gradients_equal_4_45(folders):
+    """Training: the loss with the router's aux term and every parameter's gradient match 4.45's."""
+    ours, ref = load_pair(folders["moe"])
+    ids, mask = padded_batch(length=12)
+    labels = ids.masked_fill(mask == 0, -100)
+    for model in (ours, ref):
+        model.train()
+        model(ids, attention_mask=mask, labels=labels, output_router_logits=True, use_cache=False).loss.backward()
+    theirs = {name: param.grad for name, param in ref.named_parameters()}
+    ours_grads = ours.key_map(ours.config).to_checkpoint({n: p.grad for n, p in ours.named_parameters()}, ours.config)
+    assert sorted(ours_grads) == sorted(theirs)
+    assert max(max_diff(ours_grads[name], theirs[name]) for name in theirs) <= 1e-5
