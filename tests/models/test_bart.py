@@ -104,3 +104,12 @@ def test_cross_attention_keys_are_projected_once_per_generate(pair):
         for handle in handles:
             handle.remove()
     assert out.shape[1] == 7 and calls == {"k": 1, "encoder": 1}
+
+
+def test_input_longer_than_the_position_table_is_refused_by_name(pair):
+    ours = pair[1]
+    too_long = torch.full((1, 65), 5)
+    with pytest.raises(formers.errors.GenerationError, match="encoder input of 65 positions.*max_position_embeddings=64"):
+        ours(input_ids=too_long, decoder_input_ids=too_long[:, :2])
+    with pytest.raises(formers.errors.GenerationError, match="decoder input of 65 positions"):
+        ours.generate(too_long[:, :8], max_new_tokens=70, min_new_tokens=70)

@@ -109,6 +109,14 @@ class Seq2SeqStack(nn.Module):
         `total_length` (host int) = positions seen once these are fed."""
         return hidden
 
+    def check_length(self, total_length: int, limit: int) -> None:
+        """Refuse inputs longer than a learned/fixed position table of `limit` rows (a host-int check)."""
+        if total_length > limit:
+            side = "decoder" if self.is_decoder else "encoder"
+            raise GenerationError(f"{side} input of {total_length} positions is longer than "
+                                  f"config.max_position_embeddings={limit}; truncate the input (e.g. "
+                                  f"tokenizer(..., truncation=True, max_length={limit})) or generate fewer tokens")
+
     def position_bias(self, cache_position: torch.Tensor, key_length: int) -> torch.Tensor | None:
         """An additive [1, H, T, S] term on every self-attention score (T5), or None."""
         return None

@@ -41,6 +41,7 @@ class BartStack(Seq2SeqStack):
 
     def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None, cache_position: torch.Tensor,
                      total_length: int) -> torch.Tensor:
+        self.check_length(total_length, self.config.max_position_embeddings)
         hidden = hidden + self.embed_positions(cache_position + POSITION_OFFSET).to(hidden.dtype)
         return nn.functional.dropout(self.layernorm_embedding(hidden), self.config.dropout, self.training)
 

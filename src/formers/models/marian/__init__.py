@@ -49,6 +49,7 @@ class MarianStack(Seq2SeqStack):
 
     def embed_inputs(self, hidden: torch.Tensor, input_ids: torch.Tensor | None, cache_position: torch.Tensor,
                      total_length: int) -> torch.Tensor:
+        self.check_length(total_length, self.config.max_position_embeddings)
         hidden = hidden + self.position_table[cache_position].to(hidden.dtype)
         return torch.nn.functional.dropout(hidden, self.config.dropout, self.training)
 
