@@ -13,6 +13,7 @@ import torch
 
 from ..default_model import DEFAULT_MODEL_NAME
 from ..errors import ConfigError, UnknownTaskError
+from .automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 from .base import Chat, Pipeline
 from .text2text_generation import SummarizationPipeline, Text2TextGenerationPipeline, TranslationPipeline
 from .text_generation import ReturnType, TextGenerationPipeline
@@ -24,6 +25,7 @@ SUPPORTED_TASKS: dict[str, dict[str, Any]] = {
     "text2text-generation": {"impl": Text2TextGenerationPipeline, "default": None, "seq2seq": True},
     "summarization": {"impl": SummarizationPipeline, "default": None, "seq2seq": True},
     "translation": {"impl": TranslationPipeline, "default": None, "seq2seq": True},
+    "automatic-speech-recognition": {"impl": AutomaticSpeechRecognitionPipeline, "default": None, "speech": True},
 }
 TASK_ALIASES: dict[str, str] = {}
 
@@ -50,7 +52,7 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
              model_kwargs: dict[str, Any] | None = None, pipeline_class: type[Pipeline] | None = None,
              **kwargs: Any) -> Pipeline:
     """The pipeline for `task`, loading `model` (and its tokenizer) when given by name or path."""
-    from ..models.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from ..models.auto import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
     from ..models.auto.tokenization_auto import AutoTokenizer
 
     if task is None:
@@ -80,6 +82,7 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
             load_kwargs["device_map"] = device_map
         model_name = model
         auto = AutoModelForSeq2SeqLM if entry.get("seq2seq") else AutoModelForCausalLM
+        auto = AutoModelForSpeechSeq2Seq if entry.get("speech") else auto
         model = auto.from_pretrained(model, **hub, **load_kwargs)
     else:
         model_name = model.config._name_or_path or None
@@ -99,6 +102,6 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
     return target(model=model, tokenizer=tokenizer, device=device, task=task, **kwargs)
 
 
-__all__ = ["pipeline", "Pipeline", "TextGenerationPipeline", "Text2TextGenerationPipeline", "SummarizationPipeline",
+__all__ = ["pipeline", "Pipeline", "AutomaticSpeechRecognitionPipeline", "TextGenerationPipeline", "Text2TextGenerationPipeline", "SummarizationPipeline",
            "TranslationPipeline", "Chat", "ReturnType", "SUPPORTED_TASKS",
            "get_supported_tasks", "check_task"]

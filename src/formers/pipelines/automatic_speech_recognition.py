@@ -1,0 +1,144 @@
+"""pipeline("automatic-speech-recognition") for Whisper: audio in (array, {"raw", "sampling_rate"}, file
+path or bytes decoded by ffmpeg), text out, optionally with timestamped chunks; long audio is cut into
+overlapping windows with chunk_length_s / stride_length_s and the windows' tokens are merged."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..errors import AudioInputError, ConfigError
+from .asr_decode import decode_asr
+from .base import Pipeline
+
+
+def ffmpeg_read(payload: bytes, sampling_rate: int) -> np.ndarray:
+    """Decode any audio container/codec ffmpeg knows into mono float32 at `sampling_rate`."""
+    binary = shutil.which("ffmpeg")
+    if binary is None:
+        raise AudioInputError("decoding an audio file needs the `ffmpeg` program (Debian package ffmpeg); "
+                              "or pass the samples as a numpy array")
+    done = subprocess.run([binary, "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-ac", "1", "-ar",
+                           str(sampling_rate), "-f", "f32le", "pipe:1"], input=payload, capture_output=True)
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
+        raise AudioInputError(f"ffmpeg could not decode the input as audio: {reason[0]}")
+    audio = np.frombuffer(done.stdout, dtype=np.float32)
+    if audio.size == 0:
+        raise AudioInputError("the audio file decodes to 0 samples (empty or not audio)")
+    return audio.copy()
+
+
+class AutomaticSpeechRecognitionPipeline(Pipeline):
+    task = "automatic-speech-recognition"
+
+    def __init__(self, model, tokenizer=None, feature_extractor=None, **kwargs: Any):
+        if model.config.model_type != "whisper":
+            raise ConfigError(f"pipeline('automatic-speech-recognition'): formers supports Whisper models, got "
+                              f"model_type {model.config.model_type!r}")
+        if feature_extractor is None or isinstance(feature_extractor, str):
+            from ..models.auto.feature_extraction_auto import AutoFeatureExtractor
+            feature_extractor = AutoFeatureExtractor.from_pretrained(feature_extractor or
+                                                                     model.config._name_or_path)
+        self.feature_extractor = feature_extractor
+        super().__init__(model, tokenizer, **kwargs)
+
+    def _sanitize_parameters(self, chunk_length_s=None, stride_length_s=None, return_timestamps=None,
+                             return_language=None, generate_kwargs=None, max_new_tokens=None, **kwargs):
+        if kwargs:
+            raise ConfigError(f"automatic-speech-recognition pipeline: unknown arguments {sorted(kwargs)}")
+        if return_timestamps == "word":
+            raise ConfigError("return_timestamps='word' (token timestamps) is not implemented in formers yet")
+        pre = {k: v for k, v in (("chunk_length_s", chunk_length_s), ("stride_length_s", stride_length_s))
+               if v is not None}
+        forward = dict(generate_kwargs or {})
+        if max_new_tokens is not None:
+            forward["max_new_tokens"] = max_new_tokens
+        if return_timestamps is not None:
+            forward["return_timestamps"] = return_timestamps
+        post = {k: v for k, v in (("return_timestamps", return_timestamps), ("return_language", return_language))
+                if v is not None}
+        return pre, forward, post
+
+    # --- input -> windows ------------------------------------------------------------------------
+    def _audio(self, inputs: Any) -> np.ndarray:
+        rate = self.feature_extractor.sampling_rate
+        if isinstance(inputs, str):
+            try:
+                with open(inputs, "rb") as handle:
+                    inputs = handle.read()
+            except OSError as error:
+                raise AudioInputError(f"cannot read audio file {inputs!r}: {error.strerror}") from None
+        if isinstance(inputs, (bytes, bytearray)):
+            inputs = ffmpeg_read(bytes(inputs), rate)
+        if isinstance(inputs, dict):
+            samples = inputs.get("raw", inputs.get("array"))
+            if samples is None or "sampling_rate" not in inputs:
+                raise AudioInputError('a dict input needs "raw" (or "array") samples and their "sampling_rate"')
+            if inputs["sampling_rate"] != rate:
+                raise AudioInputError(f"sampling_rate={inputs['sampling_rate']}: this model expects {rate} Hz "
+                                      f"audio; resample it first (or pass a file, which ffmpeg resamples)")
+            inputs = samples
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.cpu().numpy()
+        if not isinstance(inputs, np.ndarray):
+            raise AudioInputError(f"expected a numpy array, a dict, a file path or bytes, got {type(inputs).__name__}")
+        if inputs.ndim != 1:
+            raise AudioInputError(f"expected mono audio (1-D samples), got shape {inputs.shape}")
+        if inputs.size == 0:
+            raise AudioInputError("the audio is empty (0 samples)")
+        return inputs
+
+    def _windows(self, audio: np.ndarray, chunk_length_s: float = 0,
+                 stride_length_s: float | list[float] | None = None) -> Iterator[dict[str, Any]]:
+        rate, extractor = self.feature_extractor.sampling_rate, self.feature_extractor
+        if not chunk_length_s:
+            if audio.shape[0] > extractor.n_samples:
+                raise AudioInputError(f"{audio.shape[0] / rate:.1f} s of audio is longer than one 30 s window: "
+                                      "pass chunk_length_s=30 (long-form decoding is not implemented in formers)")
+            yield {"features": extractor(audio, sampling_rate=rate, return_tensors="pt")["input_features"]}
+            return
+        if stride_length_s is None:
+            stride_length_s = chunk_length_s / 6
+        left_s, right_s = (stride_length_s, stride_length_s) if isinstance(stride_length_s, (int, float)) \
+            else stride_length_s
+        chunk, left, right = (int(round(s * rate)) for s in (chunk_length_s, left_s, right_s))
+        if chunk < left + right:
+            raise ConfigError("chunk_length_s must be larger than the two strides together")
+        for start in range(0, audio.shape[0], chunk - left - right):
+            piece = audio[start:start + chunk]
+            is_last = start + chunk >= audio.shape[0]
+            stride = (piece.shape[0], 0 if start == 0 else left, 0 if is_last else right)
+            if piece.shape[0] > stride[1]:
+                yield {"features": extractor(piece, sampling_rate=rate, return_tensors="pt")["input_features"],
+                       "stride": stride}
+            if is_last:
+                break
+
+    # --- running ----------------------------------------------------------------------------------
+    def _transcribe(self, inputs: Any, pre: dict, forward: dict, post: dict) -> dict[str, Any]:
+        outputs = []
+        for window in self._windows(self._audio(inputs), **pre):
+            kwargs = {"generation_config": self.generation_config, **forward}
+            with torch.inference_mode():
+                tokens = self.model.generate(window["features"].to(self.device, self.model.dtype), **kwargs)
+            output = {"tokens": tokens.cpu()}
+            if "stride" in window:
+                rate = self.feature_extractor.sampling_rate
+                output["stride"] = tuple(value / rate for value in window["stride"])
+            outputs.append(output)
+        precision = self.feature_extractor.chunk_length / self.model.config.max_source_positions
+        text, extra = decode_asr(self.tokenizer, outputs, return_timestamps=post.get("return_timestamps", False),
+                                 return_language=post.get("return_language"), time_precision=precision)
+        return {"text": text, **extra}
+
+    def __call__(self, inputs: Any, **kwargs: Any):
+        pre, forward, post = self._sanitize_parameters(**kwargs)
+        pre, forward, post = ({**self._preprocess_params, **pre}, {**self._forward_params, **forward},
+                              {**self._postprocess_params, **post})
+        if isinstance(inputs, list):
+            return [self._transcribe(item, pre, forward, post) for item in inputs]
+        return self._transcribe(inputs, pre, forward, post)

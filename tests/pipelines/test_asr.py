@@ -1,0 +1,62 @@
+"""pipeline("automatic-speech-recognition"): outputs equal transformers 4.45.2's on a tiny random Whisper,
+for arrays, {"raw", "sampling_rate"} dicts, files decoded by ffmpeg, timestamps and chunked long audio."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import transformers
+
+from formers import pipeline
+from formers.errors import AudioInputError
+from tests.models.whisper_fixtures import decode_16k, needs_audio_tools, speak_to_wav, write_tiny_whisper
+
+pytestmark = needs_audio_tools
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = write_tiny_whisper(tmp_path_factory.mktemp("asr_whisper"))
+    wav = speak_to_wav("Hello there, this is a test of speech recognition with a longer sentence.",
+                       folder.parent / "speech.wav")
+    theirs = transformers.pipeline("automatic-speech-recognition", model=str(folder))
+    ours = pipeline("automatic-speech-recognition", model=str(folder))
+    return theirs, ours, wav, decode_16k(wav)
+
+
+CASES = [{}, {"return_timestamps": True}, {"chunk_length_s": 2.0}, {"chunk_length_s": 2.0, "return_timestamps": True},
+         {"chunk_length_s": 3.0, "stride_length_s": [0.5, 1.0], "return_timestamps": True}]
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=[str(c) for c in CASES])
+def test_array_input_equals_oracle(setup, kwargs):
+    theirs, ours, _, audio = setup
+    expected, got = theirs(audio, **kwargs), ours(audio, **kwargs)
+    print(got)
+    assert got == expected
+
+
+def test_dict_file_bytes_and_list_inputs_equal_oracle(setup):
+    theirs, ours, wav, audio = setup
+    assert ours({"raw": audio, "sampling_rate": 16000}) == theirs({"raw": audio, "sampling_rate": 16000})
+    assert ours({"array": audio, "sampling_rate": 16000}) == theirs({"array": audio, "sampling_rate": 16000})
+    assert ours(str(wav), return_timestamps=True) == theirs(str(wav), return_timestamps=True)
+    assert ours(wav.read_bytes()) == theirs(wav.read_bytes())
+    assert ours([audio, audio[:16000]]) == theirs([audio, audio[:16000]])
+
+
+def test_bad_audio_raises_formers_errors(setup, tmp_path):
+    _, ours, _, audio = setup
+    with pytest.raises(AudioInputError, match="sampling_rate=8000.*16000 Hz"):
+        ours({"raw": audio, "sampling_rate": 8000})
+    with pytest.raises(AudioInputError, match="empty"):
+        ours(np.zeros(0, dtype=np.float32))
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("this is not audio at all\n" * 20)
+    with pytest.raises(AudioInputError, match="ffmpeg could not decode"):
+        ours(str(not_audio))
+    with pytest.raises(AudioInputError, match="cannot read audio file"):
+        ours(str(tmp_path / "missing.wav"))
+    with pytest.raises(AudioInputError, match="chunk_length_s"):
+        ours(np.zeros(16000 * 31, dtype=np.float32))
+    with pytest.raises(AudioInputError, match="mono"):
+        ours(np.zeros((2, 16000), dtype=np.float32))
