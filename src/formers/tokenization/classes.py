@@ -92,6 +92,8 @@ TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizerFast]] = {
 LAZY_TOKENIZER_CLASSES: dict[str, str] = {
     "WhisperTokenizer": "formers.models.whisper.tokenization_whisper",
     "WhisperTokenizerFast": "formers.models.whisper.tokenization_whisper",
+    "NllbTokenizer": "formers.models.m2m_100.tokenization_nllb",
+    "NllbTokenizerFast": "formers.models.m2m_100.tokenization_nllb",
 }
 
 

@@ -89,6 +89,9 @@ _PROFILES = [
     TokenizerProfile("Qwen2Tokenizer", {
         "unk_token": _ENDOFTEXT, "bos_token": None, "eos_token": _ENDOFTEXT, "pad_token": _ENDOFTEXT},
         wrap_special_tokens=True, saves_bpe_files=True, bpe_style="qwen2"),
+    TokenizerProfile("NllbTokenizer", {  # models/m2m_100/tokenization_nllb.py adds the language handling
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "mask_token": "<mask>"}, model_input_names=("input_ids", "attention_mask")),
 ]
 PROFILES: dict[str, TokenizerProfile] = {p.name: p for p in _PROFILES}
 
