@@ -33,7 +33,7 @@ class BatchFeature(UserDict):
             return self.data[name]
         raise AttributeError(name)
 
-    def convert_to_tensors(self, tensor_type: str | None = None) -> "BatchFeature":
+    def convert_to_tensors(self, tensor_type: str | None = None) -> BatchFeature:
         """Turn every value into a torch tensor ("pt") or numpy array ("np"), in place."""
         if tensor_type is None:
             return self
@@ -48,7 +48,7 @@ class BatchFeature(UserDict):
             self.data[key] = array
         return self
 
-    def to(self, *args: Any, **kwargs: Any) -> "BatchFeature":
+    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
         """Move tensors to a device; a dtype argument casts only floating-point tensors (as transformers)."""
         def move(value: Any) -> Any:
             if not isinstance(value, torch.Tensor):

@@ -6,10 +6,20 @@ import pytest
 import torch
 import transformers
 
-from formers import AutoModelForSpeechSeq2Seq, WhisperConfig, WhisperForConditionalGeneration, WhisperModel
+from formers import (
+    AutoModelForSpeechSeq2Seq,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+    WhisperModel,
+)
 from formers.errors import ConfigError, GenerationError
 from formers.models.whisper import WhisperFeatureExtractor, WhisperTokenizerFast
-from tests.models.whisper_fixtures import needs_audio_tools, speech_16k, speech_wav, write_tiny_whisper  # noqa: F401
+from tests.models.whisper_fixtures import (  # noqa: F401
+    needs_audio_tools,
+    speech_16k,
+    speech_wav,
+    write_tiny_whisper,
+)
 
 TOL = 1e-5
 

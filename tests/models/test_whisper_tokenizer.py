@@ -7,7 +7,11 @@ import transformers
 
 from formers import AutoProcessor, AutoTokenizer
 from formers.errors import AudioInputError, TokenizerError
-from formers.models.whisper import WhisperProcessor, WhisperTokenizer, WhisperTokenizerFast
+from formers.models.whisper import (
+    WhisperProcessor,
+    WhisperTokenizer,
+    WhisperTokenizerFast,
+)
 from formers.models.whisper.languages import LANGUAGES, TO_LANGUAGE_CODE
 from tests.models.whisper_tokenizer_files import write_whisper_tokenizer
 
@@ -48,7 +52,7 @@ def test_ids_equal_oracle(folder, oracle_cls, ours_cls, prompt):
 def _timestamped_ids(tok) -> list[int]:
     """<|startofprev|> prompt, then three segments; the third restarts from a lower time (a new 30 s window)."""
     begin = tok.convert_tokens_to_ids("<|notimestamps|>") + 1
-    words = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    words = lambda text: tok.encode(text, add_special_tokens=False)
     return ([tok.convert_tokens_to_ids("<|startofprev|>"), *words(" before"), *tok.prefix_tokens[:1], begin,
              *words(" the cat"), begin + 50, begin + 50, *words(" is there"), begin + 120, begin + 10,
              *words(" or"), begin + 30, tok.eos_token_id])
@@ -100,6 +104,6 @@ def test_bad_arguments_raise_formers_errors(folder):
     with pytest.raises(TokenizerError, match="klingon"):
         tok.set_prefix_tokens(language="klingon")
     with pytest.raises(TokenizerError, match="task='summarise'"):
-        WhisperTokenizerFast.from_pretrained(folder, task="summarise").prefix_tokens
+        _ = WhisperTokenizerFast.from_pretrained(folder, task="summarise").prefix_tokens
     with pytest.raises(TokenizerError, match="special token"):
         tok.get_prompt_ids("say <|en|>")

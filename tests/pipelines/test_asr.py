@@ -8,7 +8,12 @@ import transformers
 
 from formers import pipeline
 from formers.errors import AudioInputError
-from tests.models.whisper_fixtures import decode_16k, needs_audio_tools, speak_to_wav, write_tiny_whisper
+from tests.models.whisper_fixtures import (
+    decode_16k,
+    needs_audio_tools,
+    speak_to_wav,
+    write_tiny_whisper,
+)
 
 pytestmark = needs_audio_tools
 

@@ -102,6 +102,6 @@ def pipeline(task: str | None = None, model=None, config=None, tokenizer=None, f
     return target(model=model, tokenizer=tokenizer, device=device, task=task, **kwargs)
 
 
-__all__ = ["pipeline", "Pipeline", "AutomaticSpeechRecognitionPipeline", "TextGenerationPipeline", "Text2TextGenerationPipeline", "SummarizationPipeline",
+__all__ = ["pipeline", "Pipeline", "TextGenerationPipeline", "Text2TextGenerationPipeline", "SummarizationPipeline",
            "TranslationPipeline", "Chat", "ReturnType", "SUPPORTED_TASKS",
-           "get_supported_tasks", "check_task"]
+           "get_supported_tasks", "check_task", "AutomaticSpeechRecognitionPipeline"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ def ffmpeg_read(payload: bytes, sampling_rate: int) -> np.ndarray:
         raise AudioInputError("decoding an audio file needs the `ffmpeg` program (Debian package ffmpeg); "
                               "or pass the samples as a numpy array")
     done = subprocess.run([binary, "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-ac", "1", "-ar",
-                           str(sampling_rate), "-f", "f32le", "pipe:1"], input=payload, capture_output=True)
+                           str(sampling_rate), "-f", "f32le", "pipe:1"], input=payload, capture_output=True, check=False)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
         raise AudioInputError(f"ffmpeg could not decode the input as audio: {reason[0]}")
@@ -105,7 +106,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             stride_length_s = chunk_length_s / 6
         left_s, right_s = (stride_length_s, stride_length_s) if isinstance(stride_length_s, (int, float)) \
             else stride_length_s
-        chunk, left, right = (int(round(s * rate)) for s in (chunk_length_s, left_s, right_s))
+        chunk, left, right = (round(s * rate) for s in (chunk_length_s, left_s, right_s))
         if chunk < left + right:
             raise ConfigError("chunk_length_s must be larger than the two strides together")
         for start in range(0, audio.shape[0], chunk - left - right):

@@ -30,7 +30,7 @@ def feature_extractor_class(name: str):
 
 class AutoFeatureExtractor:
     def __init__(self) -> None:
-        raise EnvironmentError("AutoFeatureExtractor is built with AutoFeatureExtractor.from_pretrained(...)")
+        raise OSError("AutoFeatureExtractor is built with AutoFeatureExtractor.from_pretrained(...)")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):

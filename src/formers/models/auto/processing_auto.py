@@ -33,7 +33,7 @@ def _read(path_or_repo_id, filename: str, hub: dict[str, Any]) -> dict[str, Any]
 
 class AutoProcessor:
     def __init__(self) -> None:
-        raise EnvironmentError("AutoProcessor is built with AutoProcessor.from_pretrained(...)")
+        raise OSError("AutoProcessor is built with AutoProcessor.from_pretrained(...)")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):

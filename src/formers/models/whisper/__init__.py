@@ -7,5 +7,12 @@ from .tokenization_whisper import WhisperTokenizer, WhisperTokenizerFast
 
 CONFIG_CLASS = WhisperConfig
 MODEL_CLASSES = {"base": WhisperModel, "speech_seq2seq": WhisperForConditionalGeneration}
-__all__ = ["WhisperConfig", "WhisperModel", "WhisperForConditionalGeneration", "WhisperFeatureExtractor",
-           "WhisperProcessor", "WhisperTokenizer", "WhisperTokenizerFast"]
+__all__ = [
+           "WhisperConfig",
+           "WhisperFeatureExtractor",
+           "WhisperForConditionalGeneration",
+           "WhisperModel",
+           "WhisperProcessor",
+           "WhisperTokenizer",
+           "WhisperTokenizerFast",
+]

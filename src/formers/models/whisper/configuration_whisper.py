@@ -1,12 +1,14 @@
 """WhisperConfig: field names and defaults of transformers 4.45 (whisper-tiny's shape by default)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ...configuration_utils import PretrainedConfig
 
 
 class WhisperConfig(PretrainedConfig):
     model_type = "whisper"
-    attribute_map = {"num_key_value_heads": "encoder_attention_heads",
+    attribute_map: ClassVar[dict[str, str]] = {"num_key_value_heads": "encoder_attention_heads",
                      "num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
 
     vocab_size: int = 51865

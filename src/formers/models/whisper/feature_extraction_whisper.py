@@ -8,7 +8,8 @@ Output: input_features (batch, feature_size, n_samples // hop_length).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ logger = logging.getLogger("formers.whisper")
 
 
 class WhisperFeatureExtractor(FeatureExtractionMixin):
-    model_input_names = ["input_features"]
+    model_input_names: ClassVar[list[str]] = ["input_features"]
     derived_fields = ("n_samples", "nb_max_frames")
 
     def __init__(self, feature_size: int = 80, sampling_rate: int = 16000, hop_length: int = 160,

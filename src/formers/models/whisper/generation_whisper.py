@@ -15,8 +15,12 @@ import torch
 
 from ...errors import GenerationError
 from ...generation.encoder_decoder import generate_seq2seq
-from ...generation.logits_process import (LogitsProcessor, LogitsProcessorList,
-                                          SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor)
+from ...generation.logits_process import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    SuppressTokensAtBeginLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+)
 from ...modeling_outputs import BaseModelOutput
 from .languages import TASK_IDS, TO_LANGUAGE_CODE
 
@@ -48,7 +52,7 @@ class WhisperTimeStampLogitsProcessor(LogitsProcessor):
         scores = scores.clone()
         scores[:, self.no_timestamps_token_id] = NEG_INF
         sampled = input_ids[:, self.begin_index:]
-        rows, length = sampled.shape
+        length = sampled.shape[1]
         token_pos = torch.arange(vocab, device=scores.device)[None, :]
         if length > 0:
             is_time = sampled >= begin

@@ -19,8 +19,13 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding, Linear
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
-from ...modeling.seq2seq import (Seq2SeqForConditionalGeneration, Seq2SeqLayer, Seq2SeqModel, Seq2SeqStack,
-                                 make_attention)
+from ...modeling.seq2seq import (
+    Seq2SeqForConditionalGeneration,
+    Seq2SeqLayer,
+    Seq2SeqModel,
+    Seq2SeqStack,
+    make_attention,
+)
 from ...modeling_outputs import BaseModelOutput
 from .configuration_whisper import WhisperConfig
 

@@ -55,11 +55,11 @@ class WhisperProcessor:
                 *self.tokenizer.save_pretrained(save_directory)]
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "WhisperProcessor":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> WhisperProcessor:
         from ..auto.tokenization_auto import AutoTokenizer
 
         return cls(WhisperFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs),
                    AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs))
 
 
-__all__ = ["WhisperProcessor", "BatchFeature"]
+__all__ = ["BatchFeature", "WhisperProcessor"]
