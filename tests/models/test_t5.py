@@ -92,7 +92,12 @@ def test_incremental_decoding_with_legacy_cache(pair):
     dict(max_new_tokens=8, forced_bos_token_id=5, forced_eos_token_id=6, min_new_tokens=3),
     dict(max_new_tokens=8, return_dict_in_generate=True, output_scores=True),
     dict(max_new_tokens=8, num_beams=3, return_dict_in_generate=True, output_scores=True),
-], ids=["greedy", "beams", "sample", "group_beams", "contrastive", "forced", "dict", "beam_dict"])
+    dict(max_new_tokens=8, no_repeat_ngram_size=2, encoder_no_repeat_ngram_size=2, repetition_penalty=1.3),
+    dict(max_new_tokens=8, encoder_repetition_penalty=1.5),
+    dict(max_new_tokens=8, num_beams=3, force_words_ids=[[5, 6]]),
+    dict(max_new_tokens=8, num_beams=2, do_sample=True),
+], ids=["greedy", "beams", "sample", "group_beams", "contrastive", "forced", "dict", "beam_dict", "encoder_ngrams",
+        "encoder_penalty", "constrained", "beam_sample"])
 def test_generate_equals_4_45(gated_pair, kwargs):
     ids, mask, _ = checks.padded_batch(128, 0, seed=2)
     checks.check_generate(*gated_pair, ids, mask, **kwargs)
@@ -143,3 +148,21 @@ def test_generate_returns_encoder_decoder_outputs_as_4_45(gated_pair, num_beams)
         assert len(theirs_steps) == len(ours_steps) == 4
         for x_step, y_step in zip(theirs_steps, ours_steps):
             assert all(checks.max_diff(x, y) <= 1e-5 for x, y in zip(x_step, y_step))
+
+
+def test_assisted_and_prompt_lookup_equal_4_45(gated_pair, tmp_path_factory):
+    """An encoder-decoder assistant drafts from its own encoder states (as 4.45); batch of one, as 4.45 allows."""
+    theirs, ours = gated_pair
+    small = dict(TINY, num_layers=1, num_decoder_layers=1, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    folder = checks.build_seq2seq_checkpoint(tmp_path_factory.mktemp("assistant"), "t5", seed=3, **small)
+    their_assistant, our_assistant = checks.load_pair(folder)
+    ids, mask, _ = checks.padded_batch(128, 0, seed=2)
+    outputs = set()
+    for row in range(3):
+        one, one_mask = ids[row:row + 1], mask[row:row + 1]
+        a = theirs.generate(one, attention_mask=one_mask, assistant_model=their_assistant, max_new_tokens=10)
+        b = ours.generate(one, attention_mask=one_mask, assistant_model=our_assistant, max_new_tokens=10)
+        assert torch.equal(a, b)
+        outputs.update(a[0].tolist())
+        checks.check_generate(theirs, ours, one, one_mask, prompt_lookup_num_tokens=2, max_new_tokens=10)
+    assert len(outputs) > 4  # the model does not just repeat one token

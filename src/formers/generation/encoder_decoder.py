@@ -37,8 +37,10 @@ class DecoderStepOutput(ModelOutput):
 class DecoderView(GenerationMixin):
     """An encoder-decoder model seen as a decoder-only one over fixed encoder states (see module doc)."""
 
-    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
+    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None,
+                 encoder_input_ids: torch.Tensor | None = None):
         self.model, self.encoder_hidden, self.encoder_mask = model, encoder_hidden, encoder_mask
+        self.encoder_input_ids = encoder_input_ids
         self.config, self.generation_config = model.config, model.generation_config
         self.cross_attentions: list[tuple[torch.Tensor, ...]] = []  # per model call, when attentions are asked
 
@@ -51,6 +53,9 @@ class DecoderView(GenerationMixin):
 
     def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
         return self.model.needs_cache_refill(cached_length, total_length)
+
+    def encoder_prompt_ids(self, prompt_ids: torch.Tensor) -> torch.Tensor | None:
+        return self.encoder_input_ids  # encoder_no_repeat_ngram_size / encoder_repetition_penalty read these
 
     def _encoder_rows(self, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder states and mask with each row repeated to `rows` (kept once expanded)."""
@@ -84,8 +89,10 @@ def _setting(config, kwargs: dict, name: str):
     return kwargs[name] if kwargs.get(name) is not None else getattr(config, name)
 
 
-def encode_for_generation(model, inputs, config, kwargs: dict) -> tuple[BaseModelOutput, torch.Tensor | None]:
-    """Run the encoder once (or take the caller's `encoder_outputs`) -> (outputs, encoder attention mask)."""
+def encode_for_generation(model, inputs, config, kwargs: dict
+                          ) -> tuple[BaseModelOutput, torch.Tensor | None, torch.Tensor | None]:
+    """Run the encoder once (or take the caller's `encoder_outputs`) -> (outputs, encoder attention mask,
+    encoder input ids or None)."""
     input_ids = kwargs.pop("input_ids", None)
     if inputs is not None and input_ids is not None:
         raise GenerationError("generate(): `inputs` and `input_ids` were both passed; pass one of them")
@@ -112,7 +119,7 @@ def encode_for_generation(model, inputs, config, kwargs: dict) -> tuple[BaseMode
             output_hidden_states=bool(_setting(config, kwargs, "output_hidden_states")), return_dict=True)
     elif not isinstance(encoder_outputs, BaseModelOutput):
         encoder_outputs = BaseModelOutput(*encoder_outputs)
-    return encoder_outputs, mask
+    return encoder_outputs, mask, input_ids
 
 
 def decoder_prompt(config, kwargs: dict, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,10 +148,16 @@ def decoder_prompt(config, kwargs: dict, batch: int, device) -> tuple[torch.Tens
 def generate_seq2seq(model, inputs: torch.Tensor | None, generation_config, **kwargs):
     """`generate()` of an encoder-decoder model (same arguments as the decoder-only one)."""
     config = generation_config if generation_config is not None else model.generation_config
-    encoder_outputs, encoder_mask = encode_for_generation(model, inputs, config, kwargs)
+    encoder_outputs, encoder_mask, encoder_ids = encode_for_generation(model, inputs, config, kwargs)
     hidden = encoder_outputs.last_hidden_state
     decoder_ids, decoder_mask = decoder_prompt(config, kwargs, hidden.shape[0], hidden.device)
-    view = DecoderView(model, hidden, encoder_mask)
+    view = DecoderView(model, hidden, encoder_mask, encoder_ids)
+    assistant = kwargs.get("assistant_model")
+    if assistant is not None and assistant.config.is_encoder_decoder:  # drafts from its own encoder states
+        if encoder_ids is None:
+            raise GenerationError("generate(): an encoder-decoder assistant_model needs the encoder `input_ids`")
+        drafted = assistant.get_encoder()(input_ids=encoder_ids, attention_mask=encoder_mask, return_dict=True)
+        kwargs["assistant_model"] = DecoderView(assistant, drafted.last_hidden_state, encoder_mask, encoder_ids)
     result = GenerationMixin.generate(view, decoder_ids, generation_config, attention_mask=decoder_mask, **kwargs)
     if not isinstance(result, (GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput)):
         return result

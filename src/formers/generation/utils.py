@@ -69,7 +69,7 @@ class GenerationMixin:
         logits_processor = with_structured_output(structured, logits_processor, tokenizer, eos, mode,
                                                   prompt.batch_size, self.config.vocab_size)
         processors = build_logits_processor(
-            config, prompt_len, eos, prompt.device, logits_processor, encoder_input_ids=prompt.input_ids,
+            config, prompt_len, eos, prompt.device, logits_processor, encoder_input_ids=self.encoder_prompt_ids(prompt.input_ids),
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn, model=self, negative_prompt_ids=negative_prompt_ids,
             negative_prompt_attention_mask=negative_prompt_attention_mask, use_cache=use_cache)
         criteria = build_stopping_criteria(config, stopping_criteria, eos_token_id=eos, tokenizer=tokenizer,
@@ -110,6 +110,11 @@ class GenerationMixin:
         from its state, and advances its counter by the positions fed. cache_implementation="mamba" then
         names this cache; any other cache_implementation is ignored with a warning (as 4.45)."""
         return DynamicCache()
+
+    def encoder_prompt_ids(self, prompt_ids: torch.Tensor) -> torch.Tensor | None:
+        """The ids the `encoder_*` logits processors read: the prompt for decoder-only models (an
+        encoder-decoder model's generate returns its encoder input instead)."""
+        return prompt_ids
 
     def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
         """Whether generate() must empty the cache (holding `cached_length` positions) and feed all
