@@ -134,3 +134,12 @@ def test_bad_inputs_raise_formers_errors(models, features):
     with pytest.raises(GenerationError, match="max_target_positions=64"):
         ours.generate(features[:1], max_new_tokens=80)
     assert np.isfinite(features.numpy()).all()
+
+
+def test_fresh_encoder_position_table_equals_oracle():
+    config = dict(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                  decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_source_positions=1500,
+                  pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=1)
+    theirs = transformers.WhisperModel(transformers.WhisperConfig(**config)).encoder.embed_positions.weight
+    ours = WhisperModel(WhisperConfig(**config)).encoder.embed_positions.weight
+    assert (ours - theirs).abs().max() <= 1e-6

@@ -65,3 +65,42 @@ def test_bad_audio_raises_formers_errors(setup, tmp_path):
         ours(np.zeros(16000 * 31, dtype=np.float32))
     with pytest.raises(AudioInputError, match="mono"):
         ours(np.zeros((2, 16000), dtype=np.float32))
+
+
+def test_window_merging_equals_oracle():
+    from transformers.models.whisper.tokenization_whisper import _find_longest_common_sequence
+
+    from formers.pipelines.asr_decode import merge_overlapping
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        base = rng.integers(0, 30, size=40).tolist()
+        cut = int(rng.integers(8, 30))
+        overlap = int(rng.integers(2, 8))
+        windows = [base[:cut], base[cut - overlap: cut + 10], base[cut + 10 - overlap:]]
+        if rng.random() < 0.5:  # a differing token inside an overlap
+            windows[1] = [*windows[1][:1], 99, *windows[1][2:]]
+        assert merge_overlapping(windows) == _find_longest_common_sequence(windows)
+
+
+def test_decode_of_strided_timestamped_windows_equals_oracle(tmp_path):
+    import torch
+
+    from formers.models.whisper import WhisperTokenizerFast
+    from formers.pipelines.asr_decode import decode_asr
+    from tests.models.whisper_tokenizer_files import write_whisper_tokenizer
+    folder = write_whisper_tokenizer(tmp_path / "tok")
+    theirs, ours = transformers.WhisperTokenizerFast.from_pretrained(folder), WhisperTokenizerFast.from_pretrained(folder)
+    ts = ours.timestamp_begin
+    words = [ours.encode(w, add_special_tokens=False) for w in (" the cat", " is there", " or the sea", " in the wind")]
+    sot, en, fr = 272, ours.convert_tokens_to_ids("<|en|>"), ours.convert_tokens_to_ids("<|fr|>")
+    windows = [[sot, en, ts, *words[0], ts + 40, ts + 40, *words[1], ts + 90, ts + 95, *words[2], 271],
+               [sot, en, ts + 10, *words[1], ts + 50, ts + 50, *words[2], *words[3], ts + 120, 271],
+               [sot, fr, ts, *words[3], ts + 30, ts + 60, *words[0], 271]]
+    strides = [(3.0, 0.0, 0.5), (3.0, 0.5, 0.5), (2.0, 0.5, 0.0)]
+    for timestamps in (False, True):
+        for language in (None, True):
+            outputs = [{"tokens": torch.tensor([w]), "stride": s} for w, s in zip(windows, strides)]
+            expected = theirs._decode_asr([dict(o) for o in outputs], return_timestamps=timestamps,
+                                          return_language=language, time_precision=0.02)
+            assert decode_asr(ours, outputs, return_timestamps=timestamps, return_language=language,
+                              time_precision=0.02) == expected
