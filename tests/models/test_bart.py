@@ -9,13 +9,13 @@ import torch
 import formers
 from tests.models import seq2seq_checks as checks
 
-TINY = dict(vocab_size=128, d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
-            decoder_attention_heads=2, encoder_ffn_dim=40, decoder_ffn_dim=48, max_position_embeddings=64,
-            init_std=0.2)  # large weights: logits far from zero, so the 1e-5 bound means something
+TINY = {"vocab_size": 128, "d_model": 32, "encoder_layers": 2, "decoder_layers": 3, "encoder_attention_heads": 4,
+            "decoder_attention_heads": 2, "encoder_ffn_dim": 40, "decoder_ffn_dim": 48, "max_position_embeddings": 64,
+            "init_std": 0.2}  # large weights: logits far from zero, so the 1e-5 bound means something
 VARIANTS = {
     "bart": ("bart", {}),
-    "bart_scaled": ("bart", dict(scale_embedding=True, activation_function="relu")),
-    "mbart": ("mbart", dict(scale_embedding=True)),
+    "bart_scaled": ("bart", {"scale_embedding": True, "activation_function": "relu"}),
+    "mbart": ("mbart", {"scale_embedding": True}),
 }
 
 
@@ -54,10 +54,10 @@ def test_incremental_decoding_with_legacy_cache(pair):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(max_new_tokens=12),
-    dict(max_new_tokens=10, num_beams=4, num_return_sequences=2),
-    dict(max_new_tokens=10, do_sample=True, top_p=0.9),
-    dict(max_new_tokens=8, forced_bos_token_id=5, num_beams=2, return_dict_in_generate=True, output_scores=True),
+    {"max_new_tokens": 12},
+    {"max_new_tokens": 10, "num_beams": 4, "num_return_sequences": 2},
+    {"max_new_tokens": 10, "do_sample": True, "top_p": 0.9},
+    {"max_new_tokens": 8, "forced_bos_token_id": 5, "num_beams": 2, "return_dict_in_generate": True, "output_scores": True},
 ], ids=["greedy", "beams", "sample", "forced_bos_beams"])
 def test_generate_equals_4_45(pair, kwargs):
     ids, mask, _ = checks.padded_batch(128, 1, seed=2)

@@ -9,9 +9,9 @@ import torch
 import formers
 from tests.models import seq2seq_checks as checks
 
-TINY = dict(vocab_size=128, d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
-            decoder_attention_heads=2, encoder_ffn_dim=40, decoder_ffn_dim=48, max_position_embeddings=64,
-            init_std=0.2)
+TINY = {"vocab_size": 128, "d_model": 32, "encoder_layers": 2, "decoder_layers": 3, "encoder_attention_heads": 4,
+            "decoder_attention_heads": 2, "encoder_ffn_dim": 40, "decoder_ffn_dim": 48, "max_position_embeddings": 64,
+            "init_std": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,9 @@ def test_config_defaults_equal_4_45():
 
 
 def test_sinusoidal_table_equals_4_45():
-    from transformers.models.m2m_100.modeling_m2m_100 import M2M100SinusoidalPositionalEmbedding
+    from transformers.models.m2m_100.modeling_m2m_100 import (
+        M2M100SinusoidalPositionalEmbedding,
+    )
 
     from formers.models.m2m_100 import sinusoidal_table
     for dim in (32, 33):
@@ -53,10 +55,10 @@ def test_incremental_decoding_with_legacy_cache(pair):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(max_new_tokens=12),
-    dict(max_new_tokens=10, num_beams=4, num_return_sequences=2),
-    dict(max_new_tokens=10, do_sample=True, temperature=0.8),
-    dict(max_new_tokens=8, forced_bos_token_id=9, num_beams=3),  # NLLB's target-language token
+    {"max_new_tokens": 12},
+    {"max_new_tokens": 10, "num_beams": 4, "num_return_sequences": 2},
+    {"max_new_tokens": 10, "do_sample": True, "temperature": 0.8},
+    {"max_new_tokens": 8, "forced_bos_token_id": 9, "num_beams": 3},  # NLLB's target-language token
 ], ids=["greedy", "beams", "sample", "forced_bos"])
 def test_generate_equals_4_45(pair, kwargs):
     ids, mask, _ = checks.padded_batch(128, 1, seed=2)

@@ -4,15 +4,14 @@ generate, loss and save parity."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import formers
 from tests.models import seq2seq_checks as checks
 
-TINY = dict(vocab_size=128, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-            decoder_attention_heads=2, encoder_ffn_dim=40, decoder_ffn_dim=48, max_position_embeddings=64,
-            init_std=0.2, pad_token_id=1, decoder_start_token_id=1, eos_token_id=2, forced_eos_token_id=2,
-            scale_embedding=True, activation_function="swish")
+TINY = {"vocab_size": 128, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+            "decoder_attention_heads": 2, "encoder_ffn_dim": 40, "decoder_ffn_dim": 48, "max_position_embeddings": 64,
+            "init_std": 0.2, "pad_token_id": 1, "decoder_start_token_id": 1, "eos_token_id": 2, "forced_eos_token_id": 2,
+            "scale_embedding": True, "activation_function": "swish"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,9 @@ def test_separate_vocabularies_are_refused_by_field_name():
 
 
 def test_sinusoidal_table_equals_4_45():
-    from transformers.models.marian.modeling_marian import MarianSinusoidalPositionalEmbedding
+    from transformers.models.marian.modeling_marian import (
+        MarianSinusoidalPositionalEmbedding,
+    )
 
     from formers.models.marian import marian_sinusoidal_table
     for dim in (32, 33):
@@ -48,8 +49,8 @@ def test_forward_and_cache_parity(pair):
     checks.check_incremental(*pair, *checks.padded_batch(128, 1, seed=1))
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=12), dict(max_new_tokens=10, num_beams=4),
-                                    dict(max_new_tokens=10, do_sample=True)], ids=["greedy", "beams", "sample"])
+@pytest.mark.parametrize("kwargs", [{"max_new_tokens": 12}, {"max_new_tokens": 10, "num_beams": 4},
+                                    {"max_new_tokens": 10, "do_sample": True}], ids=["greedy", "beams", "sample"])
 def test_generate_equals_4_45(pair, kwargs):
     ids, mask, _ = checks.padded_batch(128, 1, seed=2)
     checks.check_generate(*pair, ids, mask, **kwargs)

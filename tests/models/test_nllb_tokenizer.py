@@ -40,7 +40,7 @@ def test_ids_equal_4_45(tmp_path, legacy):
     for lang in ("deu_Latn", "zho_Hans"):
         theirs.src_lang, ours.src_lang = lang, lang
         assert ours(TEXTS[0]).input_ids == theirs(TEXTS[0]).input_ids
-    both = dict(text=TEXTS[1], text_target=TEXTS[2])
+    both = {"text": TEXTS[1], "text_target": TEXTS[2]}
     assert dict(ours(**both)) == dict(theirs(**both))
     ids = theirs(TEXTS[2]).input_ids
     assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
@@ -75,7 +75,7 @@ def test_translation_pipeline_with_languages_equals_4_45(folder, tmp_path):
     tok.save_pretrained(tmp_path)
     theirs = transformers.pipeline("translation", model=str(tmp_path))
     ours = formers.pipeline("translation", model=str(tmp_path))
-    kwargs = dict(src_lang="deu_Latn", tgt_lang="spa_Latn", max_new_tokens=6)
+    kwargs = {"src_lang": "deu_Latn", "tgt_lang": "spa_Latn", "max_new_tokens": 6}
     expected, got = theirs(TEXTS, **kwargs), ours(TEXTS, **kwargs)
     assert got == expected
     spa = tok.convert_tokens_to_ids("spa_Latn")

@@ -8,12 +8,12 @@ import torch
 import formers
 from tests.models import seq2seq_checks as checks
 
-TINY = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3, num_heads=4,
-            relative_attention_num_buckets=8, relative_attention_max_distance=20, decoder_start_token_id=0)
+TINY = {"vocab_size": 128, "d_model": 32, "d_kv": 8, "d_ff": 48, "num_layers": 2, "num_decoder_layers": 3, "num_heads": 4,
+            "relative_attention_num_buckets": 8, "relative_attention_max_distance": 20, "decoder_start_token_id": 0}
 VARIANTS = {
     "t5_relu_tied": ("t5", {}),
-    "flan_gated_untied": ("t5", dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
-    "mt5_gated_silu": ("mt5", dict(feed_forward_proj="gated-silu", num_heads=3, d_kv=12)),
+    "flan_gated_untied": ("t5", {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}),
+    "mt5_gated_silu": ("mt5", {"feed_forward_proj": "gated-silu", "num_heads": 3, "d_kv": 12}),
 }
 
 
@@ -84,18 +84,18 @@ def test_incremental_decoding_with_legacy_cache(pair):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(max_new_tokens=12),
-    dict(max_new_tokens=10, num_beams=4, num_return_sequences=2),
-    dict(max_new_tokens=10, do_sample=True, top_k=20),
-    dict(max_new_tokens=8, num_beams=4, num_beam_groups=2, diversity_penalty=0.5),
-    dict(max_new_tokens=8, penalty_alpha=0.6, top_k=4),
-    dict(max_new_tokens=8, forced_bos_token_id=5, forced_eos_token_id=6, min_new_tokens=3),
-    dict(max_new_tokens=8, return_dict_in_generate=True, output_scores=True),
-    dict(max_new_tokens=8, num_beams=3, return_dict_in_generate=True, output_scores=True),
-    dict(max_new_tokens=8, no_repeat_ngram_size=2, encoder_no_repeat_ngram_size=2, repetition_penalty=1.3),
-    dict(max_new_tokens=8, encoder_repetition_penalty=1.5),
-    dict(max_new_tokens=8, num_beams=3, force_words_ids=[[5, 6]]),
-    dict(max_new_tokens=8, num_beams=2, do_sample=True),
+    {"max_new_tokens": 12},
+    {"max_new_tokens": 10, "num_beams": 4, "num_return_sequences": 2},
+    {"max_new_tokens": 10, "do_sample": True, "top_k": 20},
+    {"max_new_tokens": 8, "num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 0.5},
+    {"max_new_tokens": 8, "penalty_alpha": 0.6, "top_k": 4},
+    {"max_new_tokens": 8, "forced_bos_token_id": 5, "forced_eos_token_id": 6, "min_new_tokens": 3},
+    {"max_new_tokens": 8, "return_dict_in_generate": True, "output_scores": True},
+    {"max_new_tokens": 8, "num_beams": 3, "return_dict_in_generate": True, "output_scores": True},
+    {"max_new_tokens": 8, "no_repeat_ngram_size": 2, "encoder_no_repeat_ngram_size": 2, "repetition_penalty": 1.3},
+    {"max_new_tokens": 8, "encoder_repetition_penalty": 1.5},
+    {"max_new_tokens": 8, "num_beams": 3, "force_words_ids": [[5, 6]]},
+    {"max_new_tokens": 8, "num_beams": 2, "do_sample": True},
 ], ids=["greedy", "beams", "sample", "group_beams", "contrastive", "forced", "dict", "beam_dict", "encoder_ngrams",
         "encoder_penalty", "constrained", "beam_sample"])
 def test_generate_equals_4_45(gated_pair, kwargs):
@@ -137,8 +137,8 @@ def test_save_round_trip_loads_in_4_45(pair, tmp_path):
 def test_generate_returns_encoder_decoder_outputs_as_4_45(gated_pair, num_beams):
     theirs, ours = gated_pair
     ids, mask, _ = checks.padded_batch(128, 0, seed=8)
-    kwargs = dict(max_new_tokens=4, num_beams=num_beams, return_dict_in_generate=True, output_attentions=True,
-                  output_hidden_states=True, output_scores=True)
+    kwargs = {"max_new_tokens": 4, "num_beams": num_beams, "return_dict_in_generate": True, "output_attentions": True,
+                  "output_hidden_states": True, "output_scores": True}
     a, b = theirs.generate(ids, attention_mask=mask, **kwargs), ours.generate(ids, attention_mask=mask, **kwargs)
     assert type(a).__name__ == type(b).__name__ and torch.equal(a.sequences, b.sequences)
     for name in ("encoder_attentions", "encoder_hidden_states"):

@@ -29,7 +29,7 @@ def _checkpoint(tmp_path_factory, tokenizer_folder: Path, model_type: str, **fie
 
     tok = transformers.AutoTokenizer.from_pretrained(tokenizer_folder)
     folder = tmp_path_factory.mktemp(model_type)
-    ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id)
+    ids = {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id, "decoder_start_token_id": tok.bos_token_id}
     build_seq2seq_checkpoint(folder, model_type, vocab_size=50265, **ids, **fields)
     tok.save_pretrained(folder)
     return folder
@@ -57,8 +57,8 @@ def _both(task: str, folder: Path):
     return transformers.pipeline(task, model=str(folder)), formers.pipeline(task, model=str(folder))
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(num_beams=3, num_return_sequences=2, max_new_tokens=6),
-                                    dict(return_tensors=True, max_new_tokens=5)])
+@pytest.mark.parametrize("kwargs", [{}, {"num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 6},
+                                    {"return_tensors": True, "max_new_tokens": 5}])
 def test_text2text_equals_4_45(bart_folder, kwargs):
     theirs, ours = _both("text2text-generation", bart_folder)
     expected, got = theirs(TEXTS[0], **kwargs), ours(TEXTS[0], **kwargs)

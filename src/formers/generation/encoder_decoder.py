@@ -17,8 +17,12 @@ import torch
 
 from ..errors import GenerationError
 from ..modeling_outputs import BaseModelOutput, ModelOutput
-from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
-                      GenerateEncoderDecoderOutput)
+from .outputs import (
+    GenerateBeamDecoderOnlyOutput,
+    GenerateBeamEncoderDecoderOutput,
+    GenerateDecoderOnlyOutput,
+    GenerateEncoderDecoderOutput,
+)
 from .prepare import PromptInputs, infer_attention_mask
 from .utils import GenerationMixin
 
@@ -161,10 +165,10 @@ def generate_seq2seq(model, inputs: torch.Tensor | None, generation_config, **kw
     result = GenerationMixin.generate(view, decoder_ids, generation_config, attention_mask=decoder_mask, **kwargs)
     if not isinstance(result, (GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput)):
         return result
-    common = dict(sequences=result.sequences, scores=result.scores, logits=result.logits,
-                  encoder_attentions=encoder_outputs.attentions, encoder_hidden_states=encoder_outputs.hidden_states,
-                  decoder_attentions=result.attentions, cross_attentions=_cross_attentions(view, result.attentions),
-                  decoder_hidden_states=result.hidden_states, past_key_values=result.past_key_values)
+    common = {"sequences": result.sequences, "scores": result.scores, "logits": result.logits,
+                  "encoder_attentions": encoder_outputs.attentions, "encoder_hidden_states": encoder_outputs.hidden_states,
+                  "decoder_attentions": result.attentions, "cross_attentions": _cross_attentions(view, result.attentions),
+                  "decoder_hidden_states": result.hidden_states, "past_key_values": result.past_key_values}
     if isinstance(result, GenerateBeamDecoderOnlyOutput):
         return GenerateBeamEncoderDecoderOutput(sequences_scores=result.sequences_scores,
                                                 beam_indices=result.beam_indices, **common)

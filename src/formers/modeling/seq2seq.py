@@ -23,8 +23,12 @@ from torch import nn
 from ..cache import Cache, DynamicCache
 from ..cache.encoder_decoder import EncoderDecoderCache
 from ..errors import ConfigError, GenerationError
-from ..modeling_outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput,
-                                Seq2SeqModelOutput)
+from ..modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention, AttentionSpec
 from .layers import Embedding, Linear
@@ -170,8 +174,8 @@ class Seq2SeqStack(nn.Module):
             hidden = self.norm(hidden)
         if output_hidden_states:
             all_hidden.append(hidden)
-        extras = dict(hidden_states=tuple(all_hidden) if output_hidden_states else None,
-                      attentions=tuple(all_self) if output_attentions else None)
+        extras = {"hidden_states": tuple(all_hidden) if output_hidden_states else None,
+                      "attentions": tuple(all_self) if output_attentions else None}
         if not self.is_decoder:
             out = BaseModelOutput(last_hidden_state=hidden, **extras)
         else:
@@ -264,7 +268,7 @@ class Seq2SeqForConditionalGeneration(PreTrainedModel):
     """Seq2SeqModel + LM head: -> `Seq2SeqLMOutput` (logits [B, T, V]; loss when `labels` are given)."""
 
     base_model_class: ClassVar[type[Seq2SeqModel]] = Seq2SeqModel
-    _tied_weights_keys = ["lm_head.weight"]
+    _tied_weights_keys: ClassVar[list[str]] = ["lm_head.weight"]
 
     @classmethod
     def can_generate(cls) -> bool:

@@ -1,13 +1,15 @@
 """BartConfig (and the fields BART-style families share): names and defaults of transformers 4.45."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ...configuration_utils import PretrainedConfig
 
 
 class BartStyleConfig(PretrainedConfig):
     """The fields BART, mBART, M2M100 and Marian share (each family's config sets its own defaults)."""
 
-    attribute_map = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
+    attribute_map: ClassVar[dict[str, str]] = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
 
     vocab_size: int = 50265
     max_position_embeddings: int = 1024

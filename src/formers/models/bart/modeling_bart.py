@@ -14,8 +14,13 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
-from ...modeling.seq2seq import (Seq2SeqForConditionalGeneration, Seq2SeqLayer, Seq2SeqModel, Seq2SeqStack,
-                                 make_attention)
+from ...modeling.seq2seq import (
+    Seq2SeqForConditionalGeneration,
+    Seq2SeqLayer,
+    Seq2SeqModel,
+    Seq2SeqStack,
+    make_attention,
+)
 from .configuration_bart import BartConfig
 
 POSITION_OFFSET = 2  # BART's learned position table keeps two rows before position 0 (a fairseq legacy)

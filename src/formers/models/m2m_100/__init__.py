@@ -85,4 +85,4 @@ class M2M100ForConditionalGeneration(Seq2SeqForConditionalGeneration):
 
 CONFIG_CLASS = M2M100Config
 MODEL_CLASSES = {"base": M2M100Model, "seq2seq_lm": M2M100ForConditionalGeneration}
-__all__ = ["M2M100Config", "M2M100Model", "M2M100ForConditionalGeneration"]
+__all__ = ["M2M100Config", "M2M100ForConditionalGeneration", "M2M100Model"]

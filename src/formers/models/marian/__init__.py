@@ -74,4 +74,4 @@ class MarianMTModel(BartForConditionalGeneration):
 
 CONFIG_CLASS = MarianConfig
 MODEL_CLASSES = {"base": MarianModel, "seq2seq_lm": MarianMTModel}
-__all__ = ["MarianConfig", "MarianModel", "MarianMTModel"]
+__all__ = ["MarianConfig", "MarianMTModel", "MarianModel"]

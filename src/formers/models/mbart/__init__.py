@@ -37,4 +37,4 @@ class MBartForConditionalGeneration(BartForConditionalGeneration):
 
 CONFIG_CLASS = MBartConfig
 MODEL_CLASSES = {"base": MBartModel, "seq2seq_lm": MBartForConditionalGeneration}
-__all__ = ["MBartConfig", "MBartModel", "MBartForConditionalGeneration"]
+__all__ = ["MBartConfig", "MBartForConditionalGeneration", "MBartModel"]

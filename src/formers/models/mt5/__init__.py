@@ -26,4 +26,4 @@ class MT5ForConditionalGeneration(T5ForConditionalGeneration):
 
 CONFIG_CLASS = MT5Config
 MODEL_CLASSES = {"base": MT5Model, "seq2seq_lm": MT5ForConditionalGeneration}
-__all__ = ["MT5Config", "MT5Model", "MT5ForConditionalGeneration"]
+__all__ = ["MT5Config", "MT5ForConditionalGeneration", "MT5Model"]

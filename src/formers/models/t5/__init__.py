@@ -3,4 +3,4 @@ from .modeling_t5 import T5ForConditionalGeneration, T5Model
 
 CONFIG_CLASS = T5Config
 MODEL_CLASSES = {"base": T5Model, "seq2seq_lm": T5ForConditionalGeneration}
-__all__ = ["T5Config", "T5Model", "T5ForConditionalGeneration"]
+__all__ = ["T5Config", "T5ForConditionalGeneration", "T5Model"]

@@ -1,13 +1,15 @@
 """T5Config: field names and defaults of transformers 4.45 (also Flan-T5's; mT5's subclass is in models/mt5)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ...configuration_utils import PretrainedConfig
 from ...errors import ConfigError
 
 
 class T5Config(PretrainedConfig):
     model_type = "t5"
-    attribute_map = {"hidden_size": "d_model", "num_attention_heads": "num_heads", "num_hidden_layers": "num_layers",
+    attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "d_model", "num_attention_heads": "num_heads", "num_hidden_layers": "num_layers",
                      "head_dim": "d_kv"}
 
     vocab_size: int = 32128

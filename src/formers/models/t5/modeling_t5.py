@@ -14,8 +14,13 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP, GatedMLP
 from ...modeling.norms import RMSNorm
-from ...modeling.seq2seq import (Seq2SeqForConditionalGeneration, Seq2SeqLayer, Seq2SeqModel, Seq2SeqStack,
-                                 make_attention)
+from ...modeling.seq2seq import (
+    Seq2SeqForConditionalGeneration,
+    Seq2SeqLayer,
+    Seq2SeqModel,
+    Seq2SeqStack,
+    make_attention,
+)
 from .configuration_t5 import T5Config
 
 
