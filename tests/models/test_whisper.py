@@ -127,8 +127,12 @@ def test_bad_inputs_raise_formers_errors(models, features):
     _, ours = models
     with pytest.raises(ConfigError, match=r"input_features must be \[batch, 80, 3000\]"):
         ours(input_features=features[:, :, :100], decoder_input_ids=torch.tensor([[272]] * 2))
-    with pytest.raises(GenerationError, match="long-form"):
-        ours.generate(torch.zeros(1, 80, 4000))
+    with pytest.raises(GenerationError, match="return_timestamps=True"):
+        ours.generate(torch.zeros(1, 80, 4000), return_timestamps=False)
+    with pytest.raises(GenerationError, match="attention_mask"):
+        ours.generate(torch.zeros(2, 80, 4000), return_timestamps=True)
+    with pytest.raises(GenerationError, match="logprob_threshold not implemented"):
+        ours.generate(features[:1], logprob_threshold=-1.0)
     with pytest.raises(GenerationError, match="klingon"):
         ours.generate(features[:1], language="klingon")
     with pytest.raises(GenerationError, match="max_target_positions=64"):
@@ -137,9 +141,25 @@ def test_bad_inputs_raise_formers_errors(models, features):
 
 
 def test_fresh_encoder_position_table_equals_oracle():
-    config = dict(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                  decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_source_positions=1500,
-                  pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=1)
+    config = {"vocab_size": 100, "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+                  "decoder_attention_heads": 2, "encoder_ffn_dim": 16, "decoder_ffn_dim": 16, "max_source_positions": 1500,
+                  "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0, "decoder_start_token_id": 1}
     theirs = transformers.WhisperModel(transformers.WhisperConfig(**config)).encoder.embed_positions.weight
     ours = WhisperModel(WhisperConfig(**config)).encoder.embed_positions.weight
     assert (ours - theirs).abs().max() <= 1e-6
+
+
+@needs_audio_tools
+def test_long_form_over_45s_equals_oracle(models, speech_16k):  # noqa: F811
+    theirs, ours = models
+    audio = np.concatenate([speech_16k] * (int(45 * 16000 / len(speech_16k)) + 1))[: 45 * 16000]
+    batch = WhisperFeatureExtractor()([audio, audio[: 38 * 16000]], sampling_rate=16000, truncation=False,
+                                      padding="longest", return_attention_mask=True, return_tensors="pt")
+    features, mask = batch["input_features"], batch["attention_mask"]
+    assert features.shape[-1] == 4500
+    for kwargs in ({"return_timestamps": True}, {"return_timestamps": True, "language": "en"}):
+        expected = theirs.generate(features, attention_mask=mask, **kwargs)
+        got = ours.generate(features, attention_mask=mask, **kwargs)
+        assert torch.equal(got, expected)
+    one = ours.generate(features[:1], return_timestamps=True, return_segments=True)
+    assert len(one["segments"][0]) >= 2 and one["segments"][0][-1]["end"] > 30.0  # really past one window

@@ -96,11 +96,11 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     def _windows(self, audio: np.ndarray, chunk_length_s: float = 0,
                  stride_length_s: float | list[float] | None = None) -> Iterator[dict[str, Any]]:
         rate, extractor = self.feature_extractor.sampling_rate, self.feature_extractor
-        if not chunk_length_s:
-            if audio.shape[0] > extractor.n_samples:
-                raise AudioInputError(f"{audio.shape[0] / rate:.1f} s of audio is longer than one 30 s window: "
-                                      "pass chunk_length_s=30 (long-form decoding is not implemented in formers)")
-            yield {"features": extractor(audio, sampling_rate=rate, return_tensors="pt")["input_features"]}
+        if not chunk_length_s:  # > 30 s: the whole features, decoded long-form by generate()
+            longer = audio.shape[0] > extractor.n_samples
+            features = extractor(audio, sampling_rate=rate, return_tensors="pt", return_attention_mask=True,
+                                 **({"truncation": False, "padding": "longest"} if longer else {}))
+            yield {"features": features["input_features"], "attention_mask": features["attention_mask"]}
             return
         if stride_length_s is None:
             stride_length_s = chunk_length_s / 6
@@ -125,6 +125,8 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         for window in self._windows(self._audio(inputs), **pre):
             kwargs = {"generation_config": self.generation_config, **forward}
             with torch.inference_mode():
+                if "attention_mask" in window:
+                    kwargs["attention_mask"] = window["attention_mask"].to(self.device)
                 tokens = self.model.generate(window["features"].to(self.device, self.model.dtype), **kwargs)
             output = {"tokens": tokens.cpu()}
             if "stride" in window:

@@ -171,22 +171,36 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
                      is_multilingual: bool | None = None, prompt_ids: torch.Tensor | None = None,
                      temperature: float | None = None, return_segments: bool = False,
                      attention_mask: torch.Tensor | None = None, **kwargs: Any):
-    """Short-form Whisper generation (<= 30 s of features per row) -> sequences [B, T] (prompt included)."""
+    """Whisper generation -> sequences [B, T]: one 30 s window per row (prompt included in the output), or
+    long-form sequential decoding over longer features (longform.py; only the generated text)."""
     base = generation_config if generation_config is not None else model.generation_config
     config = copy.deepcopy(base)
     kwargs = config.update(**kwargs)
     encoder_outputs = kwargs.pop("encoder_outputs", None)
+    window = 2 * model.config.max_source_positions
+    long_form = encoder_outputs is None and input_features is not None and input_features.shape[-1] > window
     if encoder_outputs is None:
         if input_features is None:
             raise GenerationError("generate(): pass `input_features` (log-mel features) or `encoder_outputs`")
-        frames = 2 * model.config.max_source_positions
-        if input_features.shape[-1] > frames:
-            raise GenerationError(f"generate(): {input_features.shape[-1]} feature frames is more than one "
-                                  f"{frames}-frame window; formers does not implement long-form decoding yet")
-        encoder_outputs = model.get_encoder()(input_features, return_dict=True)
+        encoder_outputs = model.get_encoder()(input_features[..., :window], return_dict=True)
     elif not isinstance(encoder_outputs, BaseModelOutput):
         encoder_outputs = BaseModelOutput(*encoder_outputs)
     hidden = encoder_outputs.last_hidden_state
+    unsupported = [name for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
+                                     "condition_on_prev_tokens", "return_token_timestamps") if kwargs.pop(name, None)]
+    if unsupported:
+        raise GenerationError(f"generate(): {', '.join(unsupported)} not implemented for Whisper in formers yet")
+    if isinstance(temperature, (list, tuple)):  # the fallback schedule: without thresholds only its first is used
+        temperature = temperature[0]
+    if return_timestamps is None:
+        return_timestamps = getattr(config, "return_timestamps", None)
+    if long_form:
+        if prompt_ids is not None:
+            raise GenerationError("generate(prompt_ids=...) with long-form audio is not implemented in formers yet")
+        if return_timestamps is False:
+            raise GenerationError(f"generate(): {input_features.shape[-1]} feature frames (> 30 s) is decoded "
+                                  "long-form, which needs the timestamp tokens: pass return_timestamps=True")
+        return_timestamps = True
 
     if return_timestamps is None:
         return_timestamps = getattr(config, "return_timestamps", None)
@@ -234,6 +248,10 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
         config.num_beams = 1
     for key in ("do_sample", "temperature", "num_beams"):
         kwargs.pop(key, None)
+    if long_form:
+        from .longform import generate_long_form
+        return generate_long_form(model, input_features, attention_mask, config, prompt,
+                                  LogitsProcessorList(processors), kwargs, return_segments)
     # 4.45 never puts <|startoftranscript|> in front of Whisper's decoder prompt (it may begin with
     # <|startofprev|>): naming each row's first token as its start id keeps the shared step from adding it
     config.decoder_start_token_id = prompt[:, 0].tolist()
