@@ -31,7 +31,6 @@ class BartStyleConfig(PretrainedConfig):
     num_hidden_layers: int | None = None  # 4.45 stores encoder_layers here
     scale_embedding: bool = False  # token embeddings * sqrt(d_model)
     is_encoder_decoder: bool = True
-    forced_eos_token_id: int | None = 2
     bos_token_id: int | list[int] | None = 0
     pad_token_id: int | list[int] | None = 1
     eos_token_id: int | list[int] | None = 2
@@ -44,3 +43,6 @@ class BartStyleConfig(PretrainedConfig):
 class BartConfig(BartStyleConfig):
     model_type = "bart"
     classifier_dropout: float = 0.0
+    forced_eos_token_id: int | None = 2
+    id2label: dict | None = {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}  # 4.45's BART has three labels
+    label2id: dict | None = {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2}

@@ -22,7 +22,6 @@ class M2M100Config(BartStyleConfig):
     encoder_layerdrop: float = 0.05
     decoder_layerdrop: float = 0.05
     scale_embedding: bool = True
-    forced_eos_token_id: int | None = None
 
 
 

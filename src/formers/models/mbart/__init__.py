@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ..bart.configuration_bart import BartConfig
+from ..bart.configuration_bart import BartStyleConfig
 from ..bart.modeling_bart import BartForConditionalGeneration, BartModel
 
 
-class MBartConfig(BartConfig):
+class MBartConfig(BartStyleConfig):
     model_type = "mbart"
+    classifier_dropout: float = 0.0
+    forced_eos_token_id: int | None = 2
     decoder_start_token_id: int | None = None
 
 
