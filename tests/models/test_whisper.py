@@ -163,3 +163,29 @@ def test_long_form_over_45s_equals_oracle(models, speech_16k):  # noqa: F811
         assert torch.equal(got, expected)
     one = ours.generate(features[:1], return_timestamps=True, return_segments=True)
     assert len(one["segments"][0]) >= 2 and one["segments"][0][-1]["end"] > 30.0  # really past one window
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": (0.0, 0.4, 0.8), "compression_ratio_threshold": 0.5},
+                                    {"temperature": (0.0, 0.5), "compression_ratio_threshold": 0.8,
+                                     "return_timestamps": True}], ids=["text", "timestamps"])
+def test_temperature_fallback_equals_oracle(models, features, kwargs):
+    theirs, ours = models
+    torch.manual_seed(7)
+    expected = theirs.generate(features, **kwargs)
+    torch.manual_seed(7)
+    got = ours.generate(features, **kwargs)
+    assert torch.equal(got, expected)
+    greedy = ours.generate(features, return_timestamps=kwargs.get("return_timestamps"))
+    assert not torch.equal(got, greedy)  # the threshold really sent rows to sampling
+
+
+def test_long_form_fallback_equals_oracle(models):
+    theirs, ours = models
+    torch.manual_seed(3)
+    features = torch.randn(1, 80, 4500)
+    kwargs = {"temperature": (0.0, 0.4, 0.8), "compression_ratio_threshold": 0.8, "return_timestamps": True}
+    torch.manual_seed(7)
+    expected = theirs.generate(features, **kwargs)
+    torch.manual_seed(7)
+    assert torch.equal(ours.generate(features, **kwargs), expected)
+    assert not torch.equal(ours.generate(features, return_timestamps=True), expected)  # sampling was used

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from ...errors import GenerationError
-from ...generation.encoder_decoder import generate_seq2seq
 from ...generation.logits_process import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -22,6 +21,7 @@ from ...generation.logits_process import (
     SuppressTokensLogitsProcessor,
 )
 from ...modeling_outputs import BaseModelOutput
+from .fallback import decode_window
 from .languages import TASK_IDS, TO_LANGUAGE_CODE
 
 NEG_INF = -float("inf")
@@ -158,13 +158,6 @@ def split_segments(tokens: torch.Tensor, timestamp_begin: int) -> list[torch.Ten
     return [tokens[start:end] for start, end in zip(starts, cuts)]
 
 
-def _strip_trailing_padding(row: torch.Tensor, pad: int | None) -> torch.Tensor:
-    """4.45 drops as many tokens from the end as the row holds pad tokens when it ends in one."""
-    if pad is not None and len(row) and int(row[-1]) == pad:
-        return row[: len(row) - int((row == pad).sum())]
-    return row
-
-
 def whisper_generate(model, input_features: torch.Tensor | None, generation_config=None, *,
                      logits_processor: LogitsProcessorList | None = None, return_timestamps: bool | None = None,
                      task: str | None = None, language: str | list[str] | None = None,
@@ -186,12 +179,12 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     elif not isinstance(encoder_outputs, BaseModelOutput):
         encoder_outputs = BaseModelOutput(*encoder_outputs)
     hidden = encoder_outputs.last_hidden_state
-    unsupported = [name for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
+    threshold = kwargs.pop("compression_ratio_threshold", None)
+    unsupported = [name for name in ("logprob_threshold", "no_speech_threshold",
                                      "condition_on_prev_tokens", "return_token_timestamps") if kwargs.pop(name, None)]
     if unsupported:
         raise GenerationError(f"generate(): {', '.join(unsupported)} not implemented for Whisper in formers yet")
-    if isinstance(temperature, (list, tuple)):  # the fallback schedule: without thresholds only its first is used
-        temperature = temperature[0]
+    temperatures = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature]
     if return_timestamps is None:
         return_timestamps = getattr(config, "return_timestamps", None)
     if long_form:
@@ -242,34 +235,21 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
         processors.append(WhisperTimeStampLogitsProcessor(config, begin_index=begin))
     processors += list(logits_processor or [])
 
-    config.do_sample = temperature is not None and temperature > 0.0
-    config.temperature = temperature if config.do_sample else 1.0
-    if config.do_sample:
-        config.num_beams = 1
     for key in ("do_sample", "temperature", "num_beams"):
         kwargs.pop(key, None)
+    processors = LogitsProcessorList(processors)
     if long_form:
         from .longform import generate_long_form
-        return generate_long_form(model, input_features, attention_mask, config, prompt,
-                                  LogitsProcessorList(processors), kwargs, return_segments)
-    # 4.45 never puts <|startoftranscript|> in front of Whisper's decoder prompt (it may begin with
-    # <|startofprev|>): naming each row's first token as its start id keeps the shared step from adding it
-    config.decoder_start_token_id = prompt[:, 0].tolist()
-    sequences = generate_seq2seq(model, None, config, encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                                 decoder_input_ids=prompt, logits_processor=LogitsProcessorList(processors),
-                                 **kwargs)
-    if not isinstance(sequences, torch.Tensor):
-        raise GenerationError("generate(return_dict_in_generate=True) is not implemented for Whisper in formers")
+        return generate_long_form(model, input_features, attention_mask, config, prompt, processors, kwargs,
+                                  return_segments, temperatures, threshold)
+    rows = decode_window(model, hidden, prompt, config, processors, kwargs, temperatures, threshold,
+                         [False] * prompt.shape[0], keep_prompt=True)
 
     timestamp_begin = getattr(config, "no_timestamps_token_id", model.config.vocab_size) + 1
-    rows, kept = [], []
-    for row in sequences:
-        row = _strip_trailing_padding(row, config.pad_token_id)
-        pieces = split_segments(row, timestamp_begin) if len(row) else [row]
-        kept.append(pieces)
-        rows.append(torch.cat(pieces) if pieces else row[:0])
+    kept = [split_segments(row, timestamp_begin) if len(row) else [row] for row in rows]
+    rows = [torch.cat(pieces) for pieces in kept]
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), config.pad_token_id, dtype=torch.long, device=sequences.device)
+    out = torch.full((len(rows), width), config.pad_token_id, dtype=torch.long, device=prompt.device)
     for index, row in enumerate(rows):
         out[index, : len(row)] = row
     if config.max_new_tokens is None and config.max_length is None:

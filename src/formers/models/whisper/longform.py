@@ -8,14 +8,11 @@ and right-padded with pad_token_id.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
 from ...errors import GenerationError
-from ...generation.encoder_decoder import generate_seq2seq
-from ...modeling_outputs import BaseModelOutput
+from .fallback import decode_window
 from .generation_whisper import split_segments
 
 INPUT_STRIDE = 2  # feature frames per encoder position (conv2's stride)
@@ -29,7 +26,8 @@ def _window(features: torch.Tensor, rows: list[int], seek: torch.Tensor, lengths
 
 
 def generate_long_form(model, features: torch.Tensor, attention_mask: torch.Tensor | None, config,
-                       prompt: torch.Tensor, processors, kwargs: dict, return_segments: bool):
+                       prompt: torch.Tensor, processors, kwargs: dict, return_segments: bool,
+                       temperatures: list[float | None], threshold: float | None):
     """-> sequences [B, T] (or {"sequences", "segments"} with per-row segment dicts)."""
     batch, window = features.shape[0], 2 * model.config.max_source_positions
     if batch > 1 and attention_mask is None:
@@ -49,18 +47,11 @@ def generate_long_form(model, features: torch.Tensor, attention_mask: torch.Tens
         for processor in processors:
             if hasattr(processor, "set_begin_index"):
                 processor.set_begin_index(decoder_ids.shape[-1])
-        step_config = copy.deepcopy(config)
-        step_config.decoder_start_token_id = decoder_ids[:, 0].tolist()
-        out = generate_seq2seq(model, None, step_config, encoder_outputs=BaseModelOutput(
-            last_hidden_state=hidden.last_hidden_state), decoder_input_ids=decoder_ids,
-            logits_processor=processors, **kwargs)
-        generated = out[:, decoder_ids.shape[-1]:]
+        not_final = [int(seek[r]) + window < int(max_frames[r]) for r in range(batch)]
+        generated = decode_window(model, hidden.last_hidden_state, decoder_ids, config, processors, kwargs,
+                                  temperatures, threshold, [not_final[r] for r in rows], keep_prompt=False)
         for index, row in enumerate(rows):
             tokens = generated[index]
-            if int(seek[row]) + window < int(max_frames[row]) and len(tokens) and int(tokens[-1]) == config.eos_token_id:
-                tokens = tokens[:-1]
-            if len(tokens) and int(tokens[-1]) == config.pad_token_id:
-                tokens = tokens[: len(tokens) - int((tokens == config.pad_token_id).sum())]
             offset = float(seek[row]) * time_precision / INPUT_STRIDE
             found, advance = _segments(tokens, timestamp_begin, offset, int(lengths[row]), time_precision)
             segments[row] += found
