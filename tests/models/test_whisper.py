@@ -131,8 +131,8 @@ def test_bad_inputs_raise_formers_errors(models, features):
         ours.generate(torch.zeros(1, 80, 4000), return_timestamps=False)
     with pytest.raises(GenerationError, match="attention_mask"):
         ours.generate(torch.zeros(2, 80, 4000), return_timestamps=True)
-    with pytest.raises(GenerationError, match="logprob_threshold not implemented"):
-        ours.generate(features[:1], logprob_threshold=-1.0)
+    with pytest.raises(GenerationError, match="no_speech_threshold not implemented"):
+        ours.generate(features[:1], no_speech_threshold=0.6)
     with pytest.raises(GenerationError, match="klingon"):
         ours.generate(features[:1], language="klingon")
     with pytest.raises(GenerationError, match="max_target_positions=64"):
@@ -167,7 +167,12 @@ def test_long_form_over_45s_equals_oracle(models, speech_16k):  # noqa: F811
 
 @pytest.mark.parametrize("kwargs", [{"temperature": (0.0, 0.4, 0.8), "compression_ratio_threshold": 0.5},
                                     {"temperature": (0.0, 0.5), "compression_ratio_threshold": 0.8,
-                                     "return_timestamps": True}], ids=["text", "timestamps"])
+                                     "return_timestamps": True},
+                                    {"temperature": (0.0, 0.4, 0.8), "logprob_threshold": -3.0},
+                                    {"temperature": (0.0, 0.5), "logprob_threshold": -2.0, "return_timestamps": True},
+                                    {"temperature": (0.0, 0.5, 1.0), "logprob_threshold": -10.0,
+                                     "compression_ratio_threshold": 0.9}],
+                         ids=["ratio", "ratio-timestamps", "logprob", "logprob-timestamps", "both"])
 def test_temperature_fallback_equals_oracle(models, features, kwargs):
     theirs, ours = models
     torch.manual_seed(7)

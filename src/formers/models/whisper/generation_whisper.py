@@ -180,7 +180,10 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
         encoder_outputs = BaseModelOutput(*encoder_outputs)
     hidden = encoder_outputs.last_hidden_state
     threshold = kwargs.pop("compression_ratio_threshold", None)
-    unsupported = [name for name in ("logprob_threshold", "no_speech_threshold",
+    logprob_threshold = kwargs.pop("logprob_threshold", None)
+    if logprob_threshold is not None and kwargs.get("num_beams", config.num_beams) > 1:
+        raise GenerationError("generate(logprob_threshold=..., num_beams>1) is not implemented in formers yet")
+    unsupported = [name for name in ("no_speech_threshold",
                                      "condition_on_prev_tokens", "return_token_timestamps") if kwargs.pop(name, None)]
     if unsupported:
         raise GenerationError(f"generate(): {', '.join(unsupported)} not implemented for Whisper in formers yet")
@@ -241,9 +244,9 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     if long_form:
         from .longform import generate_long_form
         return generate_long_form(model, input_features, attention_mask, config, prompt, processors, kwargs,
-                                  return_segments, temperatures, threshold)
+                                  return_segments, temperatures, threshold, logprob_threshold)
     rows = decode_window(model, hidden, prompt, config, processors, kwargs, temperatures, threshold,
-                         [False] * prompt.shape[0], keep_prompt=True)
+                         [False] * prompt.shape[0], keep_prompt=True, logprob_threshold=logprob_threshold)
 
     timestamp_begin = getattr(config, "no_timestamps_token_id", model.config.vocab_size) + 1
     kept = [split_segments(row, timestamp_begin) if len(row) else [row] for row in rows]

@@ -27,7 +27,8 @@ def _window(features: torch.Tensor, rows: list[int], seek: torch.Tensor, lengths
 
 def generate_long_form(model, features: torch.Tensor, attention_mask: torch.Tensor | None, config,
                        prompt: torch.Tensor, processors, kwargs: dict, return_segments: bool,
-                       temperatures: list[float | None], threshold: float | None):
+                       temperatures: list[float | None], threshold: float | None,
+                       logprob_threshold: float | None = None):
     """-> sequences [B, T] (or {"sequences", "segments"} with per-row segment dicts)."""
     batch, window = features.shape[0], 2 * model.config.max_source_positions
     if batch > 1 and attention_mask is None:
@@ -49,7 +50,8 @@ def generate_long_form(model, features: torch.Tensor, attention_mask: torch.Tens
                 processor.set_begin_index(decoder_ids.shape[-1])
         not_final = [int(seek[r]) + window < int(max_frames[r]) for r in range(batch)]
         generated = decode_window(model, hidden.last_hidden_state, decoder_ids, config, processors, kwargs,
-                                  temperatures, threshold, [not_final[r] for r in rows], keep_prompt=False)
+                                  temperatures, threshold, [not_final[r] for r in rows], keep_prompt=False,
+                                  logprob_threshold=logprob_threshold)
         for index, row in enumerate(rows):
             tokens = generated[index]
             offset = float(seek[row]) * time_precision / INPUT_STRIDE
