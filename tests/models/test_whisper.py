@@ -194,3 +194,17 @@ def test_long_form_fallback_equals_oracle(models):
     torch.manual_seed(7)
     assert torch.equal(ours.generate(features, **kwargs), expected)
     assert not torch.equal(ours.generate(features, return_timestamps=True), expected)  # sampling was used
+
+
+def test_fallback_measures_equal_oracle():
+    from formers.models.whisper.fallback import average_logprob, compression_ratio
+    oracle = transformers.WhisperForConditionalGeneration
+    generator = torch.Generator().manual_seed(0)
+    for length in (3, 12, 40):
+        tokens = torch.randint(0, 50, (length,), generator=generator)
+        tokens[-1] = 7  # an eos
+        scores = torch.randn(length - 1, 60, generator=generator)
+        for temperature in (0.0, 0.6):
+            expected = oracle._retrieve_avg_logprobs(tuple(scores), tokens, 7, temperature)
+            assert average_logprob(scores, tokens, 7, temperature) == pytest.approx(float(expected), abs=1e-6)
+        assert compression_ratio(tokens, 1880) == oracle._retrieve_compression_ratio(tokens, 1880)
