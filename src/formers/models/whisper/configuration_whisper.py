@@ -55,6 +55,13 @@ class WhisperConfig(PretrainedConfig):
         if self.begin_suppress_tokens is None:  # 4.45's default: a leading space and <|endoftext|>
             self.begin_suppress_tokens = [220, 50256]
 
+    def to_diff_dict(self) -> dict:
+        """4.45 counts `suppress_tokens` among its base config's generation defaults (None): unset, it is not written."""
+        diff = super().to_diff_dict()
+        if diff.get("suppress_tokens", 0) is None:
+            del diff["suppress_tokens"]
+        return diff
+
     @property
     def max_position_embeddings(self) -> int:
         """The decoder's position table: generation cannot go past it."""
