@@ -82,7 +82,11 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
 
     def get_output_embeddings(self) -> nn.Module | None:
-        return None
+        """The LM head (`lm_head`) of a model that has one; None for bare base models."""
+        return getattr(self, "lm_head", None)
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.lm_head = value
 
     def tie_weights(self) -> None:
         """Share the LM head with the input embeddings when the config asks for it."""

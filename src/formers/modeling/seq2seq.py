@@ -289,12 +289,6 @@ class Seq2SeqForConditionalGeneration(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.shared = value
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
     def get_encoder(self) -> Seq2SeqStack:
         return self.model.encoder
 

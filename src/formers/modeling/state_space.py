@@ -122,12 +122,6 @@ class StateSpaceForCausalLM(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.backbone.embeddings = value
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
     def make_generation_cache(self, batch_size: int, max_length: int, device: torch.device, dtype: torch.dtype):
         """generate()'s cache: the recurrent state of `batch_size` rows (its size does not grow with length)."""
         return self.base_model_class.cache_class(self.config, batch_size, dtype=dtype, device=device)

@@ -7,7 +7,23 @@ from ...configuration_utils import PretrainedConfig
 from ...errors import ConfigError
 
 
-class MambaConfig(PretrainedConfig):
+class StateSpaceConfigMixin:
+    """What Mamba and Mamba2 configs share: 4.45's "auto" time-step rank and no position limit."""
+
+    def resolve_time_step_rank(self) -> None:
+        if self.time_step_rank == "auto":
+            self.time_step_rank = math.ceil(self.hidden_size / 16)
+        elif isinstance(self.time_step_rank, str):
+            raise ConfigError(f"{type(self).__name__} field 'time_step_rank': expected an int or 'auto', "
+                              f"got {self.time_step_rank!r}")
+
+    @property
+    def max_position_embeddings(self) -> None:
+        """No positional limit: a state-space model reads no positions (generate() asks every config)."""
+        return None
+
+
+class MambaConfig(StateSpaceConfigMixin, PretrainedConfig):
     model_type = "mamba"
 
     vocab_size: int = 50280
@@ -39,13 +55,4 @@ class MambaConfig(PretrainedConfig):
     def __post_init__(self) -> None:
         if self.intermediate_size is None:
             self.intermediate_size = int(self.expand * self.hidden_size)
-        if self.time_step_rank == "auto":
-            self.time_step_rank = math.ceil(self.hidden_size / 16)
-        elif isinstance(self.time_step_rank, str):
-            raise ConfigError(f"{type(self).__name__} field 'time_step_rank': expected an int or 'auto', "
-                              f"got {self.time_step_rank!r}")
-
-    @property
-    def max_position_embeddings(self) -> None:
-        """No positional limit: a state-space model reads no positions (generate() asks every config)."""
-        return None
+        self.resolve_time_step_rank()

@@ -2,13 +2,12 @@
 layer shape at Codestral Mamba's width: 64 layers of 128 heads x 64, 8 groups, state 128)."""
 from __future__ import annotations
 
-import math
-
 from ...configuration_utils import PretrainedConfig
 from ...errors import ConfigError
+from ..mamba.configuration_mamba import StateSpaceConfigMixin
 
 
-class Mamba2Config(PretrainedConfig):
+class Mamba2Config(StateSpaceConfigMixin, PretrainedConfig):
     model_type = "mamba2"
 
     num_heads: int = 128
@@ -41,11 +40,7 @@ class Mamba2Config(PretrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        if self.time_step_rank == "auto":
-            self.time_step_rank = math.ceil(self.hidden_size / 16)
-        elif isinstance(self.time_step_rank, str):
-            raise ConfigError(f"Mamba2Config field 'time_step_rank': expected an int or 'auto', "
-                              f"got {self.time_step_rank!r}")
+        self.resolve_time_step_rank()
 
     # --- derived sizes the model and the cache read ----------------------------------------------
     @property
@@ -57,11 +52,6 @@ class Mamba2Config(PretrainedConfig):
     def conv_dim(self) -> int:
         """Channels of the causal convolution: x | B | C."""
         return self.intermediate_size + 2 * self.n_groups * self.state_size
-
-    @property
-    def max_position_embeddings(self) -> None:
-        """No positional limit: a state-space model reads no positions (generate() asks every config)."""
-        return None
 
     def check_shapes(self) -> None:
         """Raise ConfigError unless the heads tile the intermediate width and the groups divide the heads."""
