@@ -23,6 +23,7 @@ from ..errors import EngineOverloadedError, ServingError
 from ..modeling.decoder import DecoderForCausalLM, DecoderModel
 from ..tokenization.detokenize import IncrementalDetokenizer
 from .blocks import BlockManager
+from .grammar import SequenceGrammars
 from .layout import build_layout
 from .paged_cache import PagedKVStore, StepCache
 from .params import SamplingParams
@@ -107,6 +108,7 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_batched_tokens, free_window)
         self.eos_ids = _eos_ids(model)
+        self.grammars = SequenceGrammars(tokenizer, self.vocab_size, self.eos_ids, self.device)
         # requests without a seed share one generator, seeded from torch's global RNG (torch.manual_seed
         # before building the engine makes a whole run, in the same arrival order, repeatable)
         self._fallback_generator = torch.Generator(self.device)
@@ -136,6 +138,7 @@ class LLMEngine:
         if params.stop and self.tokenizer is None:
             raise ServingError("SamplingParams.stop: stop strings need the engine to have a tokenizer")
         self._check_fits(len(prompt), params)
+        self.grammars.check(params)
         if len(self.scheduler.waiting) + params.n > self.config.max_waiting:
             raise EngineOverloadedError(f"add_request: the waiting queue is full ({self.config.max_waiting} "
                                         "requests, EngineConfig.max_waiting); retry later")
@@ -233,7 +236,7 @@ class LLMEngine:
                         for s in sampling)
         histories = [s.history.view(s.ids, self.device) if penalized else None for s in sampling]
         drawn = sample(logits, [s.params for s in sampling], histories, [s.prompt_len for s in sampling],
-                       [s.generator for s in sampling], self._fallback_generator)
+                       [s.generator for s in sampling], self._fallback_generator, self.grammars.bitmask(sampling))
         for seq, token, logprob in zip(sampling, drawn.tokens, drawn.logprobs):
             outputs.append(self._advance(seq, token, logprob))
         return outputs
@@ -245,8 +248,9 @@ class LLMEngine:
         params, generated = seq.params, len(seq.ids) - seq.prompt_len
         if seq.detokenizer is not None:
             seq.text = seq.detokenizer.add([token])
+        grammar_done = self.grammars.advance(seq)
         stopped_by_id = (token in self.eos_ids and not params.ignore_eos) or token in params.stop_token_ids
-        if stopped_by_id or (params.stop and self._cut_at_stop(seq)):
+        if stopped_by_id or grammar_done or (params.stop and self._cut_at_stop(seq)):
             seq.finish_reason = "stop"
         elif generated >= params.max_tokens or (self.max_model_len and len(seq.ids) >= self.max_model_len):
             seq.finish_reason = "length"

@@ -12,16 +12,24 @@ Semantics, and how they line up with `generate()` (so a request reproduces `gene
     continuation i uses seed + i); requests without a seed share the engine's generator, itself seeded
     from torch's global RNG when the engine is built;
   - logprobs: None = none, 0 = the chosen token's log-probability only, k = also the top k
-    alternatives, all from log_softmax of the raw model logits.
+    alternatives, all from log_softmax of the raw model logits;
+  - grammar: structured output (see serving/grammar.py): any spec `formers.structured.Grammar.from_spec`
+    reads (a JSON-schema dict, pydantic model or function, {"type": "regex" | "ebnf" | "json", "value": ...},
+    a Grammar) or an OpenAI response_format dict ({"type": "json_object"}, {"type": "json_schema", ...});
+    normalised to a Grammar (None for {"type": "text"}). Its mask applies after the penalties and
+    before the warpers, where generate(grammar=...) applies it.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
-from ..errors import ServingError
+from ..errors import GrammarError, ServingError
+from ..structured.grammar import Grammar
 
 MAX_LOGPROBS = 20
+_RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")  # never JSON-schema "type" values
 
 
 @dataclass
@@ -43,6 +51,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None
+    grammar: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -84,12 +93,24 @@ class SamplingParams:
                                    f"{type(self.logit_bias).__name__}")
             self.logit_bias = {int(_token_id("logit_bias", k, vocab_size)): float(_number_in("logit_bias", v, -100.0, 100.0))
                                for k, v in self.logit_bias.items()}
+        if self.grammar is not None:
+            self.grammar = _as_grammar(self.grammar)
 
     def replace(self, **changes) -> SamplingParams:
         """A validated copy with `changes` applied."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return SamplingParams(**values)
+
+
+def _as_grammar(spec: Any) -> Grammar | None:
+    """A grammar spec or OpenAI response_format dict -> Grammar (None: unconstrained text)."""
+    try:
+        if isinstance(spec, dict) and spec.get("type") in _RESPONSE_FORMAT_TYPES:
+            return Grammar.from_response_format(spec)
+        return Grammar.from_spec(spec)
+    except GrammarError as err:
+        raise ServingError(f"SamplingParams.grammar: {err}") from None
 
 
 def _is_int(value) -> bool:

@@ -2,8 +2,9 @@
 
 Each row's settings become a column of per-row tensors ([R, 1]) and each warper is applied to every
 row at once, masked to the rows that asked for it, with the formulas of 4.45's processors (same
-order: logit bias, repetition penalty, temperature, top-k, top-p, min-p), so a row's scores are what
-`generate()` would compute for that request alone.
+order: logit bias, repetition penalty, the grammar mask of structured output (serving/grammar.py),
+temperature, top-k, top-p, min-p), so a row's scores are what `generate()` would compute for that
+request alone.
 
 Draws: `torch.multinomial(probs, 1)` is argmax(probs / q) with q ~ Exp(1) drawn by `exponential_` on a
 tensor shaped like `probs` (torch's one-sample fast path). Each row draws its own q from its own
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .grammar import apply_grammar_mask
 from .params import SamplingParams
 
 
@@ -122,10 +124,12 @@ def apply_warpers(scores: torch.Tensor, params: list[SamplingParams]) -> torch.T
 
 
 def sample(logits: torch.Tensor, params: list[SamplingParams], histories: list[torch.Tensor], prompt_lens: list[int],
-           generators: list[torch.Generator | None], fallback: torch.Generator) -> SampledBatch:
+           generators: list[torch.Generator | None], fallback: torch.Generator,
+           grammar_mask: tuple[torch.Tensor, torch.Tensor] | None = None) -> SampledBatch:
     """logits [R, V] float32 (raw model output) -> one token per row (one host read for the whole batch);
-    `histories` / `prompt_lens` as for `apply_penalties`."""
-    scores = apply_penalties(logits, params, histories, prompt_lens)
+    `histories` / `prompt_lens` as for `apply_penalties`; `grammar_mask` (SequenceGrammars.bitmask) limits
+    the grammar rows to their allowed tokens after the penalties, before greedy choice or the warpers."""
+    scores = apply_grammar_mask(apply_penalties(logits, params, histories, prompt_lens), grammar_mask)
     greedy = [p.greedy for p in params]
     tokens = torch.argmax(scores, dim=-1)
     if not all(greedy):
