@@ -20,7 +20,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(job: dict, folder: Path, world_size: int = 2) -> list[subprocess.Popen]:
+def start(job: dict, folder: Path, world_size: int = 2, worker: Path = WORKER) -> list[subprocess.Popen]:
     """Write `job` (its "out" set to `folder`) and start `world_size` ranks; returns their processes."""
     job = {"timeout": 30, **job, "out": str(folder)}
     job_file = folder / "job.json"
@@ -30,7 +30,7 @@ def start(job: dict, folder: Path, world_size: int = 2) -> list[subprocess.Popen
     for rank in range(world_size):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(job_file)], env=env,
+        procs.append(subprocess.Popen([sys.executable, str(worker), str(job_file)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
@@ -51,5 +51,5 @@ def finish(procs: list[subprocess.Popen], folder: Path, timeout: float = 120) ->
     return [torch.load(folder / f"rank{rank}.pt", weights_only=False) for rank in range(len(procs))]
 
 
-def run(job: dict, folder: Path, world_size: int = 2, timeout: float = 120) -> list[dict]:
-    return finish(start(job, folder, world_size), folder, timeout)
+def run(job: dict, folder: Path, world_size: int = 2, timeout: float = 120, worker: Path = WORKER) -> list[dict]:
+    return finish(start(job, folder, world_size, worker), folder, timeout)
