@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import trainer_checkpoint as ckpt
+from .distributed import training as dist_train
+from .distributed import training_checkpoint as dist_ckpt
 from .data.data_collator import IGNORE_INDEX, DataCollatorWithPadding, default_data_collator
 from .errors import CheckpointError, ConfigError
 from .modeling.norms import RMSNorm
@@ -51,6 +53,9 @@ class Trainer:
         self.args = args if args is not None else TrainingArguments(output_dir="tmp_trainer")
         set_seed(self.args.seed)
         self.model = model.to(self.args.device)
+        self._dist = dist_train.setup_group(self.args, self.model)  # None for one process
+        self.model_wrapped = self.model if self._dist is None else dist_train.wrap_model(self.model, self.args,
+                                                                                          self._dist)
         self.tokenizer = tokenizer
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         default = DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
@@ -103,8 +108,28 @@ class Trainer:
     def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise ConfigError("Trainer: training needs a train_dataset")
-        return self._loader(self.train_dataset, self._batch_order(self.train_dataset, self.args.train_batch_size,
-                                                                  0, shuffle=True))
+        return self._loader(self.train_dataset, self._train_batches(0))
+
+    @property
+    def _world_size(self) -> int:
+        return self._dist.world_size if self._dist is not None else 1
+
+    def _train_batches(self, epoch: int) -> list[list[int]]:
+        """This process's index batches of one epoch: the one-process batches of the global batch size
+        (per device x world size), each cut into one slice per rank; a last batch with fewer examples than
+        ranks is dropped (every rank needs one)."""
+        batches = self._batch_order(self.train_dataset, self.args.train_batch_size * self._world_size, epoch,
+                                    shuffle=True)
+        if self._dist is None:
+            return batches
+        return [dist_train.rank_slice(b, self._dist) for b in batches if len(b) >= self._world_size]
+
+    def _train_batch_count(self, size: int) -> int:
+        """How many global batches an epoch of `size` examples has (see _train_batches)."""
+        batch = self.args.train_batch_size * self._world_size
+        full, rest = divmod(size, batch)
+        keep_rest = rest > 0 and not self.args.dataloader_drop_last and rest >= self._world_size
+        return full + int(keep_rest)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -126,6 +151,9 @@ class Trainer:
         return [name for name, _ in model.named_parameters() if name not in skip and "bias" not in name]
 
     def create_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.args.optim.startswith("galore"):
+            from .trainer_galore import create_galore_optimizer
+            self.optimizer = create_galore_optimizer(self.model, self.args, self._dist)
         if self.optimizer is None:
             decay = set(self.get_decay_parameter_names(self.model))
             named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -137,6 +165,9 @@ class Trainer:
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        from .trainer_galore import LayerWiseDummyOptimizer, layerwise_scheduler
+        if self.lr_scheduler is None and isinstance(optimizer or self.optimizer, LayerWiseDummyOptimizer):
+            self.lr_scheduler = layerwise_scheduler(optimizer or self.optimizer, self.args, num_training_steps)
         if self.lr_scheduler is None:
             self.lr_scheduler = get_scheduler(self.args.lr_scheduler_type, optimizer or self.optimizer,
                                               num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
@@ -169,7 +200,7 @@ class Trainer:
                                                ignore_index=IGNORE_INDEX, reduction="sum") / num_items_in_batch
             aux_loss = outputs.get("aux_loss") if isinstance(outputs, dict) else None
             if aux_loss is not None:  # a mixture of experts' load-balancing loss, added as its own loss adds it
-                loss = loss + model.config.router_aux_loss_coef * aux_loss / self.args.gradient_accumulation_steps
+                loss = loss + self.model.config.router_aux_loss_coef * aux_loss / self.args.gradient_accumulation_steps
         else:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
             if loss is None:
@@ -186,27 +217,49 @@ class Trainer:
             loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         if num_items_in_batch is None:
             loss = loss / self.args.gradient_accumulation_steps
+        # DDP and FSDP average gradients over ranks; a loss normalised by the global window's token count
+        # is scaled back up so the update is the one-process update (the returned share is unscaled)
+        world = self._world_size
+        backward_loss = loss * world if num_items_in_batch is not None and world > 1 else loss
         if self._scaler is not None:
-            self._scaler.scale(loss).backward()
+            self._scaler.scale(backward_loss).backward()
         else:
-            loss.backward()
-        return loss.detach()
+            backward_loss.backward()
+        return loss.detach() if num_items_in_batch is not None else loss.detach() / world
 
     def _optimizer_step(self, window: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One update from a window of micro-batches -> (loss of the step, gradient norm)."""
         has_labels = all("labels" in b for b in window)
         num_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in window) if has_labels else None
-        num_items = max(num_items, 1) if num_items is not None else None  # all-padding windows: loss 0
-        step_loss = torch.zeros((), device=self.args.device)
-        for batch in window:
-            self.state.num_input_tokens_seen += _token_count(batch)
-            self.state.total_flos += 6 * _token_count(batch) * self._flops_params
-            step_loss += self.training_step(self.model, batch, num_items)
+        tokens = sum(_token_count(batch) for batch in window)
+        with dist_train.collective_errors(self._dist, f"step {self.state.global_step + 1}"):
+            if self._dist is not None:  # label tokens and tokens of the global window (every rank's)
+                counts = torch.tensor([num_items or 0, tokens], device=self._dist.info.device())
+                num_items_all, tokens = dist_train.sum_over_ranks(counts, self._dist, "counting tokens").tolist()
+                num_items = num_items_all if num_items is not None else None
+            num_items = max(num_items, 1) if num_items is not None else None  # all-padding windows: loss 0
+            self.state.num_input_tokens_seen += tokens
+            self.state.total_flos += 6 * tokens * self._flops_params
+            step_loss = torch.zeros((), device=self.args.device)
+            for index, batch in enumerate(window):
+                with self._gradient_sync(index == len(window) - 1):
+                    step_loss += self.training_step(self.model_wrapped, batch, num_items)
+            return step_loss, self._update()
+
+    def _gradient_sync(self, last: bool):
+        """DDP all-reduces gradients on the window's last micro-batch only."""
+        if last or not isinstance(self.model_wrapped, nn.parallel.DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.model_wrapped.no_sync()
+
+    def _update(self) -> torch.Tensor | None:
+        """Clip, step the optimizer and the schedule, clear the gradients -> the gradient norm."""
         grad_norm = None
         if self._scaler is not None:
             self._scaler.unscale_(self.optimizer)
         if self.args.max_grad_norm is not None and self.args.max_grad_norm > 0:
-            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            grad_norm = dist_train.grad_norm_value(
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm))
         if self._scaler is not None:
             self._scaler.step(self.optimizer)
             self._scaler.update()
@@ -215,7 +268,7 @@ class Trainer:
         if not isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.lr_scheduler.step()  # a plateau schedule steps on evaluation results instead
         self.optimizer.zero_grad(set_to_none=True)
-        return step_loss, grad_norm
+        return grad_norm
 
     # --- training -----------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None,
@@ -296,9 +349,22 @@ class Trainer:
         self.control = self.callback_handler.call_event(event, self.args, self.state, self.control,
                                                         model=self.model, tokenizer=self.tokenizer, **kwargs)
 
+    def is_world_process_zero(self) -> bool:
+        return self._dist is None or self._dist.rank == 0
+
+    def is_local_process_zero(self) -> bool:
+        return self._dist is None or self.args.local_process_index == 0
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Save the model (safetensors), its tokenizer and the training arguments to `output_dir`."""
+        """Save the model (safetensors), its tokenizer and the training arguments to `output_dir`. Under
+        torch.distributed every rank calls it and rank 0 writes the whole model (FSDP shards gathered)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self._dist is not None:
+            dist_ckpt.save_model(self, output_dir)
+        else:
+            self._write_model(output_dir)
+
+    def _write_model(self, output_dir: str | os.PathLike) -> None:
         self.model.save_pretrained(output_dir, safe_serialization=self.args.save_safetensors)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(output_dir)
@@ -308,6 +374,17 @@ class Trainer:
         self.state.save_to_json(Path(self.args.output_dir) / "trainer_state.json")
 
     def _save_checkpoint(self) -> Path:
+        if self._dist is not None:
+            self._update_best(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+            with dist_train.collective_errors(self._dist, f"saving checkpoint-{self.state.global_step}"):
+                path = dist_ckpt.save_checkpoint(self)
+            if self.args.should_save:
+                ckpt.rotate_checkpoints(self.args.output_dir, self.args.save_total_limit,
+                                        self.state.best_model_checkpoint)
+            dist_train.barrier(self._dist, "rotating checkpoints")
+            self._event("on_save")
+            return path
+
         def payload(folder: Path) -> None:
             self.save_model(str(folder), _internal_call=True)
             if not self.args.save_only_model:
@@ -340,13 +417,38 @@ class Trainer:
 
     def _load_model_weights(self, folder: str | os.PathLike) -> None:
         from .loading.checkpoint import find_weight_files, iter_tensors
+        if dist_ckpt.is_sharded(folder):  # saved under FSDP: resharded onto this world size
+            dist_ckpt.load_sharded_model(self.model, folder)
+            return
         state = {key: tensor for key, tensor in iter_tensors(find_weight_files(str(folder)))}
+        if self._dist is not None and self._dist.fsdp:
+            dist_ckpt.load_full_into_fsdp(self.model, None, state, None)
+            return
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = set(self.model._tied_weights_keys) if self.model.config.tie_word_embeddings else set()
         missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {str(folder)!r} does not match the model: missing {missing}, "
                                   f"unexpected {unexpected}")
+
+    def _load_optimizer_state(self, folder: str | os.PathLike) -> None:
+        """The optimizer's state from any checkpoint layout (sharded, one-process) onto this one."""
+        if dist_ckpt.is_sharded(folder):
+            dist_ckpt.load_sharded_optimizer(self.model, self.optimizer, folder)
+            return
+        state = ckpt.load_file(folder, ckpt.OPTIMIZER_NAME, map_location=self.args.device)
+        if self._dist is not None and self._dist.fsdp:
+            dist_ckpt.load_full_into_fsdp(self.model, self.optimizer, {}, state)
+        else:
+            self.optimizer.load_state_dict(state)
+
+    def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """A per-rank share (of a loss) summed over the ranks: the global value, the same on every rank."""
+        with dist_train.collective_errors(self._dist, "summing the loss over ranks"):
+            return dist_train.sum_over_ranks(value, self._dist, "summing the loss over ranks")
+
+    def _load_rng_state(self, folder: str | os.PathLike) -> dict | None:
+        return dist_ckpt.load_rng_state(folder, self._dist.rank if self._dist is not None else 0)
 
 
 def _token_count(batch: dict[str, Any]) -> int:

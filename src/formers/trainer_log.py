@@ -13,10 +13,11 @@ LOG_FILE_NAME = "trainer_log.jsonl"
 
 
 class TrainingProgress:
-    def __init__(self, output_dir: str | os.PathLike, total_steps: int, initial_step: int, initial_tokens: int,
+    def __init__(self, output_dir: str | os.PathLike | None, total_steps: int, initial_step: int, initial_tokens: int,
                  disable_bar: bool):
-        self.path = Path(output_dir) / LOG_FILE_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(output_dir) / LOG_FILE_NAME if output_dir is not None else None  # None: no log file
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._bar = None
         if not disable_bar:
             from tqdm.auto import tqdm
@@ -26,6 +27,8 @@ class TrainingProgress:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (non-finite floats become null, so every line is valid JSON)."""
+        if self.path is None:
+            return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(clean) + "\n")

@@ -43,8 +43,8 @@ def plan_steps(trainer) -> _Plan:
         raise ConfigError("Trainer.train: needs a train_dataset")
     if len(dataset) == 0:
         raise ConfigError("Trainer.train: train_dataset is empty")
-    size, batch = len(dataset), args.train_batch_size
-    batches = size // batch if args.dataloader_drop_last else math.ceil(size / batch)
+    size, batch = len(dataset), args.train_batch_size * trainer._world_size
+    batches = trainer._train_batch_count(size)
     if batches == 0:
         raise ConfigError(f"Trainer.train: dataloader_drop_last with {size} examples < batch size {batch} "
                           "leaves no batch")
@@ -63,10 +63,9 @@ def _resume(trainer, folder: str) -> None:
                  "best_model_checkpoint"):
         setattr(state, name, getattr(saved, name))
     trainer._load_model_weights(folder)
-    device = trainer.args.device
-    trainer.optimizer.load_state_dict(ckpt.load_file(folder, ckpt.OPTIMIZER_NAME, map_location=device))
+    trainer._load_optimizer_state(folder)
     trainer.lr_scheduler.load_state_dict(ckpt.load_file(folder, ckpt.SCHEDULER_NAME))
-    rng = ckpt.load_file(folder, ckpt.RNG_STATE_NAME, required=False)
+    rng = trainer._load_rng_state(folder)
     if rng is not None:
         ckpt.restore_rng_state(rng)
     logger.info("resumed from %s at step %d", folder, state.global_step)
@@ -95,7 +94,7 @@ class _Loop:
         steps = state.global_step - self.last_logged
         if steps <= 0:
             return
-        value = float(self.tr_loss)
+        value = float(trainer._sum_over_ranks(self.tr_loss))
         self.total_loss += value
         self.tr_loss.zero_()
         self.last_logged = state.global_step
@@ -147,13 +146,15 @@ def run_training(trainer, resume_from: str | None) -> TrainOutput:
     trainer.state = TrainerState(
         max_steps=plan.max_steps, num_train_epochs=plan.num_epochs, train_batch_size=args.train_batch_size,
         logging_steps=_interval(args.logging_steps, plan.max_steps), eval_steps=_interval(args.eval_steps, plan.max_steps),
-        save_steps=_interval(args.save_steps, plan.max_steps))
+        save_steps=_interval(args.save_steps, plan.max_steps),
+        is_world_process_zero=trainer.is_world_process_zero(), is_local_process_zero=trainer.is_local_process_zero())
     trainer.create_optimizer_and_scheduler(plan.max_steps)
     if resume_from is not None:
         _resume(trainer, resume_from)
     state = trainer.state
-    trainer._progress = TrainingProgress(args.output_dir, plan.max_steps, state.global_step,
-                                         state.num_input_tokens_seen, bool(args.disable_tqdm))
+    zero = trainer.is_world_process_zero()  # only rank 0 logs
+    trainer._progress = TrainingProgress(args.output_dir if zero else None, plan.max_steps, state.global_step,
+                                         state.num_input_tokens_seen, bool(args.disable_tqdm) or not zero)
     trainer._progress.write({"event": "train_begin", "num_examples": len(trainer.train_dataset),
                              "max_steps": plan.max_steps, "num_train_epochs": plan.num_epochs,
                              "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -165,7 +166,7 @@ def run_training(trainer, resume_from: str | None) -> TrainOutput:
     trainer._event("on_train_begin")
     try:
         _run_epochs(trainer, plan, loop)
-        loop.total_loss += float(loop.tr_loss)  # steps since the last log
+        loop.total_loss += float(trainer._sum_over_ranks(loop.tr_loss))  # steps since the last log
     finally:
         trainer._progress.close()
     if args.load_best_model_at_end and state.best_model_checkpoint is not None:
@@ -193,7 +194,7 @@ def _run_epochs(trainer, plan: _Plan, loop: _Loop) -> None:
         skip = 0
     for epoch in range(first_epoch, plan.num_epochs):
         trainer._event("on_epoch_begin")
-        batches = trainer._batch_order(trainer.train_dataset, args.train_batch_size, epoch, shuffle=True)
+        batches = trainer._train_batches(epoch)
         window_index = skip if epoch == first_epoch else 0
         loader = trainer._loader(trainer.train_dataset, batches[window_index * ga:], seed=args.seed + epoch)
         batches_iter = iter(loader)

@@ -1,7 +1,9 @@
 """TrainingArguments: the fields of transformers 4.45 that single-device causal-LM training uses.
 
-Names and defaults are transformers'. Fields for features formers does not have (DeepSpeed, FSDP,
-hub pushing, TPUs) are absent rather than silently ignored. Interval fields (`logging_steps`,
+Names and defaults are transformers'. Fields for features formers does not have (DeepSpeed, hub
+pushing, TPUs) are absent rather than silently ignored. The distributed fields (ddp_*, fsdp, fsdp_config,
+local_rank, save_on_each_node) are read by formers.distributed.training; GaLore's (optim="galore_*",
+optim_target_modules, optim_args) by formers.trainer_galore. Interval fields (`logging_steps`,
 `eval_steps`, `save_steps`) below 1 are fractions of the total steps, as in transformers.
 """
 from __future__ import annotations
@@ -92,6 +94,17 @@ class TrainingArguments:
     gradient_checkpointing: bool = False
     include_num_input_tokens_seen: bool = False
     neftune_noise_alpha: float | None = None
+    local_rank: int = -1
+    ddp_backend: str | None = None
+    ddp_timeout: int = 1800
+    ddp_find_unused_parameters: bool | None = None
+    ddp_bucket_cap_mb: int | None = None
+    ddp_broadcast_buffers: bool | None = None
+    fsdp: list[str] | str | bool | None = ""
+    fsdp_config: dict[str, Any] | str | None = None
+    save_on_each_node: bool = False
+    optim_target_modules: str | list[str] | None = None
+    optim_args: str | None = None
     evaluation_strategy: IntervalStrategy | str | None = None  # deprecated name of eval_strategy
 
     def __post_init__(self) -> None:
@@ -116,6 +129,8 @@ class TrainingArguments:
                                   "logging_steps > 0")
             self.eval_steps = self.logging_steps
         self._check_values()
+        from .distributed.training_options import check_distributed_fields
+        check_distributed_fields(self)
         self._check_best_model()
         if self.run_name is None:
             self.run_name = self.output_dir
@@ -147,9 +162,11 @@ class TrainingArguments:
             raise ConfigError("TrainingArguments: bf16 and fp16 are both True; pick one")
         if self.fp16 and self.device.type != "cuda":
             raise ConfigError("TrainingArguments.fp16: float16 mixed precision needs a CUDA device; use bf16 on CPU")
-        if self.optim not in ("adamw_torch", "adamw_hf", "adamw_torch_fused"):
+        from .trainer_galore import GALORE_OPTIMIZERS
+        if self.optim not in ("adamw_torch", "adamw_hf", "adamw_torch_fused", *GALORE_OPTIMIZERS):
             raise ConfigError(f"TrainingArguments.optim={self.optim!r}: formers implements 'adamw_torch' "
-                              f"(and its aliases 'adamw_hf', 'adamw_torch_fused')")
+                              f"(and its aliases 'adamw_hf', 'adamw_torch_fused') and GaLore's "
+                              f"{', '.join(repr(n) for n in GALORE_OPTIMIZERS)}")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(f"TrainingArguments.save_total_limit: expected None or >= 1, got {self.save_total_limit}")
 
@@ -186,7 +203,35 @@ class TrainingArguments:
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cuda" if torch.cuda.is_available() and not self.use_cpu else "cpu")
+        """The CPU, or this process's GPU (cuda:LOCAL_RANK when launched by torchrun)."""
+        if not torch.cuda.is_available() or self.use_cpu:
+            return torch.device("cpu")
+        local = self.local_process_index
+        return torch.device("cuda", local) if local >= 0 and os.environ.get("WORLD_SIZE") else torch.device("cuda")
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the training job: the process group's size, else torchrun's WORLD_SIZE, else 1."""
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size()
+        return int(os.environ.get("WORLD_SIZE", "1"))
+
+    @property
+    def process_index(self) -> int:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+        return int(os.environ.get("RANK", "0"))
+
+    @property
+    def local_process_index(self) -> int:
+        return self.local_rank if self.local_rank != -1 else int(os.environ.get("LOCAL_RANK", "0"))
+
+    @property
+    def should_save(self) -> bool:
+        """Whether this process writes checkpoint files (rank 0, or each node's first with save_on_each_node)."""
+        return self.process_index == 0 or (self.save_on_each_node and self.local_process_index == 0)
 
     @property
     def n_gpu(self) -> int:
