@@ -49,6 +49,10 @@ def _add_serve_parser(commands) -> None:
     serve.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
     serve.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto (default: float32)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--tensor-parallel-size", "--tp", type=int, default=1, help="serve one model split over N "
+                       "processes of this host (tp_plan='auto'; gloo on CPU, NCCL with --device cuda)")
+    serve.add_argument("--tp-timeout", type=float, default=60.0, help="seconds a tensor-parallel rank waits for the "
+                       "others before failing (default: 60)")
 
 
 def _byte_size(text: str) -> int:
@@ -61,14 +65,15 @@ def _byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a size like 2GiB, 512MB or a byte count, got {text!r}") from None
 
 
-def _load(args):
+def _load(args, **model_kwargs):
     from . import AutoModelForCausalLM, AutoTokenizer
     from .default_model import DEFAULT_MODEL_NAME
 
     if args.model is None:
         args.model = DEFAULT_MODEL_NAME  # bundled package data: works offline on a fresh install
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=args.dtype, device_map=args.device)
+    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=args.dtype, device_map=args.device,
+                                                 **model_kwargs)
     return model, tokenizer
 
 
@@ -145,15 +150,23 @@ def run_serve(args) -> None:
         from .serving.http import app_for_engine, serve_forever
     except ImportError as exc:
         raise FormersError(f"`formers serve` needs the serve extra (pip install 'formers[serve]'): {exc}") from None
-    from .serving import EngineConfig, LLMEngine
+    from .serving import LLMEngine
     from .serving.async_engine import AsyncEngine
 
+    if args.tensor_parallel_size != 1:
+        from .serving.tp_serve import serve_tensor_parallel
+        return serve_tensor_parallel(args)
     model, tokenizer = _load(args)
-    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens,
-                          max_waiting=args.max_waiting, num_blocks=args.kv_blocks, kv_memory=args.kv_memory)
-    engine = AsyncEngine(LLMEngine(model, tokenizer, config))
+    engine = AsyncEngine(LLMEngine(model, tokenizer, _engine_config(args)))
     app = app_for_engine(engine, tokenizer, args.served_model_name or args.model, api_key=args.api_key)
     serve_forever(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _engine_config(args):
+    from .serving import EngineConfig
+
+    return EngineConfig(max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens,
+                        max_waiting=args.max_waiting, num_blocks=args.kv_blocks, kv_memory=args.kv_memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
