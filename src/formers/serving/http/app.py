@@ -132,7 +132,7 @@ def app_for_engine(engine: Any, tokenizer: Any, model_name: str, api_key: str | 
     core = engine.engine
     max_model_len = core.max_model_len if core.max_model_len is not None else tokenizer.model_max_length
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name, max_model_len=int(max_model_len),
-                        vocab_size=int(core.vocab_size), api_key=api_key,
+                        vocab_size=int(core.vocab_size), api_key=api_key, grammars=core.grammars,
                         sampling_defaults=sampling_defaults(core.model.generation_config))
     return build_app(state, **app_kwargs)
 

@@ -16,6 +16,7 @@ from .logprobs import chat_logprobs
 from .protocol import ChatCompletionRequest
 from .runner import ChoiceGroup, choice_seed, new_id, resolve_max_tokens, sampling_params, usage
 from .state import ServerState, until_disconnect
+from .structured import chat_grammar
 from .tools import ToolCallStreamGate, split_reply, template_message, template_tools
 
 
@@ -39,15 +40,13 @@ def _engine_logprobs(request: ChatCompletionRequest) -> int | None:
 
 async def create_chat_completion(state: ServerState, request: ChatCompletionRequest, http_request: Request):
     state.check_model(request.model)
-    if request.response_format is not None and request.response_format.type != "text":
-        raise bad_request("response_format other than 'text' is not supported by the server yet",
-                          param="response_format")
     ids = _prompt_ids(state, request)
+    grammar = await chat_grammar(state, request)
     max_tokens = resolve_max_tokens(request.output_limit(), len(ids), state.max_model_len,
                                     "max_completion_tokens" if request.max_completion_tokens else "max_tokens")
     logprobs = _engine_logprobs(request)
     jobs = [(ids, sampling_params(request, max_tokens, state.vocab_size, logprobs, choice_seed(request.seed, i),
-                                  state.sampling_defaults)) for i in range(request.n)]
+                                  state.sampling_defaults, grammar)) for i in range(request.n)]
     group = ChoiceGroup(state.engine, state.metrics, new_id("chatcmpl"), jobs)
     await group.start()
     if request.stream:

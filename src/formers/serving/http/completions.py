@@ -14,6 +14,7 @@ from .logprobs import completion_logprobs, merge_completion_logprobs
 from .protocol import CompletionRequest
 from .runner import ChoiceGroup, choice_seed, new_id, resolve_max_tokens, sampling_params, usage
 from .state import ServerState, until_disconnect
+from .structured import compiled, format_param, response_format_grammar
 
 
 def _prompt_ids(state: ServerState, prompt: Any) -> list[int]:
@@ -23,13 +24,14 @@ def _prompt_ids(state: ServerState, prompt: Any) -> list[int]:
     return list(prompt)
 
 
-def _jobs(state: ServerState, request: CompletionRequest, prompts: list[list[int]]) -> list[tuple[list[int], Any]]:
+def _jobs(state: ServerState, request: CompletionRequest, prompts: list[list[int]],
+          grammar: Any) -> list[tuple[list[int], Any]]:
     jobs = []
     for ids in prompts:
         max_tokens = resolve_max_tokens(request.max_tokens, len(ids), state.max_model_len, "max_tokens")
         for i in range(request.n):
             params = sampling_params(request, max_tokens, state.vocab_size, request.logprobs,
-                                     choice_seed(request.seed, i), state.sampling_defaults)
+                                     choice_seed(request.seed, i), state.sampling_defaults, grammar)
             jobs.append((ids, params))
     return jobs
 
@@ -41,7 +43,9 @@ async def create_completion(state: ServerState, request: CompletionRequest, http
     if request.best_of is not None and request.best_of != request.n:
         raise bad_request("best_of other than n is not supported", param="best_of")
     prompts = [_prompt_ids(state, p) for p in request.prompts()]
-    group = ChoiceGroup(state.engine, state.metrics, new_id("cmpl"), _jobs(state, request, prompts))
+    grammar = await compiled(state, response_format_grammar(request.response_format),
+                             format_param(request.response_format))
+    group = ChoiceGroup(state.engine, state.metrics, new_id("cmpl"), _jobs(state, request, prompts, grammar))
     await group.start()
     texts = [state.tokenizer.decode(ids) if request.echo else "" for ids in prompts]
     if request.stream:

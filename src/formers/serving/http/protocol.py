@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 Stop = Optional[Union[StrictStr, list[StrictStr]]]
 
@@ -65,6 +73,21 @@ class SamplingFields(BaseModel):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
 
+class JSONSchemaFormat(BaseModel):
+    """response_format.json_schema: the schema is always enforced (by a grammar), `strict` or not."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: StrictStr = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: Optional[str] = None
+    json_schema: Optional[dict[str, Any]] = Field(None, alias="schema")
+    strict: Optional[StrictBool] = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[JSONSchemaFormat] = None
+
+
 Prompt = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
 
 
@@ -74,6 +97,7 @@ class CompletionRequest(SamplingFields):
     logprobs: Optional[int] = Field(None, ge=0, le=20)
     echo: StrictBool = False
     suffix: Optional[str] = None
+    response_format: Optional[ResponseFormat] = None  # beyond OpenAI's completions (as chat's)
     best_of: Optional[int] = Field(None, ge=1)
 
     @field_validator("prompt")
@@ -143,10 +167,6 @@ class Tool(BaseModel):
 class NamedToolChoice(BaseModel):
     type: Literal["function"] = "function"
     function: dict[str, StrictStr]
-
-
-class ResponseFormat(BaseModel):
-    type: Literal["text", "json_object", "json_schema"]
 
 
 class ChatCompletionRequest(SamplingFields):

@@ -47,8 +47,9 @@ def sampling_defaults(generation_config: Any) -> dict[str, float]:
 
 
 def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, logprobs: int | None,
-                    seed: int | None, defaults: dict[str, float] = SAMPLING_DEFAULTS) -> Any:
-    """The engine's SamplingParams for one choice (n is always 1: choices are separate requests)."""
+                    seed: int | None, defaults: dict[str, float] = SAMPLING_DEFAULTS, grammar: Any = None) -> Any:
+    """The engine's SamplingParams for one choice (n is always 1: choices are separate requests);
+    `grammar`: the reply's structured-output grammar (http/structured.py), if any."""
     from ..params import SamplingParams
 
     given = {name: getattr(request, name) for name in SAMPLING_DEFAULTS}
@@ -60,7 +61,7 @@ def sampling_params(request: SamplingFields, max_tokens: int, vocab_size: int, l
             n=1, max_tokens=max_tokens, presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty, logit_bias=bias, seed=seed, stop=request.stop_list(),
             stop_token_ids=list(request.stop_token_ids or []), ignore_eos=request.ignore_eos, logprobs=logprobs,
-            **chosen)
+            grammar=grammar, **chosen)
         params.validate(vocab_size)  # token ids of logit_bias / stop_token_ids against the vocabulary
     except ServingError as exc:
         field = str(exc).split(":", 1)[0].removeprefix("SamplingParams.")

@@ -24,6 +24,7 @@ class ServerState:
     max_model_len: int
     vocab_size: int
     api_key: str | None = None
+    grammars: Any = None        # the engine's SequenceGrammars: compiles (and caches) response formats
     sampling_defaults: dict[str, float] = field(default_factory=lambda: dict(SAMPLING_DEFAULTS))
     created: int = field(default_factory=lambda: int(time.time()))
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
