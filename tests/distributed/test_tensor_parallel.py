@@ -35,6 +35,28 @@ REFUSED = {  # name -> (overrides, what the message names)
 }
 
 
+def save_one_rank_slices(source, target):
+    """A checkpoint as rank 0 of 2 holds it (each tensor sliced by the plan), under the whole model's config:
+    what saving one rank's state_dict would write."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from formers import AutoConfig
+    from formers.distributed import RankInfo, shard_model
+    from formers.distributed.reader import slice_tensor
+    from formers.loading.safetensors import load_mmap
+
+    shutil.copytree(source, target)
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+    slices = shard_model(meta, "auto", RankInfo(0, 2, "gloo"))
+    tensors = {k: slice_tensor(t, slices[k]).contiguous() if k in slices else t
+               for k, t in load_mmap(source / "model.safetensors").items()}
+    save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    return target
+
+
 @pytest.fixture(scope="module")
 def group_run(tmp_path_factory):
     """Build every checkpoint, run them all in one 2-rank group; return (paths, per-rank results)."""
@@ -42,6 +64,7 @@ def group_run(tmp_path_factory):
     paths = {name: build_oracle_checkpoint(root / name, kind, base=base, **over)
              for name, (kind, over, base, _) in CASES.items()}
     refused = {name: build_oracle_checkpoint(root / name, "llama", **over) for name, (over, _) in REFUSED.items()}
+    refused["one-rank-slices"] = save_one_rank_slices(paths["llama-gqa"], root / "one-rank-slices")
     job = {"kind": "parity", "checkpoints": {n: (str(p), CASES[n][3]) for n, p in paths.items()},
            "refused": {n: str(p) for n, p in refused.items()}, "save": {n: str(root / "saved" / n) for n in SAVED},
            "mismatched": [str(paths["llama-gqa"]), str(paths["qwen2-biases"])]}
@@ -92,6 +115,15 @@ def test_world_size_that_does_not_divide_is_refused(group_run, name):
     for results in ranks:
         kind, message = results["refused"][name]
         assert kind == "ConfigError" and REFUSED[name][1] in message and "world size (2)" in message, message
+
+
+def test_checkpoint_of_one_ranks_slices_is_refused(group_run):
+    """Sliced again, rank 1 would read past rank 0's rows and get tensors of the right local shape."""
+    _, ranks, _ = group_run
+    for results in ranks:
+        kind, message = results["refused"]["one-rank-slices"]
+        assert kind == "CheckpointError" and "saved under another plan" in message, message
+        assert "has shape (64, 64)" in message and "expects (128, 64)" in message, message
 
 
 def test_ranks_that_load_different_models_are_refused(group_run):

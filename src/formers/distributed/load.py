@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..loading import safetensors as st
 from ..loading.checkpoint import find_weight_files, iter_tensors
 from ..loading.key_map import KeyMap, _match
@@ -45,20 +45,35 @@ def load_tensor_parallel(model: nn.Module, tp_plan: str, path: str | os.PathLike
     if device.type == "cpu" and info.backend == "nccl":
         device = info.device()
     checkpoint = find_weight_files(path, **hub)
-    names = _Names(model)
+    names = _Names(model, full_model)
     if not checkpoint.safetensors:
         pairs = key_map.to_model(iter_tensors(checkpoint), model.config) if key_map else iter_tensors(checkpoint)
-        return ((name, slice_tensor(t, slices.get(name, WHOLE))) for name, t in names.resolve(pairs)), device
+        return ((name, slice_tensor(names.whole(name, t, path), slices.get(name, WHOLE)))
+                for name, t in names.resolve(pairs)), device
     return _stream(checkpoint.files, key_map, model.config, slices, names), device
 
 
 class _Names:
     """Map loaded names onto the model's parameter names as _assign_weights does (with or without the
-    base-model prefix); names the model lacks are passed through for the unexpected-key report."""
+    base-model prefix); names the model lacks are passed through for the unexpected-key report. `whole`
+    checks a tensor has the unsharded model's shape before it is sliced (a slice of the wrong tensor would
+    have the right local shape and load silently)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, full_model: nn.Module):
         self.expected = set(model.state_dict(keep_vars=True))
         self.prefix = model.base_model_prefix + "."
+        self.family = type(model).__name__
+        self.full_shapes = {name: tuple(t.shape) for name, t in full_model.state_dict(keep_vars=True).items()}
+
+    def whole(self, name: str, tensor, where) -> Any:
+        """`tensor` (anything with a .shape) unchanged, or CheckpointError if it is not the whole tensor."""
+        full = self.full_shapes.get(name)
+        if full is not None and tuple(tensor.shape) != full:
+            raise CheckpointError(f"{where}: checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, but "
+                                  f"{self.family} expects {full} before tensor-parallel sharding: the checkpoint was "
+                                  "saved under another plan (one rank's slices?) or for another config; save "
+                                  "tensor-parallel models with save_pretrained() from every rank (whole tensors)")
+        return tensor
 
     def name(self, key: str) -> str | None:
         if key in self.expected:
@@ -87,7 +102,7 @@ def _stream(files, key_map: KeyMap | None, config, slices: dict[str, Slice], nam
             if key_map is not None and _relaid_out(key_map, key):
                 whole = st.load_mmap(path)[key]
                 for name, tensor in names.resolve(key_map.to_model([(key, whole)], config)):
-                    yield name, slice_tensor(tensor, slices.get(name, WHOLE))
+                    yield name, slice_tensor(names.whole(name, tensor, path), slices.get(name, WHOLE))
                 continue
             renamed = [k for k, _ in key_map.to_model([(key, stored)], config)] if key_map else [key]
             for new_key in renamed:  # a name only: the key map renamed or dropped it
@@ -95,4 +110,4 @@ def _stream(files, key_map: KeyMap | None, config, slices: dict[str, Slice], nam
                 if name is None:
                     yield new_key, placeholder  # reported as unexpected; never read
                 else:
-                    yield name, read_slice(stored, slices.get(name, WHOLE))
+                    yield name, read_slice(names.whole(name, stored, path), slices.get(name, WHOLE))
