@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from formers import AutoModelForCausalLM
-from formers.errors import ConfigError, DistributedError
+from formers.errors import DistributedError
 
 from ..conftest import TINY, build_oracle_checkpoint
 from . import launch

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,8 +20,8 @@ from ..loading.checkpoint import find_weight_files, iter_tensors
 from ..loading.key_map import KeyMap, _match
 from .group import check_same_everywhere, current_group
 from .plan import Slice, shard_model
+from .reader import read_slice, slice_tensor, stored_tensors
 from .save import install_consolidating_save
-from .reader import StoredTensor, read_slice, slice_tensor, stored_tensors
 
 WHOLE = Slice()
 
@@ -90,7 +91,7 @@ class _Names:
 def _relaid_out(key_map: KeyMap, key: str) -> bool:
     """Whether the key map transposes or splits this checkpoint key (it needs the tensor, not its name)."""
     head = key_map.prefix + "."
-    inner = key[len(head):] if key.startswith(head) else key
+    inner = key.removeprefix(head)
     return any(_match(p, inner) is not None for p in key_map.transposed) or \
         any(_match(f.checkpoint, inner) is not None for f in key_map.fused)
 
