@@ -5,6 +5,7 @@ rank makes the server exit with an error naming it."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,24 +29,31 @@ PROMPTS = ["The Python interpreter", "A list is", "def main():"]
 CHAT = [{"role": "user", "content": "What is a tuple?"}]
 
 
-@pytest.fixture(scope="module")
-def server():
-    """(process, client, follower pid) of a running 2-rank server; killed at the end whatever happened."""
+@contextlib.contextmanager
+def serving(*extra: str):
+    """(process, client) of a 2-rank server starting up; every rank is killed at the end whatever happened."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "formers", "serve", "--tensor-parallel-size", "2", "--port", str(port),
-         "--served-model-name", NAME, "--kv-blocks", "64", "--max-num-seqs", "4", "--log-level", "warning"],
+         "--served-model-name", NAME, "--kv-blocks", "64", "--max-num-seqs", "4", "--log-level", "warning", *extra],
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0, timeout=60)
     try:
-        yield process, client, port
+        yield process, client
     finally:
-        for pid in _children(process.pid):
+        followers = _children(process.pid) if process.poll() is None else []
+        for pid in followers:
             _kill(pid)
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serving() as (process, client):
+        yield process, client
 
 
 def _children(pid: int) -> list[int]:
@@ -110,7 +118,7 @@ def _pieces(tokenizer, ids: list[int]) -> list[str]:
 
 
 def test_outputs_equal_one_process_generate(server, reference):
-    process, client, _ = server
+    process, client = server
     tokenizer, generate, logprobs_of = reference
     greedy = {p: generate(tokenizer(p).input_ids, 16) for p in PROMPTS}  # while the server starts
     sampled = generate(tokenizer(PROMPTS[1]).input_ids, 16, seed=1234, temperature=0.9)
@@ -163,7 +171,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_idle_rank_sleeps_and_a_killed_rank_stops_the_server(server):
-    process, client, _ = server
+    process, client = server
     _wait_up(process, client)
     (follower,) = _children(process.pid)
     before = _cpu_seconds(follower)
@@ -178,3 +186,35 @@ def test_idle_rank_sleeps_and_a_killed_rank_stops_the_server(server):
     assert "formers: error:" in output and "rank 1 of 2" in output, output
     assert elapsed < 15, f"the server took {elapsed:.1f} s to stop"
     print(f"idle rank CPU {idle:.3f} s in 3 s; server stopped {elapsed:.1f} s after rank 1 was killed")
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.slow  # two more servers (~30 s on 2 busy cores)
+def test_sigterm_stops_every_rank_and_a_hung_rank_times_out():
+    with serving() as (process, client):
+        _wait_up(process, client)
+        (follower,) = _children(process.pid)
+        assert client.completions.create(model=NAME, prompt=PROMPTS[0], max_tokens=4).usage.completion_tokens == 4
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+        assert process.returncode == -signal.SIGTERM and "error" not in output.lower(), output  # rank 1 got STOP
+        assert _wait_gone(follower, 10), "rank 1 outlived rank 0's graceful shutdown"
+    with serving("--tp-timeout", "4") as (process, client):
+        _wait_up(process, client)
+        (follower,) = _children(process.pid)
+        os.kill(follower, signal.SIGSTOP)  # alive but stuck: only the collective timeout can tell
+        stopped_at = time.monotonic()
+        output = process.communicate(timeout=60)[0]
+        elapsed = time.monotonic() - stopped_at
+        assert process.returncode == 2 and "Timed out" in output and "rank 0 of 2" in output, output
+        assert elapsed < 4 + 15, f"the server took {elapsed:.1f} s to stop"
+        assert _wait_gone(follower, 10), "the stuck rank was not killed"
+        print(f"a stuck rank stopped the server after {elapsed:.1f} s (--tp-timeout 4)")

@@ -68,8 +68,8 @@ def serve_tensor_parallel(args: argparse.Namespace) -> None:
             raise DistributedError(f"formers serve stopped: {leader.failure}")
         clean = True
     finally:
-        ranks.stop(timeout=30.0 if clean else 5.0)
-        if dist.is_initialized():
+        ranks.stop(timeout=30.0 if clean else 3.0)
+        if clean:  # after a failure, leave the broken group to the process exit (destroying it may wait)
             dist.destroy_process_group()
 
 
@@ -184,9 +184,7 @@ def follower_main(spec_json: str) -> int:
     except FormersError as exc:
         print(f"formers serve: error on tensor-parallel rank {rank}: {exc}", file=sys.stderr, flush=True)
         return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    dist.destroy_process_group()
     return 0
 
 
