@@ -113,6 +113,25 @@ def reference():
     return tokenizer, generate, logprobs_of
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--tp", "0"], "--tensor-parallel-size: expected an integer >= 1, got 0"),
+    (["--tp", "2", "--tp-timeout", "0"], "--tp-timeout: expected a number of seconds > 0"),
+    (["--tp", "2", "--device", "mps"], "tensor-parallel serving runs on cpu (gloo) or cuda (NCCL), got 'mps'"),
+])
+def test_bad_arguments_are_refused_before_any_rank_starts(argv, message, capsys):
+    from formers.cli import main
+
+    assert main(["serve", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tp_alias():
+    from formers.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--tp", "4"]).tensor_parallel_size == 4
+    assert build_parser().parse_args(["serve"]).tensor_parallel_size == 1
+
+
 def _pieces(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([t]) for t in ids]
 

@@ -66,10 +66,11 @@ def _failed(what: str, exc: Exception) -> DistributedError:
                             f"was interrupted or timed out (the process group's `timeout`): {first}")
 
 
-def all_reduce_sum(tensor: torch.Tensor, what: str) -> torch.Tensor:
-    """Sum `tensor` over every rank, in place (`what` names the step for the error message)."""
+def all_reduce_sum(tensor: torch.Tensor, what: str, group: dist.ProcessGroup | None = None) -> torch.Tensor:
+    """Sum `tensor` over every rank (of `group`; default: the default group), in place (`what` names the step
+    for the error message)."""
     try:
-        dist.all_reduce(tensor)
+        dist.all_reduce(tensor, group=group)
     except (RuntimeError, dist.DistBackendError) as exc:
         raise _failed(f"all_reduce after {what}", exc) from exc
     return tensor

@@ -26,9 +26,11 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ..distributed.group import RankInfo, all_reduce_sum
 from ..errors import DistributedError, ServingError
@@ -40,29 +42,31 @@ STEP, IDLE, STOP = 1, 2, 3
 
 
 class Channel:
-    """Rank 0 -> every rank messages over the default process group (see the module docstring)."""
+    """Rank 0 -> every rank messages (see the module docstring). They always travel over gloo on the CPU:
+    under NCCL a side group is made (every rank must build its Channel at the same point), so a rank waiting
+    for the next step sleeps in a socket read instead of spinning on a CUDA stream."""
 
-    def __init__(self, info: RankInfo):
+    def __init__(self, info: RankInfo, timeout_s: float):
         self.info = info
-        self.device = info.device()
+        self.group = None if info.backend == "gloo" else \
+            dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
 
     def send(self, kind: int, events: list[tuple]) -> None:
         """Rank 0: deliver (kind, events) to every other rank."""
         payload = pickle.dumps(events) if events else b""
-        header = torch.tensor([kind, len(payload)], dtype=torch.int64, device=self.device)
-        all_reduce_sum(header, "the serving step message header")
+        all_reduce_sum(torch.tensor([kind, len(payload)]), "the serving step message header", self.group)
         if payload:
-            data = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(self.device)
-            all_reduce_sum(data, "the serving step message")
+            all_reduce_sum(torch.frombuffer(bytearray(payload), dtype=torch.uint8), "the serving step message",
+                           self.group)
 
     def receive(self) -> tuple[int, list[tuple]]:
         """Ranks > 0: wait for rank 0's next message."""
-        header = torch.zeros(2, dtype=torch.int64, device=self.device)
-        kind, size = all_reduce_sum(header, "the serving step message header").tolist()
+        header = all_reduce_sum(torch.zeros(2, dtype=torch.int64), "the serving step message header", self.group)
+        kind, size = header.tolist()
         if not size:
             return kind, []
-        data = all_reduce_sum(torch.zeros(size, dtype=torch.uint8, device=self.device), "the serving step message")
-        return kind, pickle.loads(data.cpu().numpy().tobytes())
+        data = all_reduce_sum(torch.zeros(size, dtype=torch.uint8), "the serving step message", self.group)
+        return kind, pickle.loads(data.numpy().tobytes())
 
 
 def _apply(engine: Any, event: tuple) -> None:

@@ -55,7 +55,7 @@ def serve_tensor_parallel(args: argparse.Namespace) -> None:
     try:
         engine, tokenizer, info = build_rank_engine(spec, rank_env(0, size, ranks.port))
         ranks.started()
-        leader = LeaderEngine(engine, Channel(info), heartbeat_s=min(2.0, args.tp_timeout / 4))
+        leader = LeaderEngine(engine, Channel(info, args.tp_timeout), heartbeat_s=min(2.0, args.tp_timeout / 4))
         async_engine = TensorParallelAsyncEngine(leader)
         app = app_for_engine(async_engine, tokenizer, args.served_model_name or spec["model"], api_key=args.api_key)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
@@ -180,7 +180,7 @@ def follower_main(spec_json: str) -> int:
     rank = os.environ.get("RANK", "?")
     try:
         engine, _, info = build_rank_engine(spec, {})
-        follow(engine, Channel(info))
+        follow(engine, Channel(info, spec["timeout_s"]))
     except FormersError as exc:
         print(f"formers serve: error on tensor-parallel rank {rank}: {exc}", file=sys.stderr, flush=True)
         return 2
