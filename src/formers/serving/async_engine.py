@@ -96,6 +96,13 @@ class AsyncEngine:
             if not finished:
                 self.abort(request_id)
 
+    async def call(self, fn: Any) -> Any:
+        """`fn(engine)` run on the engine thread between steps (work that needs the model, e.g. scoring a
+        prompt); its result or exception comes back here."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._submit(("call", fn, done))
+        return await asyncio.wrap_future(done)
+
     def abort(self, request_id: str) -> None:
         """Abort a request (no-op when unknown or finished); its blocks are freed before the next step."""
         if not self._stopping:
@@ -148,6 +155,8 @@ class AsyncEngine:
                 return
             if command[0] == "add":
                 self._add(*command[1:])
+            elif command[0] == "call":
+                _call(self.engine, *command[1:])
             elif command[1] in self._streams:  # abort
                 del self._streams[command[1]]
                 self._abort_quietly(command[1])
@@ -216,7 +225,7 @@ class AsyncEngine:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if command[0] == "add" and command[-1].set_running_or_notify_cancel():
+            if command[0] in ("add", "call") and command[-1].set_running_or_notify_cancel():
                 command[-1].set_exception(EngineDeadError("the serving engine is shut down"))
 
     def _abort_quietly(self, request_id: str) -> None:
@@ -237,6 +246,15 @@ class AsyncEngine:
         stats.update(engine_steps_total=self._steps, generation_tokens_total=self._tokens,
                      generation_tokens_per_second=rate)
         self._stats = stats
+
+
+def _call(engine: Any, fn: Any, done: concurrent.futures.Future) -> None:
+    if not done.set_running_or_notify_cancel():
+        return
+    try:
+        done.set_result(fn(engine))
+    except Exception as exc:
+        done.set_exception(exc)
 
 
 def _put_all(items: list[tuple[asyncio.Queue, Any]]) -> None:

@@ -1,18 +1,29 @@
 """POST /v1/completions: text (or token-id) prompts in, `text_completion` objects or SSE chunks out."""
 from __future__ import annotations
 
+import functools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
+from ...errors import ServingError
+from ..prompt_logprobs import prompt_logprobs
 from .errors import APIError, bad_request
-from .logprobs import completion_logprobs, merge_completion_logprobs
+from .logprobs import completion_logprobs, echo_logprobs, merge_completion_logprobs
 from .protocol import CompletionRequest
-from .runner import ChoiceGroup, choice_seed, new_id, resolve_max_tokens, sampling_params, usage
+from .runner import (
+    ChoiceGroup,
+    choice_seed,
+    new_id,
+    resolve_max_tokens,
+    sampling_params,
+    usage,
+)
 from .state import ServerState, until_disconnect
 from .structured import compiled, format_param, response_format_grammar
 
@@ -45,13 +56,42 @@ async def create_completion(state: ServerState, request: CompletionRequest, http
     prompts = [_prompt_ids(state, p) for p in request.prompts()]
     grammar = await compiled(state, response_format_grammar(request.response_format),
                              format_param(request.response_format))
-    group = ChoiceGroup(state.engine, state.metrics, new_id("cmpl"), _jobs(state, request, prompts, grammar))
+    jobs = _jobs(state, request, prompts, grammar)
+    echo = _Echo([state.tokenizer.decode(ids) if request.echo else "" for ids in prompts],
+                 await _prompt_logprobs(state, request, prompts))
+    group = ChoiceGroup(state.engine, state.metrics, new_id("cmpl"), jobs)
     await group.start()
-    texts = [state.tokenizer.decode(ids) if request.echo else "" for ids in prompts]
     if request.stream:
-        return EventSourceResponse(_stream(state, request, group, prompts, texts))
-    choices = await until_disconnect(http_request, _collect(state, request, group, prompts, texts))
+        return EventSourceResponse(_stream(state, request, group, prompts, echo))
+    choices = await until_disconnect(http_request, _collect(state, request, group, prompts, echo))
     return JSONResponse(choices)
+
+
+@dataclass
+class _Echo:
+    """What `echo` puts before each prompt's choices: its text and, with logprobs, its tokens' logprobs."""
+
+    texts: list[str]
+    logprobs: list[dict | None]
+
+    def logprobs_of(self, prompt: int) -> dict | None:
+        """A fresh copy (choices of one prompt extend theirs separately)."""
+        part = self.logprobs[prompt]
+        return None if part is None else merge_completion_logprobs(None, part)
+
+
+async def _prompt_logprobs(state: ServerState, request: CompletionRequest, prompts: list[list[int]]) -> list:
+    """Per prompt: its logprobs in the completions shape when echo and logprobs are both asked, else None."""
+    if not request.echo or request.logprobs is None:
+        return [None] * len(prompts)
+    parts = []
+    for ids in prompts:
+        try:
+            scored = await state.engine.call(functools.partial(prompt_logprobs, prompt=ids, top=request.logprobs))
+        except ServingError as exc:
+            raise bad_request(str(exc), param="echo") from None
+        parts.append(echo_logprobs(state.pieces, ids, scored))
+    return parts
 
 
 def _header(state: ServerState, group: ChoiceGroup, obj: str = "text_completion") -> dict:
@@ -59,10 +99,12 @@ def _header(state: ServerState, group: ChoiceGroup, obj: str = "text_completion"
 
 
 async def _collect(state: ServerState, request: CompletionRequest, group: ChoiceGroup,
-                   prompts: list[list[int]], echo_texts: list[str]) -> dict:
+                   prompts: list[list[int]], echo: _Echo) -> dict:
     n = request.n
+    echo_texts = echo.texts
     finals: dict[int, Any] = {}
-    logprobs: dict[int, dict | None] = {}
+    logprobs: dict[int, dict | None] = {i: echo.logprobs_of(i // n) for i in range(len(prompts) * n)
+                                        if echo.logprobs[i // n] is not None}
     offsets = {i: len(echo_texts[i // n]) for i in range(len(prompts) * n)}
     async for index, output in group.outputs():
         if request.logprobs is not None and output.new_logprobs:
@@ -89,8 +131,11 @@ def _usage(finals: dict[int, Any], prompts: list[list[int]], n: int) -> dict:
 
 
 async def _stream(state: ServerState, request: CompletionRequest, group: ChoiceGroup,
-                  prompts: list[list[int]], echo_texts: list[str]) -> AsyncIterator[str]:
+                  prompts: list[list[int]], echo: _Echo) -> AsyncIterator[str]:
     n = request.n
+    echo_texts = echo.texts
+    pending_logprobs = {i: echo.logprobs_of(i // n) for i in range(len(prompts) * n)
+                        if echo.logprobs[i // n] is not None}
     header = _header(state, group)
     usage_null = {"usage": None} if request.include_usage() else {}
     pending_echo = {i: echo_texts[i // n] for i in range(len(prompts) * n) if echo_texts[i // n]}
@@ -103,6 +148,9 @@ async def _stream(state: ServerState, request: CompletionRequest, group: ChoiceG
             if request.logprobs is not None and output.new_logprobs:
                 logprobs = completion_logprobs(state.pieces, output.new_logprobs, offsets[index])
                 offsets[index] += sum(len(t) for t in logprobs["tokens"])
+            if index in pending_logprobs:  # the prompt's, in the chunk that echoes it
+                head = pending_logprobs.pop(index)
+                logprobs = head if logprobs is None else merge_completion_logprobs(head, logprobs)
             if output.finished:
                 finals[index] = output
             if text or logprobs or output.finished:

@@ -33,6 +33,14 @@ def completion_logprobs(pieces: TokenPieces, entries: Sequence[Any], text_offset
     return out
 
 
+def echo_logprobs(pieces: TokenPieces, prompt_ids: list[int], scored: Sequence[Any]) -> dict:
+    """The prompt's part of a completion's logprobs when `echo` is on (`scored`: prompt_ids[1:]'s
+    TokenLogprobs); the first prompt token has none (null), as OpenAI shows it."""
+    first = pieces(prompt_ids[0])
+    head = {"tokens": [first], "token_logprobs": [None], "top_logprobs": [None], "text_offset": [0]}
+    return merge_completion_logprobs(head, completion_logprobs(pieces, scored, len(first)))
+
+
 def merge_completion_logprobs(total: dict | None, part: dict) -> dict:
     if total is None:
         return {key: list(values) for key, values in part.items()}
