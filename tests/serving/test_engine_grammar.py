@@ -143,3 +143,17 @@ def test_bad_grammars_are_refused_when_added(default):
     with pytest.raises(ServingError, match="needs the engine to have a tokenizer"):
         bare.add_request("x", [1, 2, 3], SamplingParams(grammar=SCHEMA))
     assert not engine.has_unfinished_requests() and not bare.has_unfinished_requests()
+
+
+def test_generate_batch_takes_grammar_and_response_format(default):
+    model, tokenizer = default
+    format_ = {"type": "json_schema", "json_schema": {"name": "p", "schema": SCHEMA}}
+    prompts = [PROMPTS[0], PROMPTS[1]]
+    for settings in ({"grammar": SCHEMA}, {"response_format": format_}):
+        results = model.generate_batch(prompts, tokenizer=tokenizer, progress_bar=False, max_new_tokens=48,
+                                       do_sample=False, repetition_penalty=1.0, **settings)
+        for prompt, result in zip(prompts, results):
+            ids = tokenizer(prompt).input_ids
+            assert result.token_ids == alone(model, tokenizer, ids, SamplingParams(
+                temperature=0.0, max_tokens=48, repetition_penalty=1.0, grammar=SCHEMA))
+            jsonschema.validate(json.loads(result.text), SCHEMA)

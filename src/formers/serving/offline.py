@@ -4,7 +4,8 @@ Each input is a prompt string, a list of token ids, or a chat (a list of {"role"
 rendered with the tokenizer's chat template and a generation prompt). Settings come, in rising
 priority, from the generation config (the model's unless given: do_sample=False means greedy, and its
 top_k/top_p/temperature/repetition_penalty/max_new_tokens/eos apply as in generate()), then per-call
-keyword arguments (SamplingParams fields, or max_new_tokens / do_sample), then `sampling_params`: one
+keyword arguments (SamplingParams fields such as `grammar`, `response_format` as generate() takes it,
+or max_new_tokens / do_sample), then `sampling_params`: one
 SamplingParams for all inputs or one per input. Results come back in input order.
 """
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     """Per-call keyword arguments -> (SamplingParams overrides, GenerationConfig overrides)."""
     params, config = {}, {}
     for name, value in kwargs.items():
+        if name == "response_format":  # generate()'s spelling of a grammar
+            name = "grammar"
         (params if name in _PARAM_FIELDS else config)[name] = value
     return params, config
 
