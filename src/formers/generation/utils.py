@@ -58,6 +58,7 @@ class GenerationMixin:
             refuse_when_compiled("streamer")  # before the streamer decodes, which Dynamo cannot trace
             streamer.put(prompt.input_ids.cpu())
         prompt_len = resolve_lengths(config, prompt, default_max, default_min)
+        self.merge_prompt_media(prompt)  # multimodal prompts: lengths above count the ids only
         mode = config.get_generation_mode(assistant_model)
         if assistant_model is not None and config.cache_implementation is not None:
             log_warning(logger, "An assistant model is provided, using a dynamic cache instead of a cache of "
@@ -115,6 +116,12 @@ class GenerationMixin:
         """The ids the `encoder_*` logits processors read: the prompt for decoder-only models (an
         encoder-decoder model's generate returns its encoder input instead)."""
         return prompt_ids
+
+    def merge_prompt_media(self, prompt: Any) -> None:
+        """Hook for multimodal models (Qwen2-Audio): put the media into the prompt after its lengths are
+        fixed from the ids, by setting `prompt.inputs_embeds` (as long as the merged sequence) and its
+        `attention_mask`; a longer prompt then decodes as an embeds prompt (the output holds the new tokens
+        only). Default: no media."""
 
     def needs_cache_refill(self, cached_length: int, total_length: int) -> bool:
         """Whether generate() must empty the cache (holding `cached_length` positions) and feed all

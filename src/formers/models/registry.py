@@ -19,10 +19,12 @@ class Family:
     stem: str  # class-name stem: <stem>Config, <stem>Model, <stem>ForCausalLM
     extra_names: tuple[str, ...] = ()  # further public names (GPT-2's GPT2LMHeadModel, ...)
     causal_lm: bool = True  # exports <stem>ForCausalLM
+    base_model: bool = True  # exports <stem>Model
 
     @property
     def public_names(self) -> tuple[str, ...]:
-        names = (f"{self.stem}Config", f"{self.stem}Model") + ((f"{self.stem}ForCausalLM",) if self.causal_lm else ())
+        names = (f"{self.stem}Config",) + ((f"{self.stem}Model",) if self.base_model else ()) + (
+            (f"{self.stem}ForCausalLM",) if self.causal_lm else ())
         return names + self.extra_names
 
 
@@ -62,6 +64,10 @@ FAMILIES: dict[str, Family] = {
     "m2m_100": Family("m2m_100", "M2M100", ("M2M100ForConditionalGeneration",), causal_lm=False),
     "marian": Family("marian", "Marian", ("MarianMTModel",), causal_lm=False),
     "whisper": Family("whisper", "Whisper", ("WhisperForConditionalGeneration",), causal_lm=False),
+    "qwen2_audio": Family("qwen2_audio", "Qwen2Audio", ("Qwen2AudioForConditionalGeneration", "Qwen2AudioProcessor"),
+                          causal_lm=False, base_model=False),
+    "qwen2_audio_encoder": Family("qwen2_audio.encoder_family", "Qwen2AudioEncoder", ("Qwen2AudioEncoder",),
+                                  causal_lm=False, base_model=False),
 }
 ALIASES: dict[str, str] = {}
 

@@ -16,6 +16,8 @@ from ...loading.hub import resolve_file
 PROCESSORS: dict[str, tuple[str, str]] = {
     "WhisperProcessor": ("whisper", "WhisperProcessor"),
     "whisper": ("whisper", "WhisperProcessor"),
+    "Qwen2AudioProcessor": ("qwen2_audio", "Qwen2AudioProcessor"),
+    "qwen2_audio": ("qwen2_audio", "Qwen2AudioProcessor"),
 }
 _CONFIG_FILES = ("preprocessor_config.json", "tokenizer_config.json", "config.json")
 
