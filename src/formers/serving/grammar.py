@@ -13,6 +13,11 @@ them before every mask: a sequence preempted by recompute, or whose prompt came 
 cache, keeps its generated tokens and so its matcher; a matcher that does not match them (or is
 missing) is rolled back / rebuilt by replaying them (`RowMatchers.sync`). Matchers are held weakly by
 sequence, so a finished or aborted sequence drops its matcher with no bookkeeping in the engine.
+
+Compiled grammars are also kept here, read without a lock: the server compiles a request's grammar on
+a worker thread before adding it (http/structured.py), so the engine thread finds it compiled and never
+waits on the shared compiler's lock while another request's grammar compiles. The host bitmask is one
+buffer reused across steps (pinned on CUDA; each step's copy has finished by the step's one host read).
 """
 from __future__ import annotations
 
@@ -37,15 +42,23 @@ class SequenceGrammars:
         self.stop_ids = tuple(sorted(stop_ids))
         self.words = (vocab_size + 31) // 32  # int32 words per bitmask row
         self._matchers: weakref.WeakKeyDictionary[Any, RowMatchers] = weakref.WeakKeyDictionary()
+        self._compiled: dict[Grammar, Any] = {}
+        self._refused: frozenset | None = None   # special ids, never accepted (the compiler's)
+        self._host = torch.empty((0, self.words), dtype=torch.int32)
 
     def compile(self, grammar: Grammar) -> Any:
         """The compiled grammar (cached); ServingError naming SamplingParams.grammar when it cannot be."""
+        found = self._compiled.get(grammar)
+        if found is not None:
+            return found
         if self.tokenizer is None:
             raise ServingError("SamplingParams.grammar: structured output needs the engine to have a tokenizer")
         try:
-            return compile_grammar(grammar, self.tokenizer, self.vocab_size, self.stop_ids)
+            found = compile_grammar(grammar, self.tokenizer, self.vocab_size, self.stop_ids)
         except GrammarError as err:
             raise ServingError(f"SamplingParams.grammar: {err}") from None
+        self._compiled[grammar] = found
+        return found
 
     def check(self, params: Any) -> None:
         """Compile a request's grammar when it is added, so a bad one is refused then, not mid-batch."""
@@ -58,8 +71,10 @@ class SequenceGrammars:
         if matchers is None:
             import xgrammar
 
-            refused = compiler_for(self.tokenizer, self.vocab_size, self.stop_ids).special_ids
-            matchers = RowMatchers([self.compile(seq.params.grammar)], xgrammar.GrammarMatcher, refused)
+            compiled = self.compile(seq.params.grammar)
+            if self._refused is None:
+                self._refused = compiler_for(self.tokenizer, self.vocab_size, self.stop_ids).special_ids
+            matchers = RowMatchers([compiled], xgrammar.GrammarMatcher, self._refused)
             self._matchers[seq] = matchers
         if len(matchers.rows[0].history) != len(seq.ids) - seq.prompt_len:
             matchers.sync([seq.output_ids])
@@ -71,7 +86,11 @@ class SequenceGrammars:
         rows = [i for i, seq in enumerate(seqs) if seq.params.grammar is not None]
         if not rows:
             return None
-        mask = torch.full((len(rows), self.words), -1, dtype=torch.int32, pin_memory=self.pin)
+        if self._host.shape[0] < len(rows):
+            self._host = torch.empty((max(len(rows), 2 * self._host.shape[0], 8), self.words), dtype=torch.int32,
+                                     pin_memory=self.pin)
+        mask = self._host[:len(rows)]
+        mask.fill_(-1)
         for g, i in enumerate(rows):
             row = self._synced(seqs[i]).rows[0]
             if row.rejected is None and not row.matcher.is_terminated():
