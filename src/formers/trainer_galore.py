@@ -74,11 +74,11 @@ def galore_parameter_groups(model: nn.Module, args) -> list[dict[str, Any]]:
     options = parse_optim_args(args.optim_args)
     galore = {}
     for key, (kind, default) in _DEFAULTS.items():
+        value = options.pop(key, default)
         try:
-            galore[key] = kind(options.pop(key, default))
+            galore[key] = kind(value)
         except ValueError:
-            raise ConfigError(f"TrainingArguments.optim_args: {key}={options.get(key)!r} is not a {kind.__name__}") \
-                from None
+            raise ConfigError(f"TrainingArguments.optim_args: {key}={value!r}: expected a {kind.__name__}") from None
     if options:
         raise ConfigError(f"TrainingArguments.optim_args: unknown keys {sorted(options)} for GaLore; expected "
                           f"some of {sorted(_DEFAULTS)}")

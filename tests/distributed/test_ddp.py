@@ -26,14 +26,17 @@ def reference(tmp_path: Path, **extra):
     return trainer
 
 
+@pytest.mark.slow  # the default run checks DDP's losses and gradient norms in test_resume.py
 def test_ddp_matches_one_process_and_rank_zero_writes(tmp_path):
     (tmp_path / "run").mkdir()
-    ranks = launch.run({"kind": "train", "args": PER_RANK, "out_dir": str(tmp_path / "ddp"),
-                        "save_model": str(tmp_path / "final")}, tmp_path / "run", worker=WORKER)
+    run = {"args": PER_RANK, "out_dir": str(tmp_path / "ddp"), "save_model": str(tmp_path / "final")}
+    ranks = [runs[0] for runs in launch.run({"kind": "train", "runs": [run]}, tmp_path / "run", worker=WORKER)]
     single = reference(tmp_path)
     assert len(single.step_losses) == 8
     for result in ranks:  # every rank reports the global loss
         torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(single.step_losses),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(result["grad_norms"]), torch.tensor(single.grad_norms),
                                    rtol=0, atol=1e-5)
     for key, value in single.model.state_dict().items():
         torch.testing.assert_close(ranks[0]["local_state"][key], value, rtol=0, atol=1e-5)

@@ -13,21 +13,24 @@ BASE = dict(learning_rate=1e-2, max_steps=8, warmup_steps=2, weight_decay=0.1, l
 
 
 class RecordingTrainer(Trainer):
-    """Records each step's global loss unrounded (the logged one has 4 decimals)."""
+    """Records each step's global loss (the logged one has 4 decimals) and its gradient norm, unrounded. The
+    norm catches a gradient off by a constant factor, which Adam's update (and so the loss) hardly shows."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.step_losses: list[float] = []
+        self.grad_norms: list[float] = []
 
     def _optimizer_step(self, window):
         loss, grad_norm = super()._optimizer_step(window)
         self.step_losses.append(float(self._sum_over_ranks(loss)))
+        self.grad_norms.append(float(grad_norm))
         return loss, grad_norm
 
 
-def build_trainer(overrides: dict, output_dir: str, tie: bool = False) -> RecordingTrainer:
+def build_trainer(overrides: dict, output_dir: str, **model_overrides) -> RecordingTrainer:
     args = TrainingArguments(output_dir=output_dir, **{**BASE, **overrides})
     tokenizer = tiny_tokenizer()
-    return RecordingTrainer(model=tiny_model(seed=3, tie_word_embeddings=tie), args=args,
+    return RecordingTrainer(model=tiny_model(seed=3, **model_overrides), args=args,
                             train_dataset=token_rows(DATA["count"], DATA["length"], DATA["seed"]),
                             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))

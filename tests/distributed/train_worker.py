@@ -1,7 +1,8 @@
 """One rank of a distributed Trainer test (started by launch.py with torchrun's environment variables).
 
-argv[1] is a JSON job: {"kind": "train" | "kill" | "mismatch", "out": folder, "timeout": seconds,
-"args": TrainingArguments overrides, "resume": checkpoint or null, "save_model": folder or null}.
+argv[1] is a JSON job: {"kind": "train" | "kill" | "mismatch", "out": folder, "timeout": seconds, and
+"runs": [{"args": TrainingArguments overrides, "out_dir", "resume": checkpoint, "save_model": folder}]
+for "train", "args" and "out_dir" for the others}.
 The Trainer initialises the process group itself (from the environment). Results go to <out>/rank<R>.pt.
 """
 from __future__ import annotations
@@ -18,14 +19,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from tests.distributed.train_cases import build_trainer  # noqa: E402
 
 
-def train(job: dict, rank: int) -> dict:
-    trainer = build_trainer(job["args"], job["out_dir"])
-    trainer.train(resume_from_checkpoint=job.get("resume"))
-    if job.get("save_model"):
-        trainer.save_model(job["save_model"])
-    local = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-    local = {k: (v.to_local() if hasattr(v, "to_local") else v) for k, v in local.items()}
-    return {"losses": trainer.step_losses, "log_history": trainer.state.log_history, "local_state": local}
+def train(job: dict, rank: int) -> list[dict]:
+    """Each of job["runs"] in turn ({"args", "out_dir", "resume", "save_model"}), in the same process group."""
+    results = []
+    for run in job["runs"]:
+        trainer = build_trainer(run["args"], run["out_dir"])
+        trainer.train(resume_from_checkpoint=run.get("resume"))
+        if run.get("save_model"):
+            trainer.save_model(run["save_model"])
+        local = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        local = {k: (v.to_local() if hasattr(v, "to_local") else v) for k, v in local.items()}
+        results.append({"losses": trainer.step_losses, "grad_norms": trainer.grad_norms,
+                        "log_history": trainer.state.log_history, "local_state": local})
+    return results
 
 
 def kill(job: dict, rank: int) -> dict:

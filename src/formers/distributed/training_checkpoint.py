@@ -139,11 +139,13 @@ def _layout(folder: Path) -> str:
 
 def _dcp_load(state: dict, folder: Path, part: str) -> None:
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
 
     try:
         dcp.load(state, checkpoint_id=folder / part, no_dist=not dist.is_initialized())
-    except Exception as exc:  # noqa: BLE001 - DCP raises CheckpointException, RuntimeError, ValueError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - CheckpointException is a BaseException
+        lines = str(exc).strip().splitlines()
+        first = lines[-1] if lines else type(exc).__name__  # DCP puts each rank's traceback first
         raise CheckpointError(f"checkpoint {str(folder)!r}: its {part} (saved by {_layout(folder)}) cannot be "
                               f"resharded onto this model and optimizer (another model, config or optimizer?): "
                               f"{first[:500]}") from exc
