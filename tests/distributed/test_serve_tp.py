@@ -18,6 +18,7 @@ import torch
 
 from formers import AutoModelForCausalLM, AutoTokenizer
 from formers.default_model import DEFAULT_MODEL_NAME
+from formers.structured.grammar import Grammar
 
 from .launch import free_port
 
@@ -86,9 +87,10 @@ def reference():
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_MODEL_NAME)
     model = AutoModelForCausalLM.from_pretrained(DEFAULT_MODEL_NAME, torch_dtype=torch.float32)
 
-    def generate(ids: list[int], max_new_tokens: int, seed: int | None = None, temperature: float = 1.0):
+    def generate(ids: list[int], max_new_tokens: int, seed: int | None = None, temperature: float = 1.0, **extra):
         kwargs = {"do_sample": False} if seed is None else \
             {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        kwargs.update(extra)
         if seed is not None:
             torch.manual_seed(seed)
         out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
@@ -143,6 +145,7 @@ def test_outputs_equal_one_process_generate(server, reference):
     sampled = generate(tokenizer(PROMPTS[1]).input_ids, 16, seed=1234, temperature=0.9)
     chat_ids = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True)
     chat_greedy = generate(chat_ids, 20)
+    chat_json = generate(chat_ids, 20, grammar=Grammar.any_json(), tokenizer=tokenizer)  # pickled to rank 1
     _wait_up(process, client)
     # a client that goes away mid-stream: rank 0 aborts its request, and rank 1 must do the same
     stream = client.completions.create(model=NAME, prompt=PROMPTS[0], max_tokens=400, temperature=0, stream=True,
@@ -159,6 +162,8 @@ def test_outputs_equal_one_process_generate(server, reference):
         seeded = pool.submit(complete, PROMPTS[1], temperature=0.9, seed=1234)
         chat = pool.submit(client.chat.completions.create, model=NAME, messages=CHAT, max_tokens=20, temperature=0,
                            logprobs=True)
+        structured = pool.submit(client.chat.completions.create, model=NAME, messages=CHAT, max_tokens=20,
+                                 temperature=0, logprobs=True, response_format={"type": "json_object"})
     for prompt, job in jobs.items():
         choice = job.result()
         assert choice.logprobs.tokens == _pieces(tokenizer, greedy[prompt]), prompt
@@ -167,6 +172,7 @@ def test_outputs_equal_one_process_generate(server, reference):
     message = chat.result().choices[0]
     assert [t.token for t in message.logprobs.content] == _pieces(tokenizer, chat_greedy)
     assert message.message.content == tokenizer.decode(chat_greedy, skip_special_tokens=True)
+    assert [t.token for t in structured.result().choices[0].logprobs.content] == _pieces(tokenizer, chat_json)
 
     # unseeded sampling draws from the engine's shared generator, seeded alike on both ranks: had rank 1
     # drawn other tokens, its embedding shard would have been fed other ids and rank 0's logits would be wrong
