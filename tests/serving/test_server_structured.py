@@ -13,6 +13,7 @@ import torch
 
 import formers
 from formers.default_model import CHECKPOINT_DIR
+from formers.serving.http.protocol import ChatCompletionRequest
 from formers.serving.http.structured import forced_tool_grammar
 from formers.serving.http.tools import split_reply
 
@@ -162,7 +163,6 @@ def test_required_overrides_the_scripted_models_preamble(scripted):
 def test_hermes_templates_get_their_tags():
     """A template that shows <tool_call> tags: the forced call is written inside them (engine run)."""
     from formers.serving import EngineConfig, LLMEngine, SamplingParams
-    from formers.serving.http.protocol import ChatCompletionRequest
 
     tokenizer = formers.AutoTokenizer.from_pretrained(scripted_folder())
     tokenizer.chat_template += "{# tools go in <tool_call></tool_call> #}"
@@ -206,3 +206,23 @@ def test_bad_structured_requests_are_400_naming_the_param(served, body, param):
         with pytest.raises(openai.BadRequestError) as caught:
             served.client().completions.create(model=DEFAULT_NAME, prompt="x", max_tokens=5, extra_body=body)
         assert caught.value.response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("template,kind,arguments_key", [
+    ("{{ messages }}", "json_schema", "arguments"),                                           # bare JSON
+    ('{{ messages }} {"name": ..., "parameters": ...}', "json_schema", "parameters"),        # Llama-3 style
+    ("{{ messages }} <tool_call></tool_call>", "ebnf", "arguments"),                          # Hermes tags
+])
+def test_the_forced_call_follows_the_templates_format(template, kind, arguments_key):
+    tokenizer = formers.AutoTokenizer.from_pretrained(CHECKPOINT_DIR)
+    tokenizer.chat_template = template
+    request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], tools=[WEATHER, CLOCK],
+                                    tool_choice={"type": "function", "function": {"name": "get_time"}})
+    grammar = forced_tool_grammar(tokenizer, request)
+    assert grammar.kind == kind
+    if kind == "json_schema":
+        schema = json.loads(grammar.source)
+        assert schema["properties"]["name"] == {"enum": ["get_time"]} and schema["required"] == ["name", arguments_key]
+        assert schema["properties"][arguments_key] == CLOCK["function"]["parameters"]
+    else:
+        assert grammar.source.count("<tool_call>") == 1 and "</tool_call>" in grammar.source
