@@ -210,6 +210,26 @@ def test_generate_equals_oracle(models, processors, speech, kwargs):
     assert torch.equal(got[:, :prompt.shape[1]], prompt)  # the output starts with the prompt ids
 
 
+def test_audio_encoded_once_per_generate(models, processors, speech, monkeypatch):
+    _, ours = models
+    _, b = both_inputs(processors, PROMPTS, [speech["mid"], speech["long"]], padding=True)
+    calls = []
+    forward = ours.audio_tower.forward
+    monkeypatch.setattr(ours.audio_tower, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    out = ours.generate(**b, max_new_tokens=5, min_new_tokens=5)
+    assert out.shape[1] == b["input_ids"].shape[1] + 5 and len(calls) == 1
+
+
+def test_processor_save_loads_in_oracle(processors, speech, tmp_path):
+    theirs, ours = processors
+    ours.save_pretrained(tmp_path)
+    again = transformers.AutoProcessor.from_pretrained(tmp_path)
+    assert type(again).__name__ == "Qwen2AudioProcessor" and again.chat_template == ours.chat_template
+    expected = theirs(text=PROMPTS[0], audios=speech["short"], return_tensors="pt", sampling_rate=16000)
+    got = again(text=PROMPTS[0], audios=speech["short"], return_tensors="pt", sampling_rate=16000)
+    assert all(torch.equal(got[key], expected[key]) for key in expected)
+
+
 def test_generate_without_audio_and_refusals(models, processors):
     theirs, ours = models
     ids = processors[1].tokenizer(["Hello there"], return_tensors="pt")
