@@ -34,6 +34,7 @@ from .optimization import get_scheduler
 from .trainer_callback import CallbackHandler, TrainerCallback, TrainerControl
 from .trainer_log import TrainingProgress
 from .trainer_loop import run_training
+from .trainer_distributed import DistributedTrainerMixin
 from .trainer_state import TrainerState
 from .trainer_utils import TrainOutput, get_last_checkpoint, neftune_post_forward_hook, set_seed
 from .training_args import IntervalStrategy, TrainingArguments
@@ -41,7 +42,7 @@ from .training_args import IntervalStrategy, TrainingArguments
 logger = logging.getLogger(__name__)
 
 
-class Trainer:
+class Trainer(DistributedTrainerMixin):
     def __init__(self, model: nn.Module | None = None, args: TrainingArguments | None = None,
                  data_collator: Callable | None = None, train_dataset=None, eval_dataset=None, tokenizer=None,
                  model_init: Callable | None = None, compute_metrics: Callable | None = None,
@@ -109,27 +110,6 @@ class Trainer:
         if self.train_dataset is None:
             raise ConfigError("Trainer: training needs a train_dataset")
         return self._loader(self.train_dataset, self._train_batches(0))
-
-    @property
-    def _world_size(self) -> int:
-        return self._dist.world_size if self._dist is not None else 1
-
-    def _train_batches(self, epoch: int) -> list[list[int]]:
-        """This process's index batches of one epoch: the one-process batches of the global batch size
-        (per device x world size), each cut into one slice per rank; a last batch with fewer examples than
-        ranks is dropped (every rank needs one)."""
-        batches = self._batch_order(self.train_dataset, self.args.train_batch_size * self._world_size, epoch,
-                                    shuffle=True)
-        if self._dist is None:
-            return batches
-        return [dist_train.rank_slice(b, self._dist) for b in batches if len(b) >= self._world_size]
-
-    def _train_batch_count(self, size: int) -> int:
-        """How many global batches an epoch of `size` examples has (see _train_batches)."""
-        batch = self.args.train_batch_size * self._world_size
-        full, rest = divmod(size, batch)
-        keep_rest = rest > 0 and not self.args.dataloader_drop_last and rest >= self._world_size
-        return full + int(keep_rest)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -246,12 +226,6 @@ class Trainer:
                     step_loss += self.training_step(self.model_wrapped, batch, num_items)
             return step_loss, self._update()
 
-    def _gradient_sync(self, last: bool):
-        """DDP all-reduces gradients on the window's last micro-batch only."""
-        if last or not isinstance(self.model_wrapped, nn.parallel.DistributedDataParallel):
-            return contextlib.nullcontext()
-        return self.model_wrapped.no_sync()
-
     def _update(self) -> torch.Tensor | None:
         """Clip, step the optimizer and the schedule, clear the gradients -> the gradient norm."""
         grad_norm = None
@@ -349,12 +323,6 @@ class Trainer:
         self.control = self.callback_handler.call_event(event, self.args, self.state, self.control,
                                                         model=self.model, tokenizer=self.tokenizer, **kwargs)
 
-    def is_world_process_zero(self) -> bool:
-        return self._dist is None or self._dist.rank == 0
-
-    def is_local_process_zero(self) -> bool:
-        return self._dist is None or self.args.local_process_index == 0
-
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model (safetensors), its tokenizer and the training arguments to `output_dir`. Under
         torch.distributed every rank calls it and rank 0 writes the whole model (FSDP shards gathered)."""
@@ -375,15 +343,7 @@ class Trainer:
 
     def _save_checkpoint(self) -> Path:
         if self._dist is not None:
-            self._update_best(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
-            with dist_train.collective_errors(self._dist, f"saving checkpoint-{self.state.global_step}"):
-                path = dist_ckpt.save_checkpoint(self)
-            if self.args.should_save:
-                ckpt.rotate_checkpoints(self.args.output_dir, self.args.save_total_limit,
-                                        self.state.best_model_checkpoint)
-            dist_train.barrier(self._dist, "rotating checkpoints")
-            self._event("on_save")
-            return path
+            return self._save_distributed_checkpoint()
 
         def payload(folder: Path) -> None:
             self.save_model(str(folder), _internal_call=True)
@@ -417,39 +377,15 @@ class Trainer:
 
     def _load_model_weights(self, folder: str | os.PathLike) -> None:
         from .loading.checkpoint import find_weight_files, iter_tensors
-        if dist_ckpt.is_sharded(folder):  # saved under FSDP: resharded onto this world size
-            dist_ckpt.load_sharded_model(self.model, folder)
+        if self._load_weights_distributed(folder):
             return
         state = {key: tensor for key, tensor in iter_tensors(find_weight_files(str(folder)))}
-        if self._dist is not None and self._dist.fsdp:
-            dist_ckpt.load_full_into_fsdp(self.model, None, state, None)
-            return
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = set(self.model._tied_weights_keys) if self.model.config.tie_word_embeddings else set()
         missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {str(folder)!r} does not match the model: missing {missing}, "
                                   f"unexpected {unexpected}")
-
-    def _load_optimizer_state(self, folder: str | os.PathLike) -> None:
-        """The optimizer's state from any checkpoint layout (sharded, one-process) onto this one."""
-        if dist_ckpt.is_sharded(folder):
-            dist_ckpt.load_sharded_optimizer(self.model, self.optimizer, folder)
-            return
-        state = ckpt.load_file(folder, ckpt.OPTIMIZER_NAME, map_location=self.args.device)
-        if self._dist is not None and self._dist.fsdp:
-            dist_ckpt.load_full_into_fsdp(self.model, self.optimizer, {}, state)
-        else:
-            self.optimizer.load_state_dict(state)
-
-    def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
-        """A per-rank share (of a loss) summed over the ranks: the global value, the same on every rank."""
-        with dist_train.collective_errors(self._dist, "summing the loss over ranks"):
-            return dist_train.sum_over_ranks(value, self._dist, "summing the loss over ranks")
-
-    def _load_rng_state(self, folder: str | os.PathLike) -> dict | None:
-        return dist_ckpt.load_rng_state(folder, self._dist.rank if self._dist is not None else 0)
-
 
 def _token_count(batch: dict[str, Any]) -> int:
     """Real (non-padding) tokens of a CPU batch; counted before the batch moves to the device."""
