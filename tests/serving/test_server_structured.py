@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import jsonschema
 import pytest
@@ -44,7 +45,8 @@ CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {
 def _chat(served, **kwargs):
     kwargs.setdefault("messages", MESSAGES)
     kwargs.setdefault("max_tokens", 80)
-    return served.client().chat.completions.create(model=DEFAULT_NAME, **kwargs)
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("guided_")}
+    return served.client().chat.completions.create(model=DEFAULT_NAME, extra_body=extra or None, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +128,25 @@ def test_completions_take_response_format_as_an_extension(served):
         jsonschema.validate(json.loads(choice.text), PERSON)
 
 
+def test_vllm_guided_fields(served):
+    client = served.client()
+    regex = r"(yes|no), [0-9]{2} (cats|dogs)\."
+    for make in (lambda **kw: client.chat.completions.create(model=DEFAULT_NAME, messages=MESSAGES, **kw),
+                 lambda **kw: client.completions.create(model=DEFAULT_NAME, prompt="Answer:", **kw)):
+        def text(result):
+            choice = result.choices[0]
+            return choice.message.content if hasattr(choice, "message") else choice.text
+
+        out = make(max_tokens=40, temperature=1.0, seed=2, extra_body={"guided_regex": regex})
+        assert re.fullmatch(regex, text(out))
+        out = make(max_tokens=40, temperature=1.0, seed=2, extra_body={"guided_choice": ["red pill", 'blue "pill"']})
+        assert text(out) in ("red pill", 'blue "pill"')
+        out = make(max_tokens=80, temperature=1.0, seed=2, extra_body={"guided_json": json.dumps(PERSON)})
+        jsonschema.validate(json.loads(text(out)), PERSON)
+        out = make(max_tokens=40, temperature=0, extra_body={"guided_grammar": 'root ::= "x" [0-9] [0-9]?'})
+        assert re.fullmatch(r"x[0-9]{1,2}", text(out))
+
+
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_time"}}])
 def test_forced_tool_choice_gives_a_valid_call(served, choice):
     result = _chat(served, tools=[WEATHER, CLOCK], tool_choice=choice, temperature=1.0, seed=5, n=2)
@@ -194,6 +215,11 @@ def test_hermes_templates_get_their_tags():
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}],
       "tool_choice": "required"}, "tools.function.parameters"),
     ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format"),
+    ({"guided_regex": "a", "guided_choice": ["b"]}, "guided_choice"),
+    ({"guided_regex": "(unclosed"}, "guided_regex"),
+    ({"guided_grammar": "root ::= missing_rule"}, "guided_grammar"),
+    ({"guided_json": "{not json"}, "guided_json"),
+    ({"guided_choice": []}, "guided_choice"),
 ])
 def test_bad_structured_requests_are_400_naming_the_param(served, body, param):
     with pytest.raises(openai.BadRequestError) as caught:
@@ -202,7 +228,7 @@ def test_bad_structured_requests_are_400_naming_the_param(served, body, param):
     assert caught.value.status_code == 400 and error["param"] == param, error
     assert error["type"] == "invalid_request_error"
     assert _chat(served, max_tokens=3).choices[0].message.content is not None  # still serving
-    if set(body) == {"response_format"}:  # the same on /v1/completions
+    if "tools" not in body and "tool_choice" not in body:  # the same on /v1/completions
         with pytest.raises(openai.BadRequestError) as caught:
             served.client().completions.create(model=DEFAULT_NAME, prompt="x", max_tokens=5, extra_body=body)
         assert caught.value.response.json()["error"]["param"] == param

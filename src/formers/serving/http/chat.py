@@ -16,7 +16,7 @@ from .logprobs import chat_logprobs
 from .protocol import ChatCompletionRequest
 from .runner import ChoiceGroup, choice_seed, new_id, resolve_max_tokens, sampling_params, usage
 from .state import ServerState, until_disconnect
-from .structured import chat_grammar
+from .structured import reply_grammar
 from .tools import ToolCallStreamGate, split_reply, template_message, template_tools
 
 
@@ -41,7 +41,7 @@ def _engine_logprobs(request: ChatCompletionRequest) -> int | None:
 async def create_chat_completion(state: ServerState, request: ChatCompletionRequest, http_request: Request):
     state.check_model(request.model)
     ids = _prompt_ids(state, request)
-    grammar = await chat_grammar(state, request)
+    grammar = await reply_grammar(state, request)
     max_tokens = resolve_max_tokens(request.output_limit(), len(ids), state.max_model_len,
                                     "max_completion_tokens" if request.max_completion_tokens else "max_tokens")
     logprobs = _engine_logprobs(request)

@@ -25,7 +25,7 @@ from .runner import (
     usage,
 )
 from .state import ServerState, until_disconnect
-from .structured import compiled, format_param, response_format_grammar
+from .structured import reply_grammar
 
 
 def _prompt_ids(state: ServerState, prompt: Any) -> list[int]:
@@ -54,8 +54,7 @@ async def create_completion(state: ServerState, request: CompletionRequest, http
     if request.best_of is not None and request.best_of != request.n:
         raise bad_request("best_of other than n is not supported", param="best_of")
     prompts = [_prompt_ids(state, p) for p in request.prompts()]
-    grammar = await compiled(state, response_format_grammar(request.response_format),
-                             format_param(request.response_format))
+    grammar = await reply_grammar(state, request)
     jobs = _jobs(state, request, prompts, grammar)
     echo = _Echo([state.tokenizer.decode(ids) if request.echo else "" for ids in prompts],
                  await _prompt_logprobs(state, request, prompts))

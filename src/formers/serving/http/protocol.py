@@ -26,6 +26,21 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
+class JSONSchemaFormat(BaseModel):
+    """response_format.json_schema: the schema is always enforced (by a grammar), `strict` or not."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: StrictStr = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: Optional[str] = None
+    json_schema: Optional[dict[str, Any]] = Field(None, alias="schema")
+    strict: Optional[StrictBool] = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[JSONSchemaFormat] = None
+
+
 class SamplingFields(BaseModel):
     """What completions and chat completions share."""
 
@@ -41,12 +56,17 @@ class SamplingFields(BaseModel):
     stream: StrictBool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
+    response_format: Optional[ResponseFormat] = None  # on completions too (beyond OpenAI)
     # beyond OpenAI (vLLM's names)
     top_k: Optional[int] = Field(None, ge=-1)
     min_p: Optional[float] = Field(None, ge=0.0, le=1.0)
     repetition_penalty: Optional[float] = Field(None, gt=0.0)
     ignore_eos: StrictBool = False
     stop_token_ids: Optional[list[StrictInt]] = None
+    guided_json: Optional[Union[dict[str, Any], StrictStr]] = None   # structured output (http/structured.py)
+    guided_regex: Optional[StrictStr] = None
+    guided_choice: Optional[list[StrictStr]] = Field(None, min_length=1)
+    guided_grammar: Optional[StrictStr] = None
 
     @field_validator("logit_bias")
     @classmethod
@@ -73,21 +93,6 @@ class SamplingFields(BaseModel):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
 
-class JSONSchemaFormat(BaseModel):
-    """response_format.json_schema: the schema is always enforced (by a grammar), `strict` or not."""
-
-    model_config = ConfigDict(populate_by_name=True)
-    name: StrictStr = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    description: Optional[str] = None
-    json_schema: Optional[dict[str, Any]] = Field(None, alias="schema")
-    strict: Optional[StrictBool] = None
-
-
-class ResponseFormat(BaseModel):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: Optional[JSONSchemaFormat] = None
-
-
 Prompt = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
 
 
@@ -97,7 +102,6 @@ class CompletionRequest(SamplingFields):
     logprobs: Optional[int] = Field(None, ge=0, le=20)
     echo: StrictBool = False
     suffix: Optional[str] = None
-    response_format: Optional[ResponseFormat] = None  # beyond OpenAI's completions (as chat's)
     best_of: Optional[int] = Field(None, ge=1)
 
     @field_validator("prompt")
@@ -178,7 +182,6 @@ class ChatCompletionRequest(SamplingFields):
     tools: Optional[list[Tool]] = None
     tool_choice: Optional[Union[Literal["none", "auto", "required"], NamedToolChoice]] = None
     parallel_tool_calls: Optional[StrictBool] = None
-    response_format: Optional[ResponseFormat] = None
     add_generation_prompt: StrictBool = True  # beyond OpenAI (vLLM's name)
 
     def output_limit(self) -> Optional[int]:

@@ -10,6 +10,9 @@
   JSON object otherwise (Llama-3 style; with "parameters" for the arguments where the template names
   them so). Both are read back by the same parser as unforced calls (tools.split_reply).
   "auto" and "none" constrain nothing.
+- vLLM's extra fields, on both endpoints: `guided_json` (a schema, dict or JSON text), `guided_regex`,
+  `guided_choice` (one of the strings), `guided_grammar` (EBNF/GBNF text, start rule `root`).
+At most one of these may shape a reply (400 otherwise).
 
 A schema that is not a valid JSON schema, or that the grammar engine cannot compile, is a 400 naming
 the parameter; compilation runs off the event loop and fills the engine's cache, so the engine does
@@ -26,7 +29,7 @@ from ...structured.compiler import _xgrammar
 from ...structured.grammar import Grammar
 from ...structured.tool_calling import tool_call_schema
 from .errors import bad_request
-from .protocol import ChatCompletionRequest, ResponseFormat
+from .protocol import ChatCompletionRequest, ResponseFormat, SamplingFields
 from .state import ServerState
 
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
@@ -121,16 +124,47 @@ async def compiled(state: ServerState, grammar: Grammar | None, param: str) -> G
     return grammar
 
 
-async def chat_grammar(state: ServerState, request: ChatCompletionRequest) -> Grammar | None:
-    """The one grammar a chat request asks for: a forced tool call, or its response_format."""
-    tool_grammar = forced_tool_grammar(state.tokenizer, request)
-    format_grammar = response_format_grammar(request.response_format)
-    if tool_grammar is not None and format_grammar is not None:
-        raise bad_request("a forced tool_choice and a response_format other than 'text' cannot both shape the "
-                          "reply; drop one", param="response_format", code="invalid_value")
-    if tool_grammar is not None:
-        return await compiled(state, tool_grammar, "tools")
-    return await compiled(state, format_grammar, format_param(request.response_format))
+def guided_grammars(request: SamplingFields) -> list[tuple[Grammar, str]]:
+    """(grammar, parameter) for each of vLLM's guided_* fields the request sets."""
+    found = []
+    if request.guided_json is not None:
+        schema = request.guided_json
+        if isinstance(schema, str):
+            try:
+                schema = json.loads(schema)
+            except json.JSONDecodeError as err:
+                raise bad_request(f"guided_json is not JSON: {err}", param="guided_json", code="invalid_schema") \
+                    from None
+        if not isinstance(schema, dict):
+            raise bad_request("guided_json must be a JSON schema object", param="guided_json", code="invalid_schema")
+        _check_schema(schema, "guided_json")
+        found.append((Grammar.json_schema(schema), "guided_json"))
+    if request.guided_regex is not None:
+        found.append((Grammar.regex(request.guided_regex), "guided_regex"))
+    if request.guided_choice is not None:
+        options = " | ".join(json.dumps(choice, ensure_ascii=False) for choice in request.guided_choice)
+        found.append((Grammar.ebnf(f"root ::= {options}"), "guided_choice"))
+    if request.guided_grammar is not None:
+        found.append((Grammar.ebnf(request.guided_grammar), "guided_grammar"))
+    return found
+
+
+async def reply_grammar(state: ServerState, request: SamplingFields) -> Grammar | None:
+    """The one grammar a request asks for (a forced tool call, a response_format or a guided_* field),
+    compiled; None when the reply is free."""
+    fmt = request.response_format
+    asked = guided_grammars(request)
+    if fmt is not None and fmt.type != "text":
+        asked.insert(0, (response_format_grammar(fmt), format_param(fmt)))
+    if isinstance(request, ChatCompletionRequest):
+        tool_grammar = forced_tool_grammar(state.tokenizer, request)
+        if tool_grammar is not None:
+            asked.insert(0, (tool_grammar, "tools"))
+    if len(asked) > 1:
+        names = [param.split(".")[0] for _, param in asked]
+        raise bad_request(f"only one of a forced tool_choice, response_format and guided_* may shape the reply; "
+                          f"got {names}", param=names[1], code="invalid_value")
+    return await compiled(state, *asked[0]) if asked else None
 
 
 def format_param(fmt: ResponseFormat | None) -> str:
