@@ -9,25 +9,10 @@ import torch
 from formers import AutoModelForCausalLM
 from formers.errors import DistributedError
 
-from ..conftest import TINY, build_oracle_checkpoint
+from ..conftest import build_oracle_checkpoint
 from . import launch
-from .tp_cases import IDS, MASK, run_cases
+from .tp_cases import CASES, IDS, MASK, run_cases
 
-GEMMA2 = dict(TINY, initializer_range=0.1, head_dim=16, query_pre_attn_scalar=16)
-MOE = {"moe_intermediate_size": 32, "shared_expert_intermediate_size": 80}
-# name -> (model_type, overrides, base, static cache checked)
-CASES = {
-    "llama-gqa": ("llama", {}, None, True),
-    # one KV head for two ranks (replicated), a tied head, a vocabulary that does not split evenly, biases on
-    # the row-parallel o_proj and down_proj (added once: by rank 0)
-    "llama-mqa-tied-odd-vocab-biases": ("llama", {"num_key_value_heads": 1, "tie_word_embeddings": True,
-                                                  "vocab_size": 131, "attention_bias": True, "mlp_bias": True},
-                                        None, True),
-    "qwen2-biases": ("qwen2", {}, None, True),
-    "gemma2": ("gemma2", {"num_hidden_layers": 3, "sliding_window": 4}, GEMMA2, False),  # HybridCache default
-    "mixtral": ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, None, False),
-    "qwen2_moe-shared-expert": ("qwen2_moe", {**MOE, "num_experts": 4, "num_experts_per_tok": 2}, None, False),
-}
 SAVED = ("llama-mqa-tied-odd-vocab-biases", "gemma2", "qwen2_moe-shared-expert")  # save_pretrained from 2 ranks
 REFUSED = {  # name -> (overrides, what the message names)
     "heads-3": ({"hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 3}, "num_attention_heads (3)"),

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import torch
 
+from ..conftest import TINY
+
+GEMMA2 = dict(TINY, initializer_range=0.1, head_dim=16, query_pre_attn_scalar=16)
+MOE = {"moe_intermediate_size": 32, "shared_expert_intermediate_size": 80}
+# name -> (model_type, build_oracle_checkpoint overrides, base, static cache checked)
+CASES = {
+    "llama-gqa": ("llama", {}, None, True),
+    # one KV head for two ranks (replicated), a tied head, a vocabulary that does not split evenly, biases on
+    # the row-parallel o_proj and down_proj (added once: by rank 0)
+    "llama-mqa-tied-odd-vocab-biases": ("llama", {"num_key_value_heads": 1, "tie_word_embeddings": True,
+                                                  "vocab_size": 131, "attention_bias": True, "mlp_bias": True},
+                                        None, True),
+    "qwen2-biases": ("qwen2", {}, None, True),
+    "gemma2": ("gemma2", {"num_hidden_layers": 3, "sliding_window": 4}, GEMMA2, False),  # HybridCache default
+    "mixtral": ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, None, False),
+    "qwen2_moe-shared-expert": ("qwen2_moe", {**MOE, "num_experts": 4, "num_experts_per_tok": 2}, None, False),
+}
 # two rows, the second left-padded: masks and position handling are exercised
 IDS = torch.tensor([[5, 17, 33, 9, 60, 21, 44], [0, 0, 12, 80, 7, 51, 3]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
