@@ -114,6 +114,8 @@ def main() -> None:
     print(f"greedy tokens identical across rows: {same}; load average {os.getloadavg()[0]:.1f}")
     OUT.mkdir(exist_ok=True)
     (OUT / f"tp-{args.device}.json").write_text(json.dumps({k: v["tok_s"] for k, v in results.items()}, indent=1))
+    print(json.dumps({"tok_s": {k: round(v["tok_s"], 2) for k, v in results.items()}, "tokens_identical": same,
+                      "new_tokens": args.new_tokens, "device": args.device}))  # run_quiet.py reads the last line
 
 
 if __name__ == "__main__":
