@@ -24,7 +24,7 @@ from ..modeling.decoder import DecoderForCausalLM, DecoderModel
 from ..tokenization.detokenize import IncrementalDetokenizer
 from .blocks import BlockManager
 from .grammar import SequenceGrammars
-from .layout import build_layout
+from .layout import build_layout, flat_order
 from .paged_cache import PagedKVStore, StepCache
 from .params import SamplingParams
 from .sampler import TokenLogprob, sample
@@ -95,6 +95,7 @@ class LLMEngine:
         if len(shapes) != 1:
             raise ServingError(f"LLMEngine: layers with different KV shapes {sorted(shapes)} are not supported yet")
         self.windows = [layer.self_attn.sliding_window for layer in self.layers]
+        self.causal_when_unmasked = [_unmasked_is_causal(layer.self_attn) for layer in self.layers]
         free_window = max(self.windows) if all(w is not None for w in self.windows) else None
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -214,17 +215,20 @@ class LLMEngine:
         if not schedule.rows:
             return outputs
         self.counters.steps += 1
-        layout, sample_index = build_layout(schedule.rows, self.config.block_size, self.device)
-        ids = torch.tensor([t for seq, n in schedule.rows for t in seq.ids[seq.num_computed:seq.num_computed + n]],
+        rows = flat_order(schedule.rows)
+        layout, sample_index = build_layout(rows, self.config.block_size, self.store.num_blocks,
+                                            self.store.kv_heads, self.device)
+        ids = torch.tensor([t for seq, n in rows for t in seq.ids[seq.num_computed:seq.num_computed + n]],
                            dtype=torch.long, device=self.device)
         positions = layout.positions
         base = _decoder_of(self.model)
         bias = (lambda keys, dtype: base.score_bias(None, keys, dtype)) if base.has_score_bias else None
-        cache = StepCache(self.store, layout, self.windows, bias)
+        cache = StepCache(self.store, layout, self.windows, bias, self.causal_when_unmasked)
         hidden = base(input_ids=ids[None], position_ids=positions[None], past_key_values=cache, use_cache=True,
-                      cache_position=positions, return_dict=True)
-        sampling = [seq for seq, n in schedule.rows if n == seq.remaining]
-        for seq, n in schedule.rows:
+                      cache_position=positions, output_attentions=False, output_hidden_states=False,
+                      return_dict=True)
+        sampling = [seq for seq, n in rows if n == seq.remaining]
+        for seq, n in rows:
             seq.num_computed += n
             self.scheduler.register_full_blocks(seq)
         self.counters.computed_tokens += ids.shape[0]
@@ -297,6 +301,14 @@ def _decoder_of(model) -> DecoderModel:
         raise ServingError(f"LLMEngine: {type(model).__name__} is not a decoder-only model of the shared "
                            "decoder (DecoderForCausalLM); it cannot be served yet")
     return model.model
+
+
+def _unmasked_is_causal(attn) -> bool:
+    """Whether this attention's kernel (SDPA, no family kernel, no softcap it would have to apply) reads a
+    missing mask as causal, so a fresh prompt chunk may skip building one."""
+    spec = attn.spec
+    return attn.implementation == "sdpa" and spec.sdpa_kernel is None \
+        and (spec.softcap is None or spec.sdpa_ignores_softcap)
 
 
 def _eos_ids(model) -> set[int]:

@@ -1,15 +1,25 @@
-"""Build a step's StepLayout: positions and page slots of every scheduled token, and what each row attends.
+"""Build a step's StepLayout: positions and page slots of every scheduled token, and who attends to what.
 
 Slot of position p of a sequence: block_table[p // block_size] * block_size + p % block_size. Attention
 reads whole pages; key positions read from a freed page (outside the sliding window) or past a row's
 length are marked -1, which the mask turns into "not attended".
+
+Flat order of the step's tokens: the decode rows (one new token each) first, longest context first, then
+the prefill chunks in schedule order. Decode rows are cut into buckets of similar page counts, so each
+bucket attends as one padded batch with little padding; every page any group reads is fetched by one
+gather per layer (`StepLayout.gather_index`). A chunk that starts at position 0 reads nothing from the
+pages: its keys are the ones it is computing.
 """
 from __future__ import annotations
 
 import torch
 
 from .blocks import NO_BLOCK
-from .paged_cache import StepLayout
+from .paged_cache import AttentionGroup, StepLayout
+
+# a decode row joins the current bucket while its page count is at least this fraction of the bucket's
+# first (longest) row: padding stays under ~1/4 of what the bucket reads, with few kernel calls per layer
+BUCKET_FILL = 0.75
 
 
 def _pages_and_positions(tables: torch.Tensor, lengths: torch.Tensor, pages: int,
@@ -22,40 +32,76 @@ def _pages_and_positions(tables: torch.Tensor, lengths: torch.Tensor, pages: int
     return read.clamp(min=0), positions.expand(read.shape[0], -1).masked_fill(~valid, -1)
 
 
-def _tables(rows, block_size: int, device) -> torch.Tensor:
+def _tables(rows, device) -> torch.Tensor:
     width = max(len(seq.blocks) for seq, _ in rows)
     padded = [seq.blocks + [NO_BLOCK] * (width - len(seq.blocks)) for seq, _ in rows]
     return torch.tensor(padded, dtype=torch.long, device=device)
 
 
-def build_layout(rows, block_size: int, device) -> tuple[StepLayout, list[int]]:
-    """rows [(sequence, n new tokens)] in flat order -> (layout, flat index of each row that samples)."""
-    starts, sample_index, decode_rows, chunk_rows = [], [], [], []
+def flat_order(rows) -> list:
+    """The scheduled (sequence, n) rows in the step's flat order: leading decode rows longest first."""
+    decode = 0
+    while decode < len(rows) and rows[decode][1] == 1:
+        decode += 1
+    return sorted(rows[:decode], key=lambda row: -row[0].num_computed) + list(rows[decode:])
+
+
+def _buckets(pages: list[int]) -> list[tuple[int, int]]:
+    """Page counts in descending order -> (first row, row count) of each bucket."""
+    buckets, first = [], 0
+    for i in range(1, len(pages) + 1):
+        if i == len(pages) or pages[i] < BUCKET_FILL * pages[first]:
+            buckets.append((first, i - first))
+            first = i
+    return buckets
+
+
+def build_layout(rows, block_size: int, num_blocks: int, kv_heads: int, device) -> tuple[StepLayout, list[int]]:
+    """rows [(sequence, n new tokens)] in flat order (see `flat_order`) -> (layout, flat index of each row
+    that samples)."""
+    starts, sample_index = [], []
     offset = 0
-    for i, (seq, n) in enumerate(rows):
+    for seq, n in rows:
         starts.append(offset)
         offset += n
         if seq.num_computed + n == len(seq.ids):
             sample_index.append(offset - 1)
-        # the leading one-token rows attend as one batch; every later row as a chunk of its own
-        (decode_rows if n == 1 and len(decode_rows) == i else chunk_rows).append(i)
-    tables = _tables(rows, block_size, device)
-    computed = torch.tensor([seq.num_computed for seq, _ in rows], device=device)
+    tables = _tables(rows, device)
+    computed_list = [seq.num_computed for seq, _ in rows]
+    computed = torch.tensor(computed_list, device=device)
     counts = torch.tensor([n for _, n in rows], device=device)
-    row_of_token = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
-    positions = computed[row_of_token] + torch.arange(offset, device=device) - torch.tensor(starts, device=device)[row_of_token]
+    row_of_token = torch.repeat_interleave(torch.arange(len(rows), device=device), counts, output_size=offset)
+    positions = computed[row_of_token] + torch.arange(offset, device=device) \
+        - torch.tensor(starts, device=device)[row_of_token]
     slots = tables[row_of_token, positions // block_size] * block_size + positions % block_size
-    layout = StepLayout(positions, slots, len(decode_rows), None, None, None, [])
     lengths = computed + counts
-    if decode_rows:
-        index = torch.tensor(decode_rows, device=device)
-        pages = -(-max(rows[i][0].num_computed + 1 for i in decode_rows) // block_size)
-        layout.decode_pages, layout.decode_positions = _pages_and_positions(tables[index], lengths[index], pages,
-                                                                            block_size)
-        layout.decode_query = computed[index]
-    for i in chunk_rows:
+
+    groups, gathers, gathered = [], [], 0
+    head_offsets = torch.arange(kv_heads, device=device)[None, :, None] * num_blocks
+
+    def read(first: int, count: int, pages: int) -> tuple[torch.Tensor, int]:
+        """Queue the pages of rows first..first+count-1 for the gather -> (key positions, workspace offset)."""
+        nonlocal gathered
+        page_ids, key_positions = _pages_and_positions(tables[first:first + count], lengths[first:first + count],
+                                                       pages, block_size)
+        gathers.append((head_offsets + page_ids[:, None, :]).reshape(-1))  # [rows, Hkv, pages] flat
+        at, gathered = gathered, gathered + count * kv_heads * pages
+        return key_positions, at
+
+    decode = 0
+    while decode < len(rows) and rows[decode][1] == 1:
+        decode += 1
+    pages_of = [-(-(c + 1) // block_size) for c in computed_list[:decode]]
+    for first, count in _buckets(pages_of):
+        key_positions, at = read(first, count, pages_of[first])
+        groups.append(AttentionGroup(first, count, 1, computed[first:first + count, None], key_positions, at))
+    for i in range(decode, len(rows)):
         seq, n = rows[i]
-        pages = -(-(seq.num_computed + n) // block_size)
-        key_pages, key_positions = _pages_and_positions(tables[i:i + 1], lengths[i:i + 1], pages, block_size)
-        layout.chunks.append((starts[i], n, key_pages[0], key_positions[0], positions[starts[i]:starts[i] + n]))
-    return layout, sample_index
+        query_positions = positions[starts[i]:starts[i] + n][None]
+        if seq.num_computed == 0:  # a fresh prompt chunk: its own keys, causal
+            groups.append(AttentionGroup(starts[i], 1, n, query_positions, None, None))
+            continue
+        key_positions, at = read(i, 1, -(-(seq.num_computed + n) // block_size))
+        groups.append(AttentionGroup(starts[i], 1, n, query_positions, key_positions, at))
+    gather_index = torch.cat(gathers) if gathers else None
+    return StepLayout(positions, slots, groups, gather_index), sample_index
