@@ -112,7 +112,12 @@ def reference():
                 chosen.append((best, scores[best].item()))
         return chosen
 
-    return tokenizer, generate, logprobs_of
+    def prompt_logprobs(ids: list[int]) -> list[float]:
+        with torch.no_grad():
+            scores = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+        return scores.gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+
+    return tokenizer, generate, logprobs_of, prompt_logprobs
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -140,7 +145,7 @@ def _pieces(tokenizer, ids: list[int]) -> list[str]:
 
 def test_outputs_equal_one_process_generate(server, reference):
     process, client = server
-    tokenizer, generate, logprobs_of = reference
+    tokenizer, generate, logprobs_of, prompt_logprobs = reference
     greedy = {p: generate(tokenizer(p).input_ids, 16) for p in PROMPTS}  # while the server starts
     sampled = generate(tokenizer(PROMPTS[1]).input_ids, 16, seed=1234, temperature=0.9)
     chat_ids = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True)
@@ -180,6 +185,13 @@ def test_outputs_equal_one_process_generate(server, reference):
                                          logprobs=0).choices[0].logprobs
     expected = logprobs_of(tokenizer(PROMPTS[2]).input_ids, unseeded.tokens)
     assert max(abs(got - want) for got, (_, want) in zip(unseeded.token_logprobs, expected)) < 1e-4
+
+    # prompt logprobs: one forward outside the engine's steps, run on both ranks (AsyncEngine.call)
+    ids = tokenizer(PROMPTS[0]).input_ids
+    echoed = client.completions.create(model=NAME, prompt=PROMPTS[0], max_tokens=1, temperature=0, echo=True,
+                                       logprobs=1).choices[0].logprobs.token_logprobs
+    assert echoed[0] is None
+    assert max(abs(a - b) for a, b in zip(echoed[1:len(ids)], prompt_logprobs(ids))) < 1e-4
 
     streamed = client.completions.create(model=NAME, prompt=PROMPTS[1], max_tokens=16, temperature=0.9, seed=1234,
                                          stream=True)

@@ -12,6 +12,8 @@ same state without sending a single token back:
       step():  send STEP + the log  ------------>   replay the log on its engine
                engine.step()   <== all-reduces ==>  engine.step()  (outputs thrown away)
       idle:    send IDLE (+ the log) every `heartbeat_s` so peers' collective timeouts never fire
+      run_everywhere(fn): send CALL + the log + fn ->  replay the log; fn(engine)  (a forward outside
+               fn(engine)      <== all-reduces ==>                          the steps: prompt logprobs)
       close(): send STOP  ---------------------->   return
 
 Every message is two all-reduces (a [kind, size] header, then the pickled log) in which the other ranks
@@ -21,6 +23,7 @@ and calls `on_failure` (the server stops and reports it).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import threading
@@ -38,7 +41,7 @@ from .async_engine import AsyncEngine
 
 logger = logging.getLogger("formers.serving")
 
-STEP, IDLE, STOP = 1, 2, 3
+STEP, IDLE, STOP, CALL = 1, 2, 3, 4
 
 
 class Channel:
@@ -121,6 +124,21 @@ class LeaderEngine:
                 self._send(IDLE)
         return busy
 
+    def run_everywhere(self, fn: Callable[[Any], Any]) -> Any:
+        """fn(engine) on every rank, between steps; rank 0's result. For work on the model outside the
+        engine's steps (a forward that rank 0 ran alone would wait forever for the others' shards)."""
+        try:
+            pickle.dumps(fn)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise ServingError(f"{fn!r} cannot be sent to the other tensor-parallel ranks: {exc}") from None
+        with self._lock:
+            self._send(CALL, [("call", (fn,), {})])
+            try:
+                return fn(self.engine)
+            except DistributedError as exc:
+                self.fail(exc)
+                raise
+
     def step(self) -> list[Any]:
         with self._lock:
             self._send(STEP)
@@ -145,9 +163,9 @@ class LeaderEngine:
         if self._closed:
             raise ServingError("the tensor-parallel engine is closed")
 
-    def _send(self, kind: int) -> None:
+    def _send(self, kind: int, extra: list[tuple] | None = None) -> None:
         self._check_alive()
-        events, self._events = self._events, []
+        events, self._events = self._events + (extra or []), []
         try:
             self.channel.send(kind, events)
         except DistributedError as exc:
@@ -170,6 +188,7 @@ def follow(engine: Any, channel: Channel) -> None:
     same inputs): rank 0 fails those requests and aborts them, and so does this rank, via the replayed log."""
     while True:
         kind, events = channel.receive()
+        call = events.pop()[1][0] if kind == CALL else None
         for event in events:
             try:
                 _apply(engine, event)
@@ -179,20 +198,25 @@ def follow(engine: Any, channel: Channel) -> None:
                                        "ranks differ (another model, tokenizer or engine configuration)") from exc
         if kind == STOP:
             return
-        if kind == STEP:
+        if kind in (STEP, CALL):
             try:
-                engine.step()
+                engine.step() if kind == STEP else call(engine)
             except DistributedError:
                 raise
             except Exception:
-                logger.exception("LLMEngine.step() failed on rank %d (as on rank 0)", channel.info.rank)
+                logger.exception("%s failed on rank %d (as on rank 0)", "LLMEngine.step()" if kind == STEP else
+                                 repr(call), channel.info.rank)
         elif kind != IDLE:
             raise DistributedError(f"tensor-parallel serving: rank {channel.info.rank} got message kind {kind} "
                                    "from rank 0; every rank must run the same formers version")
 
 
 class TensorParallelAsyncEngine(AsyncEngine):
-    """The AsyncEngine over a LeaderEngine: shutting it down also stops the other ranks."""
+    """The AsyncEngine over a LeaderEngine: `call` runs on every rank, and shutting it down also stops the
+    other ranks."""
+
+    async def call(self, fn: Any) -> Any:
+        return await super().call(functools.partial(_run_everywhere, fn=fn))
 
     def shutdown(self, timeout: float | None = 30.0) -> None:
         super().shutdown(timeout)
@@ -200,3 +224,7 @@ class TensorParallelAsyncEngine(AsyncEngine):
             self.engine.close()
         except DistributedError:
             pass  # the group is already broken: the leader has reported it
+
+
+def _run_everywhere(leader: LeaderEngine, fn: Callable[[Any], Any]) -> Any:
+    return leader.run_everywhere(fn)
