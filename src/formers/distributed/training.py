@@ -115,10 +115,12 @@ def wrap_model(model: nn.Module, args, group: TrainingGroup) -> nn.Module:
         for module in model.modules():
             if isinstance(module, classes):
                 checkpoint_activations(module)
-    if not group.fsdp:
+    if not group.fsdp:  # 4.45's default: look for unused parameters unless activations are recomputed
+        find_unused = args.ddp_find_unused_parameters
+        find_unused = not activation_checkpointing if find_unused is None else find_unused
         device_ids = [args.device.index] if args.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=device_ids, find_unused_parameters=bool(args.ddp_find_unused_parameters),
+            model, device_ids=device_ids, find_unused_parameters=find_unused,
             bucket_cap_mb=args.ddp_bucket_cap_mb,
             broadcast_buffers=args.ddp_broadcast_buffers if args.ddp_broadcast_buffers is not None else True)
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
