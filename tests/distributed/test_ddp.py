@@ -18,6 +18,7 @@ from .train_cases import build_trainer
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
 PER_RANK = dict(per_device_train_batch_size=2, gradient_accumulation_steps=2)
 ONE_PROCESS = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2)  # the same global batch
+GALORE = dict(optim="galore_adamw", optim_target_modules=["self_attn", "mlp"], optim_args="rank=4, update_proj_gap=2")
 
 
 def reference(tmp_path: Path, **extra):
@@ -27,11 +28,19 @@ def reference(tmp_path: Path, **extra):
 
 
 @pytest.mark.slow  # the default run checks DDP's losses and gradient norms in test_resume.py
-def test_ddp_matches_one_process_and_rank_zero_writes(tmp_path):
+def test_ddp_and_galore_under_ddp_match_one_process_and_rank_zero_writes(tmp_path):
     (tmp_path / "run").mkdir()
-    run = {"args": PER_RANK, "out_dir": str(tmp_path / "ddp"), "save_model": str(tmp_path / "final")}
-    ranks = [runs[0] for runs in launch.run({"kind": "train", "runs": [run]}, tmp_path / "run", worker=WORKER)]
+    runs = [{"args": PER_RANK, "out_dir": str(tmp_path / "ddp"), "save_model": str(tmp_path / "final")},
+            {"args": {**PER_RANK, **GALORE}, "out_dir": str(tmp_path / "galore")}]
+    both = launch.run({"kind": "train", "runs": runs}, tmp_path / "run", worker=WORKER, timeout=240)
+    ranks = [rank[0] for rank in both]
     single = reference(tmp_path)
+    galore = build_trainer({**ONE_PROCESS, **GALORE}, str(tmp_path / "galore_single"))
+    galore.train()
+    for rank in both:  # GaLore projects the all-reduced gradients: the same on every rank and as one process
+        torch.testing.assert_close(torch.tensor(rank[1]["losses"]), torch.tensor(galore.step_losses), rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(rank[1]["grad_norms"]), torch.tensor(galore.grad_norms), rtol=0,
+                                   atol=1e-5)
     assert len(single.step_losses) == 8
     for result in ranks:  # every rank reports the global loss
         torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(single.step_losses),
