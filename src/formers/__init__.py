@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "GemmaTokenizer": "tokenization", "GemmaTokenizerFast": "tokenization",
     "GPT2Tokenizer": "tokenization", "GPT2TokenizerFast": "tokenization",
     "Qwen2Tokenizer": "tokenization", "Qwen2TokenizerFast": "tokenization",
+    "T5TokenizerFast": "models.t5.tokenization_t5", "BartTokenizerFast": "models.bart.tokenization_bart",
+    "MBartTokenizerFast": "models.mbart.tokenization_mbart", "MarianTokenizer": "models.marian.tokenization_marian",
     # logging and utils (transformers.logging is transformers.utils.logging)
     "logging": "utils",
     # generation

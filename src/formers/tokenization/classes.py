@@ -94,6 +94,10 @@ LAZY_TOKENIZER_CLASSES: dict[str, str] = {
     "WhisperTokenizerFast": "formers.models.whisper.tokenization_whisper",
     "NllbTokenizer": "formers.models.m2m_100.tokenization_nllb",
     "NllbTokenizerFast": "formers.models.m2m_100.tokenization_nllb",
+    "T5TokenizerFast": "formers.models.t5.tokenization_t5",
+    "BartTokenizerFast": "formers.models.bart.tokenization_bart",
+    "MBartTokenizerFast": "formers.models.mbart.tokenization_mbart",
+    "MarianTokenizer": "formers.models.marian.tokenization_marian",
 }
 
 

@@ -89,6 +89,18 @@ _PROFILES = [
     TokenizerProfile("Qwen2Tokenizer", {
         "unk_token": _ENDOFTEXT, "bos_token": None, "eos_token": _ENDOFTEXT, "pad_token": _ENDOFTEXT},
         wrap_special_tokens=True, saves_bpe_files=True, bpe_style="qwen2"),
+    TokenizerProfile("T5Tokenizer", {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "extra_ids": 100},
+                     model_input_names=("input_ids", "attention_mask")),
+    TokenizerProfile("BartTokenizer", {
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": False, "trim_offsets": True},
+        model_input_names=("input_ids", "attention_mask"), byte_level_prefix_space=True),
+    TokenizerProfile("MBartTokenizer", {  # models/mbart/tokenization_mbart.py adds the language handling
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "mask_token": "<mask>"}, model_input_names=("input_ids", "attention_mask"),
+        extra_special_tokens=("ar_AR", "cs_CZ", "de_DE", "en_XX", "es_XX", "et_EE", "fi_FI", "fr_XX", "gu_IN",
+                              "hi_IN", "it_IT", "ja_XX", "kk_KZ", "ko_KR", "lt_LT", "lv_LV", "my_MM", "ne_NP",
+                              "nl_XX", "ro_RO", "ru_RU", "si_LK", "tr_TR", "vi_VN", "zh_CN")),
     TokenizerProfile("NllbTokenizer", {  # models/m2m_100/tokenization_nllb.py adds the language handling
         "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
         "pad_token": "<pad>", "mask_token": "<mask>"}, model_input_names=("input_ids", "attention_mask")),
