@@ -21,7 +21,7 @@ from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
-from .quantization import pop_quantization
+from .quantization import QuantizedLinear, pop_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     def tie_weights(self) -> None:
         """Share the LM head with the input embeddings when the config asks for it."""
         output = self.get_output_embeddings()
-        if output is not None and self.config.tie_word_embeddings:
-            output.weight = self.get_input_embeddings().weight
+        if output is not None and self.config.tie_word_embeddings and not isinstance(output, QuantizedLinear):
+            output.weight = self.get_input_embeddings().weight  # (a quantized head was built from the same blocks)
 
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)} if exclude_embeddings else set()
@@ -195,7 +195,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
 
     def _state_dict_for_saving(self) -> dict[str, torch.Tensor]:
         state = self.state_dict()
-        if self.config.tie_word_embeddings:
+        if self.config.tie_word_embeddings and not isinstance(self.get_output_embeddings(), QuantizedLinear):
             for key in self._tied_weights_keys:
                 state.pop(key, None)
         state = {k: v.detach() for k, v in state.items()}

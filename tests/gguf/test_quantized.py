@@ -9,6 +9,7 @@ bfloat16 for the kernels (linear.py explains why): logits within 2% of their ran
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -18,6 +19,7 @@ from torch import nn
 import formers
 from formers.errors import ConfigError
 from formers.quantization import QuantizedLinear, TorchAoConfig, linear, quantized_memory_bytes
+from formers.quantization.embedding import QuantizedEmbedding
 
 from .conftest import IDS
 
@@ -54,8 +56,11 @@ def test_kept_gguf_weights_match_dequantized(stories_dir, stories_gguf, qtype, s
     dequantized = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file)
     kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file, keep_quantized=True)
     layers = quantized_layers(kept)
-    # q/k/v/o (64 columns) are kept; gate/up (172 rows) do not fit the int4 kernel, down (172 columns) no block
-    assert len(layers) == (20 if scheme == "int4" else 30) and {m.scheme for m in layers} == {scheme}
+    # q/k/v/o (64 columns) and the tied head are kept; gate/up (172 rows) do not fit the int4 kernel, down
+    # (172 columns) no block; the embedding keeps the file's blocks and looks up the dequantized model's values
+    assert len(layers) == (21 if scheme == "int4" else 31) and {m.scheme for m in layers} == {scheme}
+    assert isinstance(kept.lm_head, QuantizedLinear) and isinstance(kept.model.embed_tokens, QuantizedEmbedding)
+    assert torch.equal(kept.model.embed_tokens(IDS), dequantized.model.embed_tokens(IDS))
     expected = logits(dequantized)
     delta = (logits(kept) - expected).abs().max().item()
     span = (expected.max() - expected.min()).item()
@@ -67,7 +72,7 @@ def test_kept_gguf_weights_match_dequantized(stories_dir, stories_gguf, qtype, s
     assert kept.config.quantization_config["quant_method"] == "formers_gguf"
 
 
-def test_kept_q4_0_weights_equal_dequantized_exactly(stories_dir, stories_gguf):
+def test_kept_q4_0_weights_equal_dequantized_exactly(stories_dir, stories_gguf, exact_kernels):
     file = stories_gguf("Q4_0")
     dequantized = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file)
     kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file, keep_quantized=True)
@@ -146,8 +151,9 @@ def test_memory_figures(llama_dir):
                                           ("AwqConfig", "awq")])
 def test_foreign_quantization_configs(llama_dir, name, package):
     config = getattr(formers, name)(bits=4)
-    with pytest.raises(ConfigError, match=rf"{name}: it needs the {package} package, which is not installed.*"
-                                          r"TorchAoConfig"):
+    installed = importlib.util.find_spec(package) is not None
+    reason = "is installed, but formers does not drive it" if installed else "which is not installed"
+    with pytest.raises(ConfigError, match=rf"{name}: .*the {package} package.*{reason}.*TorchAoConfig"):
         formers.AutoModelForCausalLM.from_pretrained(llama_dir, quantization_config=config)
 
 

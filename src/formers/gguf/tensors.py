@@ -4,6 +4,7 @@
 Q/K (it converts HF's "rotate half" rope to its own pairwise layout) is undone, and Gemma's (1 + w)
 norm weights are shifted back. Tensors come out one at a time, dequantized to float32, or, for the
 types the quantization package can keep, as `QuantizedBlocks` (raw ggml blocks, rows in HF order).
+Each tensor's file pages are dropped from resident memory once it is decoded (GGUFFile.release).
 """
 from __future__ import annotations
 
@@ -100,10 +101,12 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
         conv1d = _is_conv1d_weight(tensor.name, spec)
         if tensor.type_name in keep_types and len(tensor.shape) == 2 and not conv1d:
             yield name, QuantizedBlocks(tensor.type_name, tensor.shape, raw.contiguous())
+            gguf.release(tensor)  # the consumer has repacked (or copied) it by now
             continue
         value = dequantize(raw.contiguous(), tensor.type_name, tensor.shape)
         if value.data_ptr() == raw.data_ptr():
             value = value.clone()  # F32 data still points into the read-only memory map
+        gguf.release(tensor)
         if spec.norm_offset and tensor.name.endswith("norm.weight"):
             value = value - spec.norm_offset
         if conv1d:

@@ -3,7 +3,11 @@ is built first): a post-construction transform that runs inside from_pretrained'
 
 Three sources reach a linear layer's weight:
 - `QuantizedBlocks` from a GGUF file loaded with keep_quantized=True: Q4_0/Q4_1/Q4_K become int4 with
-  group size 32 (the blocks' own scales), Q8_0 becomes per-row int8 (re-quantized from its values);
+  group size 32 (the blocks' own scales), Q8_0 becomes per-row int8 (re-quantized from its values). The
+  input embedding keeps the file's blocks (QuantizedEmbedding); a tied LM head is built from the same
+  blocks. Repacking runs over row slices (`REPACK_ROWS`), so the int32 / float temporaries stay small
+  next to the weight, and scales are stored in the dtype the kernel computes in (bfloat16 for float32
+  activations on CPU: linear.py), which halves them;
 - a float tensor while a TorchAoConfig is active: quantized to int8 or int4 here;
 - the int8/uint8 weight of a saved quantized model, with its scales: rebuilt as saved.
 Everything else passes through unchanged (GGUF blocks of other types are dequantized).
@@ -16,12 +20,17 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..gguf.dequant import INT4_TYPES, int4_parts
+from ..gguf.dequant import INT4_TYPES, dequantize, int4_parts
 from ..gguf.tensors import QuantizedBlocks
+from . import linear as linear_kernels
 from .config import TorchAoConfig
-from .linear import QuantizedLinear, nibbles_to_values
+from .embedding import QuantizedEmbedding
+from .linear import QuantizedLinear, nibbles_to_values, pack_int4_for_cpu
 
 KEPT_GGUF_TYPES = INT4_TYPES + ("Q8_0",)
+# rows repacked per step: a multiple of the int4 kernel's row blocks (64 on AVX-512, 32 on AVX2), so slices
+# pack to the same bytes as the whole tensor (tests/gguf/test_load_memory.py checks it)
+REPACK_ROWS = 1024
 
 
 def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -59,14 +68,15 @@ class LinearQuantizer:
         self.pending: dict[str, dict[str, Tensor]] = {}  # saved quantized layers whose parts are still arriving
         self.replaced = 0
 
-    def _linear(self, key: str) -> tuple[str, nn.Module] | None:
+    def _module(self, key: str, kinds: tuple[type, ...]) -> tuple[str, nn.Module] | None:
+        """(name, module) of the module that owns checkpoint key `key`, if it is one of `kinds`."""
         module_name, _, _ = key.rpartition(".")
         for name in (module_name, self.prefix + module_name, module_name.removeprefix(self.prefix)):
             try:
                 module = self.model.get_submodule(name)
             except AttributeError:
                 continue
-            if isinstance(module, (nn.Linear, QuantizedLinear)):
+            if isinstance(module, kinds):
                 return name, module
         return None
 
@@ -76,7 +86,9 @@ class LinearQuantizer:
 
     def stream(self, tensors: Iterable[tuple[str, Tensor | QuantizedBlocks]]) -> Iterator[tuple[str, Tensor]]:
         for key, value in tensors:
-            found = self._linear(key)
+            if isinstance(value, QuantizedBlocks) and self._consume_embedding(key, value):
+                continue
+            found = self._module(key, (nn.Linear, QuantizedLinear))
             leaf = key.rpartition(".")[2]
             if found is not None and self._consume(found[0], found[1], leaf, value):
                 continue
@@ -85,9 +97,31 @@ class LinearQuantizer:
             raise CheckpointError(f"quantized layers {sorted(self.pending)} are missing their weight or scales "
                                   "in the checkpoint")
 
+    def _consume_embedding(self, key: str, blocks: QuantizedBlocks) -> bool:
+        """An embedding table in blocks stays in them; when the config ties the LM head to it, the head is
+        built from the same blocks (a tied head that the kernels cannot take keeps both in float)."""
+        found = self._module(key, (nn.Embedding,))
+        if found is None or not key.endswith(".weight"):
+            return False
+        name, module = found
+        head = self.model.get_output_embeddings() if self.model.config.tie_word_embeddings else None
+        tied = isinstance(head, nn.Linear) and module is self.model.get_input_embeddings()
+        if tied and not self._blocks_fit(blocks):
+            return False
+        table = QuantizedEmbedding(blocks.raw.clone(), blocks.type_name, blocks.shape[1], self.dtype)
+        self._replace(name, module, table.to(self.device))
+        if tied:
+            head_name = next(n for n, m in self.model.named_modules() if m is head)
+            self._replace(head_name, head, self._from_blocks(blocks))
+        return True
+
+    @staticmethod
+    def _blocks_fit(blocks: QuantizedBlocks) -> bool:
+        return blocks.type_name == "Q8_0" or int4_packable(*blocks.shape, 32)
+
     def _consume(self, name: str, module: nn.Module, leaf: str, value) -> bool:
         if isinstance(value, QuantizedBlocks) and leaf == "weight" and value.type_name in KEPT_GGUF_TYPES:
-            if value.type_name != "Q8_0" and not int4_packable(*value.shape, 32):
+            if not self._blocks_fit(value):
                 return False  # the int4 kernel cannot take this shape: dequantized like other types
             self._replace(name, module, self._from_blocks(value))
             return True
@@ -113,10 +147,35 @@ class LinearQuantizer:
     def _place(self, q: Tensor, *floats: Tensor) -> tuple[Tensor, ...]:
         return (q.to(self.device),) + tuple(f.to(device=self.device, dtype=self.dtype) for f in floats)
 
+    def _scale_dtype(self) -> torch.dtype:
+        """The dtype the kernel consumes scales in (QuantizedLinear.forward converts to it on every call)."""
+        if self.dtype == torch.float32 and self.device.type == "cpu":
+            return linear_kernels.FP32_KERNEL_DTYPE
+        return self.dtype
+
     def _from_blocks(self, blocks: QuantizedBlocks) -> QuantizedLinear:
+        """Repack Q8_0 / 4-bit blocks slice by slice into the kernel's layout (no full-size temporaries)."""
+        rows, cols = blocks.shape
+        slices = [(start, min(start + REPACK_ROWS, rows)) for start in range(0, rows, REPACK_ROWS)]
         if blocks.type_name == "Q8_0":
-            return QuantizedLinear.int8(*self._place(*quantize_int8(blocks.dequantize())))
-        return QuantizedLinear.int4(*self._place(*int4_parts(blocks.raw, blocks.type_name, blocks.shape)))
+            q = torch.empty(rows, cols, dtype=torch.int8)
+            scale = torch.empty(rows, dtype=self._scale_dtype())
+            for start, stop in slices:
+                q[start:stop], scale[start:stop] = quantize_int8(
+                    dequantize(blocks.raw[start:stop], "Q8_0", (stop - start, cols)))
+            return QuantizedLinear.int8(q.to(self.device), scale.to(self.device))
+        if self.device.type != "cpu":
+            raise CheckpointError("int4 weights run on torch's CPU kernel only; load the model with device_map='cpu'")
+        packed = torch.empty(rows, cols // 2, dtype=torch.uint8)
+        scales_and_zeros = torch.empty(cols // 32, rows, 2, dtype=self._scale_dtype())
+        for start, stop in slices:
+            q, scale, zero = int4_parts(blocks.raw[start:stop], blocks.type_name, (stop - start, cols))
+            packed[start:stop] = pack_int4_for_cpu(q)
+            scales_and_zeros[:, start:stop] = torch.stack([scale.t(), zero.t()], dim=-1)
+        module = QuantizedLinear(cols, rows, "int4", 32)
+        module.register_buffer("weight", packed)
+        module.register_buffer("scales_and_zeros", scales_and_zeros)
+        return module
 
     def _from_saved(self, name: str, parts: dict[str, Tensor]) -> QuantizedLinear:
         weight = parts["weight"]
