@@ -230,6 +230,20 @@ def test_processor_save_loads_in_oracle(processors, speech, tmp_path):
     assert all(torch.equal(got[key], expected[key]) for key in expected)
 
 
+def test_strategies_4_45_cannot_run_are_consistent(models, processors, speech):
+    """4.45.2 raises on beam search for this model (its Qwen2 has no _reorder_cache for tuple caches) and on
+    use_cache=False (a shape error: the merged mask meets the unmerged ids); formers runs both: one beam is
+    greedy, no cache gives the cached result."""
+    _, ours = models
+    _, b = both_inputs(processors, PROMPTS, [speech["mid"], speech["long"]], padding=True)
+    greedy = ours.generate(**b, max_new_tokens=8)
+    assert torch.equal(ours.generate(**b, max_new_tokens=8, num_beams=1), greedy)
+    assert torch.equal(ours.generate(**b, max_new_tokens=8, use_cache=False), greedy)
+    beams = ours.generate(**b, max_new_tokens=8, num_beams=3, num_return_sequences=2)
+    assert beams.shape == (4, greedy.shape[1])
+    assert torch.equal(beams[:, :b["input_ids"].shape[1]], b["input_ids"].repeat_interleave(2, dim=0))
+
+
 def test_generate_without_audio_and_refusals(models, processors):
     theirs, ours = models
     ids = processors[1].tokenizer(["Hello there"], return_tensors="pt")
