@@ -35,6 +35,7 @@ from .trainer_callback import CallbackHandler, TrainerCallback, TrainerControl
 from .trainer_log import TrainingProgress
 from .trainer_loop import run_training
 from .trainer_distributed import DistributedTrainerMixin
+from .trainer_galore import optimizer_state_for_saving
 from .trainer_state import TrainerState
 from .trainer_utils import TrainOutput, get_last_checkpoint, neftune_post_forward_hook, set_seed
 from .training_args import IntervalStrategy, TrainingArguments
@@ -348,7 +349,7 @@ class Trainer(DistributedTrainerMixin):
         def payload(folder: Path) -> None:
             self.save_model(str(folder), _internal_call=True)
             if not self.args.save_only_model:
-                torch.save(self.optimizer.state_dict(), folder / ckpt.OPTIMIZER_NAME)
+                torch.save(optimizer_state_for_saving(self.optimizer), folder / ckpt.OPTIMIZER_NAME)
                 torch.save(self.lr_scheduler.state_dict(), folder / ckpt.SCHEDULER_NAME)
                 torch.save(ckpt.capture_rng_state(), folder / ckpt.RNG_STATE_NAME)
 

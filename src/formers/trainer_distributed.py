@@ -14,6 +14,7 @@ from torch import nn
 from . import trainer_checkpoint as ckpt
 from .distributed import training as dist_train
 from .distributed import training_checkpoint as dist_ckpt
+from .trainer_galore import restore_projectors
 
 
 class DistributedTrainerMixin:
@@ -62,6 +63,7 @@ class DistributedTrainerMixin:
             dist_ckpt.load_full_into_fsdp(self.model, self.optimizer, {}, state)
         else:
             self.optimizer.load_state_dict(state)
+            restore_projectors(self.optimizer)  # GaLore's, saved as their matrices
 
     def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
         """A per-rank share (of a loss) summed over the ranks: the global value, the same on every rank."""

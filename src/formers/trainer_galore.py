@@ -159,3 +159,31 @@ def layerwise_scheduler(optimizer: LayerWiseDummyOptimizer, args, num_training_s
         if param.requires_grad:
             param.register_post_accumulate_grad_hook(lambda _p, s=scheduler: s.step())
     return LayerWiseDummyScheduler(optimizer, schedulers)
+
+
+# --- checkpoints: GaLore keeps a projector object per targeted weight in the optimizer state -------------
+def optimizer_state_for_saving(optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() with each GaLore projector reduced to its matrix (its settings are its param
+    group's), so the checkpoint loads with torch.load(weights_only=True); the live state is untouched."""
+    state = optimizer.state_dict()
+    plain = {}
+    for key, entry in state["state"].items():
+        projector = entry.get("projector")
+        if projector is not None and not isinstance(projector, dict):
+            entry = {**entry, "projector": {"ortho_matrix": projector.ortho_matrix}}
+        plain[key] = entry
+    return {**state, "state": plain}
+
+
+def restore_projectors(optimizer: torch.optim.Optimizer) -> None:
+    """After load_state_dict: rebuild each GaLore projector from its param group's settings and its matrix."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            saved = optimizer.state.get(param, {}).get("projector")
+            if isinstance(saved, dict):
+                from galore_torch.galore_projector import GaLoreProjector
+
+                projector = GaLoreProjector(group["rank"], update_proj_gap=group["update_proj_gap"],
+                                            scale=group["scale"], proj_type=group["proj_type"])
+                projector.ortho_matrix = saved["ortho_matrix"]
+                optimizer.state[param]["projector"] = projector

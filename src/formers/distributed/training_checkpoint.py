@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..loading.swap import fsync_folder, recover_folder, replace_folder
 from .. import trainer_checkpoint as ckpt
+from ..trainer_galore import optimizer_state_for_saving
 from ..trainer_utils import PREFIX_CHECKPOINT_DIR
 from .training import barrier
 
@@ -92,7 +93,7 @@ def save_checkpoint(trainer) -> Path:
     elif args.should_save:
         trainer._write_model(tmp)
         if not args.save_only_model:
-            torch.save(trainer.optimizer.state_dict(), tmp / ckpt.OPTIMIZER_NAME)
+            torch.save(optimizer_state_for_saving(trainer.optimizer), tmp / ckpt.OPTIMIZER_NAME)
     if not args.save_only_model:
         if args.should_save:
             torch.save(trainer.lr_scheduler.state_dict(), tmp / ckpt.SCHEDULER_NAME)
