@@ -103,3 +103,20 @@ def test_marian_without_sentencepiece_says_so(folders, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentencepiece", None)  # as if the package were not installed
     with pytest.raises(TokenizerError, match="sentencepiece"):
         formers.MarianTokenizer.from_pretrained(folders["marian"])
+
+
+def test_marian_translation_pipeline_equals_oracle(folders, tmp_path):
+    """A tiny Marian model with the MarianTokenizer: the translation pipeline's records equal 4.45.2's."""
+    from tests.models.seq2seq_checks import build_seq2seq_checkpoint
+
+    vocab = json.loads((folders["marian"] / "vocab.json").read_text())
+    build_seq2seq_checkpoint(tmp_path, "marian", vocab_size=len(vocab), decoder_vocab_size=len(vocab),
+                             pad_token_id=vocab["<pad>"], eos_token_id=0, decoder_start_token_id=vocab["<pad>"],
+                             forced_eos_token_id=0, d_model=16, encoder_layers=1, decoder_layers=1,
+                             encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=24,
+                             decoder_ffn_dim=24, max_position_embeddings=64, init_std=0.3)
+    transformers.AutoTokenizer.from_pretrained(folders["marian"]).save_pretrained(tmp_path)
+    for kwargs in ({}, {"num_beams": 2, "max_new_tokens": 6}):
+        expected = transformers.pipeline("translation", model=str(tmp_path))(TEXTS[:2], **kwargs)
+        got = formers.pipeline("translation", model=str(tmp_path))(TEXTS[:2], **kwargs)
+        assert got == expected and expected[0]["translation_text"]
