@@ -132,6 +132,25 @@ def test_batch_one_decode_runs_only_the_chosen_experts(folders):
     assert len(counts["ref"]) == 8 * layers  # the loop this replaces (0-row calls included)
 
 
+@pytest.mark.parametrize("name", ["mixtral-top2-gqa", "qwen2_moe-top4-gqa"])
+def test_batch_one_decode_steps_and_greedy_equal_4_45(folders, name):
+    """The one-token expert path (decoding at batch 1): each step's logits within 1e-5 of 4.45.2's, and
+    greedy tokens identical."""
+    ours, ref = load_pair(folders(name, **(EIGHT_EXPERTS if name.startswith("mixtral") else {})))
+    ids = torch.randint(3, 128, (1, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        past_a = ours(ids[:, :4], use_cache=True).past_key_values
+        past_b = ref(ids[:, :4], use_cache=True, past_key_values=transformers.DynamicCache()).past_key_values
+        for position in range(4, 7):
+            step = ids[:, position:position + 1]
+            a = ours(step, past_key_values=past_a, use_cache=True)
+            b = ref(step, past_key_values=past_b, use_cache=True)
+            assert max_diff(a.logits, b.logits) <= 1e-5
+            past_a, past_b = a.past_key_values, b.past_key_values
+    kwargs = dict(max_new_tokens=16, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(ours.generate(ids, **kwargs), ref.generate(ids, **kwargs))
+
+
 def test_prefill_runs_each_chosen_expert_once_on_its_tokens(folders):
     ours, _ = load_pair(folders("mixtral-top2-gqa", **EIGHT_EXPERTS))
     ids, mask = padded_batch(length=10)

@@ -101,6 +101,8 @@ class SparseMoeBlock(nn.Module):
         Each token's k terms are then added one by one in ascending expert order, rounding after each add
         as 4.45's per-expert index_add does (so half precision matches it to the bit; no atomics either).
         """
+        if tokens.shape[0] == 1:
+            return self._one_token(tokens, weights, experts)
         experts, rank = experts.sort(dim=-1)  # [N, k]: each token's experts ascending
         weights = weights.gather(1, rank)
         order = torch.argsort(experts.reshape(-1), stable=True)  # [N*k] assignment slots grouped by expert
@@ -120,6 +122,20 @@ class SparseMoeBlock(nn.Module):
         for slot in range(1, self.top_k):
             out = out + per_slot[:, slot]
         return out.to(tokens.dtype)
+
+    def _one_token(self, token: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """experts_forward for one token (decoding at batch 1): its k experts run in ascending order on the
+        one row and their weighted outputs are added as they come, with no sorting or regrouping."""
+        chosen = experts[0].tolist()  # host read: k ints
+        weights = weights.view(-1, 1)  # [k, 1]
+        out = None
+        for slot in sorted(range(self.top_k), key=chosen.__getitem__):
+            term = (self.experts[chosen[slot]](token) * weights[slot]).to(token.dtype)
+            if out is None:
+                out = term.float() if self.float32_sum else term
+            else:
+                out = out + term
+        return out.to(token.dtype)
 
 
 def load_balancing_loss_func(gate_logits: tuple[torch.Tensor, ...] | None, num_experts: int, top_k: int = 2,
