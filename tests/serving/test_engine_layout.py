@@ -36,11 +36,11 @@ def test_decode_rows_are_bucketed_longest_first_and_chunks_follow():
         decode.append((_sequence(f"d{i}", length, length - 1, [free.pop() for _ in range(pages)]), 1))
     fresh = (_sequence("fresh", 7, 0, [free.pop(), free.pop()]), 7)
     cached = (_sequence("cached", 12, 8, [free.pop() for _ in range(3)]), 4)  # a prefix hit: reads its pages
-    rows = flat_order(decode + [fresh, cached])
+    rows = flat_order(decode + [fresh, cached], block, views=False)
     assert [seq.num_computed for seq, _ in rows[:6]] == sorted((s.num_computed for s, _ in decode), reverse=True)
     assert [seq.request_id for seq, _ in rows[6:]] == ["fresh", "cached"]
 
-    layout, sample_index = build_layout(rows, block, num_blocks, kv_heads, torch.device("cpu"))
+    layout, sample_index = build_layout(rows, block, num_blocks, kv_heads, torch.device("cpu"), views=False)
     assert layout.positions.shape[0] == 6 + 7 + 4 and sample_index == [0, 1, 2, 3, 4, 5, 12, 16]
     covered = [t for g in layout.groups for t in range(g.start, g.start + g.rows * g.length)]
     assert covered == list(range(17))
@@ -65,32 +65,57 @@ def test_decode_rows_are_bucketed_longest_first_and_chunks_follow():
 
 def test_freed_window_pages_are_masked_out():
     seq = _sequence("w", 13, 12, [NO_BLOCK, NO_BLOCK, 5, 6])
-    layout, _ = build_layout([(seq, 1)], 4, 8, 1, torch.device("cpu"))
+    layout, _ = build_layout([(seq, 1)], 4, 8, 1, torch.device("cpu"), views=False)
     keys = layout.groups[0].key_positions[0].tolist()
     assert keys[:8] == [-1] * 8 and keys[8:13] == list(range(8, 13)) and keys[13:] == [-1] * 3
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_many_buckets_in_a_busy_batch_equal_generate(monkeypatch):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_decode_paths_in_a_busy_batch_equal_generate(monkeypatch, in_place):
+    """in_place: consecutive pages read as views of the store; else (placement defeated) every decode row
+    goes through the gather, in several buckets per step."""
     ours, theirs = model_pair("llama")
     seen = []
     original = layout_module.build_layout
 
     def spy(rows, *args):
         built = original(rows, *args)
-        seen.append(sum(g.length == 1 for g in built[0].groups))
+        seen.append((sum(g.span is not None for g in built[0].groups),
+                     sum(g.length == 1 and g.span is None for g in built[0].groups)))
         return built
 
     monkeypatch.setattr("formers.serving.engine.build_layout", spy)
+    if not in_place:
+        monkeypatch.setattr(layout_module, "_in_place", lambda seq, block_size: False)
     rng = random.Random(7)
     requests = []
-    for i in range(10):  # prompts from 2 to 60 tokens: decode rows of very different lengths
+    for i in range(10):  # prompts from 2 to 56 tokens: decode rows of very different lengths
         prompt = [1] + [rng.randint(3, ours.config.vocab_size - 1) for _ in range(1 + 6 * i)]
         params = SamplingParams(max_tokens=12, temperature=0.0) if i % 2 else \
             SamplingParams(max_tokens=12, temperature=0.9, top_k=30, seed=50 + i)
         requests.append((f"r{i}", prompt, params))
     engine = make_engine(ours, num_blocks=256, block_size=4, max_batched_tokens=96)
     outputs = run_busy(engine, requests, seed=3)
-    assert max(seen) >= 3  # several decode buckets in one step
+    views, buckets = max(v for v, _ in seen), max(b for _, b in seen)
+    assert (views >= 5 and buckets == 0) if in_place else (views == 0 and buckets >= 3)
     for request_id, prompt, params in requests:
         assert outputs[request_id][-1].token_ids == reference(theirs, prompt, params), request_id
+
+
+def test_block_placement_keeps_sequences_consecutive():
+    from formers.serving.blocks import BlockManager
+
+    blocks = BlockManager(32, 4)
+    a = blocks.allocate(3, room=5)
+    b = blocks.allocate(2, room=5)
+    assert a == [0, 1, 2] and b == [8, 9]  # b starts past a's growth room
+    assert blocks.allocate(2, after=a[-1]) == [3, 4]  # a grows in place
+    assert blocks.allocate(1, after=b[-1]) == [10]
+    blocks.register(10, b"k")
+    blocks.release([10])  # cached, unheld: b growing again does not evict it while never-cached blocks remain
+    grown = blocks.allocate(1, after=9)
+    assert grown != [10] and blocks.cached == {b"k": 10}
+    run = blocks.allocate(6, room=100)  # no run of 106 blocks: any consecutive 6
+    assert run == list(range(run[0], run[0] + 6))
+    assert blocks.num_used == sum(1 for r in blocks.ref_counts if r) == 3 + 2 + 2 + 1 + 6

@@ -5,6 +5,14 @@ chain hash of every token up to its end (hash(parent key, its tokens)), so two p
 prefix share its blocks: the key depends on the whole prefix and hence on the absolute positions the
 cached keys were rotated for. Blocks are reference counted; a cached block whose count drops to zero
 stays reusable in an LRU list and is evicted (forgotten) only when a fresh block is needed.
+
+Placement: a sequence's pages are kept physically consecutive where the pool allows, so attention can
+read them in place (a view of the store) instead of gathering them. A new sequence gets the first run
+of unheld blocks at or after a cursor that sweeps the pool, long enough for its pages plus a growth
+`room` left untouched behind them (the cursor moves past it), and growing takes the block right after
+the sequence's last one when nobody holds it. Blocks that have never been cached are searched first;
+only then cached ones with no holder (the sweep reaches the longest-released first, close to LRU).
+When no run fits, any unheld blocks do (free first, then least recently used cached ones).
 """
 from __future__ import annotations
 
@@ -38,9 +46,10 @@ class BlockManager:
         self.ref_counts = [0] * num_blocks
         self.block_key: list[bytes | None] = [None] * num_blocks
         self.cached: dict[bytes, int] = {}                     # key -> block holding it
-        self.free: list[int] = list(range(num_blocks - 1, -1, -1))  # never cached; pop() gives low ids first
+        self.free: dict[int, None] = dict.fromkeys(range(num_blocks))  # never cached, in release order
         self.evictable: OrderedDict[int, None] = OrderedDict()   # cached blocks with no holder, LRU first
         self.queries = self.hits = 0
+        self.cursor = 0  # where the search for the next new sequence's run starts
 
     # --- accounting ---------------------------------------------------------------------------
     @property
@@ -53,21 +62,66 @@ class BlockManager:
         return self.num_blocks - self.num_free
 
     # --- allocation ---------------------------------------------------------------------------
-    def allocate(self, count: int) -> list[int] | None:
-        """`count` fresh blocks (reference 1 each), or None (and nothing taken) when too few are left."""
+    def allocate(self, count: int, after: int | None = None, room: int = 0) -> list[int] | None:
+        """`count` fresh blocks (reference 1 each), or None (and nothing taken) when too few are left.
+        `after`: the sequence's last block (grow right behind it); else a new run with `room` spare behind."""
         if count > self.num_free:
             return None
-        blocks = []
-        for _ in range(count):
+        blocks: list[int] = []
+        if after is not None:
+            following = after + 1
+            while len(blocks) < count and following < self.num_blocks and self.ref_counts[following] == 0 \
+                    and (self.block_key[following] is None or not self.free):  # keep cached prefixes while we can
+                blocks.append(self._take(following))
+                following += 1
+        elif count > 1 or room:
+            start = self._find_run(count + room, uncached=True)
+            if start is None:
+                start = self._find_run(count + room, uncached=False)
+            if start is None:
+                start = self._find_run(count, uncached=False)
+            if start is not None:
+                blocks = [self._take(block) for block in range(start, start + count)]
+                self.cursor = (start + count + room) % self.num_blocks
+        while len(blocks) < count:  # anywhere: a never-cached block, else the least recently used cached one
             if self.free:
-                block = self.free.pop()
-            else:  # evict the least recently used cached block
-                block, _ = self.evictable.popitem(last=False)
-                del self.cached[self.block_key[block]]
-                self.block_key[block] = None
-            self.ref_counts[block] = 1
-            blocks.append(block)
+                block, _ = self.free.popitem()
+                self.ref_counts[block] = 1
+                blocks.append(block)
+            else:
+                blocks.append(self._take(next(iter(self.evictable))))
         return blocks
+
+    def _find_run(self, length: int, uncached: bool) -> int | None:
+        """The first start, sweeping from the cursor, of `length` consecutive unheld blocks (never-cached
+        ones only when `uncached`), or None."""
+        if length > self.num_blocks:
+            return None
+        refs, keys, run, start = self.ref_counts, self.block_key, 0, self.cursor
+        for step in range(self.num_blocks + length):
+            block = (self.cursor + step) % self.num_blocks
+            if block == 0:
+                run = 0  # a run never wraps around the end of the pool
+            if refs[block] == 0 and not (uncached and keys[block] is not None):
+                if run == 0:
+                    start = block
+                run += 1
+                if run == length:
+                    return start
+            else:
+                run = 0
+        return None
+
+    def _take(self, block: int) -> int:
+        """Give `block` (unheld) a first reference, evicting its cached key if it has one."""
+        if self.block_key[block] is not None:
+            del self.evictable[block]
+            del self.cached[self.block_key[block]]
+            self.block_key[block] = None
+        else:
+            del self.free[block]
+        self.ref_counts[block] = 1
+        return block
 
     def release(self, blocks: list[int]) -> None:
         """Drop one reference to each block; unheld cached blocks become evictable (most recent last)."""
@@ -79,7 +133,7 @@ class BlockManager:
                 if self.block_key[block] is not None:
                     self.evictable[block] = None
                 else:
-                    self.free.append(block)
+                    self.free[block] = None
 
     # --- the prefix cache ------------------------------------------------------------------------
     def lookup(self, keys: list[bytes]) -> list[int]:
@@ -108,7 +162,7 @@ class BlockManager:
     def reset_prefix_cache(self) -> None:
         """Forget every cached key (blocks in use keep their contents; evictable ones become free)."""
         for block in self.evictable:
-            self.free.append(block)
+            self.free[block] = None
         self.evictable.clear()
         self.cached.clear()
         self.block_key = [None] * self.num_blocks

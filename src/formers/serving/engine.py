@@ -215,13 +215,14 @@ class LLMEngine:
         if not schedule.rows:
             return outputs
         self.counters.steps += 1
-        rows = flat_order(schedule.rows)
+        base = _decoder_of(self.model)
+        views = not base.has_score_bias  # ALiBi-style biases need every row's mask
+        rows = flat_order(schedule.rows, self.config.block_size, views)
         layout, sample_index = build_layout(rows, self.config.block_size, self.store.num_blocks,
-                                            self.store.kv_heads, self.device)
+                                            self.store.kv_heads, self.device, views)
         ids = torch.tensor([t for seq, n in rows for t in seq.ids[seq.num_computed:seq.num_computed + n]],
                            dtype=torch.long, device=self.device)
         positions = layout.positions
-        base = _decoder_of(self.model)
         bias = (lambda keys, dtype: base.score_bias(None, keys, dtype)) if base.has_score_bias else None
         cache = StepCache(self.store, layout, self.windows, bias, self.causal_when_unmasked)
         hidden = base(input_ids=ids[None], position_ids=positions[None], past_key_values=cache, use_cache=True,

@@ -4,11 +4,13 @@ Slot of position p of a sequence: block_table[p // block_size] * block_size + p 
 reads whole pages; key positions read from a freed page (outside the sliding window) or past a row's
 length are marked -1, which the mask turns into "not attended".
 
-Flat order of the step's tokens: the decode rows (one new token each) first, longest context first, then
-the prefill chunks in schedule order. Decode rows are cut into buckets of similar page counts, so each
-bucket attends as one padded batch with little padding; every page any group reads is fetched by one
-gather per layer (`StepLayout.gather_index`). A chunk that starts at position 0 reads nothing from the
-pages: its keys are the ones it is computing.
+Flat order of the step's tokens: the decode rows (one new token each) first, then the prefill chunks in
+schedule order. A decode row whose pages are physically consecutive (blocks.py places them so where it
+can) reads its keys in place, a view of the store (`AttentionGroup.span`), with no copy and no mask.
+The other decode rows, longest context first, are cut into buckets of similar page counts, so each bucket
+attends as one padded batch with little padding; every page any group reads is fetched by one gather per
+layer (`StepLayout.gather_index`). A chunk that starts at position 0 reads nothing from the pages: its
+keys are the ones it is computing.
 """
 from __future__ import annotations
 
@@ -38,12 +40,21 @@ def _tables(rows, device) -> torch.Tensor:
     return torch.tensor(padded, dtype=torch.long, device=device)
 
 
-def flat_order(rows) -> list:
-    """The scheduled (sequence, n) rows in the step's flat order: leading decode rows longest first."""
+def _in_place(seq, block_size: int) -> bool:
+    """The pages a decode row reads (positions 0..num_computed) are consecutive blocks of the store."""
+    pages = seq.num_computed // block_size + 1
+    first = seq.blocks[0] if seq.blocks else NO_BLOCK
+    return first != NO_BLOCK and seq.blocks[:pages] == list(range(first, first + pages))
+
+
+def flat_order(rows, block_size: int, views: bool = True) -> list:
+    """The scheduled (sequence, n) rows in the step's flat order: the leading decode rows, those read in
+    place first (when `views`), the others longest first; then the rest as scheduled."""
     decode = 0
     while decode < len(rows) and rows[decode][1] == 1:
         decode += 1
-    return sorted(rows[:decode], key=lambda row: -row[0].num_computed) + list(rows[decode:])
+    return sorted(rows[:decode], key=lambda row: (not (views and _in_place(row[0], block_size)),
+                                                  -row[0].num_computed)) + list(rows[decode:])
 
 
 def _buckets(pages: list[int]) -> list[tuple[int, int]]:
@@ -56,9 +67,11 @@ def _buckets(pages: list[int]) -> list[tuple[int, int]]:
     return buckets
 
 
-def build_layout(rows, block_size: int, num_blocks: int, kv_heads: int, device) -> tuple[StepLayout, list[int]]:
-    """rows [(sequence, n new tokens)] in flat order (see `flat_order`) -> (layout, flat index of each row
-    that samples)."""
+def build_layout(rows, block_size: int, num_blocks: int, kv_heads: int, device,
+                 views: bool = True) -> tuple[StepLayout, list[int]]:
+    """rows [(sequence, n new tokens)] in flat order (see `flat_order`, same `views`) -> (layout, flat index
+    of each row that samples). `views` False: every decode row goes through the gather (a score bias
+    over key positions needs the mask)."""
     starts, sample_index = [], []
     offset = 0
     for seq, n in rows:
@@ -88,12 +101,18 @@ def build_layout(rows, block_size: int, num_blocks: int, kv_heads: int, device) 
         at, gathered = gathered, gathered + count * kv_heads * pages
         return key_positions, at
 
-    decode = 0
+    decode = in_place = 0
     while decode < len(rows) and rows[decode][1] == 1:
+        if views and decode == in_place and _in_place(rows[decode][0], block_size):
+            seq = rows[decode][0]
+            groups.append(AttentionGroup(decode, 1, 1, computed[decode:decode + 1, None], None, None,
+                                         (seq.blocks[0] * block_size, seq.num_computed + 1)))
+            in_place += 1
         decode += 1
-    pages_of = [-(-(c + 1) // block_size) for c in computed_list[:decode]]
+    pages_of = [-(-(c + 1) // block_size) for c in computed_list[in_place:decode]]
     for first, count in _buckets(pages_of):
-        key_positions, at = read(first, count, pages_of[first])
+        first += in_place
+        key_positions, at = read(first, count, pages_of[first - in_place])
         groups.append(AttentionGroup(first, count, 1, computed[first:first + count, None], key_positions, at))
     for i in range(decode, len(rows)):
         seq, n = rows[i]

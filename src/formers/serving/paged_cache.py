@@ -67,7 +67,8 @@ class AttentionGroup:
     """Rows of the flat row that attend together: `rows` rows of `length` query tokens each, starting at
     flat token `start`. query_positions [rows, length]; key_positions [rows, S] (-1: not attended) and
     `at` (first gathered head-page in the workspace, rows x Hkv x S / block_size of them) — both None
-    for a fresh chunk, whose keys are its own new keys (positions 0..length-1, causal)."""
+    for a fresh chunk, whose keys are its own new keys (positions 0..length-1, causal), and for a decode
+    row read in place: `span` (first slot, key count), its keys being slots first..first+count-1."""
 
     start: int
     rows: int
@@ -75,6 +76,7 @@ class AttentionGroup:
     query_positions: torch.Tensor
     key_positions: torch.Tensor | None
     at: int | None
+    span: tuple[int, int] | None = None
 
 
 @dataclass
@@ -152,6 +154,15 @@ class StepCache(Cache):
         parts = []  # outputs [1, H, rows * T, D] in flat order
         for number, group in enumerate(layout.groups):
             end = group.start + group.rows * group.length
+            if group.span is not None:  # one decode row over its consecutive pages: a view, every key visible
+                first, count = group.span
+                if window is not None and count > window:
+                    first, count = first + count - window, window
+                keys = store.keys[layer_idx][None, :, first:first + count]
+                values = store.values[layer_idx][None, :, first:first + count]
+                result, _ = kernel(query[:, :, group.start:end], keys, values, None)
+                parts.append(result)
+                continue
             if group.key_positions is None:  # fresh chunk
                 keys, values = key_states[:, :, group.start:end], value_states[:, :, group.start:end]
                 causal = self.causal_when_unmasked[layer_idx] and self.score_bias is None \

@@ -22,6 +22,8 @@ from .blocks import NO_BLOCK, BlockManager, chain_hashes
 from .params import SamplingParams
 from .sampler import TokenHistory
 
+MAX_ROOM = 64  # growth blocks a new sequence's run leaves free behind it (see blocks.py, placement)
+
 
 @dataclass(eq=False)
 class Sequence:
@@ -88,7 +90,11 @@ class Scheduler:
         needed = -(-(seq.num_computed + n) // self.block_size) - len(seq.blocks)
         if needed <= 0:
             return True
-        fresh = self.blocks.allocate(needed)
+        last = seq.blocks[-1] if seq.blocks and seq.blocks[-1] != NO_BLOCK else None
+        # a new sequence leaves room behind its pages for the tokens it may still add (up to MAX_ROOM blocks)
+        room = 0 if last is not None else min(MAX_ROOM, max(0, -(-(len(seq.ids) + seq.params.max_tokens)
+                                                                // self.block_size) - needed))
+        fresh = self.blocks.allocate(needed, after=last, room=room)
         if fresh is None:
             return False
         seq.blocks.extend(fresh)
