@@ -7,7 +7,7 @@ ReLU feed-forward, tied embeddings), built once by the oracle. Each measurement:
 (best of `--repeats` after a warm-up). Workers run in their own processes, alternating the two libraries
 for `--rounds` rounds; the summary holds the median of each library's rounds. The last line is JSON.
 
-    python bench/t5.py [--batches 1 8] [--source 24] [--new-tokens 32] [--rounds 3] [--repeats 3]
+    python bench/t5.py [--batches 1 4] [--source 24] [--new-tokens 32] [--rounds 3] [--repeats 2]
 """
 from __future__ import annotations
 
@@ -79,11 +79,11 @@ def cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--source", type=int, default=24)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker")
     args = parser.parse_args()
     if args.worker:
