@@ -244,6 +244,14 @@ def test_strategies_4_45_cannot_run_are_consistent(models, processors, speech):
     assert torch.equal(beams[:, :b["input_ids"].shape[1]], b["input_ids"].repeat_interleave(2, dim=0))
 
 
+def test_bf16_greedy_equals_oracle(folder, processors, speech):
+    a, b = both_inputs(processors, PROMPTS, [speech["mid"], speech["long"]], padding=True)
+    theirs = transformers.Qwen2AudioForConditionalGeneration.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ours = formers.Qwen2AudioForConditionalGeneration.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours.generate(**b, max_new_tokens=12), theirs.eval().generate(**a, max_new_tokens=12))
+
+
 def test_generate_without_audio_and_refusals(models, processors):
     theirs, ours = models
     ids = processors[1].tokenizer(["Hello there"], return_tensors="pt")
