@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import gguf
@@ -16,7 +17,14 @@ from safetensors.torch import load_file
 
 LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
          "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-         "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+         "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+         # mixture of experts (Qwen2-MoE, Mixtral): experts stacked by stack_experts() before naming
+         "mlp.gate": "ffn_gate_inp", "mlp.experts.gate_proj": "ffn_gate_exps", "mlp.experts.up_proj": "ffn_up_exps",
+         "mlp.experts.down_proj": "ffn_down_exps", "mlp.shared_expert.gate_proj": "ffn_gate_shexp",
+         "mlp.shared_expert.up_proj": "ffn_up_shexp", "mlp.shared_expert.down_proj": "ffn_down_shexp",
+         "mlp.shared_expert_gate": "ffn_gate_inp_shexp", "block_sparse_moe.gate": "ffn_gate_inp",
+         "block_sparse_moe.experts.w1": "ffn_gate_exps", "block_sparse_moe.experts.w2": "ffn_down_exps",
+         "block_sparse_moe.experts.w3": "ffn_up_exps"}
 LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
                     "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm"},
           "phi3": {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
@@ -42,6 +50,21 @@ def gguf_name(key: str, arch: str = "llama") -> str:
         return f"{top[stem]}.{leaf}"
     _, _, index, rest = stem.split(".", 3)  # model.layers.<i>.<rest> or transformer.h.<i>.<rest>
     return f"blk.{index}.{LAYERS.get(arch, LAYER)[rest]}.{leaf}"
+
+
+def stack_experts(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`...experts.<j>.<proj>.weight` for every j -> one `...experts.<proj>.weight` [experts, rows, cols]
+    (llama.cpp's layout of a mixture-of-experts layer)."""
+    out, groups = {}, {}
+    for key, tensor in tensors.items():
+        match = re.fullmatch(r"(.*\.experts)\.(\d+)\.(\w+)\.weight", key)
+        if match is None:
+            out[key] = tensor
+        else:
+            groups.setdefault(f"{match[1]}.{match[3]}.weight", {})[int(match[2])] = tensor
+    for key, experts in groups.items():
+        out[key] = torch.stack([experts[j] for j in sorted(experts)])
+    return out
 
 
 def permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -104,9 +127,12 @@ def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default",
         writer.add_add_bos_token(add_bos)
 
 
-def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", chat_template: str | None = None) -> Path:
-    """A GGUF file holding only `folder`'s tokenizer (enough for AutoTokenizer)."""
+def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", chat_template: str | None = None,
+                   name: str | None = None) -> Path:
+    """A GGUF file holding only `folder`'s tokenizer (enough for AutoTokenizer; 4.45.2 also needs a name)."""
     writer = gguf.GGUFWriter(str(out), arch)
+    if name is not None:
+        writer.add_name(name)
     write_tokenizer(writer, folder, pre)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
@@ -174,12 +200,19 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         writer.add_rope_dimension_count(head_dim)
     if arch == "stablelm":
         writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * head_dim))
+    experts = config.get("num_experts") or config.get("num_local_experts")
+    if experts:
+        writer.add_expert_count(experts)
+        writer.add_expert_used_count(config["num_experts_per_tok"])
+    if arch == "qwen2moe":
+        writer.add_expert_feed_forward_length(config["moe_intermediate_size"])
+        writer.add_expert_shared_feed_forward_length(config["shared_expert_intermediate_size"])
     write_tokenizer(writer, tokenizer_folder or folder)
     if config.get("pad_token_id") is not None:
         writer.add_pad_token_id(config["pad_token_id"])
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    tensors = load_file(folder / "model.safetensors")
+    tensors = stack_experts(load_file(folder / "model.safetensors"))
     scaling = config.get("rope_scaling") or {}
     if scaling.get("rope_type") == "llama3":  # llama.cpp keeps Llama 3.1 scaling as per-frequency divisors
         tensors["rope_freqs.weight"] = llama3_rope_divisors(config, head_dim)
@@ -192,6 +225,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         conv1d = target.startswith("blk.") and target.split(".")[2] in GPT2_CONV1D and key.endswith("weight")
         if arch == "gpt2" and conv1d:
             array = np.ascontiguousarray(array.T)  # HF's Conv1D [in, out] -> llama.cpp's [out, in]
+        if target.endswith("ffn_gate_inp_shexp.weight"):
+            array = array.reshape(-1)  # llama.cpp squeezes the shared expert's [1, hidden] gate
         if arch.startswith("gemma") and key.endswith("norm.weight"):
             array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
         if arch == "llama" and ".attn_q." in target:

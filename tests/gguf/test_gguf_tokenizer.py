@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import transformers
@@ -135,3 +136,26 @@ def test_llama3_and_smollm_pre_tokenizers(tmp_path, small_bpe, pre, add_bos):
     ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="pre.gguf")
     theirs = _hub_style_tokenizer(small_bpe, pre, add_bos)
     assert_same_ids(ours, theirs, TEXTS + ["year 2024: 1234567 items", "x<|endoftext|>y"])
+
+
+def test_qwen2moe_tokenizer_equals_transformers_445_on_the_same_file(tmp_path, small_bpe):
+    """A qwen2moe file's byte-level BPE with a special token and a chat template: formers and 4.45.2, both
+    reading the GGUF file itself, give the same class, ids, decoded text and chat-template ids."""
+    folder = tmp_path / "qwen_vocab"  # small_bpe plus Qwen's chat tokens, special as in Qwen's own vocabulary
+    shutil.copytree(small_bpe, folder)
+    vocab = json.loads((folder / "vocab.json").read_text())
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    for token in ("<|im_start|>", "<|im_end|>"):
+        config["added_tokens_decoder"][str(len(vocab))] = {"content": token, "special": True}
+        vocab[token] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer_only(folder, tmp_path / "moe.gguf", "qwen2moe", pre="qwen2", chat_template=TEMPLATE, name="qwen")
+    ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="moe.gguf")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="moe.gguf")
+    assert type(ours).__name__ == type(theirs).__name__ == "Qwen2TokenizerFast"
+    assert (ours.bos_token, ours.eos_token) == (theirs.bos_token, theirs.eos_token)
+    assert_same_ids(ours, theirs, TEXTS + ["a<|endoftext|>b", "<|im_start|>user\nhi<|im_end|>"])
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi <|endoftext|> there"}]
+    assert ours.apply_chat_template(chat, add_generation_prompt=True) == \
+        theirs.apply_chat_template(chat, add_generation_prompt=True)

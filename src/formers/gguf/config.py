@@ -40,6 +40,18 @@ _PHI3_LAYER = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layer
 _STARCODER2_LAYER = {**{k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"},
                      "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
 _GEMMA_FIELDS = {**_COMMON_FIELDS, **_RMS, "attention.key_length": "head_dim"}
+# mixture-of-experts layers: llama.cpp stacks the experts of a layer into one [experts, rows, cols] tensor
+# (`ffn_gate_exps`, ...); "{}" in the transformers name stands for the expert index
+_QWEN2MOE_LAYER = {**_LLAMA_LAYER, "ffn_gate_inp": "mlp.gate", "ffn_gate_exps": "mlp.experts.{}.gate_proj",
+                   "ffn_up_exps": "mlp.experts.{}.up_proj", "ffn_down_exps": "mlp.experts.{}.down_proj",
+                   "ffn_gate_shexp": "mlp.shared_expert.gate_proj", "ffn_up_shexp": "mlp.shared_expert.up_proj",
+                   "ffn_down_shexp": "mlp.shared_expert.down_proj", "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
+_MIXTRAL_LAYER = {**{k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"},
+                  "ffn_gate_inp": "block_sparse_moe.gate", "ffn_gate_exps": "block_sparse_moe.experts.{}.w1",
+                  "ffn_down_exps": "block_sparse_moe.experts.{}.w2", "ffn_up_exps": "block_sparse_moe.experts.{}.w3"}
+_MOE_FIELDS = {"expert_count": "num_experts", "expert_used_count": "num_experts_per_tok",
+               "expert_feed_forward_length": "moe_intermediate_size",
+               "expert_shared_feed_forward_length": "shared_expert_intermediate_size"}
 GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 IGNORED_TENSORS = ("rope_freqs.weight",)  # llama.cpp's precomputed llama3 rope factors; rebuilt from the config
 
@@ -56,6 +68,8 @@ class ArchSpec:
     global_tensors: dict[str, str] = field(default_factory=lambda: dict(GLOBAL_TENSORS))
     layer_prefix: str = "model.layers"
     conv1d: tuple[str, ...] = ()  # layer tensors HF stores [in, out] (GPT-2's Conv1D); llama.cpp stores [out, in]
+    row_vectors: tuple[str, ...] = ()  # [1, n] weights llama.cpp squeezes to [n] (Qwen2-MoE's shared expert gate)
+    required: tuple[str, ...] = ()  # metadata keys (after "<arch>.") without which the tensors cannot be mapped
 
 
 def _gemma2_scalar(gguf: GGUFFile, config: dict[str, Any]) -> None:
@@ -85,6 +99,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "llama": ArchSpec("llama", {**_COMMON_FIELDS, **_RMS, "rope.dimension_count": "head_dim"}, _LLAMA_LAYER,
                       permuted_qk=True),
     "qwen2": ArchSpec("qwen2", {**_COMMON_FIELDS, **_RMS}, _LLAMA_LAYER),
+    "qwen2moe": ArchSpec("qwen2_moe", {**_COMMON_FIELDS, **_RMS, **_MOE_FIELDS}, _QWEN2MOE_LAYER,
+                         row_vectors=("ffn_gate_inp_shexp",), required=("expert_count", "expert_used_count")),
     "gemma": ArchSpec("gemma", _GEMMA_FIELDS, _LLAMA_LAYER, norm_offset=1.0),
     "gemma2": ArchSpec("gemma2", {**_GEMMA_FIELDS, "attention.sliding_window": "sliding_window",
                                   "attn_logit_softcapping": "attn_logit_softcapping",
@@ -101,9 +117,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
+# llama.cpp writes Mixtral as "llama" with experts (llama.expert_count)
+MIXTRAL = ArchSpec("mixtral", {**_COMMON_FIELDS, **_RMS, "expert_count": "num_local_experts",
+                               "expert_used_count": "num_experts_per_tok"}, _MIXTRAL_LAYER, permuted_qk=True)
+
+
 def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
     """(architecture as written in the file, its spec); an architecture formers cannot map is an error."""
     arch = gguf.architecture
+    if arch == "llama" and gguf.get("llama.expert_count"):
+        return arch, MIXTRAL
     spec = ARCHITECTURES.get(arch)
     if spec is None:
         raise CheckpointError(f"{gguf.path}: GGUF architecture {arch!r} is not supported; formers loads "
@@ -125,6 +148,10 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
     """config.json-style fields for the family config class (model_type included)."""
     arch, spec = arch_spec(gguf)
     config: dict[str, Any] = {"model_type": model_type_of(gguf), **spec.extra}
+    for suffix in spec.required:
+        if gguf.get(f"{arch}.{suffix}") is None:
+            raise CheckpointError(f"{gguf.path}: metadata key '{arch}.{suffix}' is missing; a {arch} file states "
+                                  f"it (the {spec.model_type} config cannot be built without it)")
     for suffix, name in spec.fields.items():
         value = gguf.get(f"{arch}.{suffix}")
         if value is not None:

@@ -58,9 +58,14 @@ def hf_name(name: str, spec: ArchSpec) -> str | None:
     return None
 
 
-def _is_conv1d_weight(name: str, spec: ArchSpec) -> bool:
+def _layer_kind(name: str) -> str:
+    """`attn_q` for `blk.3.attn_q.weight` ("" for global tensors)."""
     parts = name.split(".")
-    return len(parts) == 4 and parts[2] in spec.conv1d and parts[3] == "weight"
+    return parts[2] if len(parts) == 4 and parts[0] == "blk" else ""
+
+
+def _is_conv1d_weight(name: str, spec: ArchSpec) -> bool:
+    return _layer_kind(name) in spec.conv1d and name.endswith(".weight")
 
 
 def unpermute_rows(rows: Tensor, heads: int) -> Tensor:
@@ -111,4 +116,9 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
             value = value - spec.norm_offset
         if conv1d:
             value = value.t().contiguous()  # back to the checkpoint's [in, out]; the family's key map handles it
+        if _layer_kind(tensor.name) in spec.row_vectors:
+            value = value.reshape(1, -1)
+        if "{}" in name:  # stacked experts [experts, rows, cols] -> one checkpoint tensor per expert
+            yield from ((name.format(index), expert) for index, expert in enumerate(value.unbind(0)))
+            continue
         yield name, value

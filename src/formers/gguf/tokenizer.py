@@ -28,6 +28,7 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
 # architecture -> tokenizer class transformers uses for it
 TOKENIZER_CLASS = {"llama": "LlamaTokenizerFast", "mistral": "LlamaTokenizerFast", "qwen2": "Qwen2TokenizerFast",
+                   "qwen2moe": "Qwen2TokenizerFast",
                    "gemma": "GemmaTokenizerFast", "gemma2": "GemmaTokenizerFast", "gpt2": "GPT2TokenizerFast"}
 
 
@@ -114,6 +115,8 @@ def gguf_tokenizer_parts(gguf: GGUFFile) -> tuple[str, Tokenizer, dict[str, Any]
     from .config import model_type_of
     class_name = TOKENIZER_CLASS.get(model_type_of(gguf) if kind == "llama" else gguf.architecture,
                                      "LlamaTokenizerFast" if kind == "llama" else "PreTrainedTokenizerFast")
+    if class_name == "Qwen2TokenizerFast" and not add_bos:
+        kwargs.pop("bos_token", None)  # Qwen2 tokenizers have no BOS token (4.45.2 gives None for these files too)
     return class_name, backend, kwargs
 
 
