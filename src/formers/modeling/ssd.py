@@ -70,14 +70,18 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
 
 def ssd_step(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
              C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One time step: state [b, H, P, N], x [b, H, P], dt [b, H], A [H], B and C [b, G, N]
-    -> (y [b, H, P], new state [b, H, P, N])."""
+    """One time step: state [b, H, P, N] (float32; updated IN PLACE when contiguous; returned), x [b, H, P],
+    dt [b, H], A [H], B and C [b, G, N] -> (y [b, H, P], state).
+
+    Decoding is bound by memory traffic and the state is as large as a small weight per layer, so it is
+    decayed and fed in place (two passes over it) and read once more for y, with no temporaries of its size."""
     batch, heads, head_dim, state_size = state.shape
+    state = state.contiguous()
     groups = B.shape[1]
-    state = state.reshape(batch, groups, heads // groups, head_dim, state_size)
-    dt = dt.reshape(batch, groups, heads // groups, 1, 1)
-    decay = torch.exp(dt * A.reshape(1, groups, heads // groups, 1, 1))
-    inflow = (dt * B[:, :, None, None, :]) * x.reshape(batch, groups, heads // groups, head_dim, 1)
-    state = state * decay + inflow
-    y = torch.einsum("bgrpn,bgn->bgrp", state, C)
-    return y.reshape(batch, heads, head_dim), state.reshape(batch, heads, head_dim, state_size)
+    per_group = heads // groups
+    grouped = state.view(batch, groups, per_group, head_dim, state_size)
+    dt = dt.reshape(batch, groups, per_group)
+    grouped.mul_(torch.exp(dt * A.reshape(groups, per_group))[..., None, None])
+    grouped.addcmul_(x.reshape(batch, groups, per_group, head_dim, 1), (dt[..., None] * B[:, :, None, :])[:, :, :, None, :])
+    y = torch.einsum("bgrpn,bgn->bgrp", grouped, C)
+    return y.reshape(batch, heads, head_dim), state

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import GenerationError
 from ..modeling_utils import PreTrainedModel
 from .decoder import causal_lm_loss
+from .layers import Linear
 from .norms import RMSNorm
 
 
@@ -114,7 +115,7 @@ class StateSpaceForCausalLM(PreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.backbone = self.base_model_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)  # formers' decode GEMV
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.embeddings

@@ -19,6 +19,7 @@ from torch import nn
 
 from ...cache.mamba2 import Mamba2Cache
 from ...modeling.activations import get_activation
+from ...modeling.layers import Linear
 from ...modeling.norms import RMSNorm
 from ...modeling.ssd import ssd_chunked, ssd_step
 from ...modeling.state_space import (
@@ -76,13 +77,13 @@ class Mamba2Mixer(nn.Module):
         self.act = get_activation(config.hidden_act)
         self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, config.conv_kernel, bias=config.use_conv_bias,
                                 groups=self.conv_dim, padding=config.conv_kernel - 1)
-        self.in_proj = nn.Linear(config.hidden_size, self.intermediate_size + self.conv_dim + self.num_heads,
+        self.in_proj = Linear(config.hidden_size, self.intermediate_size + self.conv_dim + self.num_heads,
                                  bias=config.use_bias)
         self.dt_bias = nn.Parameter(torch.ones(self.num_heads))
         self.A_log = nn.Parameter(torch.log(torch.arange(1, self.num_heads + 1, dtype=torch.float32)))
         self.norm = MambaRMSNormGated(self.intermediate_size, eps=config.layer_norm_epsilon)
         self.D = nn.Parameter(torch.ones(self.num_heads))
-        self.out_proj = nn.Linear(self.intermediate_size, config.hidden_size, bias=config.use_bias)
+        self.out_proj = Linear(self.intermediate_size, config.hidden_size, bias=config.use_bias)
 
     def forward(self, hidden_states: torch.Tensor, cache: Mamba2Cache | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
