@@ -3,8 +3,11 @@ formers `generate()` and (b) transformers 4.45.2 `generate()` on static padded b
 requests; and TTFT with a shared system prompt, cold vs prefix-cache hit.
 
 Workload (seeded): --requests requests with prompt lengths uniform in --prompt-range and output lengths
-in --output-range (random token ids, EOS ignored, so every request produces exactly its length). All
-requests arrive at t=0; a level of concurrency C keeps C in flight. Each side runs in its own process:
+in --output-range (random token ids, EOS ignored, so every request produces exactly its length); one
+count for every level, or one per --concurrency level (e.g. `--requests 4 8 32 64`: a sweep that fits a
+time budget). All requests arrive at t=0; a level of concurrency C keeps C in flight. Each level's
+prompts start with a token of their own, so no level hits the server's prefix cache with an earlier
+level's prompts. Sequential generate() runs the first level's requests. Each side runs in its own process:
 
     python bench/serve.py                           # SmolLM-135M-shaped random Llama, the issue's sizes
     python bench/serve.py --model formers/default --requests 8 --concurrency 1 4 \
@@ -27,13 +30,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import collect, emit, smollm_checkpoint  # noqa: E402
+from common import collect, emit, smollm_checkpoint
 
 
-def workload(args) -> list[tuple[list[int], int]]:
+def workload(args, level: int) -> list[tuple[list[int], int]]:
+    """The requests of the `level`-th concurrency level: (prompt ids, output length)."""
     rng = random.Random(args.seed)
-    return [([rng.randrange(3, args.vocab) for _ in range(rng.randint(*args.prompt_range))],
-             rng.randint(*args.output_range)) for _ in range(args.requests)]
+    count = args.requests[level] if len(args.requests) > 1 else args.requests[0]
+    jobs = [([rng.randrange(3, args.vocab) for _ in range(rng.randint(*args.prompt_range))],
+             rng.randint(*args.output_range)) for _ in range(count)]
+    return [([3 + level] + prompt[1:], n) for prompt, n in jobs]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -60,7 +66,12 @@ def worker_server(args) -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype),
                                                  device_map=args.device)
-    config = EngineConfig(max_num_seqs=max(args.concurrency), max_batched_tokens=args.max_batched_tokens)
+    # KV pages for the highest level's requests at the longest prompt + output (a server sized for its load
+    # never preempts), plus the shared-prefix test's
+    longest = args.prompt_range[1] + args.output_range[1]
+    blocks = args.kv_blocks or max(args.concurrency) * -(-longest // 16) + 2 * -(-(args.system_tokens + 32) // 16)
+    config = EngineConfig(max_num_seqs=max(args.concurrency), max_batched_tokens=args.max_batched_tokens,
+                          block_size=16, num_blocks=blocks)
     engine = AsyncEngine(LLMEngine(model, tokenizer, config))
     serve_forever(app_for_engine(engine, tokenizer, "bench"), port=args.port, log_level="warning")
 
@@ -116,13 +127,13 @@ async def prefix_ttft(url: str, args) -> dict:
     return {"cold_s": times[0], "hit_s": times[1], "hit_over_cold": times[1] / times[0]}
 
 
-def run_server_side(args, jobs) -> dict:
+def run_server_side(args) -> dict:
     command = [sys.executable, __file__, "--worker", "server", *sys.argv[1:]]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{args.port}/v1"
     try:
         _wait_for(url, server)
-        results = {str(c): asyncio.run(load(url, jobs, c)) for c in args.concurrency}
+        results = {str(c): asyncio.run(load(url, workload(args, i), c)) for i, c in enumerate(args.concurrency)}
         results["prefix"] = asyncio.run(prefix_ttft(url, args))
     finally:
         server.terminate()
@@ -158,9 +169,10 @@ def worker_generate(args) -> None:
         folder = str(CHECKPOINT_DIR)  # the bundled model's files, by path
     model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=getattr(torch, args.dtype),
                                                      device_map=args.device)
-    jobs = workload(args)
-    levels = [1] if args.worker == "formers" else args.concurrency
-    emit({str(c): _static_batches(model, jobs, c, args.device) for c in levels})
+    if args.worker == "formers":  # each request alone: the first level's requests
+        emit({"1": _static_batches(model, workload(args, 0), 1, args.device)})
+    else:
+        emit({str(c): _static_batches(model, workload(args, i), c, args.device) for i, c in enumerate(args.concurrency)})
 
 
 def _static_batches(model, jobs, size: int, device: str) -> dict:
@@ -199,7 +211,7 @@ def _sync(device: str) -> None:
 
 def run_worker(kind: str) -> dict:
     command = [sys.executable, __file__, "--worker", kind, *sys.argv[1:]]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
     return collect(done.stdout)
@@ -210,12 +222,14 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: a SmolLM-135M-shaped random Llama")
     parser.add_argument("--tokenizer", default=None, help="for a model folder without one (default: the "
                         "bundled model's; token ids are random anyway)")
-    parser.add_argument("--requests", type=int, default=128)
+    parser.add_argument("--requests", type=int, nargs="+", default=[128], help="one count, or one per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--prompt-range", type=int, nargs=2, default=[64, 1024])
     parser.add_argument("--output-range", type=int, nargs=2, default=[16, 256])
     parser.add_argument("--system-tokens", type=int, default=1000)
     parser.add_argument("--max-batched-tokens", type=int, default=2048)
+    parser.add_argument("--kv-blocks", type=int, default=None, help="KV pages of 16 tokens (default: enough for "
+                        "the highest level's requests at the longest prompt + output)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--port", type=int, default=8765)
@@ -225,12 +239,14 @@ def main() -> None:
     if args.model is None:
         args.model = str(smollm_checkpoint())
         args.tokenizer = args.tokenizer or "formers/default"
+    if len(args.requests) not in (1, len(args.concurrency)):
+        parser.error("--requests: give one count or one per --concurrency level")
     args.vocab = _vocab_size(args.model)
     if args.worker == "server":
         return worker_server(args)
     if args.worker is not None:
         return worker_generate(args)
-    report(args, run_server_side(args, workload(args)), run_worker("formers"), run_worker("transformers"))
+    report(args, run_server_side(args), run_worker("formers"), run_worker("transformers"))
 
 
 def _vocab_size(model: str) -> int:
