@@ -6,8 +6,8 @@ Three sources reach a linear layer's weight:
   group size 32 (the blocks' own scales), Q8_0 becomes per-row int8 (re-quantized from its values). The
   input embedding keeps the file's blocks (QuantizedEmbedding); a tied LM head is built from the same
   blocks. Repacking runs over row slices (`REPACK_ROWS`), so the int32 / float temporaries stay small
-  next to the weight, and scales are stored in the dtype the kernel computes in (bfloat16 for float32
-  activations on CPU: linear.py), which halves them;
+  next to the weight, and int4 scales and zeros are stored in the dtype the kernel computes in (bfloat16
+  for float32 activations on CPU: linear.py), which halves them;
 - a float tensor while a TorchAoConfig is active: quantized to int8 or int4 here;
 - the int8/uint8 weight of a saved quantized model, with its scales: rebuilt as saved.
 Everything else passes through unchanged (GGUF blocks of other types are dequantized).
@@ -148,7 +148,8 @@ class LinearQuantizer:
         return (q.to(self.device),) + tuple(f.to(device=self.device, dtype=self.dtype) for f in floats)
 
     def _scale_dtype(self) -> torch.dtype:
-        """The dtype the kernel consumes scales in (QuantizedLinear.forward converts to it on every call)."""
+        """The dtype torch's int4 kernel consumes scales in (QuantizedLinear.forward converts to it on every
+        call): int4 scales and zeros are 0.25 bytes a weight in float32, half that in bfloat16."""
         if self.dtype == torch.float32 and self.device.type == "cpu":
             return linear_kernels.FP32_KERNEL_DTYPE
         return self.dtype
@@ -159,7 +160,7 @@ class LinearQuantizer:
         slices = [(start, min(start + REPACK_ROWS, rows)) for start in range(0, rows, REPACK_ROWS)]
         if blocks.type_name == "Q8_0":
             q = torch.empty(rows, cols, dtype=torch.int8)
-            scale = torch.empty(rows, dtype=self._scale_dtype())
+            scale = torch.empty(rows, dtype=self.dtype)  # one per row: small, kept in the model's dtype
             for start, stop in slices:
                 q[start:stop], scale[start:stop] = quantize_int8(
                     dequantize(blocks.raw[start:stop], "Q8_0", (stop - start, cols)))
