@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.linear import linear_group
 from .layers import Linear
 from .rope import apply_rotary
 
@@ -137,7 +138,7 @@ class Attention(nn.Module):
         if self.spec.fused_qkv:
             q, k, v = self.qkv_proj(hidden).split(self.qkv_sizes, dim=-1)
         else:
-            q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
+            q, k, v = linear_group(hidden, (self.q_proj, self.k_proj, self.v_proj))  # one pass when decoding
         spec = self.spec
         if spec.qk_norm is not None and not spec.qk_norm_per_head:  # full-width norms, then the clamp (OLMoE)
             q, k = self.q_norm(q), self.k_norm(k)

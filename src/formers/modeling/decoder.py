@@ -26,6 +26,7 @@ from torch import nn
 
 from ..cache import Cache
 from ..errors import ConfigError, GenerationError
+from ..kernels.decode import decode_layer
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention, AttentionSpec
@@ -69,6 +70,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, hidden, cos, sin, mask, cache, cache_position, output_attentions=False):
         """-> (hidden [B, T, C], attention weights or None, router logits [B*T, E] or None)."""
+        fused = decode_layer(self, hidden, cos, sin, mask, cache, output_attentions)  # one call per layer (kernels/)
+        if fused is not None:
+            return fused
         normed = self.input_layernorm(hidden)
         attn_out, weights = self.self_attn(normed, cos, sin, mask, cache, cache_position, output_attentions)
         if self.residual == "sequential":

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.linear import MAX_ROWS, small_batch_linear
+
 _onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available()
 ONEDNN_MIN_WEIGHT = 1 << 19  # weight elements from which oneDNN's bandwidth beats its per-call cost
@@ -29,6 +31,10 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
+        if x.shape[-1] * MAX_ROWS >= x.numel():  # decoding a few rows: formers' GEMV kernels (kernels/linear.py)
+            out = small_batch_linear(x, weight, bias)
+            if out is not None:
+                return out
         if weight.numel() >= ONEDNN_MIN_WEIGHT and _USE_ONEDNN and weight.dtype == torch.float32 \
                 and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
                 and not torch.compiler.is_compiling():  # inductor: F.linear

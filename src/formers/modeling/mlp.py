@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..kernels.linear import linear_group
 from .activations import get_activation
 from .layers import Linear
 
@@ -28,7 +29,7 @@ class GatedMLP(nn.Module):
         if self.fused:
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
+            gate, up = linear_group(x, (self.gate_proj, self.up_proj))  # one pass when decoding
         return self.down_proj(self.act_fn(gate) * up)
 
 

@@ -14,7 +14,9 @@ vectorised for bfloat16 activations only: with float32 ones they fall back to sc
 30-100x slower than the float32 F.linear of the same shape (576x576: int8 1.0-1.5 ms, int4 2.1 ms,
 F.linear 0.03 ms), while with bfloat16 ones they beat it on large weights. So float32 activations are
 rounded to bfloat16 for the kernel and the result is returned in float32 (`FP32_KERNEL_DTYPE`; set it
-to torch.float32 for the exact but slow path). Shape legend: N out_features, K in_features, G group size.
+to torch.float32 for the exact but slow path). Int8 products of at most 8 rows (decoding) take formers' own
+GEMV instead (kernels/linear.py): float32 activations as they are, float32 accumulation, one pass over the
+int8 weight. Shape legend: N out_features, K in_features, G group size.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from ..kernels.linear import small_batch_int8_linear
 
 _INNER_K_TILES = 2  # the CPU kernel's tiling of K; a layout detail of the packed weight
 FP32_KERNEL_DTYPE = torch.bfloat16  # what float32 activations are computed in on CPU (see the module doc)
@@ -77,6 +80,10 @@ class QuantizedLinear(nn.Module):
 
     # --- compute ------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
+        if self.scheme == "int8":  # decoding a few rows: formers' int8 GEMV (exact float32 activations)
+            out = small_batch_int8_linear(x, self.weight, self.weight_scale, self.bias)
+            if out is not None:
+                return out
         shape = x.shape
         compute = FP32_KERNEL_DTYPE if x.dtype == torch.float32 and x.is_cpu else x.dtype
         x2 = x.reshape(-1, shape[-1]).to(compute).contiguous()

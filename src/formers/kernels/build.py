@@ -1,0 +1,87 @@
+"""Build (once per machine kind) and load formers' C++ CPU kernels.
+
+The source is compiled with torch.utils.cpp_extension on first use and cached under
+~/.cache/formers/kernels (or $FORMERS_KERNELS_CACHE); later processes only load the shared library.
+The instruction set is chosen from the CPU's flags (AVX-512, else AVX2+FMA, else plain C++) and is
+part of the cached library's name, so a cache directory shared between machine kinds never runs an
+instruction the CPU lacks. Without a C++ compiler or ninja, or with FORMERS_NO_KERNELS=1, `load()`
+returns None quietly and callers keep torch's own operators.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels.cpp")
+HEADERS = [Path(__file__).with_name(name) for name in ("gemv.h", "decode_layer.h", "pool.h")]
+_ISA_FLAGS = {
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "generic": [],
+}
+_state: dict[str, ModuleType | None] = {}
+
+
+def cpu_isa() -> str:
+    """The widest instruction set the kernels have a path for that this CPU supports."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
+        return "avx512"
+    if {"avx2", "fma"} <= set(flags):
+        return "avx2"
+    return "generic"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FORMERS_KERNELS_CACHE") or Path.home() / ".cache" / "formers" / "kernels"
+    return Path(root)
+
+
+def _toolchain_present() -> bool:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return False
+    try:
+        from torch.utils.cpp_extension import is_ninja_available
+    except ImportError:
+        return False
+    return is_ninja_available()
+
+
+def load() -> ModuleType | None:
+    """The compiled kernel module, or None where it cannot be built here (the result is remembered)."""
+    if "module" in _state:
+        return _state["module"]
+    module = None
+    if os.environ.get("FORMERS_NO_KERNELS", "") not in ("", "0") or not _toolchain_present():
+        _state["module"] = None
+        return None
+    try:
+        import torch
+        from torch.utils.cpp_extension import load as cpp_load
+
+        isa = cpu_isa()
+        sources = b"".join(path.read_bytes() for path in [SOURCE, *HEADERS])
+        digest = hashlib.sha256(sources + torch.__version__.encode()).hexdigest()[:10]
+        name = f"formers_kernels_{isa}_{digest}"
+        folder = cache_dir() / name
+        folder.mkdir(parents=True, exist_ok=True)
+        flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
+        module = cpp_load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                          extra_include_paths=[str(SOURCE.parent)],
+                          build_directory=str(folder), verbose=False)
+    except Exception as error:  # a broken toolchain must not break inference: torch's operators still work
+        logger.info("formers C++ kernels unavailable, using torch operators: %s", error)
+        module = None
+    _state["module"] = module
+    return module

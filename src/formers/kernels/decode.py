@@ -1,0 +1,101 @@
+"""One C++ call per decoder layer while decoding (kernels.cpp `decode_layer`), where the layer is plain Llama.
+
+A decode step in eager PyTorch runs ~50 small operators per layer (norms, rope, cache writes, attention,
+residuals) around the matrix products; on a 2-core CPU those cost as much as streaming the weights. For a
+layer wired like Llama (sequential residual, RMSNorm, rotate-half rope over the whole head, no softcap,
+window, q/k norm or clamp, a SiLU-gated MLP, plain Linears) and a DynamicCache, `decode_layer` does the
+whole layer in one call for 1 to 8 rows of one new token each; anything else returns None and the layer
+runs its own modules. The keys/values go straight into the DynamicCache's buffers (its own bookkeeping
+is advanced here exactly as `update` would), so the cache is indistinguishable from the module path's.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import linear as kernel_linear
+
+_PLAIN_LAYER = "_formers_plain_llama_layer"  # per-layer memo of the structural check
+
+
+def _structure_ok(layer) -> bool:
+    from ..modeling.attention import Attention
+    from ..modeling.decoder import DecoderLayer
+    from ..modeling.layers import Linear
+    from ..modeling.mlp import GatedMLP
+    from ..modeling.norms import RMSNorm
+
+    attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    if type(layer) is not DecoderLayer or layer.residual != "sequential" or layer.branch_scale != 1.0:
+        return False
+    if type(attn) is not Attention or type(mlp) is not GatedMLP or mlp.fused or mlp.act_fn is not F.silu:
+        return False
+    spec = attn.spec
+    if (spec.fused_qkv or spec.rotary != "half" or spec.rotary_in_float32 or spec.clip_qkv is not None
+            or spec.qk_norm is not None or spec.softcap is not None or spec.sliding_window is not None
+            or spec.eager_kernel is not None or spec.sdpa_kernel is not None or attn.implementation not in ("sdpa", "eager")):
+        return False
+    modules = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj,
+               layer.input_layernorm, layer.post_attention_layernorm)
+    if any(m._forward_hooks or m._forward_pre_hooks for m in (layer, attn, mlp, *modules)):
+        return False
+    linears = modules[:7]
+    return (all(type(m) is Linear for m in linears) and mlp.gate_proj.bias is None and mlp.up_proj.bias is None
+            and mlp.down_proj.bias is None and type(layer.input_layernorm) is RMSNorm
+            and type(layer.post_attention_layernorm) is RMSNorm)
+
+
+def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, mask: Tensor | None, cache,
+                 output_attentions: bool) -> tuple[Tensor, None, None] | None:
+    """The layer's output for one new token per row through the fused kernel, or None where it does not apply."""
+    if (output_attentions or cos is None or hidden.dim() != 3 or hidden.shape[1] != 1
+            or hidden.shape[0] > kernel_linear.MAX_ROWS or hidden.dtype not in (torch.float32, torch.bfloat16)
+            or not hidden.is_cpu or torch.is_grad_enabled() or torch.compiler.is_compiling()):
+        return None
+    plain = layer.__dict__.get(_PLAIN_LAYER)
+    if plain is None:
+        plain = _structure_ok(layer)
+        layer.__dict__[_PLAIN_LAYER] = plain  # hooks added later are seen by the check below
+    if not plain or layer._forward_hooks or layer.training:
+        return None
+    slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
+    kernels = kernel_linear._module()
+    if slot is None or not kernels:
+        return None
+    keys, values, pos = slot
+    attn, mlp = layer.self_attn, layer.mlp
+    ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
+    weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight, mlp.gate_proj.weight,
+               mlp.up_proj.weight, mlp.down_proj.weight)
+    if any(w.dtype != hidden.dtype or not w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim:
+        return None
+    if mask is not None and (mask.shape[0] != hidden.shape[0] or mask.shape[-2] != 1 or mask.shape[-1] <= pos):
+        return None
+    out = kernels.decode_layer(
+        hidden, ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
+        attn.k_proj.bias, attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon,
+        weights[4], weights[5], weights[6], cos, sin, keys, values, pos, mask, attn.num_heads, attn.num_kv_heads,
+        attn.spec.score_scale)
+    _advance(cache, attn.layer_idx)
+    return out, None, None
+
+
+def _cache_slot(cache, layer_idx: int, hidden: Tensor) -> tuple[Tensor, Tensor, int] | None:
+    """(key buffer, value buffer, position) of a DynamicCache layer with room for one more position, else None."""
+    from ..cache.dynamic import DynamicCache
+
+    if type(cache) is not DynamicCache or layer_idx >= len(cache._keys) or cache._shared[layer_idx]:
+        return None
+    keys, values, pos = cache._keys[layer_idx], cache._values[layer_idx], cache._lengths[layer_idx]
+    if (pos >= keys.shape[2] or keys.shape[0] != hidden.shape[0] or keys.dtype != hidden.dtype
+            or not keys.is_contiguous() or not values.is_contiguous()):
+        return None
+    return keys, values, pos
+
+
+def _advance(cache, layer_idx: int) -> None:
+    """The bookkeeping DynamicCache.update does for one new position."""
+    cache._lengths[layer_idx] += 1
+    if layer_idx == 0:
+        cache._seen_tokens += 1

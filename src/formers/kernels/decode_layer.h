@@ -1,0 +1,173 @@
+// One decoder layer for one new token per row (decoding), Llama's wiring, in a single call:
+//   h += o_proj(attention(rope(q), rope(k) -> cache, v -> cache));  h += down(silu(gate(n)) * up(n)),
+// with n = RMSNorm(h) before each half. Every step that torch would round to the activation dtype is
+// rounded here at the same place (`rnd`), so bfloat16 models follow torch's eager numerics; float32
+// differs from torch only by summation order. The keys/values are written into the caller's cache
+// buffers [B, Hkv, capacity, D] at position `pos`; attention reads positions 0..pos.
+#pragma once
+#include <torch/extension.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gemv.h"
+
+namespace formers_decode {
+
+using formers_gemv::BFloat16;
+
+template <bool BF16>
+inline float rnd(float v) {
+  if constexpr (BF16) return static_cast<float>(BFloat16(v));
+  return v;
+}
+
+inline const float* fdata(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// y[M, N_i] (float32) = x[M, K] @ W_i^T + b_i for weights of one dtype
+inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
+                      const std::vector<at::Tensor>& biases_f, const std::vector<float*>& outs) {
+  std::vector<formers_gemv::Job> jobs;
+  int64_t chunks = 0, bytes = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t N = ws[i].size(0);
+    jobs.push_back({ws[i].data_ptr(), fdata(biases_f[i]), outs[i], N, chunks});
+    chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    bytes += ws[i].numel() * ws[i].element_size();
+  }
+  if (ws[0].scalar_type() == at::kFloat) formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
+  else formers_gemv::run<BFloat16, float>(x, M, K, jobs, chunks, bytes);
+}
+
+template <bool BF16>
+void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * C;
+    float sq = 0.f;
+    for (int64_t c = 0; c < C; ++c) sq += row[c] * row[c];
+    const float r = 1.f / std::sqrt(sq / C + static_cast<float>(eps));
+    for (int64_t c = 0; c < C; ++c)
+      y[m * C + c] = BF16 ? rnd<true>(w[c] * rnd<true>(row[c] * r)) : row[c] * r * w[c];
+  }
+}
+
+// x [heads, D] rotated in place by rotate-half rope with cos/sin [D]
+template <bool BF16>
+void rope(float* x, int64_t heads, int64_t D, const float* cos, const float* sin) {
+  const int64_t half = D / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = x + h * D;
+    for (int64_t d = 0; d < half; ++d) {
+      const float a = v[d], b = v[d + half];
+      v[d] = rnd<BF16>(rnd<BF16>(a * cos[d]) + rnd<BF16>(-b * sin[d]));
+      v[d + half] = rnd<BF16>(rnd<BF16>(b * cos[d + half]) + rnd<BF16>(a * sin[d + half]));
+    }
+  }
+}
+
+template <typename T>
+inline void store_row(T* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+}
+
+// out[b, h, :] = softmax(scale * q . K[b, h / rep, 0..pos] + mask[b, 0..pos]) @ V[b, h / rep, 0..pos]
+template <typename T>
+void attend(const float* q, const T* kc, const T* vc, const float* mask, int64_t mask_stride, int64_t B,
+            int64_t H, int64_t Hkv, int64_t D, int64_t cap, int64_t pos, float scale, float* out) {
+  const int64_t rep = H / Hkv, S = pos + 1;
+  const std::function<void(int64_t)> one_head = [&](int64_t bh) {
+    std::vector<float> p(S);
+    {
+      const int64_t b = bh / H, h = bh % H, g = h / rep;
+      const float* qv = q + (b * H + h) * D;
+      const T* keys = kc + (b * Hkv + g) * cap * D;
+      const T* vals = vc + (b * Hkv + g) * cap * D;
+      float top = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < S; ++s) {
+        using namespace formers_gemv;
+        Vec acc = vzero();
+        int64_t d = 0;
+        for (; d + kLanes <= D; d += kLanes) acc = vfma(vload(qv + d), vload(keys + s * D + d), acc);
+        float dot = vsum(acc);
+        for (; d < D; ++d) dot += qv[d] * static_cast<float>(keys[s * D + d]);
+        p[s] = dot * scale + (mask ? mask[b * mask_stride + s] : 0.f);
+        top = std::max(top, p[s]);
+      }
+      float total = 0.f;
+      for (int64_t s = 0; s < S; ++s) total += (p[s] = std::exp(p[s] - top));
+      float* o = out + (b * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+      for (int64_t s = 0; s < S; ++s) {
+        const float w = p[s] / total;
+        for (int64_t d = 0; d < D; ++d) o[d] += w * static_cast<float>(vals[s * D + d]);
+      }
+    }
+  };
+  const int threads = at::get_num_threads();
+  if (threads == 1 || B * H == 1) {
+    for (int64_t bh = 0; bh < B * H; ++bh) one_head(bh);
+  } else {
+    formers_pool::pool(threads).run(B * H, one_head);
+  }
+}
+
+struct Layer {
+  at::Tensor ln1, ln2;                  // float32 copies of the norm weights
+  std::vector<at::Tensor> qkv, qkv_b;   // weights and float32 biases (undefined when absent)
+  at::Tensor wo, bo, wg, wu, wd;
+  double eps1, eps2;
+  int64_t H, Hkv, D;
+  float scale;
+};
+
+template <typename T>
+at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+  constexpr bool BF = std::is_same_v<T, BFloat16>;
+  const int64_t B = hidden.size(0), C = hidden.size(-1), H = L.H, Hkv = L.Hkv, D = L.D;
+  const int64_t cap = k_cache.size(2), I = L.wg.size(0);
+  std::vector<float> h(B * C), n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D),
+      o(B * C), g(B * I), u(B * I);
+  const at::Tensor hf = hidden.to(at::kFloat).contiguous();
+  std::copy(hf.data_ptr<float>(), hf.data_ptr<float>() + B * C, h.begin());
+  const at::Tensor cf = cos.to(at::kFloat).contiguous(), sf = sin.to(at::kFloat).contiguous();
+  // attention half
+  rms_norm<BF>(h.data(), L.ln1.data_ptr<float>(), L.eps1, B, C, n.data());
+  gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
+  for (auto* t : {&q, &k, &v})
+    for (auto& x : *t) x = rnd<BF>(x);
+  const int64_t rs = cf.size(0) == 1 ? 0 : D;  // one table for every row, or one per row
+  for (int64_t b = 0; b < B; ++b) {
+    rope<BF>(q.data() + b * H * D, H, D, cf.data_ptr<float>() + b * rs, sf.data_ptr<float>() + b * rs);
+    rope<BF>(k.data() + b * Hkv * D, Hkv, D, cf.data_ptr<float>() + b * rs, sf.data_ptr<float>() + b * rs);
+  }
+  T* kc = k_cache.data_ptr<T>();
+  T* vc = v_cache.data_ptr<T>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g2 = 0; g2 < Hkv; ++g2) {
+      store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
+      store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
+    }
+  at::Tensor mf;
+  if (mask.defined()) mf = mask.to(at::kFloat).reshape({B, -1}).contiguous();
+  attend<T>(q.data(), kc, vc, mask.defined() ? mf.data_ptr<float>() : nullptr, mask.defined() ? mf.size(1) : 0,
+            B, H, Hkv, D, cap, pos, L.scale, a.data());
+  for (auto& x : a) x = rnd<BF>(x);
+  gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()});
+  for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
+  // feed-forward half
+  rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
+  gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
+  for (int64_t i = 0; i < B * I; ++i) {
+    const float x = rnd<BF>(g[i]);
+    g[i] = rnd<BF>(rnd<BF>(x / (1.f + std::exp(-x))) * rnd<BF>(u[i]));
+  }
+  gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
+  at::Tensor out = at::empty_like(hidden, hidden.options().memory_format(at::MemoryFormat::Contiguous));
+  T* dst = out.data_ptr<T>();
+  for (int64_t i = 0; i < B * C; ++i) dst[i] = static_cast<T>(h[i] + rnd<BF>(o[i]));
+  return out;
+}
+
+}  // namespace formers_decode

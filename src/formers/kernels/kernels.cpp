@@ -1,0 +1,149 @@
+// Python bindings of formers' CPU decode kernels: gemv / gemv_group (gemv.h) and decode_layer
+// (decode_layer.h). Built by formers/kernels/build.py.
+#include <torch/extension.h>
+#include <ATen/record_function.h>
+
+#include "decode_layer.h"
+#include "gemv.h"
+
+namespace {
+
+using formers_gemv::BFloat16;
+using formers_gemv::Job;
+
+// x [..., K] (M = product of the leading sizes, 1 <= M <= 8) -> one output [..., N_i] per weight
+std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                   const std::vector<c10::optional<at::Tensor>>& biases) {
+  RECORD_FUNCTION("formers::gemv", std::vector<c10::IValue>());
+  TORCH_CHECK(x.dim() >= 1, "gemv: x must have a feature dimension");
+  TORCH_CHECK(weights.size() == biases.size() && !weights.empty(), "gemv: one bias slot per weight");
+  const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K;
+  TORCH_CHECK(M >= 1 && M <= 8, "gemv: x must hold 1 to 8 rows, got ", M);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  const auto wdtype = weights[0].scalar_type();
+  TORCH_CHECK(wdtype == at::kFloat || wdtype == at::kBFloat16, "gemv: weights must be float32 or bfloat16");
+  const auto out_dtype = x.scalar_type();
+  TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16, "gemv: x must be float32 or bfloat16");
+  at::Tensor xf = x.to(at::kFloat).contiguous();  // no copy when x is float32 and contiguous
+  std::vector<at::Tensor> outs, bias_f;
+  std::vector<Job> jobs;
+  int64_t chunks = 0, weight_bytes = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const at::Tensor& w = weights[i];
+    TORCH_CHECK(w.dim() == 2 && w.size(1) == K && w.is_contiguous() && w.scalar_type() == wdtype,
+                "gemv: weights must be contiguous [N, K] of one dtype");
+    const int64_t N = w.size(0);
+    out_shape.back() = N;
+    outs.push_back(at::empty(out_shape, x.options().dtype(out_dtype)));
+    const float* b = nullptr;
+    if (biases[i].has_value() && biases[i]->defined()) {
+      bias_f.push_back(biases[i]->to(at::kFloat).contiguous());
+      b = bias_f.back().data_ptr<float>();
+    }
+    jobs.push_back({w.data_ptr(), b, outs.back().data_ptr(), N, chunks});
+    chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    weight_bytes += w.numel() * w.element_size();
+  }
+  const float* xp = xf.data_ptr<float>();
+  using formers_gemv::run;
+  if (wdtype == at::kFloat) {
+    if (out_dtype == at::kFloat) run<float, float>(xp, M, K, jobs, chunks, weight_bytes);
+    else run<float, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+  } else {
+    if (out_dtype == at::kFloat) run<BFloat16, float>(xp, M, K, jobs, chunks, weight_bytes);
+    else run<BFloat16, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+  }
+  return outs;
+}
+
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  return gemv_group(x, {weight}, {bias})[0];
+}
+
+// x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 scheme
+at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
+                     const c10::optional<at::Tensor>& bias) {
+  RECORD_FUNCTION("formers::gemv_int8", std::vector<c10::IValue>());
+  const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K, N = weight.size(0);
+  TORCH_CHECK(M >= 1 && M <= 8, "gemv_int8: x must hold 1 to 8 rows, got ", M);
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2 && weight.size(1) == K && weight.is_contiguous(),
+              "gemv_int8: weight must be contiguous int8 [N, K]");
+  TORCH_CHECK(scale.numel() == N, "gemv_int8: one scale per output row");
+  const auto out_dtype = x.scalar_type();
+  TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16, "gemv_int8: x must be float32 or bfloat16");
+  const at::Tensor xf = x.to(at::kFloat).contiguous(), sf = scale.to(at::kFloat).contiguous();
+  at::Tensor bf;
+  if (bias.has_value() && bias->defined()) bf = bias->to(at::kFloat).contiguous();
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = N;
+  at::Tensor out = at::empty(shape, x.options());
+  std::vector<Job> jobs{{weight.data_ptr(), bf.defined() ? bf.data_ptr<float>() : nullptr, out.data_ptr(), N, 0,
+                         sf.data_ptr<float>()}};
+  const int64_t chunks = (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+  if (out_dtype == at::kFloat) formers_gemv::run<int8_t, float>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
+  else formers_gemv::run<int8_t, BFloat16>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
+  return out;
+}
+
+at::Tensor f32(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->to(at::kFloat).contiguous() : at::Tensor();
+}
+
+// hidden [B, 1, C]; weights as the modules hold them; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
+at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
+                        const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
+                        const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
+                        const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2, double eps2,
+                        const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd, const at::Tensor& cos,
+                        const at::Tensor& sin, at::Tensor k_cache, at::Tensor v_cache, int64_t pos,
+                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale) {
+  RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
+  const auto dtype = hidden.scalar_type();
+  TORCH_CHECK(hidden.dim() == 3 && hidden.size(1) == 1 && hidden.size(0) <= 8, "decode_layer: hidden [B<=8, 1, C]");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "decode_layer: float32 or bfloat16 activations");
+  for (const at::Tensor* w : {&wq, &wk, &wv, &wo, &wg, &wu, &wd})
+    TORCH_CHECK(w->scalar_type() == dtype && w->is_contiguous(), "decode_layer: weights contiguous, activation dtype");
+  TORCH_CHECK(k_cache.scalar_type() == dtype && v_cache.scalar_type() == dtype && k_cache.is_contiguous() &&
+              v_cache.is_contiguous() && pos < k_cache.size(2), "decode_layer: cache buffers");
+  formers_decode::Layer L;
+  L.ln1 = ln1.to(at::kFloat).contiguous();
+  L.ln2 = ln2.to(at::kFloat).contiguous();
+  L.qkv = {wq, wk, wv};
+  L.qkv_b = {f32(bq), f32(bk), f32(bv)};
+  L.wo = wo;
+  L.bo = f32(bo);
+  L.wg = wg;
+  L.wu = wu;
+  L.wd = wd;
+  L.eps1 = eps1;
+  L.eps2 = eps2;
+  L.H = heads;
+  L.Hkv = kv_heads;
+  L.D = wq.size(0) / heads;
+  L.scale = static_cast<float>(scale);
+  TORCH_CHECK(cos.size(-1) == L.D, "decode_layer: rotary over the whole head");
+  const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
+  if (dtype == at::kFloat)
+    return formers_decode::run_layer<float>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
+  return formers_decode::run_layer<BFloat16>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
+}
+
+const char* isa() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "avx2";
+#else
+  return "generic";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
+  m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
+  m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
+  m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
+  m.def("isa", &isa, "the vector instruction set this build uses");
+}

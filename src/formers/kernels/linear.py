@@ -1,0 +1,96 @@
+"""Dispatch of small-batch linears (decoding: 1 to 8 rows) to formers' C++ GEMV kernels on CPU.
+
+torch's CPU GEMMs read a weight at well below memory bandwidth when the batch is a few rows (oneDNN
+and MKL tile for large M; bfloat16 weights go through 8-30 GB/s paths), while one decode step is
+nothing but streaming every weight once. The kernels in gemv.cpp read each weight once at close to
+STREAM speed, accumulating in float32. They apply to inference (no autograd), CPU tensors, float32
+or bfloat16 activations with weights of the same dtype, and at most `MAX_ROWS` rows; everything else
+returns None here and the caller uses F.linear. Products match torch.matmul to float32 rounding (a
+different summation order), bfloat16 outputs are rounded once from the float32 sum.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import build
+
+MAX_ROWS = 8
+_DTYPES = (torch.float32, torch.bfloat16)
+_kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
+
+
+def _module():
+    global _kernels
+    if _kernels is None:
+        _kernels = build.load() or False
+    return _kernels
+
+
+def kernels_available() -> bool:
+    """Whether the C++ kernels are (or can be) built and loaded on this machine."""
+    return bool(_module())
+
+
+def _eligible(x: Tensor, weight: Tensor) -> bool:
+    return (x.dtype in _DTYPES and weight.dtype == x.dtype and x.is_cpu and weight.is_cpu
+            and x.numel() <= MAX_ROWS * x.shape[-1] and x.numel() > 0 and weight.is_contiguous()
+            and not torch.is_grad_enabled() and not torch.compiler.is_compiling())
+
+
+def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+    """F.linear(x, weight, bias) through the GEMV kernel, or None where it does not apply."""
+    if not _eligible(x, weight):
+        return None
+    kernels = _module()
+    if not kernels:
+        return None
+    return kernels.gemv(x.contiguous(), weight, bias)
+
+
+def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor | None:
+    """x @ (weight * scale[:, None]).T (+ bias) for int8 weights [N, K] with a scale per row, through the int8
+    GEMV kernel (float32 accumulation, activations not rounded), or None where it does not apply."""
+    if not (x.dtype in _DTYPES and x.is_cpu and weight.dtype == torch.int8 and weight.is_contiguous()
+            and 0 < x.numel() <= MAX_ROWS * x.shape[-1] and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()):
+        return None
+    kernels = _module()
+    return kernels.gemv_int8(x.contiguous(), weight, scale, bias) if kernels else None
+
+
+def _plain(module: nn.Module) -> bool:
+    """A formers Linear with no hooks (a hooked, wrapped or quantized module must run its own forward)."""
+    return type(module) is _linear_class() and not module._forward_hooks and not module._forward_pre_hooks
+
+
+def _linear_class() -> type:
+    global _LINEAR
+    if _LINEAR is None:
+        from ..modeling.layers import Linear  # imported late: modeling.layers imports this module
+
+        _LINEAR = Linear
+    return _LINEAR
+
+
+_LINEAR: type | None = None
+
+
+def linear_group(x: Tensor, modules: Sequence[nn.Module]) -> list[Tensor]:
+    """[m(x) for m in modules], computed in one parallel GEMV pass when every module is a plain Linear of
+    one dtype (Q/K/V, gate/up); otherwise each module is called as usual."""
+    first = modules[0].weight if hasattr(modules[0], "weight") else None
+    if first is not None and _eligible(x, first) and all(_plain(m) for m in modules):
+        kernels = _module()
+        weights = [m.weight for m in modules]
+        if kernels and all(w.dtype == first.dtype and w.is_contiguous() for w in weights):
+            return kernels.gemv_group(x.contiguous(), weights, [m.bias for m in modules])
+    return [m(x) for m in modules]
+
+
+def reference_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The torch computation the kernels replace (for tests and benchmarks)."""
+    return F.linear(x, weight, bias)

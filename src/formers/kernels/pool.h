@@ -1,0 +1,127 @@
+// A thread pool that degrades gracefully on a shared CPU.
+//
+// OpenMP regions (at::parallel_for) split work statically and end in a barrier: when another process
+// holds a core, each region waits for the descheduled thread's whole share, once per matrix product, and a
+// 2-core machine with one busy neighbour decodes 5-10x slower than with one thread. Here the work is a
+// list of small chunks that threads claim one at a time; the caller claims chunks too and afterwards waits
+// only for chunks another thread has already started. A worker that is not running simply claims nothing,
+// so a busy neighbour costs at most its share of the bandwidth, never a scheduler time slice per product.
+// Workers spin briefly between jobs (decode issues one every few microseconds), then sleep.
+#pragma once
+#include <immintrin.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace formers_pool {
+
+class Pool {
+ public:
+  explicit Pool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // fn(chunk) for chunk in [0, total), spread over the caller and the workers; returns when all are done
+  void run(int64_t total, const std::function<void(int64_t)>& fn) {
+    if (total <= 0) return;
+    fn_.store(&fn, std::memory_order_relaxed);
+    total_.store(total, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t job = ++job_;
+    state_.store(job << 32, std::memory_order_release);
+    if (sleepers_.load(std::memory_order_acquire) > 0) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      cv_.notify_all();
+    }
+    int64_t mine = 0;
+    for (int64_t c; (c = claim(job)) >= 0; ++mine) fn(c);
+    if (mine < total) {  // wait for chunks other threads started
+      int spins = 0;
+      while (done_.load(std::memory_order_acquire) + mine < total) {
+        if (++spins < 4096) _mm_pause();
+        else std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  // the next unclaimed chunk of job `job`, or -1 when none is left (or another job is running)
+  int64_t claim(uint64_t job) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    while ((s >> 32) == job && static_cast<int64_t>(s & 0xffffffffu) < total_.load(std::memory_order_relaxed)) {
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return static_cast<int64_t>(s & 0xffffffffu);
+    }
+    return -1;
+  }
+
+  void work() {
+    uint64_t seen = 0;
+    while (true) {
+      uint64_t job = state_.load(std::memory_order_acquire) >> 32;
+      if (job != seen) {
+        seen = job;
+        for (int64_t c; (c = claim(job)) >= 0;) {
+          (*fn_.load(std::memory_order_relaxed))(c);
+          done_.fetch_add(1, std::memory_order_acq_rel);
+        }
+        continue;
+      }
+      // spin ~100 us for the next job, then sleep until one is posted
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      bool posted = false;
+      for (int i = 0; !posted; ++i) {
+        _mm_pause();
+        posted = (state_.load(std::memory_order_acquire) >> 32) != seen;
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
+      }
+      if (posted) continue;
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1, std::memory_order_acq_rel);
+      cv_.wait(lock, [&] { return stop_ || (state_.load(std::memory_order_acquire) >> 32) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+      if (stop_) return;
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> state_{0};  // job id << 32 | next chunk
+  std::atomic<int64_t> done_{0};    // chunks finished by workers in the current job
+  std::atomic<int> sleepers_{0};
+  std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
+  std::atomic<int64_t> total_{0};
+  uint64_t job_ = 0;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+// The pool for `threads` threads (rebuilt when the count changes, and in a forked child).
+inline Pool& pool(int threads) {
+  static std::unique_ptr<Pool> instance;
+  static pid_t owner = 0;
+  if (!instance || instance->size() != threads || owner != getpid()) {
+    if (owner != getpid()) instance.release();  // a forked child: the parent's threads do not exist here
+    instance.reset(new Pool(threads));
+    owner = getpid();
+  }
+  return *instance;
+}
+
+}  // namespace formers_pool

@@ -1,0 +1,93 @@
+"""The fused decode layer (formers/kernels/decode.py) against the module path of the same formers model and
+against transformers 4.45.2: greedy tokens identical, per-step scores within 1e-5 (float32), the cache left
+exactly as the module path leaves it, and the fallbacks where the layer is not plain Llama."""
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import formers
+from formers.kernels import decode, linear as kernel_linear
+
+pytestmark = pytest.mark.skipif(not kernel_linear.kernels_available(), reason="no C++ toolchain here")
+
+
+def _prompts():
+    torch.manual_seed(3)
+    ids = torch.randint(3, 128, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding: the kernel then attends with the additive mask
+    return ids, mask
+
+
+def _generate(model, ids, mask, **extra):
+    return model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, output_scores=True,
+                          return_dict_in_generate=True, pad_token_id=0, eos_token_id=None, **extra)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    calls = []
+    real = decode.decode_layer
+    monkeypatch.setattr("formers.modeling.decoder.decode_layer",
+                        lambda *a: (lambda out: calls.append(out is not None) or out)(real(*a)))
+    return calls
+
+
+@pytest.mark.parametrize("overrides", [{}, {"attention_bias": True}, {"num_key_value_heads": 4}])
+def test_float32_matches_module_path_and_oracle(tiny_checkpoint, counted, monkeypatch, overrides):
+    folder = tiny_checkpoint("llama", **overrides)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _prompts()
+    fused = _generate(ours, ids, mask)
+    assert any(counted), "the fused layer never ran"
+    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    plain = _generate(ours, ids, mask)
+    oracle = _generate(ref, ids, mask)
+    assert torch.equal(fused.sequences, plain.sequences) and torch.equal(fused.sequences, oracle.sequences)
+    for a, b, c in zip(fused.scores, plain.scores, oracle.scores):
+        assert (a - b).abs().max().item() <= 1e-5 and (a - c).abs().max().item() <= 1e-5
+
+
+def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
+    folder = tiny_checkpoint("llama")
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ids, mask = _prompts()
+    fused = _generate(ours, ids[:1], mask[:1])
+    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    plain = _generate(ours, ids[:1], mask[:1])
+    assert torch.equal(fused.sequences, plain.sequences)
+    scale = max(s.abs().max().item() for s in plain.scores)
+    assert max((a - b).abs().max().item() for a, b in zip(fused.scores, plain.scores)) <= 0.02 * scale
+
+
+def test_cache_left_as_module_path_leaves_it(tiny_checkpoint):
+    folder = tiny_checkpoint("llama")
+    model = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, _ = _prompts()
+    caches = []
+    for use_kernel in (True, False):
+        cache = formers.DynamicCache()
+        with torch.no_grad():
+            model(ids[:1], past_key_values=cache)
+            step = ids[:1, :1]
+            if not use_kernel:
+                with torch.enable_grad():  # autograd on: the module path
+                    model(step, past_key_values=cache)
+            else:
+                model(step, past_key_values=cache)
+        caches.append(cache)
+    fused, plain = caches
+    assert fused.get_seq_length() == plain.get_seq_length() == 10 and fused._seen_tokens == plain._seen_tokens
+    for (k1, v1), (k2, v2) in zip(fused, plain):
+        assert torch.allclose(k1, k2, atol=1e-6) and torch.allclose(v1, v2, atol=1e-6)
+
+
+def test_other_layers_take_the_module_path(tiny_checkpoint, counted):
+    ids, mask = _prompts()
+    for model_type, overrides in (("gemma2", {}), ("mistral", {"sliding_window": 4})):
+        model = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint(model_type, **overrides))
+        _generate(model, ids, mask)
+    assert counted and not any(counted)
