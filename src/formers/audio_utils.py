@@ -67,3 +67,36 @@ def mel_filter_bank(num_frequency_bins: int, num_mel_filters: int, min_frequency
     if norm == "slaney":
         filters = filters * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[None, :]
     return filters
+
+
+def resample(waveform: np.ndarray, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99) -> np.ndarray:
+    """Band-limited (windowed-sinc, Hann window) polyphase resampling of 1-D float audio, the method and
+    defaults of torchaudio.functional.resample, which transformers' ASR pipeline calls for other rates.
+
+    For the reduced ratio orig:new, each of the `new` output phases is a dot product of the input with its
+    own sinc kernel (cut off at rolloff x the lower Nyquist rate) -> one strided conv1d over the input.
+    """
+    import math
+
+    import torch
+    if orig_freq <= 0 or new_freq <= 0:
+        raise ConfigError(f"resample: sampling rates must be positive, got {orig_freq} -> {new_freq}")
+    if orig_freq == new_freq:
+        return waveform
+    divisor = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // divisor, int(new_freq) // divisor
+    cutoff = min(orig, new) * rolloff
+    width = math.ceil(lowpass_filter_width * orig / cutoff)
+    taps = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig
+    phases = torch.arange(0, -new, -1, dtype=torch.float64)[:, None, None] / new
+    t = ((phases + taps) * cutoff).clamp(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t = t * math.pi
+    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t)
+    signal = torch.from_numpy(np.array(waveform))  # a writable copy
+    kernel = (sinc * window * (cutoff / orig)).to(signal.dtype)      # [new, 1, 2 * width + orig]
+    padded = torch.nn.functional.pad(signal[None, None], (width, width + orig))
+    out = torch.nn.functional.conv1d(padded, kernel, stride=orig)  # [1, new, frames]
+    out = out.transpose(1, 2).reshape(-1)[: math.ceil(new * signal.shape[0] / orig)]
+    return out.numpy()

@@ -131,8 +131,6 @@ def test_bad_inputs_raise_formers_errors(models, features):
         ours.generate(torch.zeros(1, 80, 4000), return_timestamps=False)
     with pytest.raises(GenerationError, match="attention_mask"):
         ours.generate(torch.zeros(2, 80, 4000), return_timestamps=True)
-    with pytest.raises(GenerationError, match="no_speech_threshold not implemented"):
-        ours.generate(features[:1], no_speech_threshold=0.6)
     with pytest.raises(GenerationError, match="klingon"):
         ours.generate(features[:1], language="klingon")
     with pytest.raises(GenerationError, match="max_target_positions=64"):

@@ -49,7 +49,8 @@ class CrossAttention(Attention):
             k, v = (proj(encoder_hidden).view(batch, source, self.num_kv_heads, self.head_dim).transpose(1, 2)
                     for proj in (self.k_proj, self.v_proj))
             if cache is not None:
-                k, v = cache.cross_attention_cache.update(k, v, self.layer_idx)
+                k, v = cache.cross_attention_cache.update(  # positions given: no host read of a static length
+                    k, v, self.layer_idx, {"cache_position": torch.arange(source, device=k.device)})
                 cache.is_updated[self.layer_idx] = True
         kernel, args = self._kernel(output_attentions)
         out, weights = kernel(q, k, v, mask, args)
@@ -127,12 +128,12 @@ class Seq2SeqStack(nn.Module):
 
     # --- the forward pass ----------------------------------------------------------------------
     def _self_mask(self, attention_mask, cache_position, key_length: int, batch: int, dtype, device,
-                   output_attentions: bool):
+                   output_attentions: bool, key_positions: torch.Tensor | None = None):
         bias = self.position_bias(cache_position, key_length)
         if self.is_decoder:
             implicit = bias is None and self.config._attn_implementation != "eager" and not output_attentions
             mask = build_attention_mask(attention_mask, cache_position, key_length, dtype,
-                                        allow_implicit_causal=implicit)
+                                        allow_implicit_causal=implicit, key_positions=key_positions)
             if mask is None and bias is not None:
                 mask = build_attention_mask(None, cache_position, key_length, dtype)
         else:
@@ -152,12 +153,16 @@ class Seq2SeqStack(nn.Module):
         hidden = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         batch, length = hidden.shape[:2]
         cache = past_key_values if self.is_decoder and use_cache else None
-        past = cache.get_seq_length() if cache is not None else 0
-        if cache_position is None:
-            cache_position = torch.arange(past, past + length, device=hidden.device)
-        hidden = self.embed_inputs(hidden, input_ids, cache_position, past + length)
-        self_mask = self._self_mask(attention_mask, cache_position, past + length, batch, hidden.dtype,
-                                    hidden.device, output_attentions)
+        slots = cache.self_attention_cache.get_max_length() if cache is not None else None  # static: fixed
+        if cache_position is None or slots is None:  # (a static cache's length is a device value: not read)
+            past = cache.get_seq_length() if cache is not None else 0
+            cache_position = torch.arange(past, past + length, device=hidden.device) \
+                if cache_position is None else cache_position
+        total = slots if slots is not None else past + length
+        hidden = self.embed_inputs(hidden, input_ids, cache_position, total)
+        slot_positions = cache.self_attention_cache.key_positions(cache_position) if cache is not None else None
+        self_mask = self._self_mask(attention_mask, cache_position, total, batch, hidden.dtype,
+                                    hidden.device, output_attentions, slot_positions)
         cross_mask = None
         if encoder_hidden_states is not None:
             cross_mask = padding_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], hidden.dtype,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..audio_utils import resample
 from ..errors import AudioInputError, ConfigError
 from .asr_decode import decode_asr
 from .base import Pipeline
@@ -51,8 +52,8 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                              return_language=None, generate_kwargs=None, max_new_tokens=None, **kwargs):
         if kwargs:
             raise ConfigError(f"automatic-speech-recognition pipeline: unknown arguments {sorted(kwargs)}")
-        if return_timestamps == "word":
-            raise ConfigError("return_timestamps='word' (token timestamps) is not implemented in formers yet")
+        if return_timestamps not in (None, True, False, "word"):
+            raise ConfigError(f"return_timestamps={return_timestamps!r}: Whisper gives True (segments) or 'word'")
         pre = {k: v for k, v in (("chunk_length_s", chunk_length_s), ("stride_length_s", stride_length_s))
                if v is not None}
         forward = dict(generate_kwargs or {})
@@ -79,10 +80,12 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             samples = inputs.get("raw", inputs.get("array"))
             if samples is None or "sampling_rate" not in inputs:
                 raise AudioInputError('a dict input needs "raw" (or "array") samples and their "sampling_rate"')
-            if inputs["sampling_rate"] != rate:
-                raise AudioInputError(f"sampling_rate={inputs['sampling_rate']}: this model expects {rate} Hz "
-                                      f"audio; resample it first (or pass a file, which ffmpeg resamples)")
+            given = inputs["sampling_rate"]
+            if not isinstance(given, (int, np.integer)) or isinstance(given, bool) or given <= 0:
+                raise AudioInputError(f"sampling_rate={given!r}: expected a positive integer number of Hz")
             inputs = samples
+            if given != rate:  # band-limited resampling to the model's rate (torchaudio's method, in torch)
+                inputs = resample(np.asarray(inputs), int(given), rate)
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.cpu().numpy()
         if not isinstance(inputs, np.ndarray):
@@ -100,7 +103,10 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             longer = audio.shape[0] > extractor.n_samples
             features = extractor(audio, sampling_rate=rate, return_tensors="pt", return_attention_mask=True,
                                  **({"truncation": False, "padding": "longest"} if longer else {}))
-            yield {"features": features["input_features"], "attention_mask": features["attention_mask"]}
+            window = {"features": features["input_features"], "attention_mask": features["attention_mask"]}
+            if not longer:  # the clip's length in feature frames crops the alignment (4.45's num_frames)
+                window["num_frames"] = [audio.shape[0] // extractor.hop_length]
+            yield window
             return
         if stride_length_s is None:
             stride_length_s = chunk_length_s / 6
@@ -124,11 +130,20 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         outputs = []
         for window in self._windows(self._audio(inputs), **pre):
             kwargs = {"generation_config": self.generation_config, **forward}
+            words = forward.get("return_timestamps") == "word"
+            if words:  # token timestamps, cropped to the window's real frames
+                kwargs.update(return_token_timestamps=True, return_segments=True, num_frames=window.get("num_frames"))
+                if "stride" in window:
+                    kwargs["num_frames"] = window["stride"][0] // self.feature_extractor.hop_length
             with torch.inference_mode():
                 if "attention_mask" in window:
                     kwargs["attention_mask"] = window["attention_mask"].to(self.device)
                 tokens = self.model.generate(window["features"].to(self.device, self.model.dtype), **kwargs)
-            output = {"tokens": tokens.cpu()}
+            if words:
+                times = [torch.cat([s["token_timestamps"] for s in row]) for row in tokens["segments"]]
+                output = {"tokens": tokens["sequences"].cpu(), "token_timestamps": times}
+            else:
+                output = {"tokens": tokens.cpu()}
             if "stride" in window:
                 rate = self.feature_extractor.sampling_rate
                 output["stride"] = tuple(value / rate for value in window["stride"])

@@ -21,7 +21,7 @@ from ...generation.logits_process import (
     SuppressTokensLogitsProcessor,
 )
 from ...modeling_outputs import BaseModelOutput
-from .fallback import decode_window
+from .fallback import WindowOptions, decode_window
 from .languages import TASK_IDS, TO_LANGUAGE_CODE
 
 NEG_INF = -float("inf")
@@ -179,20 +179,10 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     elif not isinstance(encoder_outputs, BaseModelOutput):
         encoder_outputs = BaseModelOutput(*encoder_outputs)
     hidden = encoder_outputs.last_hidden_state
-    threshold = kwargs.pop("compression_ratio_threshold", None)
-    logprob_threshold = kwargs.pop("logprob_threshold", None)
-    if logprob_threshold is not None and kwargs.get("num_beams", config.num_beams) > 1:
-        raise GenerationError("generate(logprob_threshold=..., num_beams>1) is not implemented in formers yet")
-    unsupported = [name for name in ("no_speech_threshold",
-                                     "condition_on_prev_tokens", "return_token_timestamps") if kwargs.pop(name, None)]
-    if unsupported:
-        raise GenerationError(f"generate(): {', '.join(unsupported)} not implemented for Whisper in formers yet")
-    temperatures = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature]
+    options, return_token_timestamps = _window_options(model, config, kwargs, temperature)
     if return_timestamps is None:
         return_timestamps = getattr(config, "return_timestamps", None)
     if long_form:
-        if prompt_ids is not None:
-            raise GenerationError("generate(prompt_ids=...) with long-form audio is not implemented in formers yet")
         if return_timestamps is False:
             raise GenerationError(f"generate(): {input_features.shape[-1]} feature frames (> 30 s) is decoded "
                                   "long-form, which needs the timestamp tokens: pass return_timestamps=True")
@@ -217,9 +207,12 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     user_ids = kwargs.pop("decoder_input_ids", None)
     if user_ids is not None:
         prompt = user_ids
-    elif prompt_ids is not None:
+    elif prompt_ids is not None and not long_form:
         prompt = torch.cat([prompt_ids.to(prompt.device)[None].expand(prompt.shape[0], -1), prompt], dim=-1)
     kwargs.pop("decoder_attention_mask", None)
+    if config.suppress_tokens is not None and getattr(config, "prev_sot_token_id", None) is None:
+        # 4.45 takes <|startofprev|> as the next-to-last suppressed id when the config does not name it
+        config.prev_sot_token_id = config.suppress_tokens[-2] if len(config.suppress_tokens) > 1 else None
     max_positions = model.config.max_target_positions
     if (config.max_new_tokens or 0) + prompt.shape[-1] > max_positions:
         raise GenerationError(f"generate(): the decoder prompt ({prompt.shape[-1]} tokens incl. start/prompt tokens) "
@@ -234,7 +227,7 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     if config.suppress_tokens is not None:
         processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens, hidden.device))
         config.suppress_tokens = None
-    if return_timestamps:
+    if return_timestamps is True:  # 4.45: the pipeline's "word" leaves timestamps out of the grammar
         processors.append(WhisperTimeStampLogitsProcessor(config, begin_index=begin))
     processors += list(logits_processor or [])
 
@@ -244,19 +237,66 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     if long_form:
         from .longform import generate_long_form
         return generate_long_form(model, input_features, attention_mask, config, prompt, processors, kwargs,
-                                  return_segments, temperatures, threshold, logprob_threshold)
-    rows = decode_window(model, hidden, prompt, config, processors, kwargs, temperatures, threshold,
-                         [False] * prompt.shape[0], keep_prompt=True, logprob_threshold=logprob_threshold)
+                                  return_segments, options, prompt_ids=prompt_ids)
+    return _short_form(model, hidden, prompt, config, processors, kwargs, options, return_segments,
+                       return_token_timestamps)
 
+
+def _short_form(model, hidden, prompt, config, processors, kwargs, options, return_segments: bool,
+                return_token_timestamps: bool):
+    """One window per row: 4.45's segments of each row (prompt included), joined and right-padded."""
+    from .longform import _segments
+    rows = decode_window(model, hidden, prompt, config, processors, kwargs, options, [False] * prompt.shape[0],
+                         keep_prompt=True)
     timestamp_begin = getattr(config, "no_timestamps_token_id", model.config.vocab_size) + 1
-    kept = [split_segments(row, timestamp_begin) if len(row) else [row] for row in rows]
-    rows = [torch.cat(pieces) for pieces in kept]
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), config.pad_token_id, dtype=torch.long, device=prompt.device)
-    for index, row in enumerate(rows):
+    frames = 2 * model.config.max_source_positions
+    kept = [[] if row.skip else _segments(row.tokens, timestamp_begin, 0.0, frames, 0.02, row.token_timestamps)[0]
+            for row in rows]
+    joined = [torch.cat([s["tokens"] for s in pieces]) if pieces else prompt.new_zeros(0) for pieces in kept]
+    out = torch.full((len(joined), max(len(r) for r in joined)), config.pad_token_id, dtype=torch.long,
+                     device=prompt.device)
+    for index, row in enumerate(joined):
         out[index, : len(row)] = row
     if config.max_new_tokens is None and config.max_length is None:
         out = torch.cat([out, out.new_full((out.shape[0], 1), config.eos_token_id)], dim=-1)
     if return_segments:
         return {"sequences": out, "segments": kept}
+    if return_token_timestamps:
+        return {"sequences": out, "token_timestamps": torch.stack([row.token_timestamps for row in rows])}
     return out
+
+
+def _window_options(model, config, kwargs: dict, temperature) -> tuple[WindowOptions, bool]:
+    """Fallback, no-speech, conditioning and token-timestamp settings (arguments over generation_config)."""
+    def setting(name: str):
+        value = kwargs.pop(name, None)
+        return value if value is not None else getattr(config, name, None)
+
+    temperatures = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature]
+    options = WindowOptions(temperatures, setting("compression_ratio_threshold"), setting("logprob_threshold"),
+                            setting("no_speech_threshold"), bool(setting("condition_on_prev_tokens")))
+    beams = kwargs.get("num_beams", config.num_beams) > 1
+    if options.logprob_threshold is not None and beams:
+        raise GenerationError("generate(logprob_threshold=..., num_beams>1) is not implemented in formers yet")
+    if options.no_speech_threshold is not None and options.logprob_threshold is None:
+        raise GenerationError("generate(no_speech_threshold=...) needs logprob_threshold as well: a window is "
+                              "skipped as silence only when its average log-probability is also below it")
+    condition_type = kwargs.pop("prompt_condition_type", None) or "first-segment"
+    if condition_type not in ("first-segment", "all-segments"):
+        raise GenerationError(f"generate(prompt_condition_type={condition_type!r}): expected 'first-segment' or "
+                              "'all-segments'")
+    if condition_type == "all-segments" and not options.condition_on_prev_tokens:
+        raise GenerationError("generate(prompt_condition_type='all-segments') needs condition_on_prev_tokens=True")
+    config.prompt_condition_type = condition_type
+    num_frames = kwargs.pop("num_frames", None)
+    return_token_timestamps = bool(kwargs.pop("return_token_timestamps", None))
+    if return_token_timestamps:
+        heads = getattr(config, "alignment_heads", None)
+        if heads is None:
+            raise GenerationError("generate(return_token_timestamps=True): generation_config has no "
+                                  "`alignment_heads` ([layer, head] pairs of the cross-attention used for alignment)")
+        if beams:
+            raise GenerationError("generate(return_token_timestamps=True, num_beams>1) is not implemented in formers")
+        options.alignment = {"alignment_heads": heads, "median_filter_width": model.config.median_filter_width,
+                             "num_frames": num_frames}
+    return options, return_token_timestamps

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ConfigError
+from ...errors import ConfigError, GenerationError
 from ...loading.key_map import KeyMap
 from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding, Linear
@@ -76,15 +76,30 @@ class WhisperEncoderStack(Seq2SeqStack):
 
 
 class WhisperDecoderStack(Seq2SeqStack):
-    """Learned decoder positions, indexed by the absolute (cache) position."""
+    """Learned decoder positions. As in 4.45 they count the unpadded tokens of the decoder mask
+    (cumsum - 1, clamped at 0), so a left-padded prompt (earlier segments' text) starts its real tokens
+    at position 0; without a mask they are the cache positions."""
 
     def __init__(self, config: WhisperConfig, layers, norm, embed):
         super().__init__(config, True, layers, norm, embed)
         self.embed_positions = Embedding(config.max_target_positions, config.d_model)
 
     def embed_inputs(self, hidden, input_ids, cache_position, total_length=None):
-        hidden = hidden + self.embed_positions(cache_position).to(hidden.dtype)
-        return F.dropout(hidden, self.config.dropout, self.training)
+        return hidden  # positions were added in forward (they need the mask)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, past_key_values=None, use_cache=None,
+                cache_position=None, **kwargs):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise GenerationError("decoder forward: pass exactly one of `input_ids` or `inputs_embeds`")
+        hidden = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        if cache_position is None:
+            past = past_key_values.get_seq_length() if past_key_values is not None and use_cache else 0
+            cache_position = torch.arange(past, past + hidden.shape[1], device=hidden.device)
+        positions = cache_position if attention_mask is None or attention_mask.dim() != 2 else \
+            (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, cache_position]
+        hidden = F.dropout(hidden + self.embed_positions(positions).to(hidden.dtype), self.config.dropout, self.training)
+        return super().forward(inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=past_key_values,
+                               use_cache=use_cache, cache_position=cache_position, **kwargs)
 
 
 class WhisperModel(Seq2SeqModel):
