@@ -126,37 +126,53 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                 break
 
     # --- running ----------------------------------------------------------------------------------
-    def _transcribe(self, inputs: Any, pre: dict, forward: dict, post: dict) -> dict[str, Any]:
+    def _generate(self, group: list[dict[str, Any]], forward: dict) -> list[dict[str, Any]]:
+        """One generate() over a group of windows (stacked, as 4.45 batches chunks) -> one output per window."""
+        kwargs = {"generation_config": self.generation_config, **forward}
+        words = forward.get("return_timestamps") == "word"
+        hop = self.feature_extractor.hop_length
+        if words:  # token timestamps, cropped to the windows' real frames
+            frames = group[0].get("num_frames")
+            if "stride" in group[0]:
+                frames = group[0]["stride"][0] // hop if len(group) == 1 else [w["stride"][0] // hop for w in group]
+            kwargs.update(return_token_timestamps=True, return_segments=True, num_frames=frames)
+        features = torch.cat([w["features"] for w in group]).to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            if "attention_mask" in group[0]:
+                kwargs["attention_mask"] = group[0]["attention_mask"].to(self.device)
+            tokens = self.model.generate(features, **kwargs)
         outputs = []
-        for window in self._windows(self._audio(inputs), **pre):
-            kwargs = {"generation_config": self.generation_config, **forward}
-            words = forward.get("return_timestamps") == "word"
-            if words:  # token timestamps, cropped to the window's real frames
-                kwargs.update(return_token_timestamps=True, return_segments=True, num_frames=window.get("num_frames"))
-                if "stride" in window:
-                    kwargs["num_frames"] = window["stride"][0] // self.feature_extractor.hop_length
-            with torch.inference_mode():
-                if "attention_mask" in window:
-                    kwargs["attention_mask"] = window["attention_mask"].to(self.device)
-                tokens = self.model.generate(window["features"].to(self.device, self.model.dtype), **kwargs)
+        for row, window in enumerate(group):
             if words:
-                times = [torch.cat([s["token_timestamps"] for s in row]) for row in tokens["segments"]]
-                output = {"tokens": tokens["sequences"].cpu(), "token_timestamps": times}
+                times = torch.cat([s["token_timestamps"] for s in tokens["segments"][row]])
+                output = {"tokens": tokens["sequences"][row:row + 1].cpu(), "token_timestamps": [times]}
             else:
-                output = {"tokens": tokens.cpu()}
+                output = {"tokens": tokens[row:row + 1].cpu()}
             if "stride" in window:
                 rate = self.feature_extractor.sampling_rate
                 output["stride"] = tuple(value / rate for value in window["stride"])
             outputs.append(output)
+        return outputs
+
+    def _transcribe(self, inputs: Any, pre: dict, forward: dict, post: dict, batch_size: int = 1) -> dict[str, Any]:
+        windows = list(self._windows(self._audio(inputs), **pre))
+        size = batch_size if all("stride" in w for w in windows) else 1  # chunks are batched, as in 4.45
+        outputs = []
+        for start in range(0, len(windows), size):
+            outputs += self._generate(windows[start:start + size], forward)
         precision = self.feature_extractor.chunk_length / self.model.config.max_source_positions
         text, extra = decode_asr(self.tokenizer, outputs, return_timestamps=post.get("return_timestamps", False),
                                  return_language=post.get("return_language"), time_precision=precision)
         return {"text": text, **extra}
 
-    def __call__(self, inputs: Any, **kwargs: Any):
+    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any):
+        """`batch_size`: chunks (chunk_length_s) decoded together; separate inputs are decoded one by one."""
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ConfigError(f"batch_size={batch_size!r}: expected a positive integer")
+        size = batch_size or getattr(self, "_batch_size", None) or 1
         pre, forward, post = self._sanitize_parameters(**kwargs)
         pre, forward, post = ({**self._preprocess_params, **pre}, {**self._forward_params, **forward},
                               {**self._postprocess_params, **post})
         if isinstance(inputs, list):
-            return [self._transcribe(item, pre, forward, post) for item in inputs]
-        return self._transcribe(inputs, pre, forward, post)
+            return [self._transcribe(item, pre, forward, post, size) for item in inputs]
+        return self._transcribe(inputs, pre, forward, post, size)
