@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "Qwen2Tokenizer": "tokenization", "Qwen2TokenizerFast": "tokenization",
     "T5TokenizerFast": "models.t5.tokenization_t5", "BartTokenizerFast": "models.bart.tokenization_bart",
     "MBartTokenizerFast": "models.mbart.tokenization_mbart", "MarianTokenizer": "models.marian.tokenization_marian",
+    "NllbTokenizer": "models.m2m_100.tokenization_nllb", "NllbTokenizerFast": "models.m2m_100.tokenization_nllb",
     # logging and utils (transformers.logging is transformers.utils.logging)
     "logging": "utils",
     # generation

@@ -143,6 +143,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         tp_plan = kwargs.pop("tp_plan", None)  # "auto": tensor parallel over the process group
         source = open_weights(pretrained_model_name_or_path, kwargs.pop("gguf_file", None),
                               quantization.gguf_keep_types, hub)
+        overrides = dict(kwargs)  # config fields given here also reach a saved generation config (as 4.45)
         config = _resolve_config(cls, pretrained_model_name_or_path, config or source.config, hub, kwargs,
                                  attn_implementation)
         dtype = _resolve_dtype(torch_dtype, config, source.stored_dtype)
@@ -166,7 +167,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         model.to(device)  # non-persistent buffers (rotary tables) follow the weights
         model.eval()
         if model.can_generate():
-            model.generation_config = _load_generation_config(pretrained_model_name_or_path, config, hub)
+            model.generation_config = _load_generation_config(pretrained_model_name_or_path, config, hub,
+                                                              overrides)
         return model
 
     # --- saving ------------------------------------------------------------------------------------
@@ -206,7 +208,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
 def _resolve_config(cls, path, config, hub, kwargs, attn_implementation) -> PretrainedConfig:
     if config is None:
         config = cls.config_class.from_pretrained(path, **hub)
-    unknown = [k for k in kwargs if k not in config._fields and not hasattr(config, k)]
+    from .generation.configuration_utils import FIELD_DEFAULTS  # generation fields are config attributes in 4.45
+    unknown = [k for k in kwargs if k not in config._fields and not hasattr(config, k) and k not in FIELD_DEFAULTS]
     if unknown:
         raise ConfigError(f"from_pretrained: unexpected arguments {unknown}; expected loading options or "
                           f"fields of {type(config).__name__}")
@@ -311,8 +314,14 @@ def _report_key_mismatch(cls_name: str, path, missing: list[str], unexpected: li
                        "initialized: %s", cls_name, path, missing)
 
 
-def _load_generation_config(path, config: PretrainedConfig, hub: dict):
-    from .generation.configuration_utils import GenerationConfig
+def _load_generation_config(path, config: PretrainedConfig, hub: dict, overrides: dict):
+    from .generation.configuration_utils import FIELD_DEFAULTS, GenerationConfig
     if resolve_file(path, "generation_config.json", required=False, **hub) is not None:
-        return GenerationConfig.from_pretrained(path, **hub)
+        loaded = GenerationConfig.from_pretrained(path, **hub)
+        changed = {key for key in overrides.keys() & FIELD_DEFAULTS.keys() if overrides[key] != FIELD_DEFAULTS[key]}
+        if changed and loaded._from_model_config:  # 4.45's generate() then rebuilds it from the model config
+            return GenerationConfig.from_model_config(config)
+        for key in changed:  # e.g. from_pretrained(..., forced_bos_token_id=0) in BART's docs
+            setattr(loaded, key, overrides[key])
+        return loaded
     return GenerationConfig.from_model_config(config)

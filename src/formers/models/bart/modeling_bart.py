@@ -20,6 +20,7 @@ from ...modeling.seq2seq import (
     Seq2SeqModel,
     Seq2SeqStack,
     make_attention,
+    shift_tokens_right,
 )
 from .configuration_bart import BartConfig
 
@@ -56,6 +57,17 @@ class BartModel(Seq2SeqModel):
     checkpoint_keys = bart_key_map()
     pre_norm: ClassVar[bool] = False  # mBART: True (and a final LayerNorm per stack)
     stack_class: ClassVar[type[Seq2SeqStack]] = BartStack
+
+    def default_decoder_inputs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs when none are given: the encoder ids shifted right (BART's denoising setup)."""
+        return shift_tokens_right(input_ids, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, *args, **kwargs):
+        """As Seq2SeqModel's; without decoder_input_ids/decoder_inputs_embeds the decoder reads the
+        shifted encoder ids (so `model(input_ids).logits` works, as in 4.45's mask-filling example)."""
+        if decoder_input_ids is None and kwargs.get("decoder_inputs_embeds") is None and input_ids is not None:
+            decoder_input_ids = self.default_decoder_inputs(input_ids)
+        return super().forward(input_ids, attention_mask, decoder_input_ids, *args, **kwargs)
 
     def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         scale = self.config.d_model ** 0.5 if self.config.scale_embedding else 1.0

@@ -12,6 +12,9 @@ class MBartModel(BartModel):
     config_class = MBartConfig
     pre_norm = True
 
+    def default_decoder_inputs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right_wrapped(input_ids, self.config.pad_token_id)
+
 
 def shift_tokens_right_wrapped(labels: torch.Tensor, pad_token_id: int) -> torch.Tensor:
     """labels [B, T] -> decoder inputs: each row's last non-pad token first, then the labels shifted right."""

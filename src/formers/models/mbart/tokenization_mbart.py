@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...tokenization.profiles import get_profile
 from ..m2m_100.tokenization_nllb import NllbTokenizerFast
 
 
@@ -15,6 +16,8 @@ class MBartTokenizerFast(NllbTokenizerFast):
         kwargs.pop("legacy_behaviour", None)
         super().__init__(*args, src_lang=src_lang or "en_XX", tgt_lang=tgt_lang, legacy_behaviour=True, **kwargs)
         self.init_kwargs.pop("legacy_behaviour", None)  # not an MBart setting
+        self.lang_code_to_id = {code: self.convert_tokens_to_ids(code)
+                                for code in get_profile(self.profile_name).extra_special_tokens}
 
 
 __all__ = ["MBartTokenizerFast"]

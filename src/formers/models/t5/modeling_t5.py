@@ -20,6 +20,7 @@ from ...modeling.seq2seq import (
     Seq2SeqModel,
     Seq2SeqStack,
     make_attention,
+    shift_tokens_right,
 )
 from .configuration_t5 import T5Config
 
@@ -53,6 +54,10 @@ class T5KeyLayout:
     @classmethod
     def key_map(cls, config: T5Config) -> KeyMap:
         return T5_KEYS[config.is_gated_act]
+
+    def _shift_right(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Target ids [B, T] -> decoder inputs (start token first, -100 -> pad), under 4.45's name."""
+        return shift_tokens_right(input_ids, self.config.pad_token_id, self.config.decoder_start_token_id)
 
 
 def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int,
