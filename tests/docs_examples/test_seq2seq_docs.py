@@ -188,6 +188,36 @@ translated = model.generate(**tokenizer(src_text, return_tensors="pt", padding=T
 print([tokenizer.decode(t, skip_special_tokens=True) for t in translated])
 '''
 
+TASK_TRANSLATION = '''
+text = "translate English to French: Legumes share resources with nitrogen-fixing bacteria."
+from transformers import pipeline
+translator = pipeline("translation_xx_to_yy", model="my_awesome_opus_books_model")
+print(translator(text))
+from transformers import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("my_awesome_opus_books_model")
+inputs = tokenizer(text, return_tensors="pt").input_ids
+from transformers import AutoModelForSeq2SeqLM
+model = AutoModelForSeq2SeqLM.from_pretrained("my_awesome_opus_books_model")
+import torch; torch.manual_seed(0)  # added: 4.45.2's T5 loading draws from the global RNG (tied embeddings
+# absent from the file are initialised before tying), formers' does not, so the seed is set after loading
+outputs = model.generate(inputs, max_new_tokens=40, do_sample=True, top_k=30, top_p=0.95)
+print(tokenizer.decode(outputs[0], skip_special_tokens=True))
+'''
+
+TASK_SUMMARIZATION = '''
+text = "summarize: The Inflation Reduction Act lowers prescription drug costs, health care costs, and energy costs. It's the most aggressive action on tackling the climate crisis in American history, which will lift up American workers and create good-paying, union jobs across the country. It'll lower the deficit and ask the ultra-wealthy and corporations to pay their fair share. And no one making under $400,000 per year will pay a penny more in taxes."
+from transformers import pipeline
+summarizer = pipeline("summarization", model="stevhliu/my_awesome_billsum_model")
+print(summarizer(text))
+from transformers import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("stevhliu/my_awesome_billsum_model")
+inputs = tokenizer(text, return_tensors="pt").input_ids
+from transformers import AutoModelForSeq2SeqLM
+model = AutoModelForSeq2SeqLM.from_pretrained("stevhliu/my_awesome_billsum_model")
+outputs = model.generate(inputs, max_new_tokens=100, do_sample=False)
+print(tokenizer.decode(outputs[0], skip_special_tokens=True))
+'''
+
 CASES = {
     "t5_mask_loss": ("t5", T5_MASK_LOSS, "google-t5/t5-small"),
     "t5_batch_loss": ("t5", T5_BATCH_LOSS, "google-t5/t5-small"),
@@ -201,6 +231,8 @@ CASES = {
     "mbart_train_and_generate": ("mbart", MBART_TRAIN_AND_GENERATE, "facebook/mbart-large-en-ro"),
     "nllb_generate": ("nllb", NLLB_GENERATE, "facebook/nllb-200-distilled-600M"),
     "marian_multilingual": ("marian", MARIAN_MULTILINGUAL, "Helsinki-NLP/opus-mt-en-roa"),
+    "task_translation": ("t5", TASK_TRANSLATION, "my_awesome_opus_books_model"),
+    "task_summarization": ("t5", TASK_SUMMARIZATION, "stevhliu/my_awesome_billsum_model"),
 }
 
 
