@@ -79,7 +79,7 @@ _EXPORTS: dict[str, str] = {
     # training
     "Trainer": "trainer", "TrainingArguments": "training_args", "IntervalStrategy": "training_args",
     "TrainerState": "trainer_state", "TrainerCallback": "trainer_callback", "TrainerControl": "trainer_callback",
-    "DataCollatorForLanguageModeling": "data", "DataCollatorWithPadding": "data", "default_data_collator": "data",
+    "DataCollatorForLanguageModeling": "data", "DataCollatorForSeq2Seq": "data", "DataCollatorWithPadding": "data", "default_data_collator": "data",
     "get_scheduler": "optimization", "SchedulerType": "optimization",
     "get_constant_schedule": "optimization", "get_constant_schedule_with_warmup": "optimization",
     "get_linear_schedule_with_warmup": "optimization", "get_cosine_schedule_with_warmup": "optimization",

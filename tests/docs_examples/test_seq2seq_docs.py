@@ -218,6 +218,33 @@ outputs = model.generate(inputs, max_new_tokens=100, do_sample=False)
 print(tokenizer.decode(outputs[0], skip_special_tokens=True))
 '''
 
+TASK_TRANSLATION_PREPROCESS = '''
+from transformers import AutoTokenizer
+checkpoint = "google-t5/t5-small"
+tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+source_lang = "en"
+target_lang = "fr"
+prefix = "translate English to French: "
+def preprocess_function(examples):
+    inputs = [prefix + example[source_lang] for example in examples["translation"]]
+    targets = [example[target_lang] for example in examples["translation"]]
+    model_inputs = tokenizer(inputs, text_target=targets, max_length=128, truncation=True)
+    return model_inputs
+from transformers import DataCollatorForSeq2Seq
+data_collator = DataCollatorForSeq2Seq(tokenizer=tokenizer, model=checkpoint)
+# added: a small in-memory dataset in place of opus_books (datasets is not used offline)
+books = {"translation": [{"en": "Hello world", "fr": "Bonjour le monde"}, {"en": "The quick brown fox jumps.", "fr": "Le renard"},
+                         {"en": "Yes", "fr": "Oui, bien sur, avec plaisir."}]}
+encoded = preprocess_function(books)
+features = [{key: value[i] for key, value in encoded.items()} for i in range(3)]
+print({key: value.tolist() for key, value in data_collator(features).items()})
+from transformers import AutoModelForSeq2SeqLM
+model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint)
+tokenizer.padding_side = "left"
+collator = DataCollatorForSeq2Seq(tokenizer=tokenizer, model=model, pad_to_multiple_of=8)
+print({key: value.tolist() for key, value in collator(features).items()})
+'''
+
 CASES = {
     "t5_mask_loss": ("t5", T5_MASK_LOSS, "google-t5/t5-small"),
     "t5_batch_loss": ("t5", T5_BATCH_LOSS, "google-t5/t5-small"),
@@ -231,6 +258,7 @@ CASES = {
     "mbart_train_and_generate": ("mbart", MBART_TRAIN_AND_GENERATE, "facebook/mbart-large-en-ro"),
     "nllb_generate": ("nllb", NLLB_GENERATE, "facebook/nllb-200-distilled-600M"),
     "marian_multilingual": ("marian", MARIAN_MULTILINGUAL, "Helsinki-NLP/opus-mt-en-roa"),
+    "task_translation_preprocess": ("t5", TASK_TRANSLATION_PREPROCESS, "google-t5/t5-small"),
     "task_translation": ("t5", TASK_TRANSLATION, "my_awesome_opus_books_model"),
     "task_summarization": ("t5", TASK_SUMMARIZATION, "stevhliu/my_awesome_billsum_model"),
 }

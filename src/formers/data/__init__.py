@@ -1,3 +1,3 @@
-from .data_collator import DataCollatorForLanguageModeling, DataCollatorWithPadding, default_data_collator
+from .data_collator import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, DataCollatorWithPadding, default_data_collator
 
-__all__ = ["DataCollatorForLanguageModeling", "DataCollatorWithPadding", "default_data_collator"]
+__all__ = ["DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorWithPadding", "default_data_collator"]

@@ -113,3 +113,42 @@ class DataCollatorWithPadding:
             if source in batch:
                 batch["labels"] = batch.pop(source)
         return batch
+
+
+@dataclass
+class DataCollatorForSeq2Seq:
+    """Seq2seq batches: inputs padded by the tokenizer, `labels` padded with `label_pad_token_id` (-100, so
+    the loss skips them) on the tokenizer's padding side, and `decoder_input_ids` shifted from the labels
+    when `model` is a model that can do it (a checkpoint name, as in 4.45's translation guide, adds none)."""
+
+    tokenizer: Any
+    model: Any = None
+    padding: bool | str = True
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+    label_pad_token_id: int = IGNORE_INDEX
+    return_tensors: str = "pt"
+
+    def _label_length(self, labels: list[list[int]]) -> int:
+        if self.padding == "max_length" and self.max_length is not None:
+            return self.max_length
+        length = max(len(row) for row in labels)
+        if self.pad_to_multiple_of is not None and length % self.pad_to_multiple_of:
+            length += self.pad_to_multiple_of - length % self.pad_to_multiple_of
+        return length
+
+    def __call__(self, features: list[dict[str, Any]], return_tensors: str | None = None) -> dict[str, torch.Tensor]:
+        key = "label" if "label" in features[0] else "labels"
+        labels = [list(f[key]) for f in features] if features[0].get(key) is not None else None
+        inputs = [{k: v for k, v in f.items() if k not in ("label", "labels")} for f in features]
+        batch = dict(self.tokenizer.pad(inputs, padding=self.padding, max_length=self.max_length,
+                                        pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
+        if labels is None:
+            return batch
+        length, left = self._label_length(labels), self.tokenizer.padding_side == "left"
+        rows = [[self.label_pad_token_id] * (length - len(r)) + r if left else r + [self.label_pad_token_id] *
+                (length - len(r)) for r in labels]
+        batch["labels"] = torch.tensor(rows, dtype=torch.long)
+        if hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
+            batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
+        return batch
