@@ -56,8 +56,23 @@ FAMILY_SHAPES = {
 }
 
 
-def family_checkpoint(family: str) -> Path:
-    """Build (once) a random-weight checkpoint of `family` at ~135M parameters with the oracle, in fp32."""
+# other Llama shapes (`shape=` of family_checkpoint): SmolLM-360M's
+SHAPES = {"smollm-360m": dict(SMOLLM_SHAPE, hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                              num_attention_heads=15, num_key_value_heads=5)}
+
+
+def family_checkpoint(family: str, shape: str | None = None) -> Path:
+    """Build (once) a random-weight checkpoint of `family` at ~135M parameters with the oracle, in fp32
+    (`shape`: a Llama of another size from SHAPES instead)."""
+    if shape is not None:
+        folder = OUT / f"{shape}-shaped"
+        if not (folder / "config.json").exists():
+            import torch
+            import transformers
+
+            torch.manual_seed(0)
+            transformers.LlamaForCausalLM(transformers.LlamaConfig(**SHAPES[shape])).save_pretrained(folder)
+        return folder
     if family == "llama":
         return smollm_checkpoint()
     folder = OUT / f"{family}-135m-shaped"

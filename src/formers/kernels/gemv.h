@@ -101,11 +101,39 @@ inline void block(const float* x, const W* w, int64_t K, const float* bias, cons
   }
 }
 
+// One input row: each weight row read front to back (one sequential stream, which the hardware prefetcher
+// follows; interleaving rows shortens the streams and lost ~30% of bandwidth), four accumulators.
+template <typename W, typename Y>
+void single_row(const float* x, const W* w, int64_t K, const float* bias, const float* scale, Y* y,
+                int64_t begin, int64_t end) {
+  const int64_t k4 = K - K % (4 * kLanes), kv = K - K % kLanes;
+  for (int64_t n = begin; n < end; ++n) {
+    const W* row = w + n * K;
+    Vec a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    int64_t k = 0;
+    for (; k < k4; k += 4 * kLanes) {
+      a0 = vfma(vload(row + k), vload(x + k), a0);
+      a1 = vfma(vload(row + k + kLanes), vload(x + k + kLanes), a1);
+      a2 = vfma(vload(row + k + 2 * kLanes), vload(x + k + 2 * kLanes), a2);
+      a3 = vfma(vload(row + k + 3 * kLanes), vload(x + k + 3 * kLanes), a3);
+    }
+    for (; k < kv; k += kLanes) a0 = vfma(vload(row + k), vload(x + k), a0);
+    float s = vsum(a0) + vsum(a1) + vsum(a2) + vsum(a3);
+    for (; k < K; ++k) s += x[k] * to_float(row[k]);
+    if (scale != nullptr) s *= scale[n];
+    if (bias != nullptr) s += bias[n];
+    y[n] = static_cast<Y>(s);
+  }
+}
+
 // Rows [begin, end) of one weight, R rows at a time and single rows for the tail.
 template <int M, typename W, typename Y>
 void rows_range(const float* x, const W* w, int64_t K, const float* bias, const float* scale, Y* y, int64_t ldy, int64_t begin,
                 int64_t end) {
-  constexpr int R = M == 1 ? 8 : (M <= 4 ? 4 : 2);
+  if constexpr (M == 1) {
+    return single_row(x, w, K, bias, scale, y, begin, end);
+  }
+  constexpr int R = M <= 4 ? 4 : 2;
   int64_t n = begin;
   for (; n + R <= end; n += R) block<M, R>(x, w, K, bias, scale, y, ldy, n);
   for (; n < end; ++n) block<M, 1>(x, w, K, bias, scale, y, ldy, n);
