@@ -77,7 +77,8 @@ _EXPORTS: dict[str, str] = {
     "GenerateEncoderDecoderOutput": "generation.outputs", "GenerateBeamEncoderDecoderOutput": "generation.outputs",
     "set_seed": "trainer_utils",
     # training
-    "Trainer": "trainer", "TrainingArguments": "training_args", "IntervalStrategy": "training_args",
+    "Trainer": "trainer", "TrainingArguments": "training_args", "Seq2SeqTrainer": "trainer_seq2seq",
+    "Seq2SeqTrainingArguments": "training_args_seq2seq", "EvalPrediction": "trainer_utils", "IntervalStrategy": "training_args",
     "TrainerState": "trainer_state", "TrainerCallback": "trainer_callback", "TrainerControl": "trainer_callback",
     "DataCollatorForLanguageModeling": "data", "DataCollatorForSeq2Seq": "data", "DataCollatorWithPadding": "data", "default_data_collator": "data",
     "get_scheduler": "optimization", "SchedulerType": "optimization",

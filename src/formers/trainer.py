@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 class Trainer(DistributedTrainerMixin):
+    _label_shift = 1  # causal LM labels are the inputs; the targets start one position later
     def __init__(self, model: nn.Module | None = None, args: TrainingArguments | None = None,
                  data_collator: Callable | None = None, train_dataset=None, eval_dataset=None, tokenizer=None,
                  model_init: Callable | None = None, compute_metrics: Callable | None = None,
@@ -211,7 +212,8 @@ class Trainer(DistributedTrainerMixin):
     def _optimizer_step(self, window: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One update from a window of micro-batches -> (loss of the step, gradient norm)."""
         has_labels = all("labels" in b for b in window)
-        num_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in window) if has_labels else None
+        num_items = sum(int((b["labels"][:, self._label_shift:] != IGNORE_INDEX).sum()) for b in window) \
+            if has_labels else None
         tokens = sum(_token_count(batch) for batch in window)
         with dist_train.collective_errors(self._dist, f"step {self.state.global_step + 1}"):
             if self._dist is not None:  # label tokens and tokens of the global window (every rank's)

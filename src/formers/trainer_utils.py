@@ -71,3 +71,27 @@ def neftune_post_forward_hook(module, input, output):
         magnitude = module.neftune_noise_alpha / torch.sqrt(dims)
         output = output + torch.zeros_like(output).uniform_(-magnitude, magnitude)
     return output
+
+
+class EvalPrediction:
+    """What `compute_metrics` receives: predictions and label ids (numpy), unpackable as a pair."""
+
+    def __init__(self, predictions, label_ids, inputs=None):
+        self.predictions, self.label_ids, self.inputs = predictions, label_ids, inputs
+
+    def _fields(self) -> tuple:
+        return (self.predictions, self.label_ids) if self.inputs is None else \
+            (self.predictions, self.label_ids, self.inputs)
+
+    def __iter__(self):
+        return iter(self._fields())
+
+    def __getitem__(self, index: int):
+        return self._fields()[index]
+
+
+class PredictionOutput(NamedTuple):
+    """Trainer.predict's result: predictions and label_ids as numpy arrays (or None) and the metrics."""
+    predictions: Any
+    label_ids: Any
+    metrics: dict[str, float] | None

@@ -96,6 +96,10 @@ class T5Stack(Seq2SeqStack):
 class T5Model(T5KeyLayout, Seq2SeqModel):
     config_class = T5Config
 
+    def __init__(self, config: T5Config):
+        super().__init__(config)
+        self.shared.padding_idx = None  # 4.45's T5 embedding has no padding row: the pad id's row trains too
+
     def make_stack(self, config: T5Config, is_decoder: bool) -> T5Stack:
         spec = AttentionSpec(config.num_heads, config.num_heads, config.d_kv, scale=1.0, rotary=None)
 
