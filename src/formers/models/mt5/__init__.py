@@ -1,7 +1,7 @@
 """mT5: T5's architecture with mT5's config defaults (gated-GELU, untied embeddings, 250k vocabulary)."""
 from .configuration_mt5 import MT5Config
-from .modeling_mt5 import MT5ForConditionalGeneration, MT5Model
+from .modeling_mt5 import MT5EncoderModel, MT5ForConditionalGeneration, MT5Model
 
 CONFIG_CLASS = MT5Config
 MODEL_CLASSES = {"base": MT5Model, "seq2seq_lm": MT5ForConditionalGeneration}
-__all__ = ["MT5Config", "MT5ForConditionalGeneration", "MT5Model"]
+__all__ = ["MT5Config", "MT5EncoderModel", "MT5ForConditionalGeneration", "MT5Model"]

@@ -14,6 +14,7 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP, GatedMLP
 from ...modeling.norms import RMSNorm
+from ...modeling_utils import PreTrainedModel
 from ...modeling.seq2seq import (
     Seq2SeqForConditionalGeneration,
     Seq2SeqLayer,
@@ -130,3 +131,47 @@ class T5ForConditionalGeneration(T5KeyLayout, Seq2SeqForConditionalGeneration):
     def _state_dict_for_saving(self) -> dict[str, torch.Tensor]:
         """T5's checkpoints keep the base model's keys at the top level (no `model.` prefix)."""
         return {key.removeprefix("model."): value for key, value in super()._state_dict_for_saving().items()}
+
+
+def _encoder_only_keys(gated: bool) -> KeyMap:
+    """T5's layout for the encoder alone: a full checkpoint's decoder and LM head are skipped, not reported."""
+    pairs = _key_renames(gated)
+    decoder = tuple(ck.replace("{S}", "decoder") for ck, _ in pairs if ck.startswith(("{S}", "decoder")))
+    return KeyMap(prefix="model", renames=pairs, ignored=T5_KEYS[gated].ignored + decoder + ("lm_head.weight",))
+
+
+T5_ENCODER_KEYS = {gated: _encoder_only_keys(gated) for gated in (False, True)}
+
+
+class T5EncoderModel(PreTrainedModel):
+    """T5's encoder alone (embedding + encoder stack) -> `BaseModelOutput` (e.g. text features for diffusion
+    models). Loads T5EncoderModel checkpoints and the encoder half of full T5 checkpoints."""
+
+    config_class = T5Config
+
+    @classmethod
+    def key_map(cls, config: T5Config) -> KeyMap:
+        return T5_ENCODER_KEYS[config.is_gated_act]
+
+    def __init__(self, config: T5Config):
+        super().__init__(config)
+        self.shared = Embedding(config.vocab_size, config.d_model)  # no padding row, as T5Model
+        self.encoder = T5Model.make_stack(self, config, is_decoder=False)
+
+    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.shared(input_ids)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.shared = value
+
+    def get_encoder(self) -> T5Stack:
+        return self.encoder
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                            return_dict=return_dict)
