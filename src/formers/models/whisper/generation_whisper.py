@@ -172,9 +172,14 @@ def whisper_generate(model, input_features: torch.Tensor | None, generation_conf
     encoder_outputs = kwargs.pop("encoder_outputs", None)
     window = 2 * model.config.max_source_positions
     long_form = encoder_outputs is None and input_features is not None and input_features.shape[-1] > window
-    if encoder_outputs is None:
-        if input_features is None:
-            raise GenerationError("generate(): pass `input_features` (log-mel features) or `encoder_outputs`")
+    if encoder_outputs is None and input_features is None:
+        raise GenerationError("generate(): pass `input_features` (log-mel features) or `encoder_outputs`")
+    known_language = language if language is not None else getattr(config, "language", None)
+    if long_form and (known_language is not None or not hasattr(config, "lang_to_id")):
+        # no language to detect: the windows are encoded by the long-form loop, not once more here
+        encoder_outputs = BaseModelOutput(last_hidden_state=input_features.new_zeros(
+            input_features.shape[0], 1, model.config.d_model))
+    elif encoder_outputs is None:
         encoder_outputs = model.get_encoder()(input_features[..., :window], return_dict=True)
     elif not isinstance(encoder_outputs, BaseModelOutput):
         encoder_outputs = BaseModelOutput(*encoder_outputs)
