@@ -47,6 +47,10 @@ _EXPORTS: dict[str, str] = {
     "T5TokenizerFast": "models.t5.tokenization_t5", "BartTokenizerFast": "models.bart.tokenization_bart",
     "MBartTokenizerFast": "models.mbart.tokenization_mbart", "MarianTokenizer": "models.marian.tokenization_marian",
     "NllbTokenizer": "models.m2m_100.tokenization_nllb", "NllbTokenizerFast": "models.m2m_100.tokenization_nllb",
+    "T5Tokenizer": "models.t5.tokenization_t5", "MT5Tokenizer": "models.t5.tokenization_t5",
+    "MT5TokenizerFast": "models.t5.tokenization_t5", "BartTokenizer": "models.bart.tokenization_bart",
+    "MBartTokenizer": "models.mbart.tokenization_mbart", "M2M100Tokenizer": "models.m2m_100.tokenization_m2m_100",
+    "MBart50TokenizerFast": "models.mbart50.tokenization_mbart50_fast",
     # logging and utils (transformers.logging is transformers.utils.logging)
     "logging": "utils",
     # generation

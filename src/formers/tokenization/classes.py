@@ -98,6 +98,11 @@ LAZY_TOKENIZER_CLASSES: dict[str, str] = {
     "BartTokenizerFast": "formers.models.bart.tokenization_bart",
     "MBartTokenizerFast": "formers.models.mbart.tokenization_mbart",
     "MarianTokenizer": "formers.models.marian.tokenization_marian",
+    "T5Tokenizer": "formers.models.t5.tokenization_t5", "MT5Tokenizer": "formers.models.t5.tokenization_t5",
+    "MT5TokenizerFast": "formers.models.t5.tokenization_t5", "BartTokenizer": "formers.models.bart.tokenization_bart",
+    "MBartTokenizer": "formers.models.mbart.tokenization_mbart",
+    "MBart50TokenizerFast": "formers.models.mbart50.tokenization_mbart50_fast",
+    "M2M100Tokenizer": "formers.models.m2m_100.tokenization_m2m_100",
 }
 
 

@@ -9,4 +9,13 @@ class BartTokenizerFast(PreTrainedTokenizerFast):
     positional_files = ("vocab_file", "merges_file", "tokenizer_file")
 
 
-__all__ = ["BartTokenizerFast"]
+class BartTokenizer(BartTokenizerFast):
+    """The slow name, served by the fast implementation over the folder's tokenizer.json: its ids and decoded
+    text equal transformers 4.45.2's slow BartTokenizer (vocab.json + merges.txt) on the same files (tested)."""
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+
+__all__ = ["BartTokenizer", "BartTokenizerFast"]

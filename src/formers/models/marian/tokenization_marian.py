@@ -28,15 +28,23 @@ FILES = {"source_spm": "source.spm", "target_spm": "target.spm", "vocab": "vocab
 LANGUAGE_CODE = re.compile(">>.+<<")
 
 
-def _load_spm(path: str, options: dict):
+def _load_spm(path: str, options: dict, owner: str = "MarianTokenizer"):
     try:
         import sentencepiece
     except ImportError:
-        raise TokenizerError("MarianTokenizer needs the `sentencepiece` package to read source.spm/target.spm "
+        raise TokenizerError(f"{owner} needs the `sentencepiece` package to read {Path(path).name} "
                              "(pip install sentencepiece)") from None
     model = sentencepiece.SentencePieceProcessor(**options)
     model.Load(str(path))
     return model
+
+
+def clean_up_spaces(text: str) -> str:
+    """transformers' `clean_up_tokenization_spaces`: drop the space before punctuation and English clitics."""
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(before, after)
+    return text
 
 
 class MarianTokenizer:
@@ -135,14 +143,19 @@ class MarianTokenizer:
         first = self.convert_tokens_to_ids(self.tokenize(text)) if isinstance(text, str) else list(text)
         second = [] if text_pair is None else (self.convert_tokens_to_ids(self.tokenize(text_pair))
                                                if isinstance(text_pair, str) else list(text_pair))
+        prefix, suffix = self._framing() if add_special_tokens else ([], [])
         if truncate and max_length is not None:
-            budget = max_length - (1 if add_special_tokens else 0)
+            budget = max_length - len(prefix) - len(suffix)
             while len(first) + len(second) > budget and (first or second):  # longest_first, one at a time
                 if len(first) >= len(second):
                     first.pop()
                 else:
                     second.pop()
-        return first + second + ([self.eos_token_id] if add_special_tokens else [])
+        return prefix + first + second + suffix
+
+    def _framing(self) -> tuple[list[int], list[int]]:
+        """Special ids put before and after each sequence: Marian appends `</s>` only."""
+        return [], [self.eos_token_id]
 
     def _encode_batch(self, texts, pairs, add_special_tokens, padding, truncation, max_length, pad_to_multiple_of,
                       return_attention_mask, return_tensors) -> BatchEncoding:
@@ -209,11 +222,7 @@ class MarianTokenizer:
         ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
         ids = [ids] if isinstance(ids, int) else ids
         text = self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens), use_source_tokenizer)
-        if clean_up_tokenization_spaces:
-            for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
-                text = text.replace(before, after)
-        return text
+        return clean_up_spaces(text) if clean_up_tokenization_spaces else text
 
     def batch_decode(self, sequences, **kwargs: Any) -> list[str]:
         return [self.decode(ids, **kwargs) for ids in sequences]
