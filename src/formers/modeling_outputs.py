@@ -122,3 +122,13 @@ class Seq2SeqLMOutput(ModelOutput):
     encoder_last_hidden_state: torch.FloatTensor | None = None
     encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass(eq=False, repr=True)
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Any = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None

@@ -14,6 +14,7 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
+from ...modeling.seq2seq_causal import Seq2SeqDecoderForCausalLM
 from ...modeling.seq2seq import (
     Seq2SeqForConditionalGeneration,
     Seq2SeqLayer,
@@ -101,3 +102,10 @@ class BartForConditionalGeneration(Seq2SeqForConditionalGeneration):
 
     def final_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden) + self.final_logits_bias.to(hidden.dtype)
+
+
+class BartForCausalLM(Seq2SeqDecoderForCausalLM):
+    """BART's decoder alone (keys `model.decoder.*`, its own `embed_tokens`) with an LM head, as 4.45."""
+    config_class = BartConfig
+    base_model_class = BartModel
+    checkpoint_keys = KeyMap(prefix="model", renames=bart_key_map().renames)

@@ -3,8 +3,8 @@ counted from 0 (sin features in the first half, cos in the second; not saved in 
 sqrt(d_model) embedding scale, a `final_logits_bias`, pad as the decoder start token. formers supports the
 shared source/target vocabulary (`share_encoder_decoder_embeddings=True`, every Opus-MT checkpoint's)."""
 from .configuration_marian import MarianConfig
-from .modeling_marian import MarianModel, MarianMTModel, marian_sinusoidal_table
+from .modeling_marian import MarianForCausalLM, MarianModel, MarianMTModel, marian_sinusoidal_table
 
 CONFIG_CLASS = MarianConfig
-MODEL_CLASSES = {"base": MarianModel, "seq2seq_lm": MarianMTModel}
-__all__ = ["MarianConfig", "MarianMTModel", "MarianModel", "marian_sinusoidal_table"]
+MODEL_CLASSES = {"base": MarianModel, "seq2seq_lm": MarianMTModel, "causal_lm": MarianForCausalLM}
+__all__ = ["MarianForCausalLM", "MarianConfig", "MarianMTModel", "MarianModel", "marian_sinusoidal_table"]

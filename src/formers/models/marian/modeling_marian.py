@@ -8,7 +8,7 @@ import torch
 
 from ...loading.key_map import KeyMap
 from ...modeling.seq2seq import Seq2SeqStack
-from ..bart.modeling_bart import BartForConditionalGeneration, BartModel, bart_key_map
+from ..bart.modeling_bart import BartForCausalLM, BartForConditionalGeneration, BartModel, bart_key_map
 from .configuration_marian import MarianConfig
 
 
@@ -50,3 +50,9 @@ class MarianMTModel(BartForConditionalGeneration):
     config_class = MarianConfig
     base_model_class = MarianModel
     checkpoint_keys = _marian_keys()
+
+
+class MarianForCausalLM(BartForCausalLM):
+    config_class = MarianConfig
+    base_model_class = MarianModel
+    checkpoint_keys = KeyMap(prefix="model", renames=bart_key_map().renames, ignored=("decoder.embed_positions.weight",))

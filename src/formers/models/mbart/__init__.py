@@ -2,11 +2,12 @@
 row's last real token (its language code) round to the front."""
 from .configuration_mbart import MBartConfig
 from .modeling_mbart import (
+    MBartForCausalLM,
     MBartForConditionalGeneration,
     MBartModel,
     shift_tokens_right_wrapped,
 )
 
 CONFIG_CLASS = MBartConfig
-MODEL_CLASSES = {"base": MBartModel, "seq2seq_lm": MBartForConditionalGeneration}
-__all__ = ["MBartConfig", "MBartForConditionalGeneration", "MBartModel", "shift_tokens_right_wrapped"]
+MODEL_CLASSES = {"base": MBartModel, "seq2seq_lm": MBartForConditionalGeneration, "causal_lm": MBartForCausalLM}
+__all__ = ["MBartForCausalLM", "MBartConfig", "MBartForConditionalGeneration", "MBartModel", "shift_tokens_right_wrapped"]

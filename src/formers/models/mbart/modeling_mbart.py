@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..bart.modeling_bart import BartForConditionalGeneration, BartModel
+from ..bart.modeling_bart import BartForCausalLM, BartForConditionalGeneration, BartModel
 from .configuration_mbart import MBartConfig
 
 
@@ -31,3 +31,8 @@ class MBartForConditionalGeneration(BartForConditionalGeneration):
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right_wrapped(labels, self.config.pad_token_id)
+
+
+class MBartForCausalLM(BartForCausalLM):
+    config_class = MBartConfig
+    base_model_class = MBartModel
