@@ -128,3 +128,14 @@ def test_bad_arguments_raise_config_errors(folder, tmp_path):
     with pytest.raises(ConfigError, match="Seq2SeqTrainingArguments"):
         Seq2SeqTrainer(model=T5ForConditionalGeneration.from_pretrained(folder),
                        args=TrainingArguments(output_dir=str(tmp_path)))
+
+
+def test_evaluation_during_training_matches_transformers(folder, tmp_path):
+    """eval_strategy="steps" runs Seq2SeqTrainer.evaluate inside train(): the logged eval losses equal 4.45.2's."""
+    ours, theirs = _pair(folder, tmp_path, predict_with_generate=True, eval_strategy="steps", eval_steps=2)
+    for trainer in (ours, theirs):
+        trainer.eval_dataset = _rows(trainer.tokenizer, EVAL)
+        trainer.train()
+    losses = [[r["eval_loss"] for r in t.state.log_history if "eval_loss" in r] for t in (ours, theirs)]
+    assert len(losses[0]) == len(losses[1]) == 2
+    np.testing.assert_allclose(losses[0], losses[1], atol=1e-5, rtol=0)
