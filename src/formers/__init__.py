@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "MT5TokenizerFast": "models.t5.tokenization_t5", "BartTokenizer": "models.bart.tokenization_bart",
     "MBartTokenizer": "models.mbart.tokenization_mbart", "M2M100Tokenizer": "models.m2m_100.tokenization_m2m_100",
     "MBart50TokenizerFast": "models.mbart50.tokenization_mbart50_fast",
+    "MBart50Tokenizer": "models.mbart50.tokenization_mbart50_fast",
     # logging and utils (transformers.logging is transformers.utils.logging)
     "logging": "utils",
     # generation

@@ -164,10 +164,13 @@ def slow_folders(tmp_path_factory) -> dict[str, Path]:
     spm = folders.train_spm(mbart, "sentencepiece.bpe", 300)
     # 4.45.2's fast class built from the SentencePiece model saves both it and tokenizer.json
     transformers.MBartTokenizerFast(vocab_file=str(spm), src_lang="en_XX", tgt_lang="ro_RO").save_pretrained(mbart)
-    return {"T5Tokenizer": t5, "BartTokenizer": bart, "MBartTokenizer": mbart}
+    mbart50 = tmp_path_factory.mktemp("mbart50_spm")
+    spm = folders.train_spm(mbart50, "sentencepiece.bpe", 300)
+    transformers.MBart50TokenizerFast(vocab_file=str(spm), src_lang="hi_IN", tgt_lang="fr_XX").save_pretrained(mbart50)
+    return {"T5Tokenizer": t5, "BartTokenizer": bart, "MBartTokenizer": mbart, "MBart50Tokenizer": mbart50}
 
 
-@pytest.mark.parametrize("name", ["T5Tokenizer", "BartTokenizer", "MBartTokenizer"])
+@pytest.mark.parametrize("name", ["T5Tokenizer", "BartTokenizer", "MBartTokenizer", "MBart50Tokenizer"])
 def test_slow_names_equal_4_45_slow_classes(slow_folders, name):
     import transformers
 
@@ -179,11 +182,23 @@ def test_slow_names_equal_4_45_slow_classes(slow_folders, name):
     assert type(auto).__name__ == type(transformers.AutoTokenizer.from_pretrained(folder, use_fast=False)).__name__
 
 
+def test_auto_without_tokenizer_class_follows_model_type_as_4_45(m2m_hub, tmp_path):
+    import transformers
+
+    for name in ("vocab.json", "sentencepiece.bpe.model", "config.json"):
+        (tmp_path / name).write_bytes((m2m_hub / name).read_bytes())
+    assert type(formers.AutoTokenizer.from_pretrained(tmp_path)).__name__ == \
+        type(transformers.AutoTokenizer.from_pretrained(tmp_path)).__name__ == "M2M100Tokenizer"
+
+
 def test_mt5_names_are_t5_classes_as_in_4_45(slow_folders):
     import transformers
 
+    from formers.models.mt5 import MT5Tokenizer
+
     for name in ("MT5Tokenizer", "MT5TokenizerFast"):
         assert getattr(formers, name).__name__ == getattr(transformers, name).__name__
+    assert MT5Tokenizer is formers.T5Tokenizer
     folder = slow_folders["T5Tokenizer"]
     theirs, ours = transformers.MT5TokenizerFast.from_pretrained(folder), formers.MT5TokenizerFast.from_pretrained(folder)
     assert ours(TEXTS).input_ids == theirs(TEXTS).input_ids

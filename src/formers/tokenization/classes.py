@@ -102,6 +102,7 @@ LAZY_TOKENIZER_CLASSES: dict[str, str] = {
     "MT5TokenizerFast": "formers.models.t5.tokenization_t5", "BartTokenizer": "formers.models.bart.tokenization_bart",
     "MBartTokenizer": "formers.models.mbart.tokenization_mbart",
     "MBart50TokenizerFast": "formers.models.mbart50.tokenization_mbart50_fast",
+    "MBart50Tokenizer": "formers.models.mbart50.tokenization_mbart50_fast",
     "M2M100Tokenizer": "formers.models.m2m_100.tokenization_m2m_100",
 }
 

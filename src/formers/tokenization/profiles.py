@@ -123,6 +123,7 @@ MODEL_TYPE_TO_TOKENIZER = {
     "bloom": "BloomTokenizer", "qwen2": "Qwen2Tokenizer", "qwen2_moe": "Qwen2Tokenizer",
     "starcoder2": "GPT2Tokenizer", "stablelm": "GPTNeoXTokenizer", "falcon": "PreTrainedTokenizerFast",
     "mamba": "GPTNeoXTokenizer", "nemotron": "PreTrainedTokenizerFast",
+    "t5": "T5Tokenizer", "mt5": "MT5Tokenizer", "bart": "BartTokenizer", "mbart": "MBartTokenizer", "m2m_100": "M2M100Tokenizer",
 }
 
 

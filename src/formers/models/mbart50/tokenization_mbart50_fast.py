@@ -8,6 +8,7 @@ from typing import Any
 
 from ...tokenization.profiles import get_profile
 from ..m2m_100.tokenization_nllb import NllbTokenizerFast
+from ..t5.tokenization_t5 import SlowSentencePieceDecoding
 
 
 class MBart50TokenizerFast(NllbTokenizerFast):
@@ -21,4 +22,13 @@ class MBart50TokenizerFast(NllbTokenizerFast):
                                 for code in get_profile(self.profile_name).extra_special_tokens}
 
 
-__all__ = ["MBart50TokenizerFast"]
+class MBart50Tokenizer(SlowSentencePieceDecoding, MBart50TokenizerFast):
+    """The slow name, served by the fast implementation over the folder's tokenizer.json: its ids and decoded
+    text equal transformers 4.45.2's slow MBart50Tokenizer (sentencepiece.bpe.model) on the same files (tested)."""
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+
+__all__ = ["MBart50Tokenizer", "MBart50TokenizerFast"]

@@ -42,41 +42,38 @@ class T5TokenizerFast(PreTrainedTokenizerFast):
         return (*written, str(target))
 
 
-class T5Tokenizer(T5TokenizerFast):
-    """The slow name, served by the fast implementation over the folder's tokenizer.json: its ids and decoded
-    text equal transformers 4.45.2's slow T5Tokenizer (legacy SentencePiece) on the same files (tested)."""
+class SlowSentencePieceDecoding:
+    """decode() as 4.45's slow SentencePiece classes (T5Tokenizer, MBart50Tokenizer) write text, for a slow
+    name served by the fast implementation: tokens from `_split_ids()` (T5's sentinels) stand apart, joined to
+    the runs between them by a space; inside a run, each named special token is preceded by a space (unless it
+    follows another special token) and the text is stripped. Pieces are decoded by the fast backend."""
 
-    @property
-    def is_fast(self) -> bool:
-        return False
+    def _split_ids(self) -> set[int]:
+        return set()
 
     def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
                spaces_between_special_tokens: bool = True, **kwargs: Any) -> str:
-        """As 4.45's slow class: the sentinels (additional special tokens) stand apart, joined by a space to the
-        runs between them; in a run, a space goes before each piece run that a named special token ends."""
         ids = token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids
         ids = [ids] if isinstance(ids, int) else list(ids)
-        special = set(self.all_special_ids)
-        sentinels = set(self.convert_tokens_to_ids(self.additional_special_tokens))
+        special, split = set(self.all_special_ids), self._split_ids()
         parts, run = [], []
         for index in ids:
             if skip_special_tokens and index in special:
                 continue
-            if index in sentinels:
-                text = self._slow_run_text(run) if run else ""
+            if index in split:
+                text = self._run_text(run, special) if run else ""
                 parts += ([text] if text else []) + [self.convert_ids_to_tokens(index)]
                 run = []
             else:
                 run.append(index)
         if run:
-            parts.append(self._slow_run_text(run))
+            parts.append(self._run_text(run, special))
         text = (" " if spaces_between_special_tokens else "").join(parts)
         cleanup = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
             else clean_up_tokenization_spaces
         return self.clean_up_tokenization(text) if cleanup else text
 
-    def _slow_run_text(self, run: list[int]) -> str:
-        special = set(self.all_special_ids)
+    def _run_text(self, run: list[int], special: set[int]) -> str:
         out, pieces, after_special = "", [], False
         for index in run:
             if index in special:
@@ -87,6 +84,18 @@ class T5Tokenizer(T5TokenizerFast):
                 pieces.append(index)
                 after_special = False
         return (out + self._tokenizer.decode(pieces, skip_special_tokens=False)).strip()
+
+
+class T5Tokenizer(SlowSentencePieceDecoding, T5TokenizerFast):
+    """The slow name, served by the fast implementation over the folder's tokenizer.json: its ids and decoded
+    text equal transformers 4.45.2's slow T5Tokenizer (legacy SentencePiece) on the same files (tested)."""
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+    def _split_ids(self) -> set[int]:
+        return set(self.convert_tokens_to_ids(self.additional_special_tokens))  # the <extra_id_N> sentinels
 
 
 # transformers 4.45 defines mT5's tokenizers as these very classes (mT5 differs only in its vocabulary file).
