@@ -10,8 +10,10 @@ batch is decoded with `model.generate` and the ids are right-padded (pad id) to 
 """
 from __future__ import annotations
 
+import copy
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +49,7 @@ class Seq2SeqTrainer(Trainer):
     def load_generation_config(source):
         """A GenerationConfig as given, or read from a folder / hub id (validated)."""
         from .generation import GenerationConfig
-        config = source if isinstance(source, GenerationConfig) else GenerationConfig.from_pretrained(source)
+        config = copy.deepcopy(source) if isinstance(source, GenerationConfig) else GenerationConfig.from_pretrained(source)
         config.validate()
         return config
 
@@ -136,8 +138,9 @@ class Seq2SeqTrainer(Trainer):
         generate = self.args.predict_with_generate and not prediction_loss_only
         generated = None
         if generate:
-            gen_kwargs = self._generation_kwargs(gen_kwargs) if gen_kwargs else dict(self._gen_kwargs)
-            gen_kwargs.pop("synced_gpus", None)
+            gen_kwargs = dict(gen_kwargs) if gen_kwargs else dict(self._gen_kwargs)  # given ones as they are (4.45)
+            gen_kwargs = {k: v for k, v in gen_kwargs.items()
+                          if k != "synced_gpus" and not (k in ("max_length", "num_beams") and v is None)}
             # decoder inputs built from the labels (the collator's teacher forcing) must not prefix the output
             teacher_forced = "labels" in inputs and "decoder_input_ids" in inputs and \
                 inputs["labels"].shape == inputs["decoder_input_ids"].shape
@@ -197,7 +200,7 @@ def _join_padded(tensors: list[torch.Tensor]) -> np.ndarray | None:
 
 def _plain(value: Any) -> Any:
     """numpy / torch scalars as Python numbers, so metrics are JSON-serialisable."""
-    if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 1) == 0:
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.dim() == 0):
         return value.item()
     return value
 

@@ -120,7 +120,7 @@ def test_causal_lm_logits_and_loss_match_transformers(causal_checkpoint, caplog)
 def test_causal_lm_with_encoder_states_matches_transformers(causal_checkpoint):
     class_name, folder = causal_checkpoint
     ours, theirs = _causal_pair(class_name, folder)
-    ids, mask, decoder = padded_batch(BART_SHAPE["vocab_size"], BART_SHAPE["pad_token_id"])
+    _, mask, decoder = padded_batch(BART_SHAPE["vocab_size"], BART_SHAPE["pad_token_id"])
     states = torch.randn(3, 9, BART_SHAPE["d_model"], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = theirs(input_ids=decoder, encoder_hidden_states=states, encoder_attention_mask=mask).logits

@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from formers import (AutoTokenizer, DataCollatorForSeq2Seq, GenerationConfig, Seq2SeqTrainer,
-                     Seq2SeqTrainingArguments, T5ForConditionalGeneration, TrainingArguments)
+from formers import (
+    AutoTokenizer,
+    GenerationConfig,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    T5ForConditionalGeneration,
+    TrainingArguments,
+)
 from formers.errors import ConfigError
 
 from ..docs_examples.seq2seq_folders import t5_folder

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -14,7 +14,6 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP
 from ...modeling.norms import LayerNorm
-from ...modeling.seq2seq_causal import Seq2SeqDecoderForCausalLM
 from ...modeling.seq2seq import (
     Seq2SeqForConditionalGeneration,
     Seq2SeqLayer,
@@ -23,6 +22,7 @@ from ...modeling.seq2seq import (
     make_attention,
     shift_tokens_right,
 )
+from ...modeling.seq2seq_causal import Seq2SeqDecoderForCausalLM
 from .configuration_bart import BartConfig
 
 POSITION_OFFSET = 2  # BART's learned position table keeps two rows before position 0 (a fairseq legacy)

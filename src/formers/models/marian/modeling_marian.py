@@ -8,7 +8,12 @@ import torch
 
 from ...loading.key_map import KeyMap
 from ...modeling.seq2seq import Seq2SeqStack
-from ..bart.modeling_bart import BartForCausalLM, BartForConditionalGeneration, BartModel, bart_key_map
+from ..bart.modeling_bart import (
+    BartForCausalLM,
+    BartForConditionalGeneration,
+    BartModel,
+    bart_key_map,
+)
 from .configuration_marian import MarianConfig
 
 

@@ -14,7 +14,6 @@ from ...modeling.attention import AttentionSpec
 from ...modeling.layers import Embedding
 from ...modeling.mlp import MLP, GatedMLP
 from ...modeling.norms import RMSNorm
-from ...modeling_utils import PreTrainedModel
 from ...modeling.seq2seq import (
     Seq2SeqForConditionalGeneration,
     Seq2SeqLayer,
@@ -23,6 +22,7 @@ from ...modeling.seq2seq import (
     make_attention,
     shift_tokens_right,
 )
+from ...modeling_utils import PreTrainedModel
 from .configuration_t5 import T5Config
 
 
