@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from ...errors import TokenizerError
 from ...loading.hub import resolve_file
+from ...tokenization.language_pair import LanguagePairEncoding
 from ..marian.tokenization_marian import MarianTokenizer, _load_spm, clean_up_spaces
 
 LANGUAGE_CODES: dict[str, tuple[str, ...]] = {
@@ -29,7 +30,7 @@ LANGUAGE_CODES: dict[str, tuple[str, ...]] = {
 FILES = {"vocab_file": "vocab.json", "spm_file": "sentencepiece.bpe.model"}
 
 
-class M2M100Tokenizer(MarianTokenizer):
+class M2M100Tokenizer(LanguagePairEncoding, MarianTokenizer):
     vocab_files_names: ClassVar[dict[str, str]] = dict(FILES)
 
     def __init__(self, vocab_file: str, spm_file: str, src_lang: str | None = None, tgt_lang: str | None = None,
@@ -164,34 +165,8 @@ class M2M100Tokenizer(MarianTokenizer):
                 pieces += [chunk] if chunk in specials else self.sp_model.encode(chunk, out_type=str)
         return pieces
 
-    def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **kwargs: Any):
-        """Sources framed with `src_lang`; targets (`text_target=`, returned as `labels`) with `tgt_lang`."""
-        if text is None and text_target is None:
-            raise TokenizerError("M2M100Tokenizer: pass `text` and/or `text_target`")
-        sources = None if text is None else super().__call__(text, text_pair, **kwargs)
-        if text_target is None:
-            return sources
-        if self.tgt_lang is None:
-            raise TokenizerError("M2M100Tokenizer: `text_target` needs `tgt_lang` (e.g. tokenizer.tgt_lang = 'fr')")
-        self.set_tgt_lang_special_tokens(self.tgt_lang)
-        try:
-            targets = super().__call__(text_target, text_pair_target, **kwargs)
-        finally:
-            self.set_src_lang_special_tokens(self._src_lang)
-        if sources is None:
-            return targets
-        sources["labels"] = targets["input_ids"]
-        return sources
-
-    def _build_translation_inputs(self, raw_inputs, return_tensors: str, src_lang: str | None,
-                                  tgt_lang: str | None, **extra_kwargs: Any):
-        """The translation pipeline's inputs: the source framed for `src_lang`, `tgt_lang`'s id as forced BOS."""
-        if src_lang is None or tgt_lang is None:
-            raise TokenizerError("Translation requires a `src_lang` and a `tgt_lang` for this model")
-        self.src_lang = src_lang
-        inputs = self(raw_inputs, add_special_tokens=True, return_tensors=return_tensors, **extra_kwargs)
-        inputs["forced_bos_token_id"] = self.get_lang_id(tgt_lang)
-        return inputs
+    def target_language_id(self, lang: str) -> int:
+        return self.get_lang_id(lang)
 
     # -- decoding --------------------------------------------------------------------------------------
     def convert_tokens_to_string(self, tokens: list[str], use_source_tokenizer: bool = False) -> str:

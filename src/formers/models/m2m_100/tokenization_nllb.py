@@ -13,9 +13,10 @@ from tokenizers import processors
 
 from ...errors import TokenizerError
 from ...tokenization.fast import PreTrainedTokenizerFast
+from ...tokenization.language_pair import LanguagePairEncoding
 
 
-class NllbTokenizerFast(PreTrainedTokenizerFast):
+class NllbTokenizerFast(LanguagePairEncoding, PreTrainedTokenizerFast):
     profile_name = "NllbTokenizer"
     positional_files = ("vocab_file", "tokenizer_file")
 
@@ -56,30 +57,6 @@ class NllbTokenizerFast(PreTrainedTokenizerFast):
     def set_tgt_lang_special_tokens(self, lang: str) -> None:
         """Targets: `[tgt_lang] tokens </s>` (legacy: `tokens </s> [tgt_lang]`)."""
         self._language_template(lang)
-
-    def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **kwargs: Any):
-        if text_target is None:
-            return super().__call__(text, text_pair, **kwargs)
-        sources = super().__call__(text, text_pair, **kwargs) if text is not None else None
-        self.set_tgt_lang_special_tokens(self.tgt_lang)
-        try:
-            targets = super().__call__(text_target, text_pair_target, **kwargs)
-        finally:
-            self.set_src_lang_special_tokens(self._src_lang)
-        if sources is None:
-            return targets
-        sources["labels"] = targets["input_ids"]
-        return sources
-
-    def _build_translation_inputs(self, raw_inputs, return_tensors: str, src_lang: str | None,
-                                  tgt_lang: str | None, **extra_kwargs: Any):
-        """The translation pipeline's inputs: the source encoded for `src_lang`, `tgt_lang` as forced BOS."""
-        if src_lang is None or tgt_lang is None:
-            raise TokenizerError("Translation requires a `src_lang` and a `tgt_lang` for this model")
-        self.src_lang = src_lang
-        inputs = self(raw_inputs, add_special_tokens=True, return_tensors=return_tensors, **extra_kwargs)
-        inputs["forced_bos_token_id"] = self.convert_tokens_to_ids(tgt_lang)
-        return inputs
 
 
 class NllbTokenizer(NllbTokenizerFast):
