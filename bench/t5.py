@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, collect, emit
+from common import OUT, collect, emit  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 T5_SMALL_SHAPE = {"vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6,
                   "num_decoder_layers": 6, "num_heads": 8, "feed_forward_proj": "relu", "tie_word_embeddings": True,
@@ -65,16 +65,6 @@ def run_worker(library: str, args) -> dict:
                "--source", str(args.source), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]
     done = subprocess.run(command, check=False, capture_output=True, text=True)
     return collect(done.stdout + done.stderr)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:
