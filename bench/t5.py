@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, collect, emit  # noqa: E402
-from machine import cpu_model  # noqa: E402
+from common import OUT, collect, emit
+from machine import cpu_model
 
 T5_SMALL_SHAPE = {"vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6,
                   "num_decoder_layers": 6, "num_heads": 8, "feed_forward_proj": "relu", "tie_word_embeddings": True,
