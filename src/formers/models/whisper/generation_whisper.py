@@ -48,32 +48,35 @@ class WhisperTimeStampLogitsProcessor(LogitsProcessor):
         self.begin_index = begin_index
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        begin, vocab = self.timestamp_begin, scores.shape[-1]
+        # Row conditions are [B, 1] masks applied to column slices (views), so no [B, vocab] mask is built:
+        # this runs once per decoder step of every window.
+        begin = self.timestamp_begin
         scores = scores.clone()
         scores[:, self.no_timestamps_token_id] = NEG_INF
+        text, times = scores[:, :begin], scores[:, begin:]
         sampled = input_ids[:, self.begin_index:]
         length = sampled.shape[1]
-        token_pos = torch.arange(vocab, device=scores.device)[None, :]
         if length > 0:
             is_time = sampled >= begin
             last = is_time[:, -1]
             penultimate = is_time[:, -2] if length > 1 else torch.ones_like(last)
-            scores.masked_fill_((last & penultimate)[:, None] & (token_pos >= begin), NEG_INF)
-            scores.masked_fill_((last & ~penultimate)[:, None] & (token_pos < self.eos_token_id), NEG_INF)
+            times.masked_fill_((last & penultimate)[:, None], NEG_INF)
+            scores[:, :self.eos_token_id].masked_fill_((last & ~penultimate)[:, None], NEG_INF)
             # no timestamp earlier than the last one (equal allowed only to close a pair)
             where = torch.where(is_time, torch.arange(length, device=scores.device), -1).amax(dim=1)
             latest = sampled.gather(1, where.clamp(min=0)[:, None])[:, 0]
-            limit = torch.where(last & ~penultimate, latest, latest + 1)
-            scores.masked_fill_((where >= 0)[:, None] & (token_pos >= begin) & (token_pos < limit[:, None]), NEG_INF)
+            limit = torch.where(last & ~penultimate, latest, latest + 1) - begin
+            offsets = torch.arange(times.shape[-1], device=scores.device)[None, :]
+            times.masked_fill_((where >= 0)[:, None] & (offsets < limit[:, None]), NEG_INF)
         if input_ids.shape[1] == self.begin_index:
-            scores[:, :begin] = NEG_INF
+            text.fill_(NEG_INF)
             if self.max_initial_timestamp_index is not None:
                 scores[:, begin + self.max_initial_timestamp_index + 1:] = NEG_INF
         if self._detect_timestamp_from_logprob:
             logprobs = torch.log_softmax(scores.float(), dim=-1)
             timestamp_mass = logprobs[:, begin:].logsumexp(dim=-1)
             best_text = logprobs[:, :begin].max(dim=-1).values
-            scores.masked_fill_((timestamp_mass > best_text)[:, None] & (token_pos < begin), NEG_INF)
+            text.masked_fill_((timestamp_mass > best_text)[:, None], NEG_INF)
         return scores
 
 
