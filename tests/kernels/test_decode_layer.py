@@ -52,6 +52,7 @@ def test_float32_matches_module_path_and_oracle(tiny_checkpoint, counted, monkey
 
 
 def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr("formers.kernels.linear.BFLOAT16", True)
     folder = tiny_checkpoint("llama")
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
     ids, mask = _prompts()

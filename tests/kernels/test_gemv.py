@@ -33,7 +33,8 @@ def test_float32_matches_matmul(m, n, k, bias):
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES)
-def test_bfloat16_weights_accumulate_in_float32(m, n, k):
+def test_bfloat16_weights_accumulate_in_float32(m, n, k, monkeypatch):
+    monkeypatch.setattr(kernel_linear, "BFLOAT16", True)
     torch.manual_seed(n + k)
     x, w = torch.randn(m, k).bfloat16(), torch.randn(n, k).bfloat16()
     exact = torch.matmul(x.float(), w.float().t())  # products of bfloat16 values are exact in float32
@@ -43,6 +44,14 @@ def test_bfloat16_weights_accumulate_in_float32(m, n, k):
     # one rounding of the float32 sum to bfloat16: within half a bfloat16 ulp (2^-8 relative)
     assert ((got.float() - exact).abs() <= exact.abs() * 2 ** -8 + 1e-6).all()
     assert _rel(got.float(), torch.matmul(x.float(), w.float().t()).bfloat16().float()) <= 1e-2
+
+
+def test_bfloat16_uses_torch_unless_asked():
+    """bfloat16 through the kernel can round a value one step away from torch's: off by default."""
+    x, w = torch.randn(1, 64).bfloat16(), torch.randn(32, 64).bfloat16()
+    with torch.no_grad():
+        assert kernel_linear.small_batch_linear(x, w, None) is None
+        assert kernel_linear.small_batch_linear(x.float(), w.float(), None) is not None
 
 
 def test_leading_dimensions_and_group():

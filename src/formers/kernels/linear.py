@@ -10,6 +10,7 @@ different summation order), bfloat16 outputs are rounded once from the float32 s
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import torch
@@ -20,6 +21,10 @@ from . import build
 
 MAX_ROWS = 8
 _DTYPES = (torch.float32, torch.bfloat16)
+# bfloat16 results round the float32 sum once, like torch's, but from another summation order: a few values
+# land one bfloat16 step away, and long greedy runs can then part from transformers'. So bfloat16 models use
+# the kernels only when asked (FORMERS_BF16_KERNELS=1); float32 ones (differences ~1e-6) always do.
+BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS") == "1"
 _kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
 
 
@@ -35,8 +40,13 @@ def kernels_available() -> bool:
     return bool(_module())
 
 
+def kernel_dtypes() -> tuple[torch.dtype, ...]:
+    """The activation dtypes the float kernels take by default."""
+    return _DTYPES if BFLOAT16 else (torch.float32,)
+
+
 def _eligible(x: Tensor, weight: Tensor) -> bool:
-    return (x.dtype in _DTYPES and weight.dtype == x.dtype and x.is_cpu and weight.is_cpu
+    return (x.dtype in kernel_dtypes() and weight.dtype == x.dtype and x.is_cpu and weight.is_cpu
             and x.numel() <= MAX_ROWS * x.shape[-1] and x.numel() > 0 and weight.is_contiguous()
             and not torch.is_grad_enabled() and not torch.compiler.is_compiling())
 
