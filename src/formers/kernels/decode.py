@@ -49,9 +49,11 @@ def _structure_ok(layer) -> bool:
 def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, mask: Tensor | None, cache,
                  output_attentions: bool) -> tuple[Tensor, None, None] | None:
     """The layer's output for one new token per row through the fused kernel, or None where it does not apply."""
+    if torch.compiler.is_compiling():  # first: a traced graph must not guard on the symbolic shapes below
+        return None
     if (output_attentions or cos is None or hidden.dim() != 3 or hidden.shape[1] != 1
             or hidden.shape[0] > kernel_linear.MAX_ROWS or hidden.dtype not in kernel_linear.kernel_dtypes()
-            or not hidden.is_cpu or torch.is_grad_enabled() or torch.compiler.is_compiling()):
+            or not hidden.is_cpu or torch.is_grad_enabled()):
         return None
     plain = layer.__dict__.get(_PLAIN_LAYER)
     if plain is None:

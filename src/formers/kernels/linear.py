@@ -46,9 +46,11 @@ def kernel_dtypes() -> tuple[torch.dtype, ...]:
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
+    if torch.compiler.is_compiling():  # first: a traced graph must not guard on the symbolic sizes below
+        return False
     return (x.dtype in kernel_dtypes() and weight.dtype == x.dtype and x.is_cpu and weight.is_cpu
             and x.numel() <= MAX_ROWS * x.shape[-1] and x.numel() > 0 and weight.is_contiguous()
-            and not torch.is_grad_enabled() and not torch.compiler.is_compiling())
+            and not torch.is_grad_enabled())
 
 
 def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
@@ -64,9 +66,10 @@ def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor
 def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor | None:
     """x @ (weight * scale[:, None]).T (+ bias) for int8 weights [N, K] with a scale per row, through the int8
     GEMV kernel (float32 accumulation, activations not rounded), or None where it does not apply."""
+    if torch.compiler.is_compiling():
+        return None
     if not (x.dtype in _DTYPES and x.is_cpu and weight.dtype == torch.int8 and weight.is_contiguous()
-            and 0 < x.numel() <= MAX_ROWS * x.shape[-1] and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()):
+            and 0 < x.numel() <= MAX_ROWS * x.shape[-1] and not torch.is_grad_enabled()):
         return None
     kernels = _module()
     return kernels.gemv_int8(x.contiguous(), weight, scale, bias) if kernels else None

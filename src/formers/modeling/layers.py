@@ -31,13 +31,14 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
+        if torch.compiler.is_compiling():  # inductor: F.linear (and no guards on the traced sizes)
+            return F.linear(x, weight, bias)
         if x.shape[-1] * MAX_ROWS >= x.numel():  # decoding a few rows: formers' GEMV kernels (kernels/linear.py)
             out = small_batch_linear(x, weight, bias)
             if out is not None:
                 return out
         if weight.numel() >= ONEDNN_MIN_WEIGHT and _USE_ONEDNN and weight.dtype == torch.float32 \
-                and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():  # inductor: F.linear
+                and x.dtype == torch.float32 and x.is_cpu and not torch.is_grad_enabled():
             return _onednn_linear(x, weight, bias, "none", [], "")
         return F.linear(x, weight, bias)
 
