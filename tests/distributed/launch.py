@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -53,3 +54,23 @@ def finish(procs: list[subprocess.Popen], folder: Path, timeout: float = 120) ->
 
 def run(job: dict, folder: Path, world_size: int = 2, timeout: float = 120, worker: Path = WORKER) -> list[dict]:
     return finish(start(job, folder, world_size, worker), folder, timeout)
+
+
+def kill_one_rank(job: dict, folder: Path, group_timeout: float, worker: Path = WORKER) -> tuple[int, str, float]:
+    """Start two ranks, wait until both wrote `ready{rank}`, SIGKILL rank 1 and wait for rank 0 to give up.
+    Returns rank 0's exit status, its stderr and the seconds it took to exit after the kill."""
+    procs = start(job, folder, worker=worker)
+    try:
+        deadline = time.monotonic() + 90
+        while not all((folder / f"ready{r}").exists() for r in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
+            time.sleep(0.1)
+        procs[1].kill()
+        killed_at = time.monotonic()
+        _, err = procs[0].communicate(timeout=group_timeout + 30)
+        return procs[0].returncode, err, time.monotonic() - killed_at
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()

@@ -3,7 +3,6 @@ batch; a killed rank; ranks that disagree; a distributed setting without a proce
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -65,22 +64,8 @@ def test_killed_rank_makes_the_other_fail_fast(tmp_path):
     timeout = 10
     job = {"kind": "kill", "args": {**PER_RANK, "max_steps": 100_000, "ddp_timeout": timeout, "logging_steps": 1000},
            "out_dir": str(tmp_path / "ddp"), "timeout": timeout}
-    procs = launch.start(job, tmp_path / "run", worker=WORKER)
-    try:
-        deadline = time.monotonic() + 90
-        while not all((tmp_path / "run" / f"ready{r}").exists() for r in range(2)):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
-                [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
-            time.sleep(0.1)
-        procs[1].kill()
-        killed_at = time.monotonic()
-        _, err = procs[0].communicate(timeout=timeout + 30)
-        elapsed = time.monotonic() - killed_at
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    assert procs[0].returncode != 0
+    returncode, err, elapsed = launch.kill_one_rank(job, tmp_path / "run", timeout, worker=WORKER)
+    assert returncode != 0
     assert "DistributedError" in err and "a peer rank has died" in err and "rank 0 of 2" in err, err[-2000:]
     assert elapsed < timeout + 30
 
