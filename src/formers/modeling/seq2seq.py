@@ -204,7 +204,24 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decode
     return shifted.masked_fill_(shifted == -100, pad_token_id)
 
 
-class Seq2SeqModel(PreTrainedModel):
+class SharedEmbeddingEncoder:
+    """Accessors of a model holding a `shared` token embedding and an `encoder` stack (Seq2SeqModel and the
+    encoder-only T5EncoderModel)."""
+
+    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.shared(input_ids)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.shared = value
+
+    def get_encoder(self) -> Seq2SeqStack:
+        return self.encoder
+
+
+class Seq2SeqModel(SharedEmbeddingEncoder, PreTrainedModel):
     """Shared embedding + encoder + decoder (the family's `XModel`): -> `Seq2SeqModelOutput`."""
 
     base_model_prefix: ClassVar[str] = "model"
@@ -218,19 +235,6 @@ class Seq2SeqModel(PreTrainedModel):
     # --- family hooks ------------------------------------------------------------------------
     def make_stack(self, config, is_decoder: bool) -> Seq2SeqStack:
         raise NotImplementedError
-
-    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.shared(input_ids)
-
-    # --- accessors -------------------------------------------------------------------------------
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.shared
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.shared = value
-
-    def get_encoder(self) -> Seq2SeqStack:
-        return self.encoder
 
     def get_decoder(self) -> Seq2SeqStack:
         return self.decoder

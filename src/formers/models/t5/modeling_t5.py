@@ -19,6 +19,7 @@ from ...modeling.seq2seq import (
     Seq2SeqLayer,
     Seq2SeqModel,
     Seq2SeqStack,
+    SharedEmbeddingEncoder,
     make_attention,
     shift_tokens_right,
 )
@@ -143,7 +144,7 @@ def _encoder_only_keys(gated: bool) -> KeyMap:
 T5_ENCODER_KEYS = {gated: _encoder_only_keys(gated) for gated in (False, True)}
 
 
-class T5EncoderModel(PreTrainedModel):
+class T5EncoderModel(SharedEmbeddingEncoder, PreTrainedModel):
     """T5's encoder alone (embedding + encoder stack) -> `BaseModelOutput` (e.g. text features for diffusion
     models). Loads T5EncoderModel checkpoints and the encoder half of full T5 checkpoints."""
 
@@ -157,18 +158,6 @@ class T5EncoderModel(PreTrainedModel):
         super().__init__(config)
         self.shared = Embedding(config.vocab_size, config.d_model)  # no padding row, as T5Model
         self.encoder = T5Model.make_stack(self, config, is_decoder=False)
-
-    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.shared(input_ids)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.shared
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.shared = value
-
-    def get_encoder(self) -> T5Stack:
-        return self.encoder
 
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, **kwargs):
