@@ -113,8 +113,8 @@ class Pipeline:
             for index in range(len(items)):
                 yield self.postprocess(_row(outputs, index), **post)
 
-    def _pad_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """Left-pad each item's [1, T_i] tensors to one [B, T] batch; other values become lists."""
+    def _pad_batch(self, items: list[dict[str, Any]], side: str = "left") -> dict[str, Any]:
+        """Pad each item's [1, T_i] tensors on `side` to one [B, T] batch; other values become lists."""
         if self.tokenizer is None or self.tokenizer.pad_token_id is None:
             raise ConfigError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
                               "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
@@ -128,7 +128,8 @@ class Pipeline:
             padded = torch.full((len(items), length), value, dtype=first.dtype)
             for row, item in enumerate(items):
                 tensor = item[key][0]
-                padded[row, length - tensor.shape[-1]:] = tensor
+                start = length - tensor.shape[-1] if side == "left" else 0
+                padded[row, start:start + tensor.shape[-1]] = tensor
             batch[key] = padded
         return batch
 

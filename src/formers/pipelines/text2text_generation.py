@@ -13,8 +13,6 @@ import enum
 import logging
 from typing import Any
 
-import torch
-
 from ..errors import ConfigError
 from .base import Pipeline
 
@@ -108,22 +106,9 @@ class Text2TextGenerationPipeline(Pipeline):
                     ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces)})
         return records
 
-    def _pad_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def _pad_batch(self, items: list[dict[str, Any]], side: str = "left") -> dict[str, Any]:
         """Batches pad on the tokenizer's side (encoder inputs are right-padded for T5 and BART)."""
-        if getattr(self.tokenizer, "padding_side", "right") == "left":
-            return super()._pad_batch(items)
-        batch: dict[str, Any] = {}
-        for key, first in items[0].items():
-            if not isinstance(first, torch.Tensor):
-                batch[key] = [item[key] for item in items]
-                continue
-            value = self.tokenizer.pad_token_id if key == "input_ids" else 0
-            length = max(item[key].shape[-1] for item in items)
-            padded = torch.full((len(items), length), value, dtype=first.dtype)
-            for row, item in enumerate(items):
-                padded[row, :item[key].shape[-1]] = item[key][0]
-            batch[key] = padded
-        return batch
+        return super()._pad_batch(items, getattr(self.tokenizer, "padding_side", "right"))
 
 
 class SummarizationPipeline(Text2TextGenerationPipeline):
