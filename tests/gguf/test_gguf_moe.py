@@ -23,13 +23,29 @@ MOE = {"qwen2_moe": ("qwen2moe", dict(num_experts=4, num_experts_per_tok=2, moe_
        "mixtral": ("llama", dict(num_local_experts=4, num_experts_per_tok=2))}
 
 
+@pytest.fixture(scope="module")
+def checkpoint_of(tmp_path_factory):
+    """family -> the folder of its tiny oracle checkpoint, built once per module."""
+    built = {}
+
+    def build(family: str):
+        if family not in built:
+            folder = tmp_path_factory.mktemp(family)
+            build_oracle_checkpoint(folder, family, base={**UNTIED, **MOE[family][1]})
+            shutil.copy(STORIES / "tokenizer.model", folder)
+            built[family] = folder
+        return built[family]
+    return build
+
+
 @pytest.fixture(scope="module", params=sorted(MOE))
-def moe_dir(request, tmp_path_factory):
-    family = request.param
-    folder = tmp_path_factory.mktemp(family)
-    build_oracle_checkpoint(folder, family, base={**UNTIED, **MOE[family][1]})
-    shutil.copy(STORIES / "tokenizer.model", folder)
-    return family, folder
+def moe_dir(request, checkpoint_of):
+    return request.param, checkpoint_of(request.param)
+
+
+@pytest.fixture(scope="module")
+def qwen2moe_dir(checkpoint_of):
+    return checkpoint_of("qwen2_moe")
 
 
 def logits(model):
@@ -56,29 +72,25 @@ def test_moe_file_equals_safetensors_model(moe_dir, qtype):
         assert float((logits(kept) - expected).abs().max()) <= 0.02 * span
 
 
-def test_transformers_445_reads_no_qwen2moe_config(moe_dir):
+def test_transformers_445_reads_no_qwen2moe_config(qwen2moe_dir):
     """Why the checks above use the safetensors model: 4.45.2 renames the file's qwen2moe.* keys to qwen2_moe.*,
     which its table does not list, so it builds the default Qwen1.5-MoE-A2.7B config (14B parameters) instead
     of the file's."""
-    family, folder = moe_dir
-    if family != "qwen2_moe":
-        pytest.skip("transformers 4.45.2 reads qwen2moe files only")
     import transformers
 
-    file = gguf_of(folder, "F32", arch="qwen2moe", name=family)
+    folder = qwen2moe_dir
+    file = gguf_of(folder, "F32", arch="qwen2moe", name="qwen2_moe")
     theirs = transformers.AutoConfig.from_pretrained(folder, gguf_file=file)
     ours = formers.AutoConfig.from_pretrained(folder, gguf_file=file)
     assert (ours.hidden_size, ours.num_experts) == (UNTIED["hidden_size"], 4)
     assert (theirs.hidden_size, theirs.num_experts) == (2048, 60)
 
 
-def test_moe_file_with_missing_expert_count(moe_dir, tmp_path):
+def test_moe_file_with_missing_expert_count(qwen2moe_dir, tmp_path):
     """A qwen2moe file without its expert metadata cannot be mapped onto the checkpoint's experts."""
-    family, folder = moe_dir
-    if family != "qwen2_moe":
-        pytest.skip("one family is enough")
     import gguf
 
+    folder = qwen2moe_dir
     from .convert import convert
     path = convert(folder, tmp_path / "m.gguf", "F32", arch="qwen2moe")
     reader = gguf.GGUFReader(path)
