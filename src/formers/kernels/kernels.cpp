@@ -5,6 +5,7 @@
 
 #include "decode_layer.h"
 #include "gemv.h"
+#include "moe.h"
 
 namespace {
 
@@ -128,6 +129,30 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
   return formers_decode::run_layer<BFloat16>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
 }
 
+// MoE feed-forward (moe.h) for x [..., C] of 1 to 8 float32 rows -> (output [..., C], router logits [M, E])
+std::vector<at::Tensor> moe_block(const at::Tensor& x, const at::Tensor& router, const std::vector<at::Tensor>& gate,
+                                  const std::vector<at::Tensor>& up, const std::vector<at::Tensor>& down,
+                                  const std::vector<at::Tensor>& shared, const c10::optional<at::Tensor>& shared_gate,
+                                  int64_t top_k, bool softmax_after_topk, bool renorm, double p) {
+  RECORD_FUNCTION("formers::moe_block", std::vector<c10::IValue>());
+  const int64_t C = x.size(-1), M = C == 0 ? 0 : x.numel() / C, E = router.size(0);
+  TORCH_CHECK(M >= 1 && M <= 8 && x.scalar_type() == at::kFloat, "moe_block: x must be 1 to 8 float32 rows");
+  TORCH_CHECK(gate.size() == static_cast<size_t>(E) && up.size() == gate.size() && down.size() == gate.size() &&
+              (shared.empty() || shared.size() == 3) && top_k >= 1 && top_k <= E, "moe_block: one gate/up/down per expert");
+  for (const auto* list : {&gate, &up, &down, &shared})
+    for (const at::Tensor& w : *list)
+      TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.dim() == 2, "moe_block: float32 weights");
+  TORCH_CHECK(router.scalar_type() == at::kFloat && router.is_contiguous() && router.size(1) == C,
+              "moe_block: router weight float32 [E, C]");
+  const at::Tensor sg = shared_gate.has_value() && shared_gate->defined() ? *shared_gate : at::Tensor();
+  const at::Tensor xf = x.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options()), logits = at::empty({M, E}, x.options());
+  formers_moe::Experts experts{&router, &gate, &up, &down, &shared, &sg};
+  formers_moe::moe_forward(xf.data_ptr<float>(), M, C, experts, {top_k, softmax_after_topk, renorm, p},
+                           out.data_ptr<float>(), logits.data_ptr<float>());
+  return {out, logits};
+}
+
 const char* isa() {
 #if defined(__AVX512F__)
   return "avx512";
@@ -145,5 +170,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
+  m.def("moe_block", &moe_block, "mixture-of-experts feed-forward for 1 to 8 rows (moe.h)");
   m.def("isa", &isa, "the vector instruction set this build uses");
 }

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..kernels.moe import moe_block
 from ..modeling_outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from .decoder import DecoderForCausalLM, DecoderModel, causal_lm_loss
 from .layers import Linear
@@ -82,6 +83,9 @@ class SparseMoeBlock(nn.Module):
         if self.training and self.jitter_noise > 0:
             hidden = hidden * torch.empty_like(hidden).uniform_(1.0 - self.jitter_noise, 1.0 + self.jitter_noise)
         tokens = hidden.reshape(-1, shape[-1])  # [N, C]
+        fused = moe_block(self, tokens)  # decoding: router, routing and experts in one call (kernels/moe.py)
+        if fused is not None:
+            return fused[0].reshape(shape), fused[1]
         router_logits = self.gate(tokens)  # [N, E]
         weights, experts = self.route(router_logits, tokens.dtype)
         out = self.experts_forward(tokens, weights, experts)

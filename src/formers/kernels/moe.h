@@ -1,0 +1,180 @@
+// A sparse mixture-of-experts feed-forward block for a few tokens (decoding: 1 to 8 rows) in one call:
+//   router logits = x @ Wr^T;  each token picks its top-k experts (the routing variants below);
+//   out[t] = sum over its experts e, ascending e, of w[t, e] * down_e(silu(gate_e(x_t)) * up_e(x_t))
+//            (+ sigmoid(x_t . g) * shared_down(silu(shared_gate(x_t)) * shared_up(x_t)) with a shared expert).
+// Every chosen expert's gate and up products run in ONE parallel region (each expert on the rows routed
+// to it, so a weight is read once per step however many tokens chose it), then every down product in a
+// second; idle experts are never read and nothing returns to Python between the router and the output.
+// Float32 only. Numerics follow the module path (formers/modeling/moe.py): float32 softmax, the k terms
+// added one by one in ascending expert order; products differ from torch's by summation order only.
+#pragma once
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+#include <vector>
+
+#include "gemv.h"
+
+namespace formers_moe {
+
+struct Routing {
+  int64_t top_k;
+  bool softmax_after_topk;  // GraniteMoE: softmax over the k best logits
+  bool renorm;              // the k probabilities renormalised to sum 1 (norm_topk_prob)
+  double p;                 // > 0: divide the k probabilities by their p-norm instead (DBRX)
+};
+
+// One token's experts: logits [E] -> (ids [k] ascending, weights [k] in the same order).
+inline void route(const float* logits, int64_t E, const Routing& r, int64_t* ids, float* weights) {
+  const int64_t k = r.top_k;
+  std::vector<int64_t> order(E);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  const float top = logits[order[0]];
+  std::vector<float> w(k);
+  if (r.softmax_after_topk) {
+    float total = 0.f;
+    for (int64_t j = 0; j < k; ++j) total += (w[j] = std::exp(logits[order[j]] - top));
+    for (int64_t j = 0; j < k; ++j) w[j] /= total;
+  } else {
+    float total = 0.f;
+    for (int64_t e = 0; e < E; ++e) total += std::exp(logits[e] - top);
+    for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits[order[j]] - top) / total;
+    if (r.p > 0) {
+      float norm = 0.f;
+      for (int64_t j = 0; j < k; ++j) norm += std::pow(std::fabs(w[j]), static_cast<float>(r.p));
+      norm = std::pow(norm, static_cast<float>(1.0 / r.p));
+      for (int64_t j = 0; j < k; ++j) w[j] /= norm;
+    } else if (r.renorm) {
+      float total_k = 0.f;
+      for (int64_t j = 0; j < k; ++j) total_k += w[j];
+      for (int64_t j = 0; j < k; ++j) w[j] /= total_k;
+    }
+  }
+  std::vector<int64_t> slots(k);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return order[a] < order[b]; });
+  for (int64_t j = 0; j < k; ++j) {
+    ids[j] = order[slots[j]];
+    weights[j] = w[slots[j]];
+  }
+}
+
+// One product of a parallel region: y [M, N] = x [M, K] @ w [N, K]^T, float32.
+struct Product {
+  const float* x;
+  int64_t M, K;
+  const float* w;
+  int64_t N;
+  float* y;
+};
+
+// All `products` in one parallel region of row chunks (formers_gemv::kRowChunk output rows each).
+inline void run_products(const std::vector<Product>& products) {
+  std::vector<int64_t> first(products.size() + 1, 0);
+  int64_t bytes = 0;
+  for (size_t i = 0; i < products.size(); ++i) {
+    first[i + 1] = first[i] + (products[i].N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    bytes += products[i].N * products[i].K * 4;
+  }
+  const int64_t total = first.back();
+  auto work = [&](int64_t c0, int64_t c1) {
+    size_t i = 0;
+    for (int64_t c = c0; c < c1;) {
+      while (first[i + 1] <= c) ++i;
+      const Product& p = products[i];
+      const int64_t stop = std::min(c1, first[i + 1]);
+      const int64_t begin = (c - first[i]) * formers_gemv::kRowChunk;
+      const int64_t end = std::min(p.N, (stop - first[i]) * formers_gemv::kRowChunk);
+      formers_gemv::rows_any_m<float, float>(p.M, p.x, p.w, p.K, nullptr, nullptr, p.y, p.N, begin, end);
+      c = stop;
+    }
+  };
+  const int threads = at::get_num_threads();
+  if (threads == 1 || bytes < (64 << 10)) {
+    work(0, total);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, total / (32 * threads));
+  const std::function<void(int64_t)> some = [&](int64_t t) { work(t * grain, std::min(total, (t + 1) * grain)); };
+  formers_pool::pool(threads).run((total + grain - 1) / grain, some);
+}
+
+inline float silu(float v) { return v / (1.f + std::exp(-v)); }
+
+// The weights of one block: per-expert gate/up [I, C] and down [C, I]; the shared expert's (or empty).
+struct Experts {
+  const at::Tensor* router;
+  const std::vector<at::Tensor>* gate;
+  const std::vector<at::Tensor>* up;
+  const std::vector<at::Tensor>* down;
+  const std::vector<at::Tensor>* shared;  // {gate, up, down} or empty
+  const at::Tensor* shared_gate;          // [1, C] or undefined
+};
+
+// x [M, C] -> out [M, C] and router logits [M, E] (both float32, caller-owned)
+inline void moe_forward(const float* x, int64_t M, int64_t C, const Experts& X, const Routing& r, float* out,
+                        float* logits) {
+  const int64_t E = X.router->size(0), k = r.top_k;
+  run_products({{x, M, C, X.router->data_ptr<float>(), E, logits}});
+  std::vector<int64_t> ids(M * k);
+  std::vector<float> weights(M * k);
+  for (int64_t t = 0; t < M; ++t) route(logits + t * E, E, r, ids.data() + t * k, weights.data() + t * k);
+  // group the M*k (token, slot) assignments by expert: rows [start[e], start[e + 1]) of the buffers
+  std::vector<int64_t> start(E + 1, 0), row_of(M * k), token_of(M * k);
+  for (int64_t a = 0; a < M * k; ++a) ++start[ids[a] + 1];
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t a = 0; a < M * k; ++a) {
+    row_of[a] = fill[ids[a]]++;
+    token_of[row_of[a]] = a / k;
+  }
+  const int64_t I = (*X.gate)[0].size(0), rows = M * k;
+  std::vector<float> xg(rows * C), g(rows * I), u(rows * I), y(rows * C);
+  for (int64_t row = 0; row < rows; ++row) std::copy(x + token_of[row] * C, x + (token_of[row] + 1) * C, xg.data() + row * C);
+  const bool shared = !X.shared->empty();
+  const int64_t Is = shared ? (*X.shared)[0].size(0) : 0;
+  std::vector<float> sg(M * Is), su(M * Is), sy(M * C), sgate(M, 0.f);
+  std::vector<Product> first, second;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
+    const float* xe = xg.data() + start[e] * C;
+    first.push_back({xe, m, C, (*X.gate)[e].data_ptr<float>(), I, g.data() + start[e] * I});
+    first.push_back({xe, m, C, (*X.up)[e].data_ptr<float>(), I, u.data() + start[e] * I});
+    second.push_back({g.data() + start[e] * I, m, I, (*X.down)[e].data_ptr<float>(), C, y.data() + start[e] * C});
+  }
+  if (shared) {
+    first.push_back({x, M, C, (*X.shared)[0].data_ptr<float>(), Is, sg.data()});
+    first.push_back({x, M, C, (*X.shared)[1].data_ptr<float>(), Is, su.data()});
+    if (X.shared_gate->defined()) first.push_back({x, M, C, X.shared_gate->data_ptr<float>(), 1, sgate.data()});
+    second.push_back({sg.data(), M, Is, (*X.shared)[2].data_ptr<float>(), C, sy.data()});
+  }
+  run_products(first);
+  for (int64_t i = 0; i < rows * I; ++i) g[i] = silu(g[i]) * u[i];
+  for (int64_t i = 0; i < M * Is; ++i) sg[i] = silu(sg[i]) * su[i];
+  run_products(second);
+  for (int64_t t = 0; t < M; ++t) {
+    float* o = out + t * C;
+    for (int64_t j = 0; j < k; ++j) {  // ascending expert order (route sorted the slots)
+      const float w = weights[t * k + j];
+      const float* ye = y.data() + row_of[t * k + j] * C;
+      if (j == 0) {
+        for (int64_t c = 0; c < C; ++c) o[c] = ye[c] * w;
+      } else {
+        for (int64_t c = 0; c < C; ++c) o[c] += ye[c] * w;
+      }
+    }
+    if (shared) {
+      const float s = X.shared_gate->defined() ? 1.f / (1.f + std::exp(-sgate[t])) : 1.f;
+      for (int64_t c = 0; c < C; ++c) o[c] += X.shared_gate->defined() ? s * sy[t * C + c] : sy[t * C + c];
+    }
+  }
+}
+
+}  // namespace formers_moe
