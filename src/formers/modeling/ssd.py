@@ -17,16 +17,24 @@ import torch
 import torch.nn.functional as F
 
 
-def segment_sums(a: torch.Tensor) -> torch.Tensor:
-    """a [..., Q] -> [..., Q, Q] with out[i, j] = a[j+1] + ... + a[i] for i >= j, -inf above the diagonal.
+def segment_decays(a: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """a [..., Q] -> [..., Q, Q] with out[i, j] = weights[i, j] * exp(a[j+1] + ... + a[i]) for i >= j and 0 above
+    the diagonal (`weights` broadcastable to the output, None: ones).
 
-    Summed directly over the masked window rather than as a difference of two running sums, which would
-    cancel catastrophically once the running sums grow large."""
+    The sums run directly over the masked window rather than as a difference of two running sums, which would
+    cancel catastrophically once the running sums grow large. At a 256-step chunk the output is the scan's
+    largest tensor (heads x T x Q), so it is built in one allocation and updated in place: every extra pass or
+    fresh allocation of that size costs as much as the scan's matmuls on a CPU."""
     length = a.shape[-1]
-    spread = a[..., :, None].expand(*a.shape, length)  # spread[k, j] = a[k]
     strictly_lower = torch.ones(length, length, dtype=torch.bool, device=a.device).tril(-1)
-    sums = spread.masked_fill(~strictly_lower, 0.0).cumsum(dim=-2)
-    return sums.masked_fill(~torch.ones_like(strictly_lower).tril(0), float("-inf"))
+    # [k, j] = a[k] for k > j; `a` made contiguous first, else the output copies its strides and the cumsum
+    # below walks memory out of order (3x slower)
+    decays = torch.where(strictly_lower, a.contiguous()[..., :, None], 0.0)
+    decays = decays.cumsum_(dim=-2).exp_()  # exp(window sums) below the diagonal; 1 on and above it
+    above = ~torch.ones_like(strictly_lower).tril(0)
+    if decays.requires_grad:  # exp_'s result is saved for backward: no more in-place updates
+        return decays.masked_fill(above, 0.0) if weights is None else decays * weights.masked_fill(above, 0.0)
+    return decays.masked_fill_(above, 0.0) if weights is None else decays.mul_(weights.masked_fill(above, 0.0))
 
 
 def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -48,7 +56,7 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
     a_cum = a.cumsum(dim=-1)
 
     # 1. within each chunk: y_l = sum_{s <= l} (C_l . B_s) exp(a_{s+1} + ... + a_l) x_s dt_s
-    scores = torch.einsum("bclgn,bcsgn->bcgls", C, B)[:, :, :, None] * torch.exp(segment_sums(a))
+    scores = segment_decays(a, torch.einsum("bclgn,bcsgn->bcgls", C, B)[:, :, :, None])
     y = torch.einsum("bcgrls,bcsgrp->bclgrp", scores, x)
 
     # 2. each chunk's own final state (from its inputs only), then 3. carried across chunks
@@ -58,7 +66,7 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
         initial_state = states.new_zeros(batch, heads, head_dim, state_size)
     states = torch.cat([initial_state.reshape(batch, 1, groups, per_group, head_dim, state_size), states], dim=1)
     chunk_totals = F.pad(a_cum[..., -1], (0, 0, 0, 0, 1, 0)).permute(0, 2, 3, 1)  # [b, G, R, c + 1]
-    carried = torch.einsum("bgrzc,bcgrpn->bzgrpn", torch.exp(segment_sums(chunk_totals)), states)
+    carried = torch.einsum("bgrzc,bcgrpn->bzgrpn", segment_decays(chunk_totals), states)
     entering, final = carried[:, :-1], carried[:, -1]
 
     # 4. what the state entering each chunk contributes: y_l += exp(a_1 + ... + a_l) C_l . state
