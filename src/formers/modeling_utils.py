@@ -165,11 +165,17 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         missing = _materialize_missing(model, dtype, device)
         _report_key_mismatch(cls.__name__, pretrained_model_name_or_path, missing, unexpected)
         model.to(device)  # non-persistent buffers (rotary tables) follow the weights
+        quantization.finish(model)
         model.eval()
         if model.can_generate():
             model.generation_config = _load_generation_config(pretrained_model_name_or_path, config, hub,
                                                               overrides)
         return model
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the parameters (and buffers, unless return_buffers=False)."""
+        tensors = list(self.parameters()) + (list(self.buffers()) if return_buffers else [])
+        return sum(t.nelement() * t.element_size() for t in tensors)
 
     # --- saving ------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
@@ -183,6 +189,9 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             raise CheckpointError("save_pretrained(safe_serialization=False): formers writes safetensors only")
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
+        if (getattr(self.config, "quantization_config", None) or {}).get("quant_method") == "bitsandbytes":
+            raise CheckpointError("save_pretrained: formers does not write bitsandbytes' quantized layout; save the "
+                                  "full-precision model, or quantize with TorchAoConfig to save a quantized one")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
         self.config.architectures = [type(self).__name__]
         self.config.torch_dtype = self.dtype

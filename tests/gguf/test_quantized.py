@@ -147,8 +147,7 @@ def test_memory_figures(llama_dir):
     assert sizes["int4_weight_only"] - rest == pytest.approx(linear * (0.5 + 8 / 32), rel=0.02)  # + 2 fp32 / 32
 
 
-@pytest.mark.parametrize("name,package", [("BitsAndBytesConfig", "bitsandbytes"), ("GPTQConfig", "auto_gptq"),
-                                          ("AwqConfig", "awq")])
+@pytest.mark.parametrize("name,package", [("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq")])
 def test_foreign_quantization_configs(llama_dir, name, package):
     config = getattr(formers, name)(bits=4)
     installed = importlib.util.find_spec(package) is not None

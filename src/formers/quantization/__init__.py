@@ -5,7 +5,8 @@ from_pretrained options (transformers 4.45 names, plus one beyond 4.45):
   group_size=32)`: quantize a full-precision checkpoint while it loads;
 - `gguf_file=..., keep_quantized=True`: keep llama.cpp's Q8_0 / Q4_0 / Q4_1 / Q4_K weights quantized
   instead of dequantizing them (4.45 always dequantizes);
-- a folder saved from a quantized model reloads quantized (its config.json records how).
+- a folder saved from a quantized model reloads quantized (its config.json records how);
+- `quantization_config=BitsAndBytesConfig(...)`: the bitsandbytes package's layers, when it is installed.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
+from .bitsandbytes import as_bitsandbytes_config, bitsandbytes_installed, quantize_with_bitsandbytes
 from .config import AwqConfig, BitsAndBytesConfig, GPTQConfig, TorchAoConfig, check_quantization_config
 from .linear import QuantizedLinear
 
@@ -29,6 +32,7 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
+    bitsandbytes: BitsAndBytesConfig | None = None  # applied once the full-precision weights are in
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
@@ -45,10 +49,28 @@ class LoadQuantization:
                 "quant_method": "formers_gguf", "kept_types": list(KEPT_GGUF_TYPES)}
 
 
+    def finish(self, model: nn.Module) -> None:
+        """What runs on the loaded model: bitsandbytes' layers, if asked."""
+        if self.bitsandbytes is not None:
+            quantize_with_bitsandbytes(model, self.bitsandbytes)
+
+
 def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
     """Take quantization_config / keep_quantized out of from_pretrained's kwargs (errors name the argument)."""
-    config = check_quantization_config(kwargs.pop("quantization_config", None))
-    return LoadQuantization(config, bool(kwargs.pop("keep_quantized", False)))
+    value = kwargs.pop("quantization_config", None)
+    keep = bool(kwargs.pop("keep_quantized", False))
+    flags = {name: kwargs.pop(name) for name in ("load_in_8bit", "load_in_4bit") if name in kwargs}
+    if any(flags.values()):  # 4.45's older spelling of BitsAndBytesConfig(load_in_8bit=True)
+        if value is not None:
+            raise ConfigError("from_pretrained: pass load_in_8bit / load_in_4bit inside quantization_config, not "
+                              "beside it")
+        value = BitsAndBytesConfig(**flags)
+    bnb_config = as_bitsandbytes_config(value)
+    if bnb_config is not None and bitsandbytes_installed():
+        if not bnb_config.is_quantizable():
+            raise ConfigError("quantization_config=BitsAndBytesConfig: set load_in_8bit=True or load_in_4bit=True")
+        return LoadQuantization(None, keep, bnb_config)
+    return LoadQuantization(check_quantization_config(value), keep)
 
 
 def quantized_memory_bytes(model: nn.Module) -> int:

@@ -12,6 +12,8 @@ import copy
 import importlib.util
 from typing import Any
 
+import torch
+
 from ..errors import ConfigError
 
 WEIGHT_ONLY_TYPES = ("int8_weight_only", "int4_weight_only")
@@ -74,7 +76,54 @@ class _ForeignConfig:
 
 
 class BitsAndBytesConfig(_ForeignConfig):
+    """transformers 4.45's bitsandbytes settings; from_pretrained runs them through the bitsandbytes package when
+    it is installed (quantization/bitsandbytes.py)."""
+
     quant_method, package = "bitsandbytes", "bitsandbytes"
+
+    def __init__(self, load_in_8bit: bool = False, load_in_4bit: bool = False, llm_int8_threshold: float = 6.0,
+                 llm_int8_skip_modules: list[str] | None = None, llm_int8_enable_fp32_cpu_offload: bool = False,
+                 llm_int8_has_fp16_weight: bool = False, bnb_4bit_compute_dtype: Any = None,
+                 bnb_4bit_quant_type: str = "fp4", bnb_4bit_use_double_quant: bool = False,
+                 bnb_4bit_quant_storage: Any = None, **kwargs: Any):
+        if not isinstance(load_in_8bit, bool) or not isinstance(load_in_4bit, bool):
+            raise ConfigError("BitsAndBytesConfig: load_in_8bit and load_in_4bit must be booleans")
+        if load_in_8bit and load_in_4bit:
+            raise ConfigError("BitsAndBytesConfig: load_in_4bit and load_in_8bit are both True; choose one")
+        if bnb_4bit_quant_type not in ("fp4", "nf4"):
+            raise ConfigError(f"BitsAndBytesConfig: bnb_4bit_quant_type {bnb_4bit_quant_type!r}; expected 'fp4' or 'nf4'")
+        settings = dict(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, llm_int8_threshold=llm_int8_threshold,
+                        llm_int8_skip_modules=llm_int8_skip_modules,
+                        llm_int8_enable_fp32_cpu_offload=llm_int8_enable_fp32_cpu_offload,
+                        llm_int8_has_fp16_weight=llm_int8_has_fp16_weight,
+                        bnb_4bit_compute_dtype=_torch_dtype(bnb_4bit_compute_dtype, "bnb_4bit_compute_dtype"),
+                        bnb_4bit_quant_type=bnb_4bit_quant_type, bnb_4bit_use_double_quant=bnb_4bit_use_double_quant,
+                        bnb_4bit_quant_storage=_torch_dtype(bnb_4bit_quant_storage, "bnb_4bit_quant_storage"))
+        super().__init__(**settings)
+        self.__dict__.update(settings)
+
+    def is_quantizable(self) -> bool:
+        return self.load_in_8bit or self.load_in_4bit
+
+    def quantization_method(self) -> str | None:
+        if self.load_in_8bit:
+            return "llm_int8"
+        if self.load_in_4bit:
+            return self.bnb_4bit_quant_type
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value
+                for name, value in super().to_dict().items()}
+
+
+def _torch_dtype(value: Any, field: str) -> Any:
+    """None, a torch dtype or its name (as 4.45 accepts) -> None or the dtype."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype):
+        return getattr(torch, value)
+    raise ConfigError(f"BitsAndBytesConfig: {field} must be a torch dtype or its name, got {value!r}")
 
 
 class GPTQConfig(_ForeignConfig):

@@ -1,0 +1,120 @@
+"""BitsAndBytesConfig through the installed bitsandbytes package (CPU backend).
+
+transformers 4.45.2 cannot be the oracle here: on a CPU-only machine with bitsandbytes 0.50 it stops in its
+backend check (the first test shows it). The reference is 4.45.2's full-precision model with bitsandbytes'
+own Linear8bitLt / Linear4bit swapped in by hand for every linear but the head, which is what 4.45's
+integration builds on a machine where it runs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+from formers.errors import CheckpointError, ConfigError
+from tests.conftest import build_oracle_checkpoint
+
+bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (it comes with the test extra)")
+
+IDS = torch.tensor([[1, 5, 9, 33, 7, 64, 3], [1, 90, 12, 4, 77, 21, 50]])
+SETTINGS = {
+    "int8": dict(load_in_8bit=True),
+    "nf4": dict(load_in_4bit=True, bnb_4bit_quant_type="nf4"),
+    "fp4-double": dict(load_in_4bit=True, bnb_4bit_use_double_quant=True),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_oracle_checkpoint(tmp_path_factory.mktemp("bnb"), "llama", tie_word_embeddings=False,
+                                   intermediate_size=128)  # bitsandbytes' CPU 4-bit path needs K % 64 == 0
+
+
+def reference(folder, settings: dict):
+    """4.45.2's float32 model with bitsandbytes' layers put in by hand (all linears except lm_head)."""
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    for name, module in list(model.named_modules()):
+        if type(module) is not torch.nn.Linear or name == "lm_head":
+            continue
+        has_bias = module.bias is not None
+        if settings.get("load_in_8bit"):
+            layer = bnb.nn.Linear8bitLt(module.in_features, module.out_features, has_bias, has_fp16_weights=False,
+                                        threshold=6.0)
+            layer.weight = bnb.nn.Int8Params(module.weight.data, requires_grad=False, has_fp16_weights=False)
+        else:
+            kind, double = settings.get("bnb_4bit_quant_type", "fp4"), settings.get("bnb_4bit_use_double_quant", False)
+            layer = bnb.nn.Linear4bit(module.in_features, module.out_features, has_bias, compute_dtype=torch.float32,
+                                      compress_statistics=double, quant_type=kind)
+            layer.weight = bnb.nn.Params4bit(module.weight.data, requires_grad=False, compress_statistics=double,
+                                             quant_type=kind)
+        if has_bias:
+            layer.bias = torch.nn.Parameter(module.bias.data, requires_grad=False)
+        model.set_submodule(name, layer.to("cpu"))
+    return model.eval()
+
+
+def test_transformers_445_stops_on_this_machine(checkpoint):
+    """Why the reference is built by hand (listed in the README's "differs on purpose")."""
+    import transformers
+
+    with pytest.raises(AttributeError, match="frozenset"):
+        transformers.AutoModelForCausalLM.from_pretrained(
+            checkpoint, quantization_config=transformers.BitsAndBytesConfig(load_in_4bit=True), device_map="cpu")
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_bitsandbytes_layers_equal_the_packages_own(checkpoint, name):
+    settings = SETTINGS[name]
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        checkpoint, quantization_config=formers.BitsAndBytesConfig(**settings))
+    theirs = reference(checkpoint, settings)
+    expected_type = bnb.nn.Linear8bitLt if settings.get("load_in_8bit") else bnb.nn.Linear4bit
+    assert type(ours.model.layers[0].self_attn.q_proj) is expected_type
+    assert type(ours.model.layers[1].mlp.down_proj) is expected_type
+    assert not isinstance(ours.lm_head, expected_type) and ours.lm_head.weight.dtype == torch.float32
+    assert ours.model.layers[0].mlp.up_proj.weight.dtype in (torch.int8, torch.uint8)
+    assert ours.config.quantization_config["quant_method"] == "bitsandbytes"
+    with torch.no_grad():
+        full = formers.AutoModelForCausalLM.from_pretrained(checkpoint)(IDS).logits
+        got, want = ours(IDS).logits, theirs(IDS).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert float((got - full).abs().max()) > 1e-4  # the weights really are quantized
+    greedy = dict(max_new_tokens=12, do_sample=False)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+
+
+def test_older_spelling_and_memory_footprint(checkpoint):
+    full = formers.AutoModelForCausalLM.from_pretrained(checkpoint)
+    model = formers.AutoModelForCausalLM.from_pretrained(checkpoint, load_in_8bit=True)
+    assert type(model.model.layers[0].self_attn.q_proj) is bnb.nn.Linear8bitLt
+    linear = sum(m.weight.numel() for n, m in full.named_modules() if type(m).__name__ == "Linear" and n != "lm_head")
+    saved = full.get_memory_footprint() - model.get_memory_footprint()
+    assert saved >= 3 * linear - 4 * sum(m.out_features for m in model.modules() if type(m) is bnb.nn.Linear8bitLt)
+    with pytest.raises(ConfigError, match="inside quantization_config"):
+        formers.AutoModelForCausalLM.from_pretrained(checkpoint, load_in_4bit=True,
+                                                     quantization_config=formers.BitsAndBytesConfig(load_in_4bit=True))
+
+
+def test_dict_form_and_skip_modules(checkpoint):
+    model = formers.AutoModelForCausalLM.from_pretrained(
+        checkpoint, quantization_config={"quant_method": "bitsandbytes", "load_in_8bit": True,
+                                         "llm_int8_skip_modules": ["lm_head", "mlp"]})
+    assert type(model.model.layers[0].self_attn.o_proj) is bnb.nn.Linear8bitLt
+    assert model.model.layers[0].mlp.gate_proj.weight.dtype == torch.float32
+
+
+def test_bad_settings_and_saving_are_refused(checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="load_in_4bit and load_in_8bit are both True"):
+        formers.BitsAndBytesConfig(load_in_8bit=True, load_in_4bit=True)
+    with pytest.raises(ConfigError, match="bnb_4bit_quant_type 'int3'"):
+        formers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="int3")
+    with pytest.raises(ConfigError, match="set load_in_8bit=True or load_in_4bit=True"):
+        formers.AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=formers.BitsAndBytesConfig())
+    config = formers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="bfloat16")
+    assert config.bnb_4bit_compute_dtype is torch.bfloat16 and config.to_dict()["bnb_4bit_compute_dtype"] == "bfloat16"
+    assert config.quantization_method() == "fp4"
+    model = formers.AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=config)
+    with pytest.raises(CheckpointError, match="bitsandbytes' quantized layout"):
+        model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
