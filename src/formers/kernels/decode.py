@@ -1,4 +1,5 @@
-"""One C++ call per decoder layer while decoding (kernels.cpp `decode_layer`), where the layer is plain Llama.
+"""One C++ call per decoder layer while decoding (kernels.cpp `decode_layer`), where the layer is plain Llama
+(or Llama attention with a mixture-of-experts block: `moe_layer`, kernels/moe.py).
 
 A decode step in eager PyTorch runs ~50 small operators per layer (norms, rope, cache writes, attention,
 residuals) around the matrix products; on a 2-core CPU those cost as much as streaming the weights. For a
@@ -15,39 +16,51 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import linear as kernel_linear
+from . import moe as moe_kernel
 
 _PLAIN_LAYER = "_formers_plain_llama_layer"  # per-layer memo of the structural check
 
 
 def _structure_ok(layer) -> bool:
+    """A plain Llama layer: attention_ok, and a SiLU GatedMLP of plain Linears without biases."""
+    from ..modeling.layers import Linear
+    from ..modeling.mlp import GatedMLP
+
+    mlp = getattr(layer, "mlp", None)
+    if not attention_ok(layer) or type(mlp) is not GatedMLP or mlp.fused or mlp.act_fn is not F.silu:
+        return False
+    linears = (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+    return (all(type(m) is Linear and m.bias is None and not m._forward_hooks and not m._forward_pre_hooks
+                for m in linears) and not mlp._forward_hooks and not mlp._forward_pre_hooks)
+
+
+def attention_ok(layer) -> bool:
+    """A DecoderLayer with Llama's sequential wiring, RMSNorms and a plain attention (what the kernels'
+    attention half computes), whatever its feed-forward block (kernels/moe.py reuses this)."""
     from ..modeling.attention import Attention
     from ..modeling.decoder import DecoderLayer
     from ..modeling.layers import Linear
-    from ..modeling.mlp import GatedMLP
     from ..modeling.norms import RMSNorm
 
-    attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    attn = getattr(layer, "self_attn", None)
     if type(layer) is not DecoderLayer or layer.residual != "sequential" or layer.branch_scale != 1.0:
         return False
-    if type(attn) is not Attention or type(mlp) is not GatedMLP or mlp.fused or mlp.act_fn is not F.silu:
+    if type(attn) is not Attention:
         return False
     spec = attn.spec
     if (spec.fused_qkv or spec.rotary != "half" or spec.rotary_in_float32 or spec.clip_qkv is not None
             or spec.qk_norm is not None or spec.softcap is not None or spec.sliding_window is not None
             or spec.eager_kernel is not None or spec.sdpa_kernel is not None or attn.implementation not in ("sdpa", "eager")):
         return False
-    modules = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj,
-               layer.input_layernorm, layer.post_attention_layernorm)
-    if any(m._forward_hooks or m._forward_pre_hooks for m in (layer, attn, mlp, *modules)):
+    modules = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, layer.input_layernorm, layer.post_attention_layernorm)
+    if any(m._forward_hooks or m._forward_pre_hooks for m in (layer, attn, *modules)):
         return False
-    linears = modules[:7]
-    return (all(type(m) is Linear for m in linears) and mlp.gate_proj.bias is None and mlp.up_proj.bias is None
-            and mlp.down_proj.bias is None and type(layer.input_layernorm) is RMSNorm
+    return (all(type(m) is Linear for m in modules[:4]) and type(layer.input_layernorm) is RMSNorm
             and type(layer.post_attention_layernorm) is RMSNorm)
 
 
 def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, mask: Tensor | None, cache,
-                 output_attentions: bool) -> tuple[Tensor, None, None] | None:
+                 output_attentions: bool) -> tuple[Tensor, None, Tensor | None] | None:
     """The layer's output for one new token per row through the fused kernel, or None where it does not apply."""
     if torch.compiler.is_compiling():  # first: a traced graph must not guard on the symbolic shapes below
         return None
@@ -55,11 +68,12 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
             or hidden.shape[0] > kernel_linear.MAX_ROWS or hidden.dtype not in kernel_linear.kernel_dtypes()
             or not hidden.is_cpu or torch.is_grad_enabled()):
         return None
-    plain = layer.__dict__.get(_PLAIN_LAYER)
-    if plain is None:
-        plain = _structure_ok(layer)
-        layer.__dict__[_PLAIN_LAYER] = plain  # hooks added later are seen by the check below
-    if not plain or layer._forward_hooks or layer.training:
+    kind = layer.__dict__.get(_PLAIN_LAYER)
+    if kind is None:  # "llama", "moe" (a SparseMoeBlock feed-forward: kernels/moe.py) or False
+        kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
+            else False
+        layer.__dict__[_PLAIN_LAYER] = kind  # hooks added later are seen by the check below
+    if not kind or layer._forward_hooks or layer.training:
         return None
     slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
     kernels = kernel_linear._module()
@@ -68,11 +82,18 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     keys, values, pos = slot
     attn, mlp = layer.self_attn, layer.mlp
     ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
-    weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight, mlp.gate_proj.weight,
-               mlp.up_proj.weight, mlp.down_proj.weight)
+    weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight)
+    if kind == "llama":
+        weights += (mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
     if any(w.dtype != hidden.dtype or not w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim:
         return None
     if mask is not None and (mask.shape[0] != hidden.shape[0] or mask.shape[-2] != 1 or mask.shape[-1] <= pos):
+        return None
+    if kind == "moe":
+        fused = moe_kernel.moe_layer(layer, hidden, cos, sin, keys, values, pos, mask)
+        if fused is not None:
+            _advance(cache, attn.layer_idx)
+            return fused[0], None, fused[1]
         return None
     out = kernels.decode_layer(
         hidden, ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
@@ -101,3 +122,4 @@ def _advance(cache, layer_idx: int) -> None:
     cache._lengths[layer_idx] += 1
     if layer_idx == 0:
         cache._seen_tokens += 1
+

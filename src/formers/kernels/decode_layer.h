@@ -121,18 +121,18 @@ struct Layer {
   float scale;
 };
 
+// The attention half on the float32 rows h [B, C] of `hidden`, in place: h += o_proj(attention(RMSNorm(h))).
+// (run_layer below and the mixture-of-experts layer of moe.h share it.)
 template <typename T>
-at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer& L, const at::Tensor& cos,
+                    const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   constexpr bool BF = std::is_same_v<T, BFloat16>;
   const int64_t B = hidden.size(0), C = hidden.size(-1), H = L.H, Hkv = L.Hkv, D = L.D;
-  const int64_t cap = k_cache.size(2), I = L.wg.size(0);
-  std::vector<float> h(B * C), n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D),
-      o(B * C), g(B * I), u(B * I);
+  const int64_t cap = k_cache.size(2);
+  std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
   const at::Tensor hf = hidden.to(at::kFloat).contiguous();
   std::copy(hf.data_ptr<float>(), hf.data_ptr<float>() + B * C, h.begin());
   const at::Tensor cf = cos.to(at::kFloat).contiguous(), sf = sin.to(at::kFloat).contiguous();
-  // attention half
   rms_norm<BF>(h.data(), L.ln1.data_ptr<float>(), L.eps1, B, C, n.data());
   gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
   for (auto* t : {&q, &k, &v})
@@ -156,6 +156,15 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
   for (auto& x : a) x = rnd<BF>(x);
   gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()});
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
+}
+
+template <typename T>
+at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+  constexpr bool BF = std::is_same_v<T, BFloat16>;
+  const int64_t B = hidden.size(0), C = hidden.size(-1), I = L.wg.size(0);
+  std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
+  attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
   // feed-forward half
   rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});

@@ -90,19 +90,18 @@ at::Tensor f32(const c10::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->to(at::kFloat).contiguous() : at::Tensor();
 }
 
-// hidden [B, 1, C]; weights as the modules hold them; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
-at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
-                        const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
-                        const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
-                        const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2, double eps2,
-                        const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd, const at::Tensor& cos,
-                        const at::Tensor& sin, at::Tensor k_cache, at::Tensor v_cache, int64_t pos,
-                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale) {
-  RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
+// The attention half's weights (and ln2, the norm before the feed-forward half) as one decode layer reads them,
+// checked against hidden [B<=8, 1, C] and the caches [B, Hkv, capacity, D]
+formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
+                                      const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
+                                      const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
+                                      const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2,
+                                      double eps2, const at::Tensor& cos, const at::Tensor& k_cache,
+                                      const at::Tensor& v_cache, int64_t pos, int64_t heads, int64_t kv_heads, double scale) {
   const auto dtype = hidden.scalar_type();
   TORCH_CHECK(hidden.dim() == 3 && hidden.size(1) == 1 && hidden.size(0) <= 8, "decode_layer: hidden [B<=8, 1, C]");
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "decode_layer: float32 or bfloat16 activations");
-  for (const at::Tensor* w : {&wq, &wk, &wv, &wo, &wg, &wu, &wd})
+  for (const at::Tensor* w : {&wq, &wk, &wv, &wo})
     TORCH_CHECK(w->scalar_type() == dtype && w->is_contiguous(), "decode_layer: weights contiguous, activation dtype");
   TORCH_CHECK(k_cache.scalar_type() == dtype && v_cache.scalar_type() == dtype && k_cache.is_contiguous() &&
               v_cache.is_contiguous() && pos < k_cache.size(2), "decode_layer: cache buffers");
@@ -113,9 +112,6 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
   L.qkv_b = {f32(bq), f32(bk), f32(bv)};
   L.wo = wo;
   L.bo = f32(bo);
-  L.wg = wg;
-  L.wu = wu;
-  L.wd = wd;
   L.eps1 = eps1;
   L.eps2 = eps2;
   L.H = heads;
@@ -123,33 +119,92 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
   L.D = wq.size(0) / heads;
   L.scale = static_cast<float>(scale);
   TORCH_CHECK(cos.size(-1) == L.D, "decode_layer: rotary over the whole head");
+  return L;
+}
+
+// hidden [B, 1, C]; weights as the modules hold them; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
+at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
+                        const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
+                        const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
+                        const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2, double eps2,
+                        const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd, const at::Tensor& cos,
+                        const at::Tensor& sin, at::Tensor k_cache, at::Tensor v_cache, int64_t pos,
+                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale) {
+  RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
+  formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos, k_cache,
+                                            v_cache, pos, heads, kv_heads, scale);
+  for (const at::Tensor* w : {&wg, &wu, &wd})
+    TORCH_CHECK(w->scalar_type() == hidden.scalar_type() && w->is_contiguous(),
+                "decode_layer: weights contiguous, activation dtype");
+  L.wg = wg;
+  L.wu = wu;
+  L.wd = wd;
   const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
-  if (dtype == at::kFloat)
+  if (hidden.scalar_type() == at::kFloat)
     return formers_decode::run_layer<float>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
   return formers_decode::run_layer<BFloat16>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
 }
 
-// MoE feed-forward (moe.h) for x [..., C] of 1 to 8 float32 rows -> (output [..., C], router logits [M, E])
+// Checked expert weights of one MoE block (moe.h): router [E, C]; per expert gate, up [I, C] and down [C, I];
+// the shared expert's {gate, up, down} or none and its gate [1, C] or undefined; all float32, contiguous
+formers_moe::Experts moe_weights(int64_t C, const at::Tensor& router, const std::vector<at::Tensor>& gate,
+                                 const std::vector<at::Tensor>& up, const std::vector<at::Tensor>& down,
+                                 const std::vector<at::Tensor>& shared, const at::Tensor& shared_gate, int64_t top_k) {
+  const int64_t E = router.size(0);
+  TORCH_CHECK(router.scalar_type() == at::kFloat && router.is_contiguous() && router.size(1) == C,
+              "moe: router weight float32 [E, C]");
+  TORCH_CHECK(gate.size() == static_cast<size_t>(E) && up.size() == gate.size() && down.size() == gate.size() &&
+              (shared.empty() || shared.size() == 3) && top_k >= 1 && top_k <= E, "moe: one gate/up/down per expert");
+  for (const auto* list : {&gate, &up, &down, &shared})
+    for (const at::Tensor& w : *list)
+      TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.dim() == 2, "moe: float32 weights");
+  TORCH_CHECK(!shared_gate.defined() || (shared_gate.scalar_type() == at::kFloat && shared_gate.is_contiguous() &&
+                                         shared_gate.numel() == C && !shared.empty()), "moe: shared expert gate [1, C]");
+  return {&router, &gate, &up, &down, &shared, &shared_gate};
+}
+
+at::Tensor defined_or_empty(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? *t : at::Tensor();
+}
+
+// MoE feed-forward for x [..., C] of 1 to 8 float32 rows -> (output [..., C], router logits [M, E])
 std::vector<at::Tensor> moe_block(const at::Tensor& x, const at::Tensor& router, const std::vector<at::Tensor>& gate,
                                   const std::vector<at::Tensor>& up, const std::vector<at::Tensor>& down,
                                   const std::vector<at::Tensor>& shared, const c10::optional<at::Tensor>& shared_gate,
                                   int64_t top_k, bool softmax_after_topk, bool renorm, double p) {
   RECORD_FUNCTION("formers::moe_block", std::vector<c10::IValue>());
-  const int64_t C = x.size(-1), M = C == 0 ? 0 : x.numel() / C, E = router.size(0);
+  const int64_t C = x.size(-1), M = C == 0 ? 0 : x.numel() / C;
   TORCH_CHECK(M >= 1 && M <= 8 && x.scalar_type() == at::kFloat, "moe_block: x must be 1 to 8 float32 rows");
-  TORCH_CHECK(gate.size() == static_cast<size_t>(E) && up.size() == gate.size() && down.size() == gate.size() &&
-              (shared.empty() || shared.size() == 3) && top_k >= 1 && top_k <= E, "moe_block: one gate/up/down per expert");
-  for (const auto* list : {&gate, &up, &down, &shared})
-    for (const at::Tensor& w : *list)
-      TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.dim() == 2, "moe_block: float32 weights");
-  TORCH_CHECK(router.scalar_type() == at::kFloat && router.is_contiguous() && router.size(1) == C,
-              "moe_block: router weight float32 [E, C]");
-  const at::Tensor sg = shared_gate.has_value() && shared_gate->defined() ? *shared_gate : at::Tensor();
-  const at::Tensor xf = x.contiguous();
-  at::Tensor out = at::empty(x.sizes(), x.options()), logits = at::empty({M, E}, x.options());
-  formers_moe::Experts experts{&router, &gate, &up, &down, &shared, &sg};
+  const at::Tensor sg = defined_or_empty(shared_gate), xf = x.contiguous();
+  const formers_moe::Experts experts = moe_weights(C, router, gate, up, down, shared, sg, top_k);
+  at::Tensor out = at::empty(x.sizes(), x.options()), logits = at::empty({M, router.size(0)}, x.options());
   formers_moe::moe_forward(xf.data_ptr<float>(), M, C, experts, {top_k, softmax_after_topk, renorm, p},
                            out.data_ptr<float>(), logits.data_ptr<float>());
+  return {out, logits};
+}
+
+// A whole decoder layer with decode_layer's attention half and moe_block's feed-forward, float32
+// -> (hidden [B, 1, C], router logits [B, E])
+std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
+                                  const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
+                                  const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
+                                  const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2,
+                                  double eps2, const at::Tensor& cos, const at::Tensor& sin, at::Tensor k_cache,
+                                  at::Tensor v_cache, int64_t pos, const c10::optional<at::Tensor>& mask, int64_t heads,
+                                  int64_t kv_heads, double scale, const at::Tensor& router,
+                                  const std::vector<at::Tensor>& gate, const std::vector<at::Tensor>& up,
+                                  const std::vector<at::Tensor>& down, const std::vector<at::Tensor>& shared,
+                                  const c10::optional<at::Tensor>& shared_gate, int64_t top_k, bool softmax_after_topk,
+                                  bool renorm, double p) {
+  RECORD_FUNCTION("formers::moe_layer", std::vector<c10::IValue>());
+  TORCH_CHECK(hidden.scalar_type() == at::kFloat, "moe_layer: float32 activations");
+  const formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos,
+                                                  k_cache, v_cache, pos, heads, kv_heads, scale);
+  const at::Tensor sg = defined_or_empty(shared_gate);
+  const formers_moe::Experts experts = moe_weights(hidden.size(-1), router, gate, up, down, shared, sg, top_k);
+  at::Tensor logits = at::empty({hidden.size(0), router.size(0)}, hidden.options());
+  at::Tensor out = formers_moe::moe_layer(hidden, L, cos, sin, k_cache, v_cache, pos, defined_or_empty(mask), experts,
+                                          {top_k, softmax_after_topk, renorm, p}, logits.data_ptr<float>());
   return {out, logits};
 }
 
@@ -171,5 +226,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
   m.def("moe_block", &moe_block, "mixture-of-experts feed-forward for 1 to 8 rows (moe.h)");
+  m.def("moe_layer", &moe_layer, "one mixture-of-experts decoder layer for one new token per row (moe.h)");
   m.def("isa", &isa, "the vector instruction set this build uses");
 }

@@ -16,6 +16,7 @@
 #include <numeric>
 #include <vector>
 
+#include "decode_layer.h"
 #include "gemv.h"
 
 namespace formers_moe {
@@ -175,6 +176,22 @@ inline void moe_forward(const float* x, int64_t M, int64_t C, const Experts& X, 
       for (int64_t c = 0; c < C; ++c) o[c] += X.shared_gate->defined() ? s * sy[t * C + c] : sy[t * C + c];
     }
   }
+}
+
+// One decoder layer of a mixture-of-experts model for one new token per row (float32): decode_layer.h's
+// attention half, then h += moe(RMSNorm(h)). Router logits [B, E] go to `logits`.
+inline at::Tensor moe_layer(const at::Tensor& hidden, const formers_decode::Layer& L, const at::Tensor& cos,
+                            const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos,
+                            const at::Tensor& mask, const Experts& X, const Routing& r, float* logits) {
+  const int64_t B = hidden.size(0), C = hidden.size(-1);
+  std::vector<float> h(B * C), n(B * C);
+  formers_decode::attention_half<float>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
+  formers_decode::rms_norm<false>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
+  at::Tensor out = at::empty(hidden.sizes(), hidden.options().memory_format(at::MemoryFormat::Contiguous));
+  float* o = out.data_ptr<float>();
+  moe_forward(n.data(), B, C, X, r, o, logits);
+  for (int64_t i = 0; i < B * C; ++i) o[i] = h[i] + o[i];
+  return out;
 }
 
 }  // namespace formers_moe
