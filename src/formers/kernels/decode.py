@@ -123,3 +123,66 @@ def _advance(cache, layer_idx: int) -> None:
     if layer_idx == 0:
         cache._seen_tokens += 1
 
+
+_PACKED = "_formers_weights_packed"  # per-model memo: pack_for_decoding ran
+_HUGE_PAGE = 2 << 20
+
+
+def pack_for_decoding(model: torch.nn.Module) -> None:
+    """Once per model, at its first inference call on CPU: move the weights of its plain Linears (in module
+    order, which is the order a decode step reads them; a tied LM head once) into one block of memory aligned to
+    2 MiB and advised to use transparent huge pages.
+
+    A decode step streams every weight once, crossing a 4 KiB page every 4 KiB; with ordinary pages each
+    crossing is a TLB miss, and the GEMV kernels read ~30% faster from huge pages on the EPYC machines. The
+    parameters keep their identity, values and dtype (only `.data` changes), so ties, state_dict and saving
+    are unaffected. Each weight is copied and its old storage released in turn (a memory-mapped checkpoint
+    tensor unmaps then), so peak memory grows by about the largest weight at most (the tied embedding: +73 MiB
+    peak RSS for SmolLM-135M in float32). A no-op where huge pages are off.
+    """
+    if model.__dict__.get(_PACKED) or torch.compiler.is_compiling() or torch.is_grad_enabled() or model.training:
+        return
+    model.__dict__[_PACKED] = True
+    from ..modeling.layers import Linear
+
+    weights, seen = [], set()
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        if (type(module) is Linear and isinstance(w, torch.nn.Parameter) and id(w) not in seen and w.is_cpu
+                and w.dtype in kernel_linear.kernel_dtypes() and w.is_contiguous() and w.numel() > 0):
+            seen.add(id(w))
+            weights.append(w)
+    offsets, total = [], 0
+    for w in weights:
+        offsets.append(total)
+        total += -(-w.nbytes // 64) * 64  # each weight 64-byte aligned
+    if total < _HUGE_PAGE or not _huge_pages_possible():
+        return
+    block = _huge_page_block(total)
+    for w, offset in zip(weights, offsets):
+        view = block[offset:offset + w.nbytes].view(w.dtype).view(w.shape)
+        view.copy_(w.data)
+        w.data = view  # the old storage goes now (one weight at a time)
+
+
+def _huge_pages_possible() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as handle:
+            return "[never]" not in handle.read()
+    except OSError:
+        return False
+
+
+def _huge_page_block(nbytes: int) -> Tensor:
+    """uint8 [nbytes] of fresh anonymous memory starting on a 2 MiB boundary, advised MADV_HUGEPAGE."""
+    import mmap
+
+    region = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE)  # private: shared memory is shmem, no THP
+    flat = torch.frombuffer(region, dtype=torch.uint8)  # keeps `region` alive as long as any view
+    start = -flat.data_ptr() % _HUGE_PAGE
+    length = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE
+    try:
+        region.madvise(mmap.MADV_HUGEPAGE, start, min(length, len(region) - start))
+    except (AttributeError, OSError, ValueError):  # no MADV_HUGEPAGE here: ordinary pages
+        pass
+    return flat[start:start + nbytes]

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..cache import Cache
 from ..errors import ConfigError, GenerationError
-from ..kernels.decode import decode_layer
+from ..kernels.decode import decode_layer, pack_for_decoding
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention, AttentionSpec
@@ -289,6 +289,7 @@ class DecoderForCausalLM(PreTrainedModel):
                 output_hidden_states=None, return_dict=None, cache_position=None, num_logits_to_keep: int = 0,
                 **kwargs):
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        pack_for_decoding(self)  # once: the weights into huge pages for the CPU decode kernels (kernels/decode.py)
         base = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
