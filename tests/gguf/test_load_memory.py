@@ -1,17 +1,17 @@
 """Memory of loading a GGUF file kept quantized (issue 12's target: peak RSS <= 1.2x the file size).
 
-The load streams: the model is built on the meta device, each tensor is repacked from the memory-mapped
-file in row slices and its file pages are dropped, the embedding stays in the file's blocks, and a tied
-head is built from those blocks. The peak is measured in a fresh process (tests/gguf/load_memory.py).
+The load streams: the model is built on the meta device, each Q8_0 / Q4_0 tensor is copied out of the
+memory-mapped file ~1 MiB at a time with each piece's pages dropped once copied (no repack: the blocks are
+the layer's weight), the embedding keeps its blocks and a tied head multiplies the same tensor. The peak is
+measured in a fresh process (tests/gguf/load_memory.py), after a warm-up load of another file.
 
-Stated bounds, for this test's 14.7 MiB Q4_0 file (tied head, 16k vocabulary), with margin over what was
-measured when they were set (model 1.41x the file; peak growth 1.9-2.5x over four runs on the shared 2-core
-machine: about 14 MiB above the model, from allocator arenas and metadata, on any file size). The old
-path, which dequantized the embedding to float32, kept float32 int4 scales and held the file's pages,
-measured 5.6x on a SmolLM-135M-shaped file; without the kept embedding alone this file's model is 2.9x.
-- model bytes <= 1.5x the file: int4 in torch's kernel layout is 0.625 bytes a weight (bfloat16 scale and
-  zero per 32) against Q4_0's 0.5625, and a tied table is held twice (blocks for lookups, int4 for the head);
-- peak growth <= 3.0x the file.
+Stated bounds, for this test's 14.7 MiB Q4_0 file (tied head, 16k vocabulary):
+- model bytes <= 1.02x the file: the file's blocks plus float32 norms (measured 0.99x);
+- peak growth <= the model plus 20 MiB (measured 16.0 MiB = 1.09x the file; on a 73 MiB SmolLM-135M-shaped
+  file 85 MiB = 1.17x, about 13 MiB above its model: allocator arenas and the file's metadata lists, which
+  bench/load_memory.py --gguf prints). The old path (Q4_0 repacked into torch's int4 layout, a tied head held
+  twice) measured model 1.41x and peak 1.9-2.5x on this file.
+The int4 repack of Q4_1 / Q4_K runs in row slices; its test stays here.
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ SHAPE = dict(vocab_size=16384, hidden_size=512, intermediate_size=1536, num_hidd
 
 def test_int4_repack_in_slices_equals_whole_tensor():
     rows, cols = 2 * REPACK_ROWS + 64, 96
-    raw = torch.from_numpy(random_blocks(rows, cols, "Q4_0", np.random.default_rng(0)))
+    raw = torch.from_numpy(random_blocks(rows, cols, "Q4_1", np.random.default_rng(0)))
     quantizer = LinearQuantizer(torch.nn.Module(), None, torch.float32, torch.device("cpu"))
-    sliced = quantizer._from_blocks(QuantizedBlocks("Q4_0", (rows, cols), raw))
-    q, scale, zero = int4_parts(raw, "Q4_0", (rows, cols))
+    sliced = quantizer._from_blocks(QuantizedBlocks("Q4_1", (rows, cols), raw))
+    q, scale, zero = int4_parts(raw, "Q4_1", (rows, cols))
     whole = QuantizedLinear.int4(q, scale.to(sliced.scales_and_zeros.dtype), zero.to(sliced.scales_and_zeros.dtype))
     assert torch.equal(sliced.weight, whole.weight)
     assert torch.equal(sliced.scales_and_zeros, whole.scales_and_zeros)
@@ -62,5 +62,5 @@ def test_q4_0_kept_quantized_load_peak_memory(tmp_path, stories_dir, stories_ggu
     file = convert(tmp_path, tmp_path / "m.Q4_0.gguf", "Q4_0")
     figures = measure(file, stories_dir / stories_gguf("Q4_0"))
     print(f"Q4_0 kept quantized: {figures}")
-    assert figures["model_mib"] <= 1.5 * figures["file_mib"]
-    assert figures["peak_growth_mib"] <= 3.0 * figures["file_mib"]
+    assert figures["model_mib"] <= 1.02 * figures["file_mib"]
+    assert figures["peak_growth_mib"] <= figures["model_mib"] + 20

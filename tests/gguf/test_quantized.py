@@ -1,11 +1,14 @@
 """Weights that stay quantized: llama.cpp's Q8_0 / Q4_0 kept (keep_quantized=True), full-precision checkpoints
 quantized at load (TorchAoConfig int8 / int4), save and reload, memory, and 4.45's other quantization configs.
 
-Tolerances. Q4_0 (and int4 from float) keeps its weights exactly: (q - 8) * scale + zero with the file's
-own scales, so on the exact float32 kernel path logits differ from the dequantized model only by summation
-order (atol 1e-4). Q8_0 is re-quantized to one int8 scale per row (torch's int8 kernel has no per-block
-scales), which adds an error of the order of Q8_0's own. The default path rounds float32 activations to
-bfloat16 for the kernels (linear.py explains why): logits within 2% of their range, greedy tokens identical.
+Tolerances. Q8_0 and Q4_0 kept quantized stay the file's blocks (kernels/quant.h); Q4_1 / Q4_K become int4.
+- Decode steps (at most 8 rows) quantize the activations to int8 blocks of 32, as llama.cpp does: logits
+  within 1.5% of their range of the dequantized float32 model's (measured on stories260K: 0.7%, |delta|
+  0.23 of a 34-wide range) and greedy tokens identical over 64 tokens;
+- with exact activations (EXACT_GGUF_ACTIVATIONS / FORMERS_GGUF_EXACT=1): within 1e-4 (summation order);
+- prefill (more than 8 rows): float32 row chunks through torch's matmul, within 1e-4 (measured: equal).
+Full-precision checkpoints quantized at load (TorchAoConfig int8 / int4) use torch's kernels: the default
+path rounds float32 activations to bfloat16 for them (linear.py explains why).
 """
 from __future__ import annotations
 
@@ -35,9 +38,9 @@ def quantized_layers(model) -> list[QuantizedLinear]:
     return [m for m in model.modules() if isinstance(m, QuantizedLinear)]
 
 
-def greedy(model) -> list[int]:
-    out = model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=24, do_sample=False,
-                         min_new_tokens=24, pad_token_id=0)
+def greedy(model, tokens: int = 24) -> list[int]:
+    out = model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=tokens, do_sample=False,
+                         min_new_tokens=tokens, pad_token_id=0)
     return out[0].tolist()
 
 
@@ -47,37 +50,39 @@ def exact_kernels(monkeypatch):
     monkeypatch.setattr(linear, "FP32_KERNEL_DTYPE", torch.float32)
 
 
-@pytest.mark.parametrize("qtype,scheme,exact", [("Q4_0", "int4", False), ("Q8_0", "int8", False),
-                                                ("Q4_0", "int4", True)])
-def test_kept_gguf_weights_match_dequantized(stories_dir, stories_gguf, qtype, scheme, exact, monkeypatch):
-    if exact:
-        monkeypatch.setattr(linear, "FP32_KERNEL_DTYPE", torch.float32)
+def decode_logits(model) -> torch.Tensor:
+    """The logits of 32 greedy decode steps (one new row per step: the small-batch kernel path)."""
+    out = model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=32, do_sample=False,
+                         pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    return torch.stack(out.logits)
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+@pytest.mark.parametrize("exact", [False, True])
+def test_kept_gguf_weights_match_dequantized(stories_dir, stories_gguf, qtype, exact, monkeypatch):
+    monkeypatch.setattr(linear, "EXACT_GGUF_ACTIVATIONS", exact)
     file = stories_gguf(qtype)
     dequantized = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file)
     kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file, keep_quantized=True)
     layers = quantized_layers(kept)
-    # q/k/v/o (64 columns) and the tied head are kept; gate/up (172 rows) do not fit the int4 kernel, down
-    # (172 columns) no block; the embedding keeps the file's blocks and looks up the dequantized model's values
-    assert len(layers) == (21 if scheme == "int4" else 31) and {m.scheme for m in layers} == {scheme}
+    # q/k/v/o/gate/up (64 columns) of 5 layers and the tied head keep the file's blocks; down (172 columns) is
+    # F32 in the file; the head multiplies the embedding's own blocks (one tensor, no second copy)
+    assert len(layers) == 31 and {m.scheme for m in layers} == {qtype.lower()}
     assert isinstance(kept.lm_head, QuantizedLinear) and isinstance(kept.model.embed_tokens, QuantizedEmbedding)
+    assert kept.lm_head.weight.data_ptr() == kept.model.embed_tokens.blocks.data_ptr()
     assert torch.equal(kept.model.embed_tokens(IDS), dequantized.model.embed_tokens(IDS))
-    expected = logits(dequantized)
-    delta = (logits(kept) - expected).abs().max().item()
+    for name, module in kept.named_modules():
+        if isinstance(module, QuantizedLinear) and name != "lm_head":
+            assert torch.equal(module.dequantized_weight(), dequantized.get_submodule(name).weight), name
+    torch.testing.assert_close(logits(kept), logits(dequantized), rtol=0, atol=1e-4)  # prefill: > 8 rows
+    expected = decode_logits(dequantized)
+    delta = (decode_logits(kept) - expected).abs().max().item()
     span = (expected.max() - expected.min()).item()
-    path = "float32 kernels" if exact else "bfloat16 activations"
-    print(f"{qtype} kept vs dequantized ({path}): max |delta logits| = {delta:.3g} (logit range {span:.3g})")
-    assert delta <= (1e-4 if exact and scheme == "int4" else 0.02 * span)
-    if not exact:
-        assert greedy(kept) == greedy(dequantized)
+    path = "float32" if exact else "int8-quantized"
+    print(f"{qtype} kept vs dequantized, {path} activations: max |delta logits| = {delta:.3g} (range {span:.3g})")
+    assert delta <= (1e-4 if exact else 0.015 * span)
+    assert greedy(kept, 64) == greedy(dequantized, 64)
     assert kept.config.quantization_config["quant_method"] == "formers_gguf"
-
-
-def test_kept_q4_0_weights_equal_dequantized_exactly(stories_dir, stories_gguf, exact_kernels):
-    file = stories_gguf("Q4_0")
-    dequantized = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file)
-    kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=file, keep_quantized=True)
-    layer = kept.model.layers[2].self_attn.k_proj
-    assert torch.equal(layer.dequantized_weight(), dequantized.model.layers[2].self_attn.k_proj.weight)
 
 
 @pytest.mark.parametrize("quant_type,group_size", [("int8_weight_only", None), ("int4_weight_only", 32),
@@ -115,13 +120,19 @@ def test_quantize_float_checkpoint_at_load(llama_dir, quant_type, group_size, tm
     torch.testing.assert_close(logits(reloaded), logits(model), rtol=0, atol=0)
 
 
-def test_kept_gguf_save_and_reload(stories_dir, stories_gguf, tmp_path):
-    kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=stories_gguf("Q4_0"),
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_kept_gguf_save_and_reload(stories_dir, stories_gguf, qtype, tmp_path):
+    kept = formers.AutoModelForCausalLM.from_pretrained(stories_dir, gguf_file=stories_gguf(qtype),
                                                         keep_quantized=True)
     kept.save_pretrained(tmp_path / "kept")
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "kept")
-    assert len(quantized_layers(reloaded)) == len(quantized_layers(kept))
+    before, after = dict(kept.named_modules()), dict(reloaded.named_modules())
+    layers = [n for n, m in before.items() if isinstance(m, QuantizedLinear)]
+    assert layers == [n for n, m in after.items() if isinstance(m, QuantizedLinear)]
+    for name in layers:  # the file's blocks, byte for byte
+        assert after[name].scheme == qtype.lower() and torch.equal(after[name].weight, before[name].weight), name
     torch.testing.assert_close(logits(reloaded), logits(kept), rtol=0, atol=0)
+    torch.testing.assert_close(decode_logits(reloaded), decode_logits(kept), rtol=0, atol=0)
 
 
 def test_bfloat16_activations(llama_dir):

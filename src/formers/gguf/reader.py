@@ -56,12 +56,16 @@ class GGUFFile:
         """Drop `tensor`'s pages from this process's resident memory once it has been copied out. Pages
         of a memory-mapped file count in RSS while mapped; without this, loading a file leaves all of it
         resident beside the model built from it. The data stays readable (it is paged in again if read)."""
+        self.release_range(tensor.offset, tensor.data.nbytes)
+        _return_freed_heap()
+
+    def release_range(self, offset: int, nbytes: int) -> None:
+        """Drop the pages of file bytes [offset, offset + nbytes) from resident memory (see release)."""
         if self.mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-            start = tensor.offset - tensor.offset % mmap.PAGESIZE
-            end = min(tensor.offset + tensor.data.nbytes, len(self.mapping))
+            start = offset - offset % mmap.PAGESIZE
+            end = min(offset + nbytes, len(self.mapping))
             if end > start:
                 self.mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
-        _return_freed_heap()
 
     @property
     def architecture(self) -> str:

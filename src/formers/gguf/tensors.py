@@ -3,7 +3,8 @@
 `blk.3.attn_q.weight` becomes `model.layers.3.self_attn.q_proj.weight`; llama.cpp's row interleave of
 Q/K (it converts HF's "rotate half" rope to its own pairwise layout) is undone, and Gemma's (1 + w)
 norm weights are shifted back. Tensors come out one at a time, dequantized to float32, or, for the
-types the quantization package can keep, as `QuantizedBlocks` (raw ggml blocks, rows in HF order).
+types the quantization package can keep, as `QuantizedBlocks` (raw ggml blocks, rows in HF order, copied
+out of the memory map piece by piece).
 Each tensor's file pages are dropped from resident memory once it is decoded (GGUFFile.release).
 """
 from __future__ import annotations
@@ -45,6 +46,18 @@ def raw_bytes(tensor: GGUFTensor) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is not writable
         return torch.from_numpy(data).reshape(rows, -1)
+
+
+def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor) -> Tensor:
+    """An owned copy of the memory-mapped `raw` [rows, bytes per row], made ~1 MiB at a time with each piece's
+    file pages dropped once copied, so a large tensor (a kept embedding) is never resident twice."""
+    out = torch.empty(raw.shape, dtype=raw.dtype)
+    width = raw.shape[1]
+    step = max(1, (1 << 20) // width)
+    for start in range(0, raw.shape[0], step):
+        out[start:start + step] = raw[start:start + step]
+        gguf.release_range(tensor.offset + start * width, min(step, raw.shape[0] - start) * width)
+    return out
 
 
 def hf_name(name: str, spec: ArchSpec) -> str | None:
@@ -100,13 +113,15 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
             raise CheckpointError(f"{gguf.path}: tensor {tensor.name!r} has ggml type {tensor.type_name}; formers "
                                   f"reads {', '.join(BLOCK_LAYOUT)}")
         raw = raw_bytes(tensor)
+        mapped = raw.data_ptr()
         heads = _heads_for(tensor.name, config) if spec.permuted_qk else None
         if heads is not None:
             raw = unpermute_rows(raw, heads)  # rows hold whole blocks: permute before decoding
         conv1d = _is_conv1d_weight(tensor.name, spec)
         if tensor.type_name in keep_types and len(tensor.shape) == 2 and not conv1d:
-            yield name, QuantizedBlocks(tensor.type_name, tensor.shape, raw.contiguous())
-            gguf.release(tensor)  # the consumer has repacked (or copied) it by now
+            owned = raw.contiguous() if raw.data_ptr() != mapped else _copy_releasing(gguf, tensor, raw)
+            yield name, QuantizedBlocks(tensor.type_name, tensor.shape, owned)
+            gguf.release(tensor)
             continue
         value = dequantize(raw.contiguous(), tensor.type_name, tensor.shape)
         if value.data_ptr() == raw.data_ptr():

@@ -19,9 +19,10 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
-HEADERS = [Path(__file__).with_name(name) for name in ("gemv.h", "decode_layer.h", "pool.h", "moe.h")]
+HEADERS = [Path(__file__).with_name(name) for name in ("gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h")]
 _ISA_FLAGS = {
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
+    "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     "generic": [],
 }
@@ -36,7 +37,7 @@ def cpu_isa() -> str:
     except OSError:
         flags = []
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
-        return "avx512"
+        return "avx512vnni" if "avx512_vnni" in flags else "avx512"  # VNNI: quant.h's int8 dot products
     if {"avx2", "fma"} <= set(flags):
         return "avx2"
     return "generic"

@@ -165,9 +165,10 @@ struct Job {
   const float* scale = nullptr;  // float32 scale per output row (int8 weights), or nullptr
 };
 
-template <typename W, typename Y>
-void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int64_t total_chunks,
-         int64_t weight_bytes) {
+// rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows that the pool's
+// threads claim; `run` below and the block kernels (quant.h) share it.
+template <typename Rows>
+void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows) {
   auto work = [&](int64_t c0, int64_t c1) {
     size_t j = 0;
     for (int64_t c = c0; c < c1;) {
@@ -177,7 +178,7 @@ void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int
       const int64_t stop = std::min(c1, job_end);
       const int64_t begin = (c - job.first_chunk) * kRowChunk;
       const int64_t end = std::min(job.N, (stop - job.first_chunk) * kRowChunk);
-      rows_any_m(M, x, static_cast<const W*>(job.w), K, job.bias, job.scale, static_cast<Y*>(job.y), job.N, begin, end);
+      rows(job, begin, end);
       c = stop;
     }
   };
@@ -193,6 +194,14 @@ void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int
     };
     formers_pool::pool(threads).run((total_chunks + grain - 1) / grain, some);
   }
+}
+
+template <typename W, typename Y>
+void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int64_t total_chunks,
+         int64_t weight_bytes) {
+  run_chunks(jobs, total_chunks, weight_bytes, [&](const Job& job, int64_t begin, int64_t end) {
+    rows_any_m(M, x, static_cast<const W*>(job.w), K, job.bias, job.scale, static_cast<Y*>(job.y), job.N, begin, end);
+  });
 }
 
 }  // namespace formers_gemv

@@ -6,6 +6,7 @@
 #include "decode_layer.h"
 #include "gemv.h"
 #include "moe.h"
+#include "quant.h"
 
 namespace {
 
@@ -225,6 +226,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
+  m.def("quant_linear", &formers_quant::linear, "x @ W^T (+ bias) for W in GGUF Q8_0 (0) / Q4_0 (1) blocks");
   m.def("moe_block", &moe_block, "mixture-of-experts feed-forward for 1 to 8 rows (moe.h)");
   m.def("moe_layer", &moe_layer, "one mixture-of-experts decoder layer for one new token per row (moe.h)");
   m.def("isa", &isa, "the vector instruction set this build uses");

@@ -75,6 +75,21 @@ def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tens
     return kernels.gemv_int8(x.contiguous(), weight, scale, bias) if kernels else None
 
 
+GGUF_BLOCK_FORMATS = {"Q8_0": 0, "Q4_0": 1}  # the block types quant.h computes on, by its format number
+
+
+def gguf_block_linear(x: Tensor, blocks: Tensor, type_name: str, bias: Tensor | None, exact: bool) -> Tensor | None:
+    """x @ W^T (+ bias) for W kept in llama.cpp's Q8_0 / Q4_0 blocks (uint8 [N, K / 32 * block bytes]), through
+    quant.h: up to MAX_ROWS rows with int8-quantized activations (or float32 ones when `exact`), more rows through
+    float32 row chunks and torch's matmul. None where the kernels do not apply (autograd, compile, not CPU)."""
+    if torch.compiler.is_compiling():
+        return None
+    if not (x.dtype in _DTYPES and x.is_cpu and blocks.is_cpu and x.numel() > 0 and not torch.is_grad_enabled()):
+        return None
+    kernels = _module()
+    return kernels.quant_linear(x, blocks, GGUF_BLOCK_FORMATS[type_name], bias, exact) if kernels else None
+
+
 def _plain(module: nn.Module) -> bool:
     """A formers Linear with no hooks (a hooked, wrapped or quantized module must run its own forward)."""
     return type(module) is _linear_class() and not module._forward_hooks and not module._forward_pre_hooks

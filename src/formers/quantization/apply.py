@@ -2,14 +2,16 @@
 is built first): a post-construction transform that runs inside from_pretrained's weight stream.
 
 Three sources reach a linear layer's weight:
-- `QuantizedBlocks` from a GGUF file loaded with keep_quantized=True: Q4_0/Q4_1/Q4_K become int4 with
-  group size 32 (the blocks' own scales), Q8_0 becomes per-row int8 (re-quantized from its values). The
-  input embedding keeps the file's blocks (QuantizedEmbedding); a tied LM head is built from the same
-  blocks. Repacking runs over row slices (`REPACK_ROWS`), so the int32 / float temporaries stay small
-  next to the weight, and int4 scales and zeros are stored in the dtype the kernel computes in (bfloat16
-  for float32 activations on CPU: linear.py), which halves them;
+- `QuantizedBlocks` from a GGUF file loaded with keep_quantized=True: Q8_0 and Q4_0 stay the file's blocks
+  byte for byte (QuantizedLinear schemes q8_0 / q4_0, computed on by kernels/quant.h); Q4_1/Q4_K become
+  int4 with group size 32 (the blocks' own scales). The input embedding keeps the file's blocks
+  (QuantizedEmbedding); a tied LM head is built from the same blocks (for Q8_0 / Q4_0 the very same
+  tensor). The int4 repack runs over row slices (`REPACK_ROWS`), so the int32 / float temporaries stay
+  small next to the weight, and int4 scales and zeros are stored in the dtype the kernel computes in
+  (bfloat16 for float32 activations on CPU: linear.py), which halves them;
 - a float tensor while a TorchAoConfig is active: quantized to int8 or int4 here;
-- the int8/uint8 weight of a saved quantized model, with its scales: rebuilt as saved.
+- the int8/uint8 weight of a saved quantized model, with its scales: rebuilt as saved (a uint8 weight whose
+  row is in_features / 32 * 34 or * 18 bytes wide is a saved layer of Q8_0 / Q4_0 blocks: it needs no scales).
 Everything else passes through unchanged (GGUF blocks of other types are dequantized).
 """
 from __future__ import annotations
@@ -20,14 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..gguf.dequant import INT4_TYPES, dequantize, int4_parts
+from ..gguf.dequant import BLOCK_LAYOUT, INT4_TYPES, int4_parts
 from ..gguf.tensors import QuantizedBlocks
 from . import linear as linear_kernels
 from .config import TorchAoConfig
 from .embedding import QuantizedEmbedding
-from .linear import QuantizedLinear, nibbles_to_values, pack_int4_for_cpu
+from .linear import GGUF_SCHEMES, QuantizedLinear, nibbles_to_values, pack_int4_for_cpu
 
 KEPT_GGUF_TYPES = INT4_TYPES + ("Q8_0",)
+BLOCK_TYPES = tuple(GGUF_SCHEMES.values())  # kept exactly as the file stores them
 # rows repacked per step: a multiple of the int4 kernel's row blocks (64 on AVX-512, 32 on AVX2), so slices
 # pack to the same bytes as the whole tensor (tests/gguf/test_load_memory.py checks it)
 REPACK_ROWS = 1024
@@ -108,22 +111,28 @@ class LinearQuantizer:
         tied = isinstance(head, nn.Linear) and module is self.model.get_input_embeddings()
         if tied and not self._blocks_fit(blocks):
             return False
-        table = QuantizedEmbedding(blocks.raw.clone(), blocks.type_name, blocks.shape[1], self.dtype)
+        table = QuantizedEmbedding(blocks.raw, blocks.type_name, blocks.shape[1], self.dtype)  # raw: an owned copy
         self._replace(name, module, table.to(self.device))
         if tied:
             head_name = next(n for n, m in self.model.named_modules() if m is head)
-            self._replace(head_name, head, self._from_blocks(blocks))
+            self._replace(head_name, head, self._from_blocks(QuantizedBlocks(blocks.type_name, blocks.shape,
+                                                                             table.blocks)))
         return True
 
     @staticmethod
     def _blocks_fit(blocks: QuantizedBlocks) -> bool:
-        return blocks.type_name == "Q8_0" or int4_packable(*blocks.shape, 32)
+        return blocks.type_name in BLOCK_TYPES or int4_packable(*blocks.shape, 32)
 
     def _consume(self, name: str, module: nn.Module, leaf: str, value) -> bool:
         if isinstance(value, QuantizedBlocks) and leaf == "weight" and value.type_name in KEPT_GGUF_TYPES:
             if not self._blocks_fit(value):
                 return False  # the int4 kernel cannot take this shape: dequantized like other types
             self._replace(name, module, self._from_blocks(value))
+            return True
+        if leaf == "weight" and isinstance(value, Tensor) and isinstance(module, nn.Linear) and \
+                self._saved_block_type(module, value) is not None:
+            self._replace(name, module, QuantizedLinear.gguf_blocks(value.to(self.device), self._saved_block_type(
+                module, value), module.in_features))
             return True
         saved_part = leaf in ("weight_scale", "scales_and_zeros") or (
             leaf == "weight" and isinstance(value, Tensor) and value.dtype in (torch.int8, torch.uint8))
@@ -144,6 +153,15 @@ class LinearQuantizer:
             return True
         return False
 
+    @staticmethod
+    def _saved_block_type(module: nn.Linear, value: Tensor) -> str | None:
+        """"Q8_0" / "Q4_0" when `value` is a saved layer's blocks: uint8 rows of in_features / 32 blocks (int4
+        nibbles, the other uint8 weight, are in_features / 2 bytes wide, so the widths never collide)."""
+        if value.dtype != torch.uint8 or value.dim() != 2 or module.in_features % 32:
+            return None
+        widths = {module.in_features // 32 * BLOCK_LAYOUT[t][1]: t for t in BLOCK_TYPES}
+        return widths.get(value.shape[1]) if value.shape[0] == module.out_features else None
+
     def _place(self, q: Tensor, *floats: Tensor) -> tuple[Tensor, ...]:
         return (q.to(self.device),) + tuple(f.to(device=self.device, dtype=self.dtype) for f in floats)
 
@@ -155,16 +173,12 @@ class LinearQuantizer:
         return self.dtype
 
     def _from_blocks(self, blocks: QuantizedBlocks) -> QuantizedLinear:
-        """Repack Q8_0 / 4-bit blocks slice by slice into the kernel's layout (no full-size temporaries)."""
+        """Q8_0 / Q4_0 blocks as they are; Q4_1 / Q4_K repacked slice by slice into torch's int4 layout (no
+        full-size temporaries)."""
         rows, cols = blocks.shape
+        if blocks.type_name in BLOCK_TYPES:
+            return QuantizedLinear.gguf_blocks(blocks.raw.to(self.device), blocks.type_name, cols)
         slices = [(start, min(start + REPACK_ROWS, rows)) for start in range(0, rows, REPACK_ROWS)]
-        if blocks.type_name == "Q8_0":
-            q = torch.empty(rows, cols, dtype=torch.int8)
-            scale = torch.empty(rows, dtype=self.dtype)  # one per row: small, kept in the model's dtype
-            for start, stop in slices:
-                q[start:stop], scale[start:stop] = quantize_int8(
-                    dequantize(blocks.raw[start:stop], "Q8_0", (stop - start, cols)))
-            return QuantizedLinear.int8(q.to(self.device), scale.to(self.device))
         if self.device.type != "cpu":
             raise CheckpointError("int4 weights run on torch's CPU kernel only; load the model with device_map='cpu'")
         packed = torch.empty(rows, cols // 2, dtype=torch.uint8)

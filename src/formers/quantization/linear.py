@@ -1,5 +1,11 @@
-"""QuantizedLinear: an nn.Linear whose weight stays int8 or int4 and is multiplied by torch's CPU
-weight-only kernels directly (no full-precision copy of the weight is ever kept).
+"""QuantizedLinear: an nn.Linear whose weight stays int8, int4 or in llama.cpp's GGUF blocks and is multiplied
+by CPU kernels that read it directly (no full-precision copy of the weight is ever kept).
+
+- q8_0 / q4_0: `weight` uint8 [N, K / 32 * block bytes], the GGUF file's Q8_0 (34-byte) or Q4_0 (18-byte)
+  blocks as stored, each with its own fp16 scale; multiplied by formers' kernel (kernels/quant.h), which
+  quantizes the activations of a decode step to int8 blocks of 32 once per call, as llama.cpp does
+  (`EXACT_GGUF_ACTIVATIONS`, or FORMERS_GGUF_EXACT=1, keeps them float32: slower, the dequantized model's
+  numbers up to summation order). The state dict holds the blocks unchanged.
 
 - int8: `weight` int8 [N, K] with one scale per output row, `weight_scale` [N];
   y = x @ (weight * scale).T via torch._weight_int8pack_mm.
@@ -20,15 +26,20 @@ int8 weight. Shape legend: N out_features, K in_features, G group size.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..kernels.linear import small_batch_int8_linear
+from ..gguf.dequant import BLOCK_LAYOUT, dequantize
+from ..kernels.linear import gguf_block_linear, small_batch_int8_linear
 
 _INNER_K_TILES = 2  # the CPU kernel's tiling of K; a layout detail of the packed weight
 FP32_KERNEL_DTYPE = torch.bfloat16  # what float32 activations are computed in on CPU (see the module doc)
+GGUF_SCHEMES = {"q8_0": "Q8_0", "q4_0": "Q4_0"}  # scheme -> ggml type of the blocks it keeps
+EXACT_GGUF_ACTIVATIONS = os.environ.get("FORMERS_GGUF_EXACT") == "1"
 
 
 def pack_int4_for_cpu(q: Tensor) -> Tensor:
@@ -51,8 +62,8 @@ class QuantizedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, scheme: str, group_size: int | None = None,
                  bias: Tensor | None = None):
         super().__init__()
-        if scheme not in ("int8", "int4"):
-            raise ValueError(f"QuantizedLinear scheme: expected 'int8' or 'int4', got {scheme!r}")
+        if scheme not in ("int8", "int4", *GGUF_SCHEMES):
+            raise ValueError(f"QuantizedLinear scheme: expected 'int8', 'int4', 'q8_0' or 'q4_0', got {scheme!r}")
         self.in_features, self.out_features, self.scheme = in_features, out_features, scheme
         self.group_size = group_size
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
@@ -78,8 +89,28 @@ class QuantizedLinear(nn.Module):
         module.register_buffer("scales_and_zeros", torch.stack([scale.t(), zero.t()], dim=-1).contiguous())
         return module
 
+    @classmethod
+    def gguf_blocks(cls, blocks: Tensor, type_name: str, in_features: int,
+                    bias: Tensor | None = None) -> "QuantizedLinear":
+        """blocks: uint8 [N, K / 32 * block bytes] of ggml type `type_name` ("Q8_0" or "Q4_0"), kept as they are."""
+        scheme = type_name.lower()
+        type_size = BLOCK_LAYOUT.get(type_name, (0, 0))[1]
+        if (scheme not in GGUF_SCHEMES or blocks.dtype != torch.uint8 or blocks.dim() != 2 or in_features % 32
+                or blocks.shape[1] != in_features // 32 * type_size):
+            raise CheckpointError(f"QuantizedLinear.gguf_blocks: expected uint8 [N, in_features / 32 * block bytes] "
+                                  f"blocks of Q8_0 or Q4_0 for in_features={in_features}, got {type_name} "
+                                  f"{blocks.dtype} {list(blocks.shape)}")
+        module = cls(in_features, blocks.shape[0], scheme, 32, bias)
+        module.register_buffer("weight", blocks.contiguous())
+        return module
+
     # --- compute ------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
+        if self.scheme in GGUF_SCHEMES:
+            out = gguf_block_linear(x, self.weight, GGUF_SCHEMES[self.scheme], self.bias, EXACT_GGUF_ACTIVATIONS)
+            if out is not None:
+                return out
+            return F.linear(x, self.dequantized_weight().to(device=x.device, dtype=x.dtype), self.bias)
         if self.scheme == "int8":  # decoding a few rows: formers' int8 GEMV (exact float32 activations)
             out = small_batch_int8_linear(x, self.weight, self.weight_scale, self.bias)
             if out is not None:
@@ -116,6 +147,8 @@ class QuantizedLinear(nn.Module):
 
     def dequantized_weight(self) -> Tensor:
         """The float weight this module multiplies by (for checks and for non-CPU fallbacks)."""
+        if self.scheme in GGUF_SCHEMES:
+            return dequantize(self.weight.cpu(), GGUF_SCHEMES[self.scheme], (self.out_features, self.in_features))
         if self.scheme == "int8":
             return self.weight.float() * self.weight_scale.float()[:, None]
         q = self.int4_values().float().view(self.out_features, -1, self.group_size)

@@ -1,0 +1,401 @@
+// y[M, N] = x[M, K] @ W^T (+ bias) for weights kept in llama.cpp's GGUF blocks, exactly as the file stores them:
+//   Q8_0: 34-byte blocks = fp16 scale d + 32 int8 q;                 w = q * d
+//   Q4_0: 18-byte blocks = fp16 scale d + 16 bytes of 4-bit q;       w = (q - 8) * d
+//         (value j < 16 in the low nibble of byte j, value j >= 16 in the high nibble of byte j - 16)
+// W is uint8 [N, K / 32 * block bytes]; nothing is repacked at load.
+//
+// Decoding (M <= 8) is bound by how fast the blocks are turned into products, so, as llama.cpp does, each
+// input row is quantized once per call to int8 blocks of 32 (scale max|x| / 127, round to nearest even) and
+// every block pair is one integer dot product, scaled by d_w * d_x into float32 accumulators:
+// - AVX-512 VNNI: dpbusd (u8 x s8). Weights enter as unsigned bytes (Q4_0 nibbles 0..15; Q8_0 q + 128) and
+//   the offset (8 or 128 times the sum of the input block's four values behind each int32 lane) is the
+//   accumulator's start value, computed once per input block, so it costs no instruction per weight block;
+// - AVX2: maddubs + madd (Q4_0 as above; Q8_0 with |w| and the input's sign moved over, which stays below
+//   int16 saturation);
+// - plain C++ otherwise.
+// `exact` keeps the input in float32 instead: each block is dequantized in registers to the very values
+// gguf/dequant.py produces (q * d rounded once) and multiplied as float32 (slower; for checks and users who
+// want the dequantized model's numbers). Prefill (M > 8) dequantizes row chunks to float32 and uses torch's
+// matmul on them, so no full-precision copy of the weight ever exists.
+#pragma once
+#include <ATen/ATen.h>
+#include <c10/util/Half.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "gemv.h"
+
+namespace formers_quant {
+
+constexpr int kBlock = 32;
+enum Format : int64_t { kQ8_0 = 0, kQ4_0 = 1 };
+constexpr int64_t block_bytes(int64_t format) { return format == kQ8_0 ? 34 : 18; }
+
+inline float scale_of(const uint8_t* block) {
+  uint16_t bits;
+  std::memcpy(&bits, block, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(bits);
+#else
+  return static_cast<float>(c10::Half(bits, c10::Half::from_bits()));
+#endif
+}
+
+#if defined(__AVX2__)
+// a Q4_0 block's 32 values 0..15 as bytes in element order: low nibbles, then high nibbles
+inline __m256i nibbles(const uint8_t* block) {
+  __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2)));
+  v = _mm256_srlv_epi32(v, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0));  // high half: the high nibbles
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+#endif
+
+// The integer values of one block (Q4_0 with its -8 applied), in element order.
+template <int F>
+inline void block_values(const uint8_t* block, int8_t* q) {
+  if constexpr (F == kQ8_0) {
+    std::memcpy(q, block + 2, kBlock);
+  } else {
+#if defined(__AVX2__)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(nibbles(block), _mm256_set1_epi8(8)));
+#else
+    for (int j = 0; j < 16; ++j) {
+      q[j] = static_cast<int8_t>((block[2 + j] & 0x0F) - 8);
+      q[j + 16] = static_cast<int8_t>((block[2 + j] >> 4) - 8);
+    }
+#endif
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// inputs quantized to int8 blocks: q [M, K], d [M, K / 32], and per block 8 int32 lane start values
+// (-offset * the sum of 4 consecutive q), the correction for weights that enter the dot as unsigned bytes
+struct QuantizedInput {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> start;
+};
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+template <int F>
+constexpr int kOffset = F == kQ8_0 ? 128 : 8;
+#elif defined(__AVX2__)
+template <int F>
+constexpr int kOffset = F == kQ8_0 ? 0 : 8;  // AVX2's Q8_0 dot takes signed weights (sign trick)
+#else
+template <int F>
+constexpr int kOffset = 0;  // the plain loop multiplies signed values
+#endif
+
+template <int F>
+void quantize_input(const float* x, int64_t M, int64_t K, QuantizedInput& out) {
+  const int64_t nb = K / kBlock;
+  out.q.resize(M * K);
+  out.d.resize(M * nb);
+  out.start.resize(M * nb * 8);
+  for (int64_t i = 0; i < M * nb; ++i) {
+    const float* v = x + i * kBlock;
+    int8_t* q = out.q.data() + i * kBlock;
+#if defined(__AVX512F__)
+    const __m512 a = _mm512_loadu_ps(v), b = _mm512_loadu_ps(v + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+#else
+    float amax = 0.f;
+    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
+#endif
+    const float d = amax / 127.f, inv = d != 0.f ? 1.f / d : 0.f;
+    out.d[i] = d;
+#if defined(__AVX512F__)
+    const __m512 s = _mm512_set1_ps(inv);  // cvtps rounds to nearest even (the default MXCSR mode)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, s))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, s))));
+#else
+    for (int j = 0; j < kBlock; ++j) q[j] = static_cast<int8_t>(std::nearbyint(v[j] * inv));
+#endif
+    int32_t* start = out.start.data() + i * 8;
+    for (int l = 0; l < 8; ++l) start[l] = -kOffset<F> * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// one weight block prepared once, then dotted with each input row's block: 8 int32 lanes, each the sum of
+// 4 consecutive products (lane starts included)
+#if defined(__AVX2__)
+struct Prepared {
+  __m256i u;  // the weights as unsigned bytes (|w| for AVX2's Q8_0)
+  __m256i w;  // AVX2 Q8_0: the signed weights, whose signs move to the input
+};
+
+template <int F>
+inline Prepared prepare(const uint8_t* block) {
+  if constexpr (F == kQ4_0) {
+    return {nibbles(block), __m256i()};
+  } else {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return {_mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))), w};  // q + 128
+#else
+    return {_mm256_sign_epi8(w, w), w};
+#endif
+  }
+}
+
+template <int F>
+inline __m256i dot(const Prepared& p, const int8_t* xq, const int32_t* start) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(start));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(s, p.u, x);
+#else
+  const __m256i xs = F == kQ8_0 ? _mm256_sign_epi8(x, p.w) : x;
+  const __m256i pairs = _mm256_maddubs_epi16(p.u, xs);
+  return _mm256_add_epi32(s, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// weight rows [n0, n0 + R) against M quantized input rows
+template <int F, int M, int R, typename Y>
+inline void quantized_rows(const QuantizedInput& in, const uint8_t* w, int64_t K, const float* bias, Y* y,
+                           int64_t ldy, int64_t n0) {
+  const int64_t nb = K / kBlock, row_bytes = nb * block_bytes(F);
+  __m256 acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+  const uint8_t* rows = w + n0 * row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    Prepared p[R];
+    float dw[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = rows + r * row_bytes + b * block_bytes(F);
+      p[r] = prepare<F>(block);
+      dw[r] = scale_of(block);
+    }
+    for (int m = 0; m < M; ++m) {
+      const int64_t i = m * nb + b;
+      const int8_t* xq = in.q.data() + i * kBlock;
+      const int32_t* start = in.start.data() + i * 8;
+      const float dx = in.d[i];
+      for (int r = 0; r < R; ++r)
+        acc[m][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot<F>(p[r], xq, start)), _mm256_set1_ps(dw[r] * dx), acc[m][r]);
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[m][r]);
+      if (bias != nullptr) s += bias[n0 + r];
+      y[m * ldy + n0 + r] = static_cast<Y>(s);
+    }
+}
+
+// one input row: weight rows one after another, each read front to back (one sequential stream, which the
+// hardware prefetcher follows; interleaving short rows halved the bandwidth), two blocks per step
+template <int F, typename Y>
+inline void quantized_single_row(const QuantizedInput& in, const uint8_t* w, int64_t K, const float* bias, Y* y,
+                                 int64_t begin, int64_t end) {
+  const int64_t nb = K / kBlock, row_bytes = nb * block_bytes(F);
+  for (int64_t n = begin; n < end; ++n) {
+    const uint8_t* row = w + n * row_bytes;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      const uint8_t* b0 = row + b * block_bytes(F);
+      const uint8_t* b1 = b0 + block_bytes(F);
+      const __m256i i0 = dot<F>(prepare<F>(b0), in.q.data() + b * kBlock, in.start.data() + b * 8);
+      const __m256i i1 = dot<F>(prepare<F>(b1), in.q.data() + (b + 1) * kBlock, in.start.data() + (b + 1) * 8);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(scale_of(b0) * in.d[b]), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(scale_of(b1) * in.d[b + 1]), a1);
+    }
+    if (b < nb) {
+      const uint8_t* b0 = row + b * block_bytes(F);
+      const __m256i i0 = dot<F>(prepare<F>(b0), in.q.data() + b * kBlock, in.start.data() + b * 8);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(scale_of(b0) * in.d[b]), a0);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    if (bias != nullptr) s += bias[n];
+    y[n] = static_cast<Y>(s);
+  }
+}
+#else
+template <int F, int M, int R, typename Y>
+inline void quantized_rows(const QuantizedInput& in, const uint8_t* w, int64_t K, const float* bias, Y* y,
+                           int64_t ldy, int64_t n0) {
+  const int64_t nb = K / kBlock, row_bytes = nb * block_bytes(F);
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* row = w + (n0 + r) * row_bytes;
+    for (int m = 0; m < M; ++m) {
+      float s = 0.f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int8_t q[kBlock];
+        block_values<F>(row + b * block_bytes(F), q);
+        const int8_t* xq = in.q.data() + (m * nb + b) * kBlock;
+        int32_t dot = 0;
+        for (int j = 0; j < kBlock; ++j) dot += q[j] * xq[j];
+        s += static_cast<float>(dot) * (scale_of(row + b * block_bytes(F)) * in.d[m * nb + b]);
+      }
+      if (bias != nullptr) s += bias[n0 + r];
+      y[m * ldy + n0 + r] = static_cast<Y>(s);
+    }
+  }
+}
+
+template <int F, typename Y>
+inline void quantized_single_row(const QuantizedInput& in, const uint8_t* w, int64_t K, const float* bias, Y* y,
+                                 int64_t begin, int64_t end) {
+  for (int64_t n = begin; n < end; ++n) quantized_rows<F, 1, 1>(in, w, K, bias, y, 0, n);
+}
+#endif
+
+// float32 inputs: weight rows [n0, n0 + R) dequantized block by block in registers (q * d, as dequant.py)
+template <int F, int M, int R, typename Y>
+inline void exact_rows(const float* x, const uint8_t* w, int64_t K, const float* bias, Y* y, int64_t ldy,
+                       int64_t n0) {
+  using namespace formers_gemv;
+  const int64_t nb = K / kBlock, row_bytes = nb * block_bytes(F);
+  Vec acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = vzero();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = w + (n0 + r) * row_bytes + b * block_bytes(F);
+      int8_t q[kBlock];
+      block_values<F>(block, q);
+      const float d = scale_of(block);
+      for (int k = 0; k < kBlock; k += kLanes) {
+        Vec wv = vload(q + k);
+#if defined(__AVX512F__)
+        wv = _mm512_mul_ps(wv, _mm512_set1_ps(d));
+#elif defined(__AVX2__) && defined(__FMA__)
+        wv = _mm256_mul_ps(wv, _mm256_set1_ps(d));
+#else
+        wv = wv * d;
+#endif
+        for (int m = 0; m < M; ++m) acc[m][r] = vfma(wv, vload(x + m * K + b * kBlock + k), acc[m][r]);
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) {
+      float s = vsum(acc[m][r]);
+      if (bias != nullptr) s += bias[n0 + r];
+      y[m * ldy + n0 + r] = static_cast<Y>(s);
+    }
+}
+
+template <bool Exact, int F, int M, typename Y>
+void rows_range(const QuantizedInput& in, const float* x, const uint8_t* w, int64_t K, const float* bias, Y* y,
+                int64_t ldy, int64_t begin, int64_t end) {
+  constexpr int R = M <= 2 ? 4 : 2;
+  auto some = [&](auto rows, int64_t n) {
+    constexpr int r = decltype(rows)::value;
+    if constexpr (Exact) exact_rows<F, M, r>(x, w, K, bias, y, ldy, n);
+    else quantized_rows<F, M, r>(in, w, K, bias, y, ldy, n);
+  };
+  if constexpr (M == 1 && !Exact) return quantized_single_row<F>(in, w, K, bias, y, begin, end);
+  int64_t n = begin;
+  for (; n + R <= end; n += R) some(std::integral_constant<int, R>(), n);
+  for (; n < end; ++n) some(std::integral_constant<int, 1>(), n);
+}
+
+template <bool Exact, int F, typename Y>
+void rows_any_m(int64_t M, const QuantizedInput& in, const float* x, const uint8_t* w, int64_t K,
+                const float* bias, Y* y, int64_t ldy, int64_t begin, int64_t end) {
+  switch (M) {
+    case 1: return rows_range<Exact, F, 1>(in, x, w, K, bias, y, ldy, begin, end);
+    case 2: return rows_range<Exact, F, 2>(in, x, w, K, bias, y, ldy, begin, end);
+    case 3: return rows_range<Exact, F, 3>(in, x, w, K, bias, y, ldy, begin, end);
+    case 4: return rows_range<Exact, F, 4>(in, x, w, K, bias, y, ldy, begin, end);
+    case 5: return rows_range<Exact, F, 5>(in, x, w, K, bias, y, ldy, begin, end);
+    case 6: return rows_range<Exact, F, 6>(in, x, w, K, bias, y, ldy, begin, end);
+    case 7: return rows_range<Exact, F, 7>(in, x, w, K, bias, y, ldy, begin, end);
+    default: return rows_range<Exact, F, 8>(in, x, w, K, bias, y, ldy, begin, end);
+  }
+}
+
+// y [M, N] for M <= 8 rows, split over the pool like the float GEMVs
+template <int F, typename Y>
+void small_batch(const float* x, int64_t M, int64_t K, const uint8_t* w, int64_t N, const float* bias, Y* y,
+                 bool exact) {
+  QuantizedInput in;
+  if (!exact) quantize_input<F>(x, M, K, in);
+  const std::vector<formers_gemv::Job> jobs{{w, bias, y, N, 0}};
+  const int64_t chunks = (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+  formers_gemv::run_chunks(jobs, chunks, N * (K / kBlock) * block_bytes(F), [&](const formers_gemv::Job&, int64_t b, int64_t e) {
+    if (exact) rows_any_m<true, F>(M, in, x, w, K, bias, y, N, b, e);
+    else rows_any_m<false, F>(M, in, x, w, K, bias, y, N, b, e);
+  });
+}
+
+// rows [n0, n1) of the weight as float32 [n1 - n0, K] (the same values as gguf/dequant.py)
+template <int F>
+void dequantize_rows(const uint8_t* w, int64_t K, int64_t n0, int64_t n1, float* out) {
+  const int64_t nb = K / kBlock, row_bytes = nb * block_bytes(F);
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* block = w + n * row_bytes + b * block_bytes(F);
+      int8_t q[kBlock];
+      block_values<F>(block, q);
+      const float d = scale_of(block);
+      float* o = out + (n - n0) * K + b * kBlock;
+      for (int j = 0; j < kBlock; ++j) o[j] = static_cast<float>(q[j]) * d;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the binding: x [..., K] (float32 or bfloat16) @ blocks [N, K / 32 * bytes]^T (+ bias) -> [..., N] in x's dtype
+inline at::Tensor linear(const at::Tensor& x, const at::Tensor& blocks, int64_t format,
+                         const c10::optional<at::Tensor>& bias, bool exact) {
+  TORCH_CHECK(format == kQ8_0 || format == kQ4_0, "quant_linear: format must be 0 (Q8_0) or 1 (Q4_0)");
+  const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K, N = blocks.size(0);
+  TORCH_CHECK(K % kBlock == 0 && K > 0, "quant_linear: in_features must be a positive multiple of 32, got ", K);
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && blocks.dim() == 2 && blocks.is_contiguous() &&
+                  blocks.size(1) == K / kBlock * block_bytes(format),
+              "quant_linear: blocks must be contiguous uint8 [N, K / 32 * ", block_bytes(format), "]");
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "quant_linear: x must be float32 or bfloat16");
+  const at::Tensor xf = x.to(at::kFloat).contiguous().reshape({M, K});
+  at::Tensor bf;
+  if (bias.has_value() && bias->defined()) bf = bias->to(at::kFloat).contiguous();
+  const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = N;
+  const uint8_t* w = blocks.data_ptr<uint8_t>();
+  if (M <= 8) {
+    at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
+    if (M > 0) {
+      if (format == kQ8_0) small_batch<kQ8_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>(), exact);
+      else small_batch<kQ4_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>(), exact);
+    }
+    return out.to(dtype).reshape(shape);
+  }
+  // prefill: ~1 MiB float32 row chunks of the weight, dequantized on the pool's threads, then torch's GEMM
+  at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
+  const int64_t rows = std::max<int64_t>(16, ((1 << 18) / K) / 16 * 16);
+  at::Tensor chunk = at::empty({rows, K}, x.options().dtype(at::kFloat));
+  for (int64_t n0 = 0; n0 < N; n0 += rows) {
+    const int64_t n1 = std::min(N, n0 + rows);
+    float* c = chunk.data_ptr<float>();
+    const std::vector<formers_gemv::Job> jobs{{w, nullptr, nullptr, n1 - n0, 0}};
+    const int64_t pieces = (n1 - n0 + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    formers_gemv::run_chunks(jobs, pieces, (n1 - n0) * K * 4, [&](const formers_gemv::Job&, int64_t b, int64_t e) {
+      if (format == kQ8_0) dequantize_rows<kQ8_0>(w, K, n0 + b, n0 + e, c + b * K);
+      else dequantize_rows<kQ4_0>(w, K, n0 + b, n0 + e, c + b * K);
+    });
+    at::Tensor target = out.narrow(1, n0, n1 - n0);
+    at::mm_out(target, xf, chunk.narrow(0, 0, n1 - n0).t());
+  }
+  if (bf.defined()) out.add_(bf);
+  return out.to(dtype).reshape(shape);
+}
+
+}  // namespace formers_quant
