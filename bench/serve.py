@@ -1,22 +1,32 @@
 """Serving throughput and latency: `formers serve` under concurrent streaming clients vs (a) sequential
 formers `generate()` and (b) transformers 4.45.2 `generate()` on static padded batches of the same
-requests; and TTFT with a shared system prompt, cold vs prefix-cache hit.
+requests, at every concurrency level in one run; and TTFT with a shared system prompt, cold vs prefix hit.
 
-Workload (seeded): --requests requests with prompt lengths uniform in --prompt-range and output lengths
-in --output-range (random token ids, EOS ignored, so every request produces exactly its length); one
-count for every level, or one per --concurrency level (e.g. `--requests 4 8 32 64`: a sweep that fits a
-time budget). All requests arrive at t=0; a level of concurrency C keeps C in flight. Each level's
-prompts start with a token of their own, so no level hits the server's prefix cache with an earlier
-level's prompts. Sequential generate() runs the first level's requests. Each side runs in its own process:
+Workload (seeded): per concurrency level C, max(2C, 8) requests (capped by --max-requests; or --requests:
+one count for every level, or one per level) with prompt lengths uniform in --prompt-range and output
+lengths in --output-range (random token ids, EOS ignored, so every request produces exactly its length).
+All requests of a level arrive at t=0 and C are kept in flight. Each level's prompts start with a token of
+their own, so no level hits the server's prefix cache with an earlier level's prompts. Each side runs in
+its own process, one after the other:
 
-    python bench/serve.py                           # SmolLM-135M-shaped random Llama, the issue's sizes
+    python bench/serve.py            # the issue's sweep: C = 1 4 16 64, prompts 64-1024, outputs 16-256
+    python bench/serve.py --requests 32 --concurrency 16 --prompt-range 64 512 --output-range 16 128
     python bench/serve.py --model formers/default --requests 8 --concurrency 1 4 \
         --prompt-range 16 128 --output-range 8 32   # a quick smoke run
 
+The server serves every request of a level. The baselines take the same requests in the same order —
+(a) one at a time, (b) in static batches of C — and stop starting new ones at a level once the next would
+likely end past --sequential-budget / --static-budget seconds (always at least one request / batch), so a
+sweep stays bounded (~12 minutes on an idle 2-core machine at the defaults; (b) at C = 64 is one batch of
+64 prompts padded to ~1,000 tokens). Their throughput is over the requests they ran (the table shows how
+many). The budgets apply only when the counts are automatic; with --requests every request runs (give
+--static-budget / --sequential-budget to bound them anyway).
+
 Reported per concurrency: output tok/s, TTFT and ITL p50/p99 (server: per streamed token, measured by
-the client; static batches: a batch's first token comes after its prefill and all earlier batches).
+the client; generate(): the first token comes after the request's (batch's) prefill and everything run
+before it, token times from a streamer, so a prefill is never run twice).
 Targets (issue 14): at concurrency 16 >= 3x the throughput of (b); prefix-hit TTFT <= 15% of cold.
-The last line is JSON (for bench-tools/run_quiet.py).
+The last line is JSON (for bench-tools/run_quiet.py): serve_over_static / serve_over_sequential per level.
 """
 from __future__ import annotations
 
@@ -33,10 +43,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import collect, emit, smollm_checkpoint
 
 
+def request_count(args, level: int) -> int:
+    """Requests of the `level`-th concurrency level: --requests, else max(2C, 8) capped at --max-requests."""
+    if args.requests is not None:
+        return args.requests[level] if len(args.requests) > 1 else args.requests[0]
+    return min(max(2 * args.concurrency[level], 8), args.max_requests)
+
+
 def workload(args, level: int) -> list[tuple[list[int], int]]:
     """The requests of the `level`-th concurrency level: (prompt ids, output length)."""
     rng = random.Random(args.seed)
-    count = args.requests[level] if len(args.requests) > 1 else args.requests[0]
+    count = request_count(args, level)
     jobs = [([rng.randrange(3, args.vocab) for _ in range(rng.randint(*args.prompt_range))],
              rng.randint(*args.output_range)) for _ in range(count)]
     return [([3 + level] + prompt[1:], n) for prompt, n in jobs]
@@ -108,7 +125,7 @@ async def load(url: str, jobs: list[tuple[list[int], int]], concurrency: int) ->
     tokens = sum(await asyncio.gather(*(limited(p, n) for p, n in jobs)))
     elapsed = time.perf_counter() - start
     await client.close()
-    return summary(tokens, elapsed, ttft, itl)
+    return dict(summary(tokens, elapsed, ttft, itl), requests=len(jobs), of=len(jobs), seconds=elapsed)
 
 
 async def prefix_ttft(url: str, args) -> dict:
@@ -158,7 +175,7 @@ def _wait_for(url: str, server: subprocess.Popen) -> None:
 
 # -- generate() baselines ----------------------------------------------------------------------------
 def worker_generate(args) -> None:
-    """--worker formers: each request alone; --worker transformers: static padded batches of C."""
+    """--worker formers: each request alone (a); --worker transformers: static padded batches of C (b)."""
     import torch
 
     lib = __import__(args.worker)
@@ -169,37 +186,56 @@ def worker_generate(args) -> None:
         folder = str(CHECKPOINT_DIR)  # the bundled model's files, by path
     model = lib.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=getattr(torch, args.dtype),
                                                      device_map=args.device)
-    if args.worker == "formers":  # each request alone: the first level's requests
-        emit({"1": _static_batches(model, workload(args, 0), 1, args.device)})
-    else:
-        emit({str(c): _static_batches(model, workload(args, i), c, args.device) for i, c in enumerate(args.concurrency)})
+    sequential = args.worker == "formers"
+    budget = args.sequential_budget if sequential else args.static_budget
+    emit({str(c): _static_batches(model, workload(args, i), 1 if sequential else c, args.device, budget)
+          for i, c in enumerate(args.concurrency)})
 
 
-def _static_batches(model, jobs, size: int, device: str) -> dict:
+class _TokenClock:
+    """A generate() streamer that only notes when each new token (after the prompt) came out."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, _tokens) -> None:
+        if self._prompt_seen:
+            self.times.append(time.perf_counter())
+        self._prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+
+def _static_batches(model, jobs, size: int, device: str, budget: float | None) -> dict:
+    """The jobs in batches of `size` (left-padded to the batch's longest prompt, run to its longest output),
+    in order, until the next batch would likely end past `budget` seconds (at least one batch)."""
     import torch
 
-    def timed(ids, mask, n) -> float:
-        _sync(device)
-        start = time.perf_counter()
-        model.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                       eos_token_id=None, pad_token_id=0)
-        _sync(device)
-        return time.perf_counter() - start
-
-    clock, ttft, itl, tokens = 0.0, [], [], 0
+    clock, ttft, itl, tokens, done = 0.0, [], [], 0, 0
     for first in range(0, len(jobs), size):
+        if budget is not None and done and clock + clock / (first // size) > budget:
+            break
         batch = jobs[first:first + size]
         width = max(len(p) for p, _ in batch)
         ids = torch.tensor([[0] * (width - len(p)) + p for p, _ in batch], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in batch], device=device)
         longest = max(n for _, n in batch)
-        prefill = timed(ids, mask, 1)
-        total = timed(ids, mask, longest)
-        ttft += [clock + prefill] * len(batch)
-        itl += [(total - prefill) / max(longest - 1, 1)] * len(batch)
+        streamer = _TokenClock()
+        _sync(device)
+        start = time.perf_counter()
+        model.generate(ids, attention_mask=mask, max_new_tokens=longest, min_new_tokens=longest, do_sample=False,
+                       eos_token_id=None, pad_token_id=0, streamer=streamer)
+        _sync(device)
+        total = time.perf_counter() - start
+        first_token = streamer.times[0] - start
+        ttft += [clock + first_token] * len(batch)
+        itl += [(total - first_token) / max(longest - 1, 1)] * len(batch)
         clock += total
         tokens += sum(n for _, n in batch)  # tokens the requests asked for; padding rows' extra work is waste
-    return summary(tokens, clock, ttft, itl)
+        done += len(batch)
+    return dict(summary(tokens, clock, ttft, itl), requests=done, of=len(jobs), seconds=clock)
 
 
 def _sync(device: str) -> None:
@@ -222,7 +258,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: a SmolLM-135M-shaped random Llama")
     parser.add_argument("--tokenizer", default=None, help="for a model folder without one (default: the "
                         "bundled model's; token ids are random anyway)")
-    parser.add_argument("--requests", type=int, nargs="+", default=[128], help="one count, or one per level")
+    parser.add_argument("--requests", type=int, nargs="+", default=None, help="one count, or one per level "
+                        "(default: max(2C, 8) per level C, capped at --max-requests)")
+    parser.add_argument("--max-requests", type=int, default=64)
+    parser.add_argument("--static-budget", type=float, default=None, help="seconds of (b) per level (default: "
+                        "45 with automatic counts, unbounded with --requests)")
+    parser.add_argument("--sequential-budget", type=float, default=None, help="seconds of (a) per level "
+                        "(default: 20 with automatic counts, unbounded with --requests)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--prompt-range", type=int, nargs=2, default=[64, 1024])
     parser.add_argument("--output-range", type=int, nargs=2, default=[16, 256])
@@ -239,14 +281,20 @@ def main() -> None:
     if args.model is None:
         args.model = str(smollm_checkpoint())
         args.tokenizer = args.tokenizer or "formers/default"
-    if len(args.requests) not in (1, len(args.concurrency)):
+    if args.requests is not None and len(args.requests) not in (1, len(args.concurrency)):
         parser.error("--requests: give one count or one per --concurrency level")
+    if args.requests is None:
+        args.static_budget = 45.0 if args.static_budget is None else args.static_budget
+        args.sequential_budget = 20.0 if args.sequential_budget is None else args.sequential_budget
     args.vocab = _vocab_size(args.model)
     if args.worker == "server":
         return worker_server(args)
     if args.worker is not None:
         return worker_generate(args)
-    report(args, run_server_side(args), run_worker("formers"), run_worker("transformers"))
+    start = time.perf_counter()
+    served = run_server_side(args)
+    sequential, static = run_worker("formers"), run_worker("transformers")
+    report(args, served, sequential, static, time.perf_counter() - start)
 
 
 def _vocab_size(model: str) -> int:
@@ -255,22 +303,27 @@ def _vocab_size(model: str) -> int:
     return min(AutoConfig.from_pretrained(model).vocab_size, 4096)  # ids every tokenizer here can decode
 
 
-def report(args, served: dict, sequential: dict, static: dict) -> None:
-    print(f"{'conc':>5} {'side':>22} {'tok/s':>9} {'TTFT p50':>9} {'p99':>8} {'ITL p50':>8} {'p99':>8}")
-    rows = [("1", "formers generate() seq", sequential["1"])]
+def report(args, served: dict, sequential: dict, static: dict, seconds: float) -> None:
+    print(f"{'conc':>5} {'side':>22} {'requests':>9} {'tok/s':>9} {'TTFT p50':>9} {'p99':>8} {'ITL p50':>8} "
+          f"{'p99':>8}")
     for c in map(str, args.concurrency):
-        rows += [(c, "formers serve", served[c]), (c, "4.45.2 static batches", static[c])]
-    for c, side, r in rows:
-        print(f"{c:>5} {side:>22} {r['tok_s']:9.1f} {r['ttft_p50']:9.3f} {r['ttft_p99']:8.3f} "
-              f"{r['itl_p50']:8.4f} {r['itl_p99']:8.4f}")
+        for side, r in (("formers serve", served[c]), ("formers generate() seq", sequential[c]),
+                        ("4.45.2 static batches", static[c])):
+            print(f"{c:>5} {side:>22} {str(r['requests']) + '/' + str(r['of']):>9} {r['tok_s']:9.1f} "
+                  f"{r['ttft_p50']:9.3f} {r['ttft_p99']:8.3f} {r['itl_p50']:8.4f} {r['itl_p99']:8.4f}")
     prefix = served["prefix"]
     print(f"shared {args.system_tokens}-token prefix: cold TTFT {prefix['cold_s']:.3f}s, hit {prefix['hit_s']:.3f}s "
           f"({prefix['hit_over_cold']:.1%} of cold; target <= 15%)")
     ratios = {c: served[str(c)]["tok_s"] / static[str(c)]["tok_s"] for c in args.concurrency}
+    over_sequential = {c: served[str(c)]["tok_s"] / sequential[str(c)]["tok_s"] for c in args.concurrency}
     print("throughput formers serve / 4.45.2 static batches: "
           + ", ".join(f"c={c}: {r:.2f}x" for c, r in ratios.items()) + " (target at c=16: >= 3x)")
-    print(json.dumps({"served": served, "sequential": sequential, "static": static,
-                      "serve_over_static": ratios, "prefix_hit_over_cold": prefix["hit_over_cold"]}))
+    print("throughput formers serve / sequential formers generate(): "
+          + ", ".join(f"c={c}: {r:.2f}x" for c, r in over_sequential.items()))
+    print(f"whole run: {seconds:.0f} s")
+    print(json.dumps({"served": served, "sequential": sequential, "static": static, "serve_over_static": ratios,
+                      "serve_over_sequential": over_sequential, "prefix_hit_over_cold": prefix["hit_over_cold"],
+                      "seconds": seconds}))
 
 
 if __name__ == "__main__":

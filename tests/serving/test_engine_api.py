@@ -178,3 +178,24 @@ def test_generation_stops_at_the_position_table():
     outputs = run_busy(engine, [("edge", [5] * 250, SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True))])
     final = outputs["edge"][-1]
     assert final.finish_reason == "length" and len(final.token_ids) == 256 - 250
+
+
+def test_chosen_logprob_without_alternatives_equals_the_oracle_log_softmax(one_thread):
+    """logprobs=0 takes the chosen token's value from a log-sum-exp (no [R, V] log-softmax): it must equal
+    log_softmax of transformers 4.45.2's scores at each step, and the value logprobs=2 reports."""
+    ours, theirs = model_pair("llama")
+    prompt = [5, 17, 42, 9, 88, 3]
+    values = {}
+    for top in (0, 2):
+        engine = make_engine(ours)
+        engine.add_request("r", prompt, SamplingParams(max_tokens=6, temperature=0, logprobs=top))
+        outs = [o for _ in range(40) if engine.has_unfinished_requests() for o in engine.step()]
+        values[top] = [lp.logprob for o in outs for lp in o.new_logprobs or []]
+        tokens = outs[-1].token_ids
+        assert all(len(lp.top) == top for o in outs for lp in o.new_logprobs or [])
+    oracle = theirs.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, pad_token_id=0)
+    assert oracle.sequences[0, len(prompt):].tolist() == tokens
+    expected = [torch.log_softmax(s[0], -1)[t].item() for s, t in zip(oracle.scores, tokens)]
+    assert values[0] == pytest.approx(expected, abs=1e-5)
+    assert values[0] == pytest.approx(values[2], abs=1e-6)

@@ -148,10 +148,13 @@ def _logprobs(logits: torch.Tensor, tokens: torch.Tensor, params: list[SamplingP
     wanted = [p.logprobs for p in params]
     if all(w is None for w in wanted):
         return [None] * len(params)
+    top_n = max(w or 0 for w in wanted)
+    if not top_n:  # the chosen token's log-probability alone: no [R, V] log-softmax written out
+        chosen = (logits.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
+        return [None if w is None else TokenLogprob(t, c, {}) for w, t, c in zip(wanted, tokens.tolist(), chosen)]
     logp = torch.log_softmax(logits, dim=-1)
     chosen = logp.gather(1, tokens[:, None])[:, 0].tolist()
-    top_n = max(w or 0 for w in wanted)
-    top_values, top_ids = (logp.topk(top_n, dim=-1) if top_n else (logp[:, :0], tokens[:, None][:, :0]))
+    top_values, top_ids = logp.topk(top_n, dim=-1)
     top_values, top_ids, token_list = top_values.tolist(), top_ids.tolist(), tokens.tolist()
     out: list[TokenLogprob | None] = []
     for i, w in enumerate(wanted):
