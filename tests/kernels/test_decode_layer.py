@@ -1,4 +1,4 @@
-"""The fused decode layer (formers/kernels/decode.py) against the module path of the same formers model and
+"""The fused decode layer and the whole-stack path (formers/kernels/decode.py) against the module path of the same formers model and
 against transformers 4.45.2: greedy tokens identical, per-step scores within 1e-5 (float32), the cache left
 exactly as the module path leaves it, and the fallbacks where the layer is not plain Llama."""
 from __future__ import annotations
@@ -26,6 +26,21 @@ def _generate(model, ids, mask, **extra):
                           return_dict_in_generate=True, pad_token_id=0, eos_token_id=None, **extra)
 
 
+def _module_path_only(monkeypatch):
+    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    monkeypatch.setattr("formers.modeling.decoder.decode_stack", lambda *a: None)
+
+
+@pytest.fixture
+def stacked(monkeypatch):
+    """Records, per forward pass, whether decode_stack ran the whole stack."""
+    calls = []
+    real = decode.decode_stack
+    monkeypatch.setattr("formers.modeling.decoder.decode_stack",
+                        lambda *a: (lambda out: calls.append(out is not None) or out)(real(*a)))
+    return calls
+
+
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
@@ -43,7 +58,7 @@ def test_float32_matches_module_path_and_oracle(tiny_checkpoint, counted, monkey
     ids, mask = _prompts()
     fused = _generate(ours, ids, mask)
     assert any(counted), "the fused layer never ran"
-    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    _module_path_only(monkeypatch)
     plain = _generate(ours, ids, mask)
     oracle = _generate(ref, ids, mask)
     assert torch.equal(fused.sequences, plain.sequences) and torch.equal(fused.sequences, oracle.sequences)
@@ -57,7 +72,7 @@ def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
     ids, mask = _prompts()
     fused = _generate(ours, ids[:1], mask[:1])
-    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    _module_path_only(monkeypatch)
     plain = _generate(ours, ids[:1], mask[:1])
     assert torch.equal(fused.sequences, plain.sequences)
     scale = max(s.abs().max().item() for s in plain.scores)
@@ -92,3 +107,38 @@ def test_other_layers_take_the_module_path(tiny_checkpoint, counted):
         model = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint(model_type, **overrides))
         _generate(model, ids, mask)
     assert counted and not any(counted)
+
+
+def test_whole_stack_path_matches_module_path_and_oracle(tiny_checkpoint, stacked, monkeypatch):
+    folder = tiny_checkpoint("llama")
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = _prompts()
+    fused = _generate(ours, ids, mask)
+    assert stacked.count(True) >= 10, "the stack path did not take over after the first decode step"
+    oracle = _generate(transformers.AutoModelForCausalLM.from_pretrained(folder), ids, mask)
+    _module_path_only(monkeypatch)
+    plain = _generate(ours, ids, mask)
+    assert torch.equal(fused.sequences, plain.sequences) and torch.equal(fused.sequences, oracle.sequences)
+    for a, b, c in zip(fused.scores, plain.scores, oracle.scores):
+        assert (a - b).abs().max().item() <= 1e-5 and (a - c).abs().max().item() <= 1e-5
+
+
+def test_whole_stack_path_sees_new_parameters_and_hooks(tiny_checkpoint, stacked, monkeypatch):
+    ours = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"))
+    ids, mask = _prompts()
+    _generate(ours, ids, mask)
+    assert any(stacked)
+    down = ours.model.layers[1].mlp.down_proj
+    down.weight = torch.nn.Parameter(torch.randn_like(down.weight))  # a new object: the plan must notice
+    stacked.clear()
+    changed = _generate(ours, ids, mask)
+    assert any(stacked)
+    seen = []
+    ours.model.layers[0].register_forward_hook(lambda *a: seen.append(1))
+    _generate(ours, ids, mask)
+    assert len(seen) == 12, "a layer's forward hook was skipped"
+    _module_path_only(monkeypatch)
+    ref = _generate(ours, ids, mask)
+    assert torch.equal(changed.sequences, ref.sequences)
+    for a, b in zip(changed.scores, ref.scores):
+        assert (a - b).abs().max().item() <= 1e-5

@@ -11,9 +11,13 @@ is advanced here exactly as `update` would), so the cache is indistinguishable f
 """
 from __future__ import annotations
 
+import operator
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.modules import module as _torch_module
 
 from . import linear as kernel_linear
 from . import moe as moe_kernel
@@ -95,13 +99,86 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
             _advance(cache, attn.layer_idx)
             return fused[0], None, fused[1]
         return None
-    out = kernels.decode_layer(
-        hidden, ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
-        attn.k_proj.bias, attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon,
-        weights[4], weights[5], weights[6], cos, sin, keys, values, pos, mask, attn.num_heads, attn.num_kv_heads,
-        attn.spec.score_scale)
+    args = (ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
+            attn.k_proj.bias, attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon,
+            weights[4], weights[5], weights[6])
+    heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
+    out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
+    if all(w.dtype == hidden.dtype for w in weights):  # float weights only: decode_stack replays this call
+        modules = (ln1, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, ln2, mlp.gate_proj, mlp.up_proj,
+                   mlp.down_proj)
+        layer.__dict__[_PLAN] = _Plan(modules, tuple(_parameters(modules)), attn.layer_idx, attn.head_dim,
+                                      hidden.dtype, args, heads)
     return out, None, None
+
+
+# --- the whole stack of layers -------------------------------------------------------------------------------
+_PLAN = "_formers_decode_plan"  # per-layer memo: the kernel's arguments from the layer's last fused call
+
+
+class _Plan(NamedTuple):
+    modules: tuple  # the layer's norms and Linears, whose parameters `args` holds
+    params: tuple  # those parameters as the plan saw them (a module given a new one invalidates the plan)
+    layer_idx: int
+    head_dim: int
+    dtype: torch.dtype
+    args: tuple  # decode_layer's arguments before the rotary tables
+    heads: tuple  # and after the mask
+
+
+def _parameters(modules) -> list:
+    return [p for m in modules for p in m._parameters.values()]
+
+
+def _still_holds(plan: _Plan) -> bool:
+    """The layer's modules hold the same parameter objects as when the plan was made, of the plan's dtype."""
+    now = _parameters(plan.modules)
+    return len(now) == len(plan.params) and all(map(operator.is_, now, plan.params)) and plan.args[2].dtype == plan.dtype
+
+
+def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, masks: list, cache,
+                 collect: bool) -> Tensor | None:
+    """Every layer's fused kernel in turn for one new token per row, straight from the arguments each layer's
+    last `decode_layer` call used (no module calls, no per-layer checks beyond whether those arguments still
+    hold); None where any layer has no such plan or anything else differs (the caller then calls each layer).
+    `collect`: the caller wants per-layer outputs (hidden states, attentions, router logits)."""
+    if collect or cos is None or torch.compiler.is_compiling() or torch.is_grad_enabled():
+        return None
+    rows = hidden.shape[0]
+    if (hidden.dim() != 3 or hidden.shape[1] != 1 or rows > kernel_linear.MAX_ROWS or not hidden.is_cpu
+            or hidden.dtype not in kernel_linear.kernel_dtypes() or cos.shape[-1] != sin.shape[-1]
+            or type(cache) is not _dynamic_cache() or len(cache._keys) < len(layers) or _global_hooks()):
+        return None
+    plans = []
+    for layer, mask in zip(layers, masks):
+        plan = layer.__dict__.get(_PLAN)
+        if (plan is None or plan.dtype != hidden.dtype or plan.head_dim != cos.shape[-1] or layer.training
+                or layer._forward_hooks or layer._forward_pre_hooks or not _still_holds(plan)
+                or (mask is not None and (mask.shape[0] != rows or mask.shape[-2] != 1))):
+            return None
+        idx = plan.layer_idx
+        keys, values, pos = cache._keys[idx], cache._values[idx], cache._lengths[idx]
+        if (cache._shared[idx] or pos >= keys.shape[2] or keys.shape[0] != rows or keys.dtype != hidden.dtype
+                or not keys.is_contiguous() or not values.is_contiguous() or (mask is not None and mask.shape[-1] <= pos)):
+            return None
+        plans.append((plan, keys, values, pos))
+    kernels = kernel_linear._module()
+    for (plan, keys, values, pos), mask in zip(plans, masks):
+        hidden = kernels.decode_layer(hidden, *plan.args, cos, sin, keys, values, pos, mask, *plan.heads)
+        _advance(cache, plan.layer_idx)
+    return hidden
+
+
+def _dynamic_cache() -> type:
+    from ..cache.dynamic import DynamicCache  # late: the cache package imports modeling code
+
+    return DynamicCache
+
+
+def _global_hooks() -> bool:
+    """Whether torch's module-global hooks are set (calling layers' kernels directly would skip them)."""
+    return bool(_torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks)
 
 
 def _cache_slot(cache, layer_idx: int, hidden: Tensor) -> tuple[Tensor, Tensor, int] | None:

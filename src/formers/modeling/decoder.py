@@ -26,7 +26,7 @@ from torch import nn
 
 from ..cache import Cache
 from ..errors import ConfigError, GenerationError
-from ..kernels.decode import decode_layer, pack_for_decoding
+from ..kernels.decode import decode_layer, decode_stack, pack_for_decoding
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention, AttentionSpec
@@ -228,7 +228,10 @@ class DecoderModel(PreTrainedModel):
                                       hidden.dtype, output_attentions)
         cos, sin = self.rotary_tables(hidden, position_ids, cache_position)
         all_hidden, all_attentions, all_router_logits = [], [], []
-        for layer, mask in zip(self.layers, masks):
+        fused = decode_stack(self.layers, hidden, cos, sin, masks, cache,  # every layer's C++ kernel (kernels/decode.py)
+                             output_hidden_states or output_attentions or output_router_logits)
+        hidden = hidden if fused is None else fused
+        for layer, mask in zip(self.layers, masks) if fused is None else ():
             if output_hidden_states:
                 all_hidden.append(hidden)
             hidden, weights, router_logits = layer(hidden, cos, sin, mask, cache, cache_position, output_attentions)
