@@ -27,14 +27,13 @@ _PLAIN_LAYER = "_formers_plain_llama_layer"  # per-layer memo of the structural 
 
 def _structure_ok(layer) -> bool:
     """A plain Llama layer: attention_ok, and a SiLU GatedMLP of plain Linears without biases."""
-    from ..modeling.layers import Linear
     from ..modeling.mlp import GatedMLP
 
     mlp = getattr(layer, "mlp", None)
     if not attention_ok(layer) or type(mlp) is not GatedMLP or mlp.fused or mlp.act_fn is not F.silu:
         return False
     linears = (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-    return (all(type(m) is Linear and m.bias is None and not m._forward_hooks and not m._forward_pre_hooks
+    return (all(kernel_linear.fusable(m) and m.bias is None and not m._forward_hooks and not m._forward_pre_hooks
                 for m in linears) and not mlp._forward_hooks and not mlp._forward_pre_hooks)
 
 
@@ -43,7 +42,6 @@ def attention_ok(layer) -> bool:
     attention half computes), whatever its feed-forward block (kernels/moe.py reuses this)."""
     from ..modeling.attention import Attention
     from ..modeling.decoder import DecoderLayer
-    from ..modeling.layers import Linear
     from ..modeling.norms import RMSNorm
 
     attn = getattr(layer, "self_attn", None)
@@ -59,7 +57,7 @@ def attention_ok(layer) -> bool:
     modules = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, layer.input_layernorm, layer.post_attention_layernorm)
     if any(m._forward_hooks or m._forward_pre_hooks for m in (layer, attn, *modules)):
         return False
-    return (all(type(m) is Linear for m in modules[:4]) and type(layer.input_layernorm) is RMSNorm
+    return (all(kernel_linear.fusable(m) for m in modules[:4]) and type(layer.input_layernorm) is RMSNorm
             and type(layer.post_attention_layernorm) is RMSNorm)
 
 
@@ -89,7 +87,8 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight)
     if kind == "llama":
         weights += (mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
-    if any(w.dtype != hidden.dtype or not w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim:
+    if (not kernel_linear.fusable_weights((weights[:3], weights[3:4], weights[4:6], weights[6:]), hidden.dtype)
+            or not all(w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim):
         return None
     if mask is not None and (mask.shape[0] != hidden.shape[0] or mask.shape[-2] != 1 or mask.shape[-1] <= pos):
         return None

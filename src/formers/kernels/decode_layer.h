@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gemv.h"
+#include "quant.h"
 
 namespace formers_decode {
 
@@ -35,6 +36,11 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
     jobs.push_back({ws[i].data_ptr(), fdata(biases_f[i]), outs[i], N, chunks});
     chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
     bytes += ws[i].numel() * ws[i].element_size();
+  }
+  if (ws[0].scalar_type() == at::kByte) {  // GGUF Q8_0 / Q4_0 blocks (quant.h)
+    std::vector<const float*> biases;
+    for (const auto& b : biases_f) biases.push_back(fdata(b));
+    return formers_quant::blocks_into(x, M, K, ws, biases, outs);
   }
   if (ws[0].scalar_type() == at::kFloat) formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
   else formers_gemv::run<BFloat16, float>(x, M, K, jobs, chunks, bytes);

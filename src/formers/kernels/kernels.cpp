@@ -103,7 +103,8 @@ formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor
   TORCH_CHECK(hidden.dim() == 3 && hidden.size(1) == 1 && hidden.size(0) <= 8, "decode_layer: hidden [B<=8, 1, C]");
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "decode_layer: float32 or bfloat16 activations");
   for (const at::Tensor* w : {&wq, &wk, &wv, &wo})
-    TORCH_CHECK(w->scalar_type() == dtype && w->is_contiguous(), "decode_layer: weights contiguous, activation dtype");
+    TORCH_CHECK((w->scalar_type() == dtype || w->scalar_type() == at::kByte) && w->is_contiguous(),
+                "decode_layer: weights contiguous, activation dtype or GGUF blocks");
   TORCH_CHECK(k_cache.scalar_type() == dtype && v_cache.scalar_type() == dtype && k_cache.is_contiguous() &&
               v_cache.is_contiguous() && pos < k_cache.size(2), "decode_layer: cache buffers");
   formers_decode::Layer L;
@@ -135,8 +136,8 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
   formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos, k_cache,
                                             v_cache, pos, heads, kv_heads, scale);
   for (const at::Tensor* w : {&wg, &wu, &wd})
-    TORCH_CHECK(w->scalar_type() == hidden.scalar_type() && w->is_contiguous(),
-                "decode_layer: weights contiguous, activation dtype");
+    TORCH_CHECK((w->scalar_type() == hidden.scalar_type() || w->scalar_type() == at::kByte) && w->is_contiguous(),
+                "decode_layer: weights contiguous, activation dtype or GGUF blocks");
   L.wg = wg;
   L.wu = wu;
   L.wd = wd;

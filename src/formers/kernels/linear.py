@@ -90,6 +90,29 @@ def gguf_block_linear(x: Tensor, blocks: Tensor, type_name: str, bias: Tensor | 
     return kernels.quant_linear(x, blocks, GGUF_BLOCK_FORMATS[type_name], bias, exact) if kernels else None
 
 
+def fusable(module: nn.Module) -> bool:
+    """Whether decode_layer (kernels/decode.py) may read this module's weight directly: a plain formers Linear,
+    or a QuantizedLinear holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the default int8-quantized activations."""
+    if type(module) is _linear_class():
+        return True
+    from ..quantization import linear as quantized  # late: quantization.linear imports this module
+
+    return (type(module) is quantized.QuantizedLinear and module.scheme in quantized.GGUF_SCHEMES
+            and not quantized.EXACT_GGUF_ACTIVATIONS)
+
+
+def fusable_weights(groups: Sequence[Sequence[Tensor]], dtype: torch.dtype) -> bool:
+    """decode_layer's weight groups (Q/K/V, O, gate/up, down) each all of `dtype` or all GGUF blocks (uint8, and
+    then only with int8-quantized activations: checked per call, so the switch works on a loaded model too)."""
+    if not all(len({w.dtype for w in group}) == 1 and group[0].dtype in (dtype, torch.uint8) for group in groups if group):
+        return False
+    if any(group and group[0].dtype == torch.uint8 for group in groups):
+        from ..quantization import linear as quantized
+
+        return not quantized.EXACT_GGUF_ACTIVATIONS
+    return True
+
+
 def _plain(module: nn.Module) -> bool:
     """A formers Linear with no hooks (a hooked, wrapped or quantized module must run its own forward)."""
     return type(module) is _linear_class() and not module._forward_hooks and not module._forward_pre_hooks

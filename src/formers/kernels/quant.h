@@ -326,13 +326,54 @@ void rows_any_m(int64_t M, const QuantizedInput& in, const float* x, const uint8
 template <int F, typename Y>
 void small_batch(const float* x, int64_t M, int64_t K, const uint8_t* w, int64_t N, const float* bias, Y* y,
                  bool exact) {
-  QuantizedInput in;
+  static thread_local QuantizedInput reused;  // no allocation per call once it has grown
+  QuantizedInput& in = reused;  // the caller's: a thread-local named in the lambda would be each worker's own
   if (!exact) quantize_input<F>(x, M, K, in);
   const std::vector<formers_gemv::Job> jobs{{w, bias, y, N, 0}};
   const int64_t chunks = (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
   formers_gemv::run_chunks(jobs, chunks, N * (K / kBlock) * block_bytes(F), [&](const formers_gemv::Job&, int64_t b, int64_t e) {
     if (exact) rows_any_m<true, F>(M, in, x, w, K, bias, y, N, b, e);
     else rows_any_m<false, F>(M, in, x, w, K, bias, y, N, b, e);
+  });
+}
+
+// The format of a weight whose rows are `width` bytes for K inputs, or -1.
+inline int64_t format_of(int64_t width, int64_t K) {
+  if (K % kBlock) return -1;
+  if (width == K / kBlock * block_bytes(kQ8_0)) return kQ8_0;
+  if (width == K / kBlock * block_bytes(kQ4_0)) return kQ4_0;
+  return -1;
+}
+
+// y_i [M, N_i] (float32) = x [M, K] @ W_i^T + b_i for block weights sharing one input (decode_layer.h's Q/K/V and
+// gate/up groups), in one parallel region; the input is quantized once per format present.
+inline void blocks_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
+                        const std::vector<const float*>& biases, const std::vector<float*>& outs) {
+  static thread_local QuantizedInput reused8, reused4;
+  QuantizedInput &in8 = reused8, &in4 = reused4;  // the caller's (see small_batch)
+  std::vector<formers_gemv::Job> jobs;
+  std::vector<int64_t> formats;
+  bool has8 = false, has4 = false;
+  int64_t chunks = 0, bytes = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t format = format_of(ws[i].size(1), K);
+    TORCH_CHECK(ws[i].scalar_type() == at::kByte && ws[i].is_contiguous() && format >= 0,
+                "blocks: weights must be contiguous uint8 Q8_0 / Q4_0 blocks [N, K / 32 * block bytes]");
+    has8 |= format == kQ8_0;
+    has4 |= format == kQ4_0;
+    formats.push_back(format);
+    const int64_t N = ws[i].size(0);
+    jobs.push_back({ws[i].data_ptr(), biases[i], outs[i], N, chunks});
+    chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    bytes += ws[i].numel();
+  }
+  if (has8) quantize_input<kQ8_0>(x, M, K, in8);
+  if (has4) quantize_input<kQ4_0>(x, M, K, in4);
+  formers_gemv::run_chunks(jobs, chunks, bytes, [&](const formers_gemv::Job& job, int64_t b, int64_t e) {
+    const uint8_t* w = static_cast<const uint8_t*>(job.w);
+    float* y = static_cast<float*>(job.y);
+    if (formats[&job - jobs.data()] == kQ8_0) rows_any_m<false, kQ8_0>(M, in8, x, w, K, job.bias, y, job.N, b, e);
+    else rows_any_m<false, kQ4_0>(M, in4, x, w, K, job.bias, y, job.N, b, e);
   });
 }
 
