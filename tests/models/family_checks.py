@@ -229,3 +229,31 @@ def check_half_precision_exact(folder: Path, case: Case, dtype: torch.dtype) -> 
     ids, mask = padded_batch(length=16)
     with torch.no_grad():
         assert max_diff(ours(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits, mask) == 0
+
+
+def check_streamer_and_stop_strings(ours, ref, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    """A streamer receives the prompt, then each greedy token, then end(); stop strings taken from the greedy
+    text end generation early exactly where 4.45.2's do (one row: 4.45 streams one sequence)."""
+    from ..conftest import GPT2_TOKENIZER
+
+    class Collect:
+        def __init__(self):
+            self.chunks = []
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1))
+
+        def end(self):
+            self.chunks.append(None)
+
+    streamer = Collect()
+    kwargs = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=20, do_sample=False)
+    out = ours.generate(ids, streamer=streamer, **kwargs)
+    assert streamer.chunks[-1] is None and torch.equal(torch.cat(streamer.chunks[:-1]), out[0])
+    assert torch.equal(out, ref.generate(ids, **kwargs))
+    tokenizers = (formers.AutoTokenizer.from_pretrained(GPT2_TOKENIZER),
+                  transformers.AutoTokenizer.from_pretrained(GPT2_TOKENIZER))
+    stop = tokenizers[1].decode(out[0, -4:-2])  # text the greedy continuation produces
+    a = ours.generate(ids, stop_strings=[stop], tokenizer=tokenizers[0], **kwargs)
+    b = ref.generate(ids, stop_strings=[stop], tokenizer=tokenizers[1], **kwargs)
+    assert torch.equal(a, b) and a.shape[1] < out.shape[1]

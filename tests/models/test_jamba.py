@@ -27,6 +27,7 @@ from .family_checks import (
     build,
     check_greedy,
     check_sampling,
+    check_streamer_and_stop_strings,
     load_pair,
     max_diff,
     padded_batch,
@@ -170,6 +171,12 @@ def test_greedy_beam_and_sampling_equal_4_45(folders, pairs, name):
     a, b = ours.generate(**kwargs), ref.generate(**kwargs)
     # the scores too: this tiny model's tokens barely depend on the Mamba states that beams must reorder
     assert torch.equal(a.sequences, b.sequences) and max_diff(a.sequences_scores, b.sequences_scores) <= 1e-6
+
+
+def test_streamer_and_stop_strings_as_4_45(pairs):
+    ours, ref = pairs["moe"]
+    ids, mask = padded_batch(rows=1)
+    check_streamer_and_stop_strings(ours, ref, ids, mask)
 
 
 def test_generate_makes_the_hybrid_cache_and_continues_it(pairs, caplog):

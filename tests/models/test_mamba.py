@@ -18,12 +18,12 @@ import formers.modeling.selective_scan as selective_scan
 from formers.errors import GenerationError
 from formers.generation.context import GenerationContext
 
-from ..conftest import GPT2_TOKENIZER
 from .family_checks import (
     Case,
     build,
     check_greedy,
     check_sampling,
+    check_streamer_and_stop_strings,
     load_pair,
     max_diff,
     padded_batch,
@@ -183,30 +183,10 @@ def test_cache_implementation_and_user_cache(case_folder, caplog):
 
 
 def test_streamer_and_stop_strings_as_4_45(case_folder):
-    case, folder = case_folder
+    _, folder = case_folder
     ours, ref = load_pair(folder)
     ids, mask = padded_batch(rows=1)
-
-    class Collect:
-        def __init__(self):
-            self.chunks = []
-
-        def put(self, value):
-            self.chunks.append(value.reshape(-1))
-
-        def end(self):
-            self.chunks.append(None)
-
-    streamer = Collect()
-    kwargs = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=20, do_sample=False)
-    out = ours.generate(ids, streamer=streamer, **kwargs)
-    assert streamer.chunks[-1] is None and torch.equal(torch.cat(streamer.chunks[:-1]), out[0])
-    tokenizers = formers.AutoTokenizer.from_pretrained(GPT2_TOKENIZER), transformers.AutoTokenizer.from_pretrained(
-        GPT2_TOKENIZER)
-    stop = tokenizers[1].decode(out[0, 16:18])  # text the greedy continuation produces
-    a = ours.generate(ids, stop_strings=[stop], tokenizer=tokenizers[0], **kwargs)
-    b = ref.generate(ids, stop_strings=[stop], tokenizer=tokenizers[1], **kwargs)
-    assert torch.equal(a, b) and a.shape[1] < out.shape[1]
+    check_streamer_and_stop_strings(ours, ref, ids, mask)
 
 
 def test_save_round_trip_loads_in_4_45(case_folder, tmp_path):

@@ -17,9 +17,10 @@ import transformers
 
 import formers
 from formers.errors import CacheError
+from formers.models.mamba2.modeling_mamba2 import Mamba2Cache
 
 from ..conftest import build_oracle_checkpoint
-from .family_checks import max_diff, padded_batch
+from .family_checks import check_streamer_and_stop_strings, max_diff, padded_batch
 
 # head_dim 16, 8 heads, one per group (4.45.2's prefill and decoding agree there); chunk 8 < prompts
 BASE = dict(vocab_size=128, hidden_size=64, num_heads=8, head_dim=16, n_groups=8, state_size=16,
@@ -149,6 +150,39 @@ def test_cached_continuation_equals_the_full_forward(tmp_path):
     assert max_diff(torch.cat([one, several], dim=1), full[:, 10:]) <= 1e-5
 
 
+def test_cache_params_step_by_step_as_4_45(tmp_path):
+    """4.45's manual loop, `cache_params` and `cache_position` as 4.45 names them: a 6-token prefill with
+    use_cache, then one token at a time; logits and every layer's states agree. 4.45.2's single-token step
+    works at batch 1 only (at batch B it multiplies y [B, 1, I] by the gate [B, I] and returns [B, B, V]
+    logits), so the oracle runs each row alone; formers' batched steps equal those rows."""
+    ours, theirs = load_pair(build(tmp_path, **CASES["groups-1-odd-state-kernel3"]))  # 4.45.2's prefill: G in {1, H}
+    ids, _ = padded_batch(rows=3, length=16)
+    with torch.no_grad():
+        a, batched = ours(ids[:, :6], use_cache=True), ours(ids[:, :6], use_cache=True)
+        assert isinstance(a.cache_params, Mamba2Cache) and a.cache_params.get_seq_length() == 6
+        rows = [theirs(ids[r:r + 1, :6], use_cache=True) for r in range(3)]
+        for t in range(6, 16):
+            position = torch.tensor([t])
+            a = ours(ids[:, t:t + 1], cache_params=a.cache_params, cache_position=position, use_cache=True)
+            rows = [theirs(ids[r:r + 1, t:t + 1], cache_params=rows[r].cache_params, cache_position=position,
+                           use_cache=True) for r in range(3)]
+            assert a.logits.shape == (3, 1, 128)
+            assert max_diff(a.logits, torch.cat([row.logits for row in rows])) <= 1e-5
+        broken = theirs(ids[:, 6:7], cache_params=batched.cache_params, cache_position=torch.tensor([6]), use_cache=True)
+        assert broken.logits.shape == (3, 3, 128)  # 4.45.2's batched step
+    assert a.cache_params.get_seq_length() == rows[0].cache_params.seqlen_offset == 16
+    for layer in range(ours.config.num_hidden_layers):
+        for states in ("ssm_states", "conv_states"):
+            theirs_states = torch.cat([getattr(row.cache_params, states)[layer] for row in rows])
+            assert max_diff(getattr(a.cache_params, states)[layer], theirs_states) <= 1e-5
+
+
+def test_streamer_and_stop_strings_as_4_45(tmp_path):
+    ours, theirs = load_pair(build(tmp_path))
+    ids, mask = padded_batch(rows=1, length=12)
+    check_streamer_and_stop_strings(ours, theirs, ids, mask)
+
+
 GENERATE = dict(max_new_tokens=32, pad_token_id=0)
 
 
@@ -245,11 +279,10 @@ def test_hidden_states_and_tuple_outputs_as_4_45(tmp_path):
             assert max_diff(x, y, mask) <= 1e-5
         assert abs(a.loss.item() - b.loss.item()) <= 1e-5
         base = ours.backbone(ids, attention_mask=mask, return_dict=False)
-        assert len(base) == 2 and isinstance(base[1], formers.models.mamba2.modeling_mamba2.Mamba2Cache)
+        assert len(base) == 2 and isinstance(base[1], Mamba2Cache)
 
 
 def test_mamba2_cache_rows_snapshots_and_refusals():
-    from formers.models.mamba2.modeling_mamba2 import Mamba2Cache
     config = formers.Mamba2Config(**BASE)
     cache = Mamba2Cache(config, batch_size=3, dtype=torch.float32)
     assert cache.conv_states[0].shape == (3, 64 * 2 + 2 * 8 * 16, 4)

@@ -1,13 +1,14 @@
 """The Mamba 2 model card's examples run unchanged after `transformers` -> `formers`, on a tiny local
 checkpoint (the stories260K tokenizer beside a random Mamba2 of its vocabulary) in place of Codestral:
 the generation snippet prints the same text as under transformers 4.45.2, and the fine-tuning script,
-in its PEFT-free Trainer form (no trl/peft), trains."""
+in its PEFT-free Trainer form (no trl/peft), trains as it does under 4.45.2."""
 from __future__ import annotations
 
 import contextlib
 import io
 import shutil
 
+import pytest
 import torch
 
 from ..conftest import STORIES, build_oracle_checkpoint
@@ -86,14 +87,22 @@ def test_usage_snippet_prints_what_4_45_prints(tmp_path):
     assert ours.startswith("['<s> Hey how are you doing?") and ours == run(USAGE, "transformers", folder)
 
 
-def test_fine_tuning_script_trains(tmp_path, monkeypatch):
+def fine_tune(library: str, folder) -> dict:
+    """Execute the fine-tuning script with `transformers` -> `library`; its namespace (trainer, model, ...)."""
+    scope = {"quotes": QUOTES}
+    code = FINE_TUNING.replace("transformers", library).replace(CODESTRAL, str(folder))
+    exec(compile(code, f"<{library} fine-tuning example>", "exec"), scope)
+    return scope
+
+
+def test_fine_tuning_script_trains_as_under_4_45(tmp_path, monkeypatch):
+    """The script trains (12 steps, logged at step 10), and its logged loss, gradient norm and mean training
+    loss are 4.45.2's running the same script on the same folder."""
     folder = local_codestral(tmp_path)
     monkeypatch.chdir(tmp_path)
-    scope = {"quotes": QUOTES}
-    code = FINE_TUNING.replace("transformers", "formers").replace(CODESTRAL, str(folder))
-    exec(compile(code, "<formers fine-tuning example>", "exec"), scope)
-    losses = [entry["loss"] for entry in scope["trainer"].state.log_history if "loss" in entry]
-    assert len(losses) == 1 and torch.isfinite(torch.tensor(losses)).all()  # 12 steps, logged at step 10
+    scope = fine_tune("formers", folder)
+    logged = [entry for entry in scope["trainer"].state.log_history if "loss" in entry]
+    assert len(logged) == 1 and torch.isfinite(torch.tensor(logged[0]["loss"]))
     assert scope["trainer"].state.global_step == 12
     import formers
     batch = scope["tokenizer"](QUOTES, return_tensors="pt", padding=True)
@@ -102,3 +111,8 @@ def test_fine_tuning_script_trains(tmp_path, monkeypatch):
         before = formers.Mamba2ForCausalLM.from_pretrained(folder)(**batch, labels=labels).loss
         after = scope["model"].eval()(**batch, labels=labels).loss
     assert after < before - 0.5  # it learned the quotes
+    theirs = fine_tune("transformers", folder)["trainer"].state.log_history
+    expected = [entry for entry in theirs if "loss" in entry]
+    assert logged[0]["loss"] == pytest.approx(expected[0]["loss"], abs=2e-4)
+    assert logged[0]["grad_norm"] == pytest.approx(expected[0]["grad_norm"], rel=1e-4)
+    assert scope["trainer"].state.log_history[-1]["train_loss"] == pytest.approx(theirs[-1]["train_loss"], abs=1e-4)
