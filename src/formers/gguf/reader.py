@@ -187,7 +187,9 @@ def _read_cached(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     alignment = int(metadata.get("general.alignment", 32))
     data_start = cursor.pos + (-cursor.pos) % alignment
     tensors = [_tensor(path, mapping, gguf, data_start, *entry) for entry in table]
-    return GGUFFile(path, metadata, tensors, mapping)
+    parsed = GGUFFile(path, metadata, tensors, mapping)
+    parsed.release_range(0, data_start)  # the header's pages (a vocabulary: ~1 MiB) are parsed into `metadata`
+    return parsed
 
 
 def _tensor(path: Path, mapping: mmap.mmap, gguf, data_start: int, name: str, type_name: str,

@@ -48,10 +48,34 @@ def raw_bytes(tensor: GGUFTensor) -> Tensor:
         return torch.from_numpy(data).reshape(rows, -1)
 
 
-def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor) -> Tensor:
-    """An owned copy of the memory-mapped `raw` [rows, bytes per row], made ~1 MiB at a time with each piece's
-    file pages dropped once copied, so a large tensor (a kept embedding) is never resident twice."""
-    out = torch.empty(raw.shape, dtype=raw.dtype)
+ARENA_TYPES = ("Q8_0", "Q4_0")  # kept byte for byte as layer weights (QuantizedLinear q8_0 / q4_0)
+
+
+class _Arena:
+    """One 2 MiB-aligned block advised to use transparent huge pages, holding the kept Q8_0 / Q4_0 tensors in
+    file order (the order a decode step reads them): the block kernels read ~1.3x faster without a TLB miss
+    every 4 KiB (kernels/decode.py measured it for float weights). Pages become resident as tensors are
+    copied in, so loading memory is unchanged; elsewhere tensors get ordinary memory."""
+
+    def __init__(self, sizes: list[int]):
+        from ..kernels.decode import _huge_page_block
+
+        total = sum(-(-size // 64) * 64 for size in sizes)
+        self.block = _huge_page_block(total) if total >= (2 << 20) else None
+        self.offset = 0
+
+    def take(self, shape: tuple[int, int]) -> Tensor:
+        nbytes = shape[0] * shape[1]
+        if self.block is None or self.offset + nbytes > self.block.numel():
+            return torch.empty(shape, dtype=torch.uint8)
+        view = self.block[self.offset:self.offset + nbytes].view(shape)
+        self.offset += -(-nbytes // 64) * 64
+        return view
+
+
+def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor, out: Tensor) -> Tensor:
+    """`raw` [rows, bytes per row], memory-mapped, copied into `out` ~1 MiB at a time with each piece's file pages
+    dropped once copied, so a large tensor (a kept embedding) is never resident twice."""
     width = raw.shape[1]
     step = max(1, (1 << 20) // width)
     for start in range(0, raw.shape[0], step):
@@ -102,6 +126,11 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
     """(transformers key, float32 tensor) per GGUF tensor; 2-D weights whose type is in `keep_types` come
     as QuantizedBlocks instead. `config` is the dict from gguf_config_dict (head counts)."""
     _, spec = arch_spec(gguf)
+
+    def kept(tensor: GGUFTensor) -> bool:
+        return tensor.type_name in keep_types and len(tensor.shape) == 2 and not _is_conv1d_weight(tensor.name, spec)
+
+    arena = _Arena([t.data.nbytes for t in gguf.tensors if t.type_name in ARENA_TYPES and kept(t)])
     for tensor in gguf.tensors:
         if tensor.name in IGNORED_TENSORS:
             continue
@@ -118,8 +147,15 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
         if heads is not None:
             raw = unpermute_rows(raw, heads)  # rows hold whole blocks: permute before decoding
         conv1d = _is_conv1d_weight(tensor.name, spec)
-        if tensor.type_name in keep_types and len(tensor.shape) == 2 and not conv1d:
-            owned = raw.contiguous() if raw.data_ptr() != mapped else _copy_releasing(gguf, tensor, raw)
+        if kept(tensor):
+            if tensor.type_name in ARENA_TYPES:
+                owned = arena.take(tuple(raw.shape))
+            else:
+                owned = torch.empty(raw.shape, dtype=torch.uint8)
+            if raw.data_ptr() == mapped:
+                _copy_releasing(gguf, tensor, raw, owned)
+            else:  # unpermuting made a copy already
+                owned.copy_(raw)
             yield name, QuantizedBlocks(tensor.type_name, tensor.shape, owned)
             gguf.release(tensor)
             continue
