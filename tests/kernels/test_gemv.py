@@ -131,3 +131,28 @@ def test_quantized_linear_int8_decodes_through_kernel():
     with torch.no_grad():
         got = layer(x)
     assert _rel(got, torch.matmul(x, layer.dequantized_weight().t())) <= 1e-5
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_pool_with_more_threads_than_cores_and_many_jobs(threads):
+    """The pool (pool.h): every chunk claimed exactly once whatever the thread count and however threads are
+    descheduled (more threads than this machine's cores), over many back-to-back jobs of several sizes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _pool_jobs(threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def _pool_jobs(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for rows, n in ((1, 4099), (3, 1037), (8, 16 * 97)):
+        w = torch.randn(n, 300, generator=gen)
+        x = torch.randn(rows, 300, generator=gen)
+        want = torch.nn.functional.linear(x, w)
+        for i in range(40):  # alternating signs: a chunk left unwritten would hold the last job's values
+            sign = 1.0 if i % 2 == 0 else -1.0
+            got = kernel_linear.small_batch_linear(x * sign, w, None)
+            assert got is not None and (got - want * sign).abs().max().item() <= 1e-4
