@@ -17,48 +17,62 @@ from torch import Tensor, nn
 from . import linear as kernel_linear
 
 
-def _plain_linear(module: nn.Module | None) -> bool:
-    return kernel_linear._plain(module) and module.bias is None and module.weight.dtype == torch.float32
+def _weight(module: nn.Module | None, linear: type) -> Tensor | None:
+    """The float32 contiguous weight of a plain formers Linear (`linear`) without bias or hooks, else None.
+    (Read from the module's dicts: this runs for every expert of every layer at every decode step.)"""
+    if type(module) is not linear or module._forward_hooks or module._forward_pre_hooks:
+        return None
+    params = module._parameters
+    weight = params["weight"]
+    if params.get("bias") is not None or weight.dtype != torch.float32 or not weight.is_contiguous():
+        return None
+    return weight
 
 
-def _expert_weights(expert: nn.Module) -> tuple[Tensor, Tensor, Tensor] | None:
+def _expert_weights(expert: nn.Module, linear: type) -> tuple[Tensor, Tensor, Tensor] | None:
     """(gate [I, C], up [I, C], down [C, I]) of a plain SiLU GatedMLP without biases, else None."""
     from ..modeling.mlp import GatedMLP
 
     if type(expert) is not GatedMLP or expert.act_fn is not F.silu or expert._forward_hooks or expert._forward_pre_hooks:
         return None
+    modules = expert._modules
+    down = _weight(modules["down_proj"], linear)
     if expert.fused:
-        if not _plain_linear(expert.gate_up_proj) or not _plain_linear(expert.down_proj):
+        gate_up = _weight(modules["gate_up_proj"], linear)
+        if gate_up is None or down is None:
             return None
-        gate, up = expert.gate_up_proj.weight.chunk(2, dim=0)  # contiguous row blocks of one tensor
-        return gate, up, expert.down_proj.weight
-    if not (_plain_linear(expert.gate_proj) and _plain_linear(expert.up_proj) and _plain_linear(expert.down_proj)):
-        return None
-    return expert.gate_proj.weight, expert.up_proj.weight, expert.down_proj.weight
+        gate, up = gate_up.chunk(2, dim=0)  # contiguous row blocks of one tensor
+        return gate, up, down
+    gate, up = _weight(modules["gate_proj"], linear), _weight(modules["up_proj"], linear)
+    return None if gate is None or up is None or down is None else (gate, up, down)
 
 
 def _block_args(block) -> tuple | None:
     """The kernel's arguments for SparseMoeBlock `block` (router, gate, up, down, shared expert, its gate, k,
     routing variant), or None where the kernel does not compute this block."""
-    if block.training or (block.normalize_p is not None and block.normalize_p <= 0) or not _plain_linear(block.gate):
+    linear = kernel_linear._linear_class()
+    modules = block._modules
+    if (block.training or (block.normalize_p is not None and block.normalize_p <= 0) or block._forward_hooks
+            or block._forward_pre_hooks):
         return None
-    if block._forward_hooks or block._forward_pre_hooks:
-        return None
-    experts = [_expert_weights(expert) for expert in block.experts]
-    if any(weights is None or not all(w.is_contiguous() for w in weights) for weights in experts):
+    router = _weight(modules["gate"], linear)
+    experts = [_expert_weights(expert, linear) for expert in modules["experts"]._modules.values()]
+    if router is None or None in experts:
         return None
     shared: list[Tensor] = []
-    if block.shared_expert is not None:
-        weights = _expert_weights(block.shared_expert)
+    if modules.get("shared_expert") is not None:
+        weights = _expert_weights(modules["shared_expert"], linear)
         if weights is None:
             return None
         shared = list(weights)
-    shared_gate = block.shared_expert_gate
-    if shared_gate is not None and not _plain_linear(shared_gate):
-        return None
+    shared_gate = modules.get("shared_expert_gate")
+    if shared_gate is not None:
+        shared_gate = _weight(shared_gate, linear)
+        if shared_gate is None:
+            return None
     gate, up, down = (list(column) for column in zip(*experts))
-    return (block.gate.weight, gate, up, down, shared, None if shared_gate is None else shared_gate.weight,
-            block.top_k, block.softmax_after_topk, block.norm_topk_prob, block.normalize_p or 0.0)
+    return (router, gate, up, down, shared, shared_gate, block.top_k, block.softmax_after_topk, block.norm_topk_prob,
+            block.normalize_p or 0.0)
 
 
 def _eligible(x: Tensor) -> bool:
@@ -97,6 +111,8 @@ def moe_layer(layer, hidden: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, val
     if args is None:
         return None
     attn, ln1, ln2 = layer.self_attn, layer.input_layernorm, layer.post_attention_layernorm
+    if any(m.weight.dtype != torch.float32 for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)):
+        return None  # GGUF blocks (kernels/decode.py accepts them for Llama layers; moe_layer reads float32)
     out, logits = kernels.moe_layer(
         hidden, ln1.weight, ln1.variance_epsilon, attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
         attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias, attn.o_proj.weight, attn.o_proj.bias, ln2.weight,
