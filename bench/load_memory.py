@@ -4,6 +4,12 @@ Target (issue 2): formers' loading adds at most 1.25x the checkpoint's bytes. Ea
 fresh worker process; we report the RSS after imports, the peak during from_pretrained, and the
 increase relative to the checkpoint size. Weights are memory-mapped, so loading alone touches little;
 the peak is taken after one forward pass, which makes every weight resident.
+
+    python bench/load_memory.py --gguf [Q4_0 Q8_0]
+
+instead loads the same checkpoint's GGUF files (bench/gguf_weights.py) with keep_quantized=True, each in a
+fresh process after a warm-up load of stories260K's file of the type (tests/gguf/load_memory.py measures),
+against issue 12's target: peak RSS growth <= 1.2x the file.
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SMOLLM_SHAPE, collect, current_rss_bytes, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
+from common import (OUT, REPO, SMOLLM_SHAPE, collect, current_rss_bytes, emit, peak_rss_bytes,  # noqa: E402
+                    smollm_checkpoint, stories_path)
 
 
 def tiny_checkpoint() -> Path:
@@ -43,9 +50,36 @@ def worker(library: str) -> None:
           "checksum": float(logits.double().sum())})
 
 
+def gguf_kept(qtypes: list[str]) -> None:
+    """Peak RSS growth of keep_quantized GGUF loads, as a multiple of the file size (target <= 1.2)."""
+    import json
+
+    from gguf_weights import QTYPES, gguf_file
+
+    sys.path.insert(0, str(REPO))
+    from tests.gguf.convert import convert
+
+    dtype_of = {qtype: dtype for dtype, qtype in QTYPES.items()}
+    for qtype in qtypes:
+        file = gguf_file(smollm_checkpoint(), dtype_of[qtype])
+        warmup = OUT / f"stories260K.{qtype}.gguf"
+        if not warmup.exists():
+            convert(stories_path(), warmup, qtype)
+        done = subprocess.run([sys.executable, "-m", "tests.gguf.load_memory", str(file), "--keep-quantized",
+                               "--warmup", str(warmup)], cwd=REPO, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(done.stderr[-2000:])
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{qtype} kept quantized: file {r['file_mib']} MiB, model {r['model_mib']} MiB, peak RSS growth "
+              f"{r['peak_growth_mib']} MiB = {r['ratio']:.3f}x the file (target <= 1.2x); load {r['load_s']} s")
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--gguf":
+        gguf_kept(sys.argv[2:] or ["Q4_0", "Q8_0"])
         return
     folder = smollm_checkpoint()
     tiny_checkpoint()

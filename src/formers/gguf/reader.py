@@ -76,7 +76,10 @@ class GGUFFile:
         return arch
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.metadata.get(key, default)
+        value = self.metadata.get(key, default)
+        if isinstance(value, _LazyStrings):  # decoded on first use, then kept
+            value = self.metadata[key] = value.load()
+        return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,6 +125,8 @@ class _Cursor:
             return self.string()
         if kind == _ARRAY:
             item, count = self.scalar("<I"), self.scalar("<Q")
+            if item == _STRING and count > _LAZY_STRINGS:
+                return self.skip_strings(count)
             if item == _STRING:
                 return [self.string() for _ in range(count)]
             if item == _ARRAY:
@@ -130,12 +135,33 @@ class _Cursor:
             return np.frombuffer(self.take(count * struct.calcsize(code)), dtype=code).tolist()
         return self.scalar(self._code(kind))
 
+    def skip_strings(self, count: int) -> "_LazyStrings":
+        """Step over `count` strings, to be decoded only if asked for (a model load never reads the vocabulary)."""
+        start = self.pos
+        for _ in range(count):
+            self.take(self.scalar("<Q"))
+        return _LazyStrings(self.path, self.buffer, start, count)
+
     def _code(self, kind: int) -> str:
         if kind not in _SCALARS:
             raise CheckpointError(f"{self.path}: corrupt GGUF metadata (value type {kind} at byte {self.pos})")
         return _SCALARS[kind]
 
 
+class _LazyStrings:
+    """A long string array of the metadata (a vocabulary: 49k tokens are ~4 MiB of Python strings), left in
+    the file until GGUFFile.get asks for it."""
+
+    def __init__(self, path: Path, buffer: mmap.mmap, start: int, count: int):
+        self.path, self.buffer, self.start, self.count = path, buffer, start, count
+
+    def load(self) -> list[str]:
+        cursor = _Cursor(self.path, self.buffer)
+        cursor.pos = self.start
+        return [cursor.string() for _ in range(self.count)]
+
+
+_LAZY_STRINGS = 4096  # string arrays longer than this are decoded on first use
 _STRING, _ARRAY = 8, 9
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _FLOAT_VIEWS = {"F32": np.float32, "F16": np.float16}
