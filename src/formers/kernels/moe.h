@@ -8,8 +8,6 @@
 // Float32 only. Numerics follow the module path (formers/modeling/moe.py): float32 softmax, the k terms
 // added one by one in ascending expert order; products differ from torch's by summation order only.
 #pragma once
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -75,35 +73,19 @@ struct Product {
   float* y;
 };
 
-// All `products` in one parallel region of row chunks (formers_gemv::kRowChunk output rows each).
+// All `products` in one parallel region (gemv.h's row chunks; each product reads its own input rows).
 inline void run_products(const std::vector<Product>& products) {
-  std::vector<int64_t> first(products.size() + 1, 0);
-  int64_t bytes = 0;
-  for (size_t i = 0; i < products.size(); ++i) {
-    first[i + 1] = first[i] + (products[i].N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
-    bytes += products[i].N * products[i].K * 4;
+  std::vector<formers_gemv::Job> jobs;
+  int64_t chunks = 0, bytes = 0;
+  for (const Product& p : products) {
+    jobs.push_back({p.w, nullptr, p.y, p.N, chunks});
+    chunks += (p.N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    bytes += p.N * p.K * 4;
   }
-  const int64_t total = first.back();
-  auto work = [&](int64_t c0, int64_t c1) {
-    size_t i = 0;
-    for (int64_t c = c0; c < c1;) {
-      while (first[i + 1] <= c) ++i;
-      const Product& p = products[i];
-      const int64_t stop = std::min(c1, first[i + 1]);
-      const int64_t begin = (c - first[i]) * formers_gemv::kRowChunk;
-      const int64_t end = std::min(p.N, (stop - first[i]) * formers_gemv::kRowChunk);
-      formers_gemv::rows_any_m<float, float>(p.M, p.x, p.w, p.K, nullptr, nullptr, p.y, p.N, begin, end);
-      c = stop;
-    }
-  };
-  const int threads = at::get_num_threads();
-  if (threads == 1 || bytes < (64 << 10)) {
-    work(0, total);
-    return;
-  }
-  const int64_t grain = std::max<int64_t>(1, total / (32 * threads));
-  const std::function<void(int64_t)> some = [&](int64_t t) { work(t * grain, std::min(total, (t + 1) * grain)); };
-  formers_pool::pool(threads).run((total + grain - 1) / grain, some);
+  formers_gemv::run_chunks(jobs, chunks, bytes, [&](const formers_gemv::Job& job, int64_t begin, int64_t end) {
+    const Product& p = products[&job - jobs.data()];
+    formers_gemv::rows_any_m<float, float>(p.M, p.x, p.w, p.K, nullptr, nullptr, p.y, p.N, begin, end);
+  });
 }
 
 inline float silu(float v) { return v / (1.f + std::exp(-v)); }
