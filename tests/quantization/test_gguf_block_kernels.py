@@ -23,8 +23,8 @@ from tests.gguf.convert import random_blocks
 
 pytestmark = pytest.mark.skipif(not kernel_linear.kernels_available(), reason="no C++ toolchain here")
 TYPES = ["Q8_0", "Q4_0"]
-SHAPES = [(1, 1, 32), (1, 17, 64), (2, 33, 96), (3, 100, 576), (4, 7, 32), (5, 45, 160), (6, 3, 64), (7, 61, 128),
-          (8, 250, 576)]
+SHAPES = [(1, 1, 32), (1, 17, 64), (1, 19, 576), (1, 5, 1536), (2, 33, 96), (3, 100, 576), (4, 7, 32), (5, 45, 160),
+          (6, 3, 64), (7, 61, 128), (8, 250, 576)]  # one row: 8 blocks at a time, then the rest (576 = 18 blocks)
 
 
 def weight(n: int, k: int, qtype: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -106,11 +106,14 @@ def fusable_weights(groups: Sequence[Sequence[Tensor]], dtype: torch.dtype) -> b
     then only with int8-quantized activations: checked per call, so the switch works on a loaded model too)."""
     if not all(len({w.dtype for w in group}) == 1 and group[0].dtype in (dtype, torch.uint8) for group in groups if group):
         return False
-    if any(group and group[0].dtype == torch.uint8 for group in groups):
-        from ..quantization import linear as quantized
+    return not (any(group and group[0].dtype == torch.uint8 for group in groups) and exact_gguf_activations())
 
-        return not quantized.EXACT_GGUF_ACTIVATIONS
-    return True
+
+def exact_gguf_activations() -> bool:
+    """quantization/linear.py's switch: GGUF block layers keep float32 activations (their module path)."""
+    from ..quantization import linear as quantized  # late: quantization.linear imports this module
+
+    return quantized.EXACT_GGUF_ACTIVATIONS
 
 
 def _plain(module: nn.Module) -> bool:
