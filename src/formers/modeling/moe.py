@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..kernels.decode import pack_for_decoding
 from ..kernels.moe import moe_block
 from ..modeling_outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from .decoder import DecoderForCausalLM, DecoderModel, causal_lm_loss
@@ -198,6 +199,7 @@ class MoeDecoderForCausalLM(DecoderForCausalLM):
         return_dict = config.return_dict if return_dict is None else return_dict
         if output_router_logits is None:
             output_router_logits = config.output_router_logits
+        pack_for_decoding(self)  # once: the weights into huge pages for the CPU decode kernels (kernels/decode.py)
         base = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
