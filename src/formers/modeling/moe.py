@@ -12,7 +12,8 @@ Expert compute groups tokens by expert: the N*k (token, expert) assignments are 
 expert that received tokens runs ONE matmul chain on its contiguous slice, and each token's k weighted
 outputs are summed in ascending expert order (4.45's order, so half precision matches it to the bit).
 Experts no token chose are never touched, so a batch-1 decode step reads only k experts' weights
-(transformers 4.45 loops over every expert).
+(transformers 4.45 loops over every expert). Decoding 1 to 8 float32 rows on CPU without autograd, the block
+(and, where its attention is plain Llama, the whole decoder layer) is one C++ call instead (kernels/moe.py).
 """
 from __future__ import annotations
 
