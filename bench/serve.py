@@ -16,11 +16,13 @@ its own process, one after the other:
 
 The server serves every request of a level. The baselines take the same requests in the same order —
 (a) one at a time, (b) in static batches of C — and stop starting new ones at a level once the next would
-likely end past --sequential-budget / --static-budget seconds (always at least one request / batch), so a
-sweep stays bounded (~12 minutes on an idle 2-core machine at the defaults; (b) at C = 64 is one batch of
-64 prompts padded to ~1,000 tokens). Their throughput is over the requests they ran (the table shows how
-many). The budgets apply only when the counts are automatic; with --requests every request runs (give
---static-budget / --sequential-budget to bound them anyway).
+likely end past --sequential-budget / --static-budget seconds (at least one request / batch). (b) skips a
+level outright when one batch of C is predicted, from the previous level's seconds per request, to take
+longer than --static-max-batch (4.45.2 at C = 64 pads 64 prompts to ~1,000 tokens and copies its whole
+growing cache every step: many minutes on a 2-core CPU); the table says so. Their throughput is over the
+requests they ran (the table shows how many). These bounds apply only when the counts are automatic; with
+--requests every request runs (give the three flags to bound them anyway). At the defaults the sweep takes
+~12-15 minutes on an idle 2-core machine (estimated from CPU time of runs under load).
 
 Reported per concurrency: output tok/s, TTFT and ITL p50/p99 (server: per streamed token, measured by
 the client; generate(): the first token comes after the request's (batch's) prefill and everything run
@@ -188,8 +190,17 @@ def worker_generate(args) -> None:
                                                      device_map=args.device)
     sequential = args.worker == "formers"
     budget = args.sequential_budget if sequential else args.static_budget
-    emit({str(c): _static_batches(model, workload(args, i), 1 if sequential else c, args.device, budget)
-          for i, c in enumerate(args.concurrency)})
+    results, per_request = {}, None  # seconds per request of the last level's batches
+    for i, c in enumerate(args.concurrency):
+        size, jobs = 1 if sequential else c, workload(args, i)
+        predicted = per_request * size if per_request is not None else None
+        if not sequential and args.static_max_batch is not None and predicted and predicted > args.static_max_batch:
+            results[str(c)] = {"requests": 0, "of": len(jobs), "skipped": f"one batch of {c} predicted to take "
+                               f"{predicted:.0f} s (> --static-max-batch {args.static_max_batch:.0f})"}
+            continue
+        results[str(c)] = _static_batches(model, jobs, size, args.device, budget)
+        per_request = results[str(c)]["seconds"] / results[str(c)]["requests"]
+    emit(results)
 
 
 class _TokenClock:
@@ -263,6 +274,9 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=64)
     parser.add_argument("--static-budget", type=float, default=None, help="seconds of (b) per level (default: "
                         "45 with automatic counts, unbounded with --requests)")
+    parser.add_argument("--static-max-batch", type=float, default=None, help="skip (b) at a level whose one "
+                        "batch is predicted (from the last level's seconds per request) to take longer (default: "
+                        "300 with automatic counts, never with --requests)")
     parser.add_argument("--sequential-budget", type=float, default=None, help="seconds of (a) per level "
                         "(default: 20 with automatic counts, unbounded with --requests)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
@@ -286,6 +300,7 @@ def main() -> None:
     if args.requests is None:
         args.static_budget = 45.0 if args.static_budget is None else args.static_budget
         args.sequential_budget = 20.0 if args.sequential_budget is None else args.sequential_budget
+        args.static_max_batch = 300.0 if args.static_max_batch is None else args.static_max_batch
     args.vocab = _vocab_size(args.model)
     if args.worker == "server":
         return worker_server(args)
@@ -303,23 +318,34 @@ def _vocab_size(model: str) -> int:
     return min(AutoConfig.from_pretrained(model).vocab_size, 4096)  # ids every tokenizer here can decode
 
 
+def _ratio(served: dict, baseline: dict) -> float | None:
+    return served["tok_s"] / baseline["tok_s"] if "tok_s" in baseline else None
+
+
+def _times(ratio: float | None) -> str:
+    return "not run" if ratio is None else f"{ratio:.2f}x"
+
+
 def report(args, served: dict, sequential: dict, static: dict, seconds: float) -> None:
     print(f"{'conc':>5} {'side':>22} {'requests':>9} {'tok/s':>9} {'TTFT p50':>9} {'p99':>8} {'ITL p50':>8} "
           f"{'p99':>8}")
     for c in map(str, args.concurrency):
         for side, r in (("formers serve", served[c]), ("formers generate() seq", sequential[c]),
                         ("4.45.2 static batches", static[c])):
+            if "skipped" in r:
+                print(f"{c:>5} {side:>22} {'0/' + str(r['of']):>9}   not run: {r['skipped']}")
+                continue
             print(f"{c:>5} {side:>22} {str(r['requests']) + '/' + str(r['of']):>9} {r['tok_s']:9.1f} "
                   f"{r['ttft_p50']:9.3f} {r['ttft_p99']:8.3f} {r['itl_p50']:8.4f} {r['itl_p99']:8.4f}")
     prefix = served["prefix"]
     print(f"shared {args.system_tokens}-token prefix: cold TTFT {prefix['cold_s']:.3f}s, hit {prefix['hit_s']:.3f}s "
           f"({prefix['hit_over_cold']:.1%} of cold; target <= 15%)")
-    ratios = {c: served[str(c)]["tok_s"] / static[str(c)]["tok_s"] for c in args.concurrency}
-    over_sequential = {c: served[str(c)]["tok_s"] / sequential[str(c)]["tok_s"] for c in args.concurrency}
+    ratios = {c: _ratio(served[str(c)], static[str(c)]) for c in args.concurrency}
+    over_sequential = {c: _ratio(served[str(c)], sequential[str(c)]) for c in args.concurrency}
     print("throughput formers serve / 4.45.2 static batches: "
-          + ", ".join(f"c={c}: {r:.2f}x" for c, r in ratios.items()) + " (target at c=16: >= 3x)")
+          + ", ".join(f"c={c}: {_times(r)}" for c, r in ratios.items()) + " (target at c=16: >= 3x)")
     print("throughput formers serve / sequential formers generate(): "
-          + ", ".join(f"c={c}: {r:.2f}x" for c, r in over_sequential.items()))
+          + ", ".join(f"c={c}: {_times(r)}" for c, r in over_sequential.items()))
     print(f"whole run: {seconds:.0f} s")
     print(json.dumps({"served": served, "sequential": sequential, "static": static, "serve_over_static": ratios,
                       "serve_over_sequential": over_sequential, "prefix_hit_over_cold": prefix["hit_over_cold"],
