@@ -29,16 +29,23 @@ from .family_checks import (
     padded_batch,
 )
 
+# Untied heads: a tiny random Mamba with its head tied to the embedding only echoes its last input token, so
+# greedy tokens, beams and drafts would barely test anything (one tied case keeps the tying itself covered)
 BASE = dict(vocab_size=128, hidden_size=32, state_size=5, num_hidden_layers=2, conv_kernel=4, expand=2,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2)
+            tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+# bf16_greedy: bf16 greedy tokens equal 4.45.2's too. Not for falcon_mamba-k3: its bf16 logits differ from
+# 4.45.2's by one bf16 step at a few positions (the chunked scan adds its float32 terms in another order than
+# 4.45.2's token loop before the cast), and a near-tie in row 0 flips at step 10; float32 tokens are identical
 CASES = {
-    "mamba-k4-n5": Case("mamba", {}, base=BASE),
-    "mamba-k3-n3-bias-untied": Case("mamba", {"conv_kernel": 3, "state_size": 3, "use_bias": True,
-                                              "tie_word_embeddings": False, "time_step_rank": 3}, base=BASE, seed=1),
+    "mamba-k4-n5": Case("mamba", {}, base=BASE, bf16_greedy=True),
+    "mamba-k3-n3-bias-tied": Case("mamba", {"conv_kernel": 3, "state_size": 3, "use_bias": True,
+                                            "tie_word_embeddings": True, "time_step_rank": 3}, base=BASE, seed=1,
+                                  bf16_greedy=True),
+    # seed 6: with seed 2 every row of the padded batch ends on EOS before 32 tokens
     "mamba-no-fp32-residual": Case("mamba", {"residual_in_fp32": False, "use_conv_bias": False, "expand": 3},
-                                   base=BASE, seed=2),
+                                   base=BASE, seed=6, bf16_greedy=True),
     "falcon_mamba-k3": Case("falcon_mamba", {"conv_kernel": 3, "mixer_rms_eps": 1e-5}, base=BASE, seed=3),
-    "falcon_mamba-k4-n7": Case("falcon_mamba", {"state_size": 7}, base=BASE, seed=4),
+    "falcon_mamba-k4-n7": Case("falcon_mamba", {"state_size": 7}, base=BASE, seed=4, bf16_greedy=True),
 }
 
 
@@ -132,7 +139,8 @@ def test_several_tokens_after_a_cached_prefix_equal_the_full_forward(case_folder
 def test_greedy_and_sampling_equal_4_45(case_folder):
     case, folder = case_folder
     check_greedy(folder, case)
-    check_greedy(folder, case, torch_dtype=torch.bfloat16)  # residual_in_fp32 keeps a float32 stream in bf16
+    if case.bf16_greedy:
+        check_greedy(folder, case, torch_dtype=torch.bfloat16)
     check_sampling(folder, case)
 
 
@@ -147,9 +155,15 @@ def test_beam_search_reorders_the_state(case_folder):
     assert torch.equal(a, ours.generate(**kwargs, use_cache=False))
 
 
-def test_assisted_decoding_with_mamba_drafts_equals_greedy(tmp_path):
+def test_assisted_decoding_with_mamba_drafts_equals_greedy(tmp_path, monkeypatch):
     """Mamba main + FalconMamba draft (one row at a time, as 4.45 decodes), a Llama main with a Mamba draft on
-    a padded batch of 3, and a Mamba main with a Llama draft: the tokens greedy search gives."""
+    a padded batch of 3, and a Mamba main with a Llama draft: the tokens greedy search gives. Rejected draft
+    tokens are undone by restoring a state snapshot (a state cache cannot be cropped), in the main model's
+    cache and in the Mamba draft's."""
+    restored = []
+    restore = formers.MambaCache.restore
+    monkeypatch.setattr(formers.MambaCache, "restore",
+                        lambda cache, snapshot: restored.append(cache.conv_kernel_size) or restore(cache, snapshot))
     mamba = build(CASES["mamba-k4-n5"], tmp_path / "mamba")
     falcon = build(CASES["falcon_mamba-k3"], tmp_path / "falcon")
     llama = build(Case("llama", {"pad_token_id": 0}, seed=5), tmp_path / "llama")
@@ -161,6 +175,8 @@ def test_assisted_decoding_with_mamba_drafts_equals_greedy(tmp_path):
                           attention_mask=mask[row:row + 1] if isinstance(row, int) else mask,
                           pad_token_id=0, max_new_tokens=32, do_sample=False)
             assert torch.equal(model.generate(**kwargs, assistant_model=assistant), model.generate(**kwargs))
+        if assistant is draft:  # main (conv kernel 4) and draft (kernel 3) both rolled back
+            assert set(restored) == {4, 3}
     with pytest.raises(GenerationError, match="one row at a time"):
         main.generate(ids, attention_mask=mask, max_new_tokens=4, assistant_model=draft)
 
@@ -249,7 +265,7 @@ def test_overshoot_steps_are_rolled_back(case_folder, monkeypatch):
     ours, _ = load_pair(folder)
     ids, mask = padded_batch()
     kwargs = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=30, do_sample=False)
-    free = ours.generate(ids, **kwargs)
+    free = ours.generate(ids, eos_token_id=None, **kwargs)  # no row ends early on the config's EOS
     eos = [int(free[row, 13 + row]) for row in range(3)]  # row r stops by step r + 2: all before the check at 8
     caches = [formers.MambaCache(ours.config, batch_size=3, dtype=torch.float32) for _ in range(2)]
     every_step = ours.generate(ids, eos_token_id=eos, cache_params=caches[0], **kwargs)
