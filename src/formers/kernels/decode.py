@@ -213,8 +213,8 @@ def pack_for_decoding(model: torch.nn.Module) -> None:
     crossing is a TLB miss, and the GEMV kernels read ~30% faster from huge pages on the EPYC machines. The
     parameters keep their identity, values and dtype (only `.data` changes), so ties, state_dict and saving
     are unaffected. Each weight is copied and its old storage released in turn (a memory-mapped checkpoint
-    tensor unmaps then), so peak memory grows by about the largest weight at most (the tied embedding: +73 MiB
-    peak RSS for SmolLM-135M in float32). A no-op where huge pages are off.
+    tensor unmaps then), largest first, so peak memory grows by about one layer weight at most. A no-op where
+    huge pages are off.
     """
     if model.__dict__.get(_PACKED) or torch.compiler.is_compiling() or torch.is_grad_enabled() or model.training:
         return
@@ -235,7 +235,9 @@ def pack_for_decoding(model: torch.nn.Module) -> None:
     if total < _HUGE_PAGE or not _huge_pages_possible():
         return
     block = _huge_page_block(total)
-    for w, offset in zip(weights, offsets):
+    # largest first: while a weight is copied its old pages and its copy are both resident, and that is cheapest
+    # early, before the other copies add up (peak RSS then grows by the largest layer weight, not the LM head)
+    for w, offset in sorted(zip(weights, offsets), key=lambda pair: -pair[0].nbytes):
         view = block[offset:offset + w.nbytes].view(w.dtype).view(w.shape)
         view.copy_(w.data)
         w.data = view  # the old storage goes now (one weight at a time)
