@@ -40,6 +40,12 @@ def _runs(impl: str, dtype: str, batches: list[int]) -> list[int]:
     return [b for b in batches if b == 1] if impl == "llama.cpp" else batches
 
 
+def _rate(tokens: int, seconds: float) -> float:
+    """tokens / seconds; nan when the decode time came out non-positive (a loaded machine timed prefill longer
+    than the whole run), rather than an absurd figure."""
+    return tokens / seconds if seconds > 0 else float("nan")
+
+
 def _torch_worker(library: str, dtype_name: str, args, checkpoint: Path) -> dict:
     import torch
 
@@ -70,7 +76,7 @@ def _torch_worker(library: str, dtype_name: str, args, checkpoint: Path) -> dict
         prefill = min(timed(1) for _ in range(args.repeats))
         full = min(timed(args.new_tokens) for _ in range(args.repeats))
         results[str(batch)] = {"prefill_tok_s": batch * args.prompt / prefill,
-                               "decode_tok_s": batch * (args.new_tokens - 1) / max(full - prefill, 1e-9)}
+                               "decode_tok_s": _rate(batch * (args.new_tokens - 1), full - prefill)}
     return results
 
 
@@ -105,7 +111,7 @@ def _llama_cpp_worker(dtype_name: str, args, checkpoint: Path) -> dict:
     prefill = min(timed(1)[0] for _ in range(args.repeats))
     full = min(timed(args.new_tokens)[1] for _ in range(args.repeats))
     return {"1": {"prefill_tok_s": args.prompt / prefill,
-                  "decode_tok_s": (args.new_tokens - 1) / max(full - prefill, 1e-9)}}
+                  "decode_tok_s": _rate(args.new_tokens - 1, full - prefill)}}
 
 
 def worker(impl: str, dtype_name: str, args) -> None:
@@ -124,6 +130,17 @@ def weight_bytes(checkpoint: Path, dtype_name: str) -> int:
     from gguf_weights import gguf_file
 
     return sum(int(t.n_bytes) for t in gguf.GGUFReader(str(gguf_file(checkpoint, dtype_name))).tensors)
+
+
+def _print_ratios(results: dict, dtype: str, args) -> None:
+    """formers' median decode speed over each other implementation's, per batch (the issue's targets: >= 1 vs
+    llama.cpp at batch 1, >= 1.5 vs transformers at batch 8)."""
+    for batch in args.batches:
+        ours = results.get(f"formers/{dtype}/b{batch}")
+        for other in ("transformers", "llama.cpp"):
+            theirs = results.get(f"{other}/{dtype}/b{batch}")
+            if ours and theirs:
+                print(f"  formers / {other}, batch {batch}: decode {ours['decode_median'] / theirs['decode_median']:.2f}x")
 
 
 def main() -> None:
@@ -197,6 +214,7 @@ def main() -> None:
                     "decode_tok_s": [round(d, 2) for d in decode], "decode_median": round(med, 2),
                     "prefill_tok_s": [round(p, 1) for p in prefill], "weight_gbs": round(gbs, 2),
                     "roofline_fraction": round(frac, 3)}
+        _print_ratios(summary["results"], dtype, args)
     print(json.dumps(summary))  # last line: what ../shared/bench-tools/run_quiet.py records
 
 

@@ -35,9 +35,13 @@ def _module_path_only(monkeypatch):
 def stacked(monkeypatch):
     """Records, per forward pass, whether decode_stack ran the whole stack."""
     calls = []
-    real = decode.decode_stack
-    monkeypatch.setattr("formers.modeling.decoder.decode_stack",
-                        lambda *a: (lambda out: calls.append(out is not None) or out)(real(*a)))
+
+    def recorded(*args):
+        out = decode.decode_stack(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr("formers.modeling.decoder.decode_stack", recorded)
     return calls
 
 

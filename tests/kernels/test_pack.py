@@ -11,8 +11,8 @@ import formers
 from formers.kernels import decode
 
 # big enough (~6 MB of weights) that packing happens (below one huge page it is skipped)
-SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=1024)
+SHAPE = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "vocab_size": 1024}
 
 pytestmark = pytest.mark.skipif(not decode._huge_pages_possible(), reason="transparent huge pages are off here")
 

@@ -170,7 +170,8 @@ def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None,
 
 
 def _dynamic_cache() -> type:
-    from ..cache.dynamic import DynamicCache  # late: the cache package imports modeling code
+    """DynamicCache, imported late (the cache package imports modeling code)."""
+    from ..cache.dynamic import DynamicCache
 
     return DynamicCache
 
