@@ -40,10 +40,12 @@ BASE = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_lay
 CASES = {
     # layers: mamba+MoE, attention+MLP, mamba+MoE, attention+MLP; GQA 4/2 heads, odd d_state
     "moe": Case("jamba", {}, base=BASE),
-    # dense: every feed-forward an MLP; attention at layer 2 of 3, conv kernel 3, MQA, biases, tied head
+    # dense: every feed-forward an MLP; attention at layer 2 of 3, conv kernel 3, MQA, biases, tied head; weights
+    # drawn 10x wider than 0.02 (at 0.02 the tied head echoes the last token: greedy was one repeated token)
     "dense": Case("jamba", {"num_experts": 1, "num_hidden_layers": 3, "attn_layer_period": 3, "attn_layer_offset": 2,
                             "mamba_d_conv": 3, "num_key_value_heads": 1, "mamba_proj_bias": True,
-                            "tie_word_embeddings": True, "mamba_dt_rank": 3}, base=BASE, seed=1),
+                            "tie_word_embeddings": True, "mamba_dt_rank": 3, "initializer_range": 0.2},
+                  base=BASE, seed=1),
     # MoE on every layer with top-1 routing, attention first
     "moe-top1": Case("jamba", {"expert_layer_period": 1, "num_experts_per_tok": 1, "attn_layer_offset": 0,
                                "num_hidden_layers": 3}, base=BASE, seed=2),
