@@ -15,18 +15,15 @@ for module_info in pkgutil.iter_modules(cases_package.__path__):
     CASES.update(importlib.import_module(f"{cases_package.__name__}.{module_info.name}").CASES)
 
 
-# Dense-family cases whose tiny model (weights drawn at 0.02) greedily repeats one token in some row: exempt
-# from check_greedy's non-constant guard by name until each is re-seeded or re-scaled (the MoE cases were
-# fixed with initializer_range 0.2). Remove a name once its greedy continuation varies; add none.
+# Cases whose tiny model greedily repeats one token in some row even with weights drawn 10x wider (the fix that
+# made every other tied / echoing case vary): exempt by name from check_greedy's non-constant guard until
+# re-seeded. Remove a name once its greedy continuation varies; add none.
+# (the wider weights moved these past the 1e-5 logits tolerance or into a bf16 near-tie, or 4.45.2 rejected
+# the config: left at 0.02 for now)
 CONSTANT_GREEDY = frozenset({
-    "bloom", "cohere-gqa-tied", "cohere-mha-qknorm-dynamic", "falcon-40b-layout", "falcon-7b-layout",
-    "falcon-rw-alibi", "gemma-mqa", "gemma2-gqa", "gpt2", "gpt2-inverse-layer-scale", "gpt2-unscaled-untied",
-    "gpt_bigcode-mqa", "gpt_neox-6-heads-full-rotary-linear", "gpt_neox-dynamic", "gpt_neox-parallel",
-    "gpt_neox-sequential-unbiased-tied", "gptj", "gptj-6-heads-full-rotary-tied", "granite-mha-bias-tied-linear",
-    "llama-bias", "llama-gqa-tied", "nemotron-mha-bias-headdim-tied", "olmo-gqa-bias-tied", "phi-gqa-partial-half",
-    "phi-mha-tied-full-rotary-dynamic", "phi-mqa-linear-three-quarters", "phi-qk-layernorm-one-head",
-    "phi3-gqa-longrope", "phi3-mqa-su-tied", "qwen2", "stablelm-qknorm-parallel-gqa-tied",
-    "starcoder2-gqa-window-tied", "starcoder2-mqa-dynamic",
+    "bloom", "falcon-40b-layout", "falcon-7b-layout", "gemma2-gqa", "gpt2", "gpt2-inverse-layer-scale",
+    "gpt2-unscaled-untied", "granite-mha-bias-tied-linear", "llama-bias", "nemotron-mha-bias-headdim-tied",
+    "phi3-gqa-longrope", "phi3-mqa-su-tied",
 })
 
 

@@ -5,7 +5,7 @@ LONGROPE = {"rope_type": "longrope", "short_factor": [1.0 + i / 10 for i in rang
 
 CASES = {
     "llama-untied": Case("llama", {}),
-    "llama-gqa-tied": Case("llama", {"tie_word_embeddings": True}),
+    "llama-gqa-tied": Case("llama", {"initializer_range": 0.2, "tie_word_embeddings": True}),
     "llama-bias": Case("llama", {"attention_bias": True, "mlp_bias": True}, bf16_greedy=True),
     "llama-head_dim": Case("llama", {"head_dim": 24}),
     "llama-mha": Case("llama", {"num_key_value_heads": 4}),
@@ -18,5 +18,5 @@ CASES = {
                                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}),
     "rope-type-key": Case("llama", {"rope_scaling": {"type": "linear", "factor": 3.0}}),
     "mistral-window": Case("mistral", {"sliding_window": 5}),
-    "qwen2": Case("qwen2", {}),
+    "qwen2": Case("qwen2", {"initializer_range": 0.2}),
 }

@@ -6,7 +6,7 @@ CASES = {
     # StableLM-2-1.6B-like: q/k/v biases, rotary on a quarter of each 16-wide head, sequential block, MHA
     "stablelm-qkv-bias": Case("stablelm", {"use_qkv_bias": True, "num_key_value_heads": 4}, bf16_greedy=True),
     # StableLM-2-12B-like: per-head q/k LayerNorms, parallel block, GQA, tied head, linear rope ("type" key)
-    "stablelm-qknorm-parallel-gqa-tied": Case("stablelm", {
+    "stablelm-qknorm-parallel-gqa-tied": Case("stablelm", {"initializer_range": 0.2, 
         "qk_layernorm": True, "use_parallel_residual": True, "tie_word_embeddings": True,
         "rope_scaling": {"type": "linear", "factor": 2.0}}, bf16_greedy=True),
     # one KV head, q/k norms without the parallel block, half of each head rotating, 3 heads of 20
