@@ -18,7 +18,8 @@ CASES = {
     # Falcon-RW: ALiBi, sequential blocks, full multi-head, biases, 6 heads (non-power-of-two slopes).
     # 4.45.2's eager ALiBi path adds the bias twice (test_falcon.py shows it): the oracle runs SDPA, which adds
     # it once as trained; its static cache crashes with ALiBi, so formers' is checked against its dynamic cache.
-    "falcon-rw-alibi": Case("falcon", {"initializer_range": 0.2, "alibi": True, "parallel_attn": False, "multi_query": False, "bias": True,
+    "falcon-rw-alibi": Case("falcon", {"initializer_range": 0.2, "alibi": True, "parallel_attn": False,
+                                       "multi_query": False, "bias": True,
                                        "num_attention_heads": 6, "hidden_size": 48}, base=FALCON_BASE,
                             oracle_attention="sdpa", outputs_check=False, static_cache="oracle_dynamic"),
 }

@@ -9,7 +9,8 @@ CASES = {
     # GPT-J-6B's shape in small: half of each 16-dim head rotates, untied biased head
     "gptj": Case("gptj", {"initializer_range": 0.2}, base=GPTJ_BASE, oracle_attention="eager", bf16_greedy=True),
     # 6 heads of 8 (sqrt(8) is not a power of two), every dim rotating, tied head, narrower GELU MLP
-    "gptj-6-heads-full-rotary-tied": Case("gptj", {"initializer_range": 0.2, "n_head": 6, "n_embd": 48, "rotary_dim": 8, "n_inner": 80,
+    "gptj-6-heads-full-rotary-tied": Case("gptj", {"initializer_range": 0.2, "n_head": 6, "n_embd": 48,
+                                                   "rotary_dim": 8, "n_inner": 80,
                                                    "activation_function": "gelu", "tie_word_embeddings": True},
                                           base=GPTJ_BASE, oracle_attention="eager", bf16_greedy=True),
     # rotary_dim=None: all n_embd dims rotate, which 4.45 can only run with one head

@@ -19,6 +19,7 @@ CASES = {
                                       "tie_word_embeddings": True, "rope_scaling": {**LONGROPE, "type": "su"}},
                              static_cache="oracle_dynamic"),
     # no rope scaling; all heads kept; a window of 5 that 4.45 ignores outside flash attention
-    "phi3-mha-window": Case("phi3", {**BASE, "num_key_value_heads": 4, "sliding_window": 5}, static_cache="oracle_dynamic",
+    "phi3-mha-window": Case("phi3", {**BASE, "num_key_value_heads": 4, "sliding_window": 5},
+                                     static_cache="oracle_dynamic",
                             bf16_greedy=True),
 }

@@ -9,6 +9,7 @@ CASES = {
         "num_key_value_heads": 4, "use_bias": False, "tie_word_embeddings": False, "hidden_act": "gelu",
         "rope_scaling": {"type": "linear", "factor": 2.0}}),
     # one KV head; dynamic NTK rope past a 16-position table (prompt 12 + 32 new tokens)
-    "starcoder2-mqa-dynamic": Case("starcoder2", {"initializer_range": 0.2, "num_key_value_heads": 1, "max_position_embeddings": 16,
+    "starcoder2-mqa-dynamic": Case("starcoder2", {"initializer_range": 0.2, "num_key_value_heads": 1,
+                                                  "max_position_embeddings": 16,
                                                   "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}),
 }
