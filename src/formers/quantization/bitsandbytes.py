@@ -35,8 +35,8 @@ def as_bitsandbytes_config(value: Any) -> BitsAndBytesConfig | None:
 
 
 def _skipped(name: str, skip: list[str]) -> bool:
-    """4.45's rule: a module stays in full precision when a listed name equals its path or a prefix of it."""
-    return any(name == key or name.startswith(key + ".") or f".{key}." in f".{name}." for key in skip)
+    """A module stays in full precision when a listed name is one or more whole parts of its dotted path."""
+    return any(f".{key}." in f".{name}." for key in skip)
 
 
 def _default_skip(model: nn.Module) -> list[str]:
