@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from formers.kernels import linear as kernel_linear
-from formers.quantization import QuantizedLinear
+from formers.quantization import QuantizedLinear, interleave
 from formers.quantization import linear as quantized_linear
 from tests.gguf.convert import random_blocks
 
@@ -128,3 +128,45 @@ def test_bad_blocks_are_refused():
         QuantizedLinear.gguf_blocks(blocks, "Q8_0", 64)  # Q4_0 rows are too narrow for Q8_0
     with pytest.raises(RuntimeError, match="multiple of 32"):
         run(torch.randn(1, 48), blocks, "Q4_0")
+
+
+# --- blocks regrouped 16 rows at a time (quantization/interleave.py), the layout decoding reads fastest --------
+GROUPED_SHAPES = [(1, 16, 32), (1, 48, 576), (2, 32, 1536), (3, 64, 96), (5, 160, 576), (8, 16, 64), (8, 272, 576)]
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_regrouped_layout_holds_the_same_bytes(qtype):
+    blocks, _ = weight(48, 96, qtype, seed=11)
+    size = {"Q8_0": 34, "Q4_0": 18}[qtype]
+    packed = interleave.interleave(blocks, size)
+    assert packed.shape == (3, 16 * blocks.shape[1]) and interleave.is_interleaved(packed, 48)
+    assert not interleave.is_interleaved(blocks, 48)
+    assert torch.equal(interleave.deinterleave(packed, size), blocks)
+    # group 1, block column 2: the 16 rows' scales, then each row's quantized bytes four at a time
+    column = packed[1].view(3, 16 * size)[2]
+    assert torch.equal(column[:32].view(16, 2), blocks[16:32, 2 * size:2 * size + 2])
+    for piece in range((size - 2) // 4):
+        for row in (0, 5, 15):
+            at = 32 + (piece * 16 + row) * 4
+            start = 2 * size + 2 + 4 * piece
+            assert torch.equal(column[at:at + 4], blocks[16 + row, start:start + 4])
+    index = torch.tensor([47, 0, 16, 16, 31])
+    assert torch.equal(interleave.rows(packed, index, 48, size), blocks[index])
+    assert torch.equal(interleave.rows(blocks, index, 48, size), blocks[index])
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+@pytest.mark.parametrize("m,n,k", GROUPED_SHAPES)
+def test_regrouped_blocks_compute_the_same_products(qtype, m, n, k):
+    """The kernel on regrouped blocks: the same reference and bounds as on the file's layout, in every path."""
+    blocks, w = weight(n, k, qtype, seed=m + 3 * n + k)
+    packed = interleave.interleave(blocks, {"Q8_0": 34, "Q4_0": 18}[qtype])
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(m * k))
+    bias = torch.randn(n)
+    got = run(x, packed, qtype, bias)
+    assert got.shape == (m, n)
+    assert _rel(got, quantized_input_reference(x, w) + bias.double()) <= 2e-6
+    assert _rel(got, run(x, blocks, qtype, bias)) <= 2e-6
+    assert _rel(run(x, packed, qtype, bias, exact=True), F.linear(x, w, bias)) <= 1e-5
+    prefill = torch.randn(2, 13, k)
+    assert torch.equal(run(prefill, packed, qtype, bias), run(prefill, blocks, qtype, bias))

@@ -104,11 +104,9 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
     out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
-    if all(w.dtype == hidden.dtype for w in weights):  # float weights only: decode_stack replays this call
-        modules = (ln1, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, ln2, mlp.gate_proj, mlp.up_proj,
-                   mlp.down_proj)
-        layer.__dict__[_PLAN] = _Plan(modules, tuple(_parameters(modules)), attn.layer_idx, attn.head_dim,
-                                      hidden.dtype, args, heads)
+    modules = (ln1, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, ln2, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+    layer.__dict__[_PLAN] = _Plan(modules, tuple(_parameters(modules)), attn.layer_idx, attn.head_dim, hidden.dtype,
+                                  args, heads, tuple(w.dtype for w in weights))  # decode_stack replays this call
     return out, None, None
 
 
@@ -124,16 +122,26 @@ class _Plan(NamedTuple):
     dtype: torch.dtype
     args: tuple  # decode_layer's arguments before the rotary tables
     heads: tuple  # and after the mask
+    weight_dtypes: tuple  # of the seven weights in `args` (the activation dtype, or uint8 GGUF blocks)
+
+
+_WEIGHTS = (2, 3, 4, 8, 12, 13, 14)  # where `args` holds the weights
 
 
 def _parameters(modules) -> list:
-    return [p for m in modules for p in m._parameters.values()]
+    """The modules' parameters and buffers (a QuantizedLinear keeps its GGUF blocks as a buffer)."""
+    return [p for m in modules for tensors in (m._parameters, m._buffers) for p in tensors.values()]
 
 
 def _still_holds(plan: _Plan) -> bool:
-    """The layer's modules hold the same parameter objects as when the plan was made, of the plan's dtype."""
+    """The layer's modules hold the same tensor objects as when the plan was made, of the same dtypes (a
+    model.to(dtype) keeps parameter objects but not their dtype), and GGUF block weights still take int8
+    activations (kernels/linear.py exact_gguf_activations)."""
     now = _parameters(plan.modules)
-    return len(now) == len(plan.params) and all(map(operator.is_, now, plan.params)) and plan.args[2].dtype == plan.dtype
+    if len(now) != len(plan.params) or not all(map(operator.is_, now, plan.params)):
+        return False
+    dtypes = tuple(plan.args[i].dtype for i in _WEIGHTS)
+    return dtypes == plan.weight_dtypes and (torch.uint8 not in dtypes or not kernel_linear.exact_gguf_activations())
 
 
 def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, masks: list, cache,
@@ -206,42 +214,61 @@ _HUGE_PAGE = 2 << 20
 
 
 def pack_for_decoding(model: torch.nn.Module) -> None:
-    """Once per model, at its first inference call on CPU: move the weights of its plain Linears (in module
-    order, which is the order a decode step reads them; a tied LM head once) into one block of memory aligned to
-    2 MiB and advised to use transparent huge pages.
+    """Once per model, at its first inference call on CPU: move the weights of its plain Linears and of its
+    GGUF Q8_0 / Q4_0 QuantizedLinears (in module order, which is the order a decode step reads them; a tied LM
+    head once) into one block of memory aligned to 2 MiB and advised to use transparent huge pages; the GGUF
+    blocks are regrouped 16 rows at a time on the way (quantization/interleave.py), where this build has the
+    kernel for that layout.
 
     A decode step streams every weight once, crossing a 4 KiB page every 4 KiB; with ordinary pages each
     crossing is a TLB miss, and the GEMV kernels read ~30% faster from huge pages on the EPYC machines. The
-    parameters keep their identity, values and dtype (only `.data` changes), so ties, state_dict and saving
+    parameters and buffers keep their identity and dtype (only `.data` changes), so ties, state_dict and saving
     are unaffected. Each weight is copied and its old storage released in turn (a memory-mapped checkpoint
-    tensor unmaps then), largest first, so peak memory grows by about one layer weight at most. A no-op where
-    huge pages are off.
+    tensor unmaps then), largest first, so peak memory grows by about one layer weight at most. The float
+    weights stay where they are where huge pages are off; the GGUF blocks are regrouped all the same.
     """
     if model.__dict__.get(_PACKED) or torch.compiler.is_compiling() or torch.is_grad_enabled() or model.training:
         return
     model.__dict__[_PACKED] = True
-    from ..modeling.layers import Linear
-
-    weights, seen = [], set()
+    weights, seen = [], set()  # (tensor, its content in the packed block: None = as it is)
     for module in model.modules():
-        w = getattr(module, "weight", None)
-        if (type(module) is Linear and isinstance(w, torch.nn.Parameter) and id(w) not in seen and w.is_cpu
-                and w.dtype in kernel_linear.kernel_dtypes() and w.is_contiguous() and w.numel() > 0):
-            seen.add(id(w))
-            weights.append(w)
+        entry = _packable(module)
+        if entry is not None and id(entry[0]) not in seen:
+            seen.add(id(entry[0]))
+            weights.append(entry)
     offsets, total = [], 0
-    for w in weights:
+    for w, _ in weights:
         offsets.append(total)
         total += -(-w.nbytes // 64) * 64  # each weight 64-byte aligned
-    if total < _HUGE_PAGE or not _huge_pages_possible():
-        return
-    block = _huge_page_block(total)
+    huge = total >= _HUGE_PAGE and _huge_pages_possible()
+    block = _huge_page_block(total) if huge else None
     # largest first: while a weight is copied its old pages and its copy are both resident, and that is cheapest
     # early, before the other copies add up (peak RSS then grows by the largest layer weight, not the LM head)
-    for w, offset in sorted(zip(weights, offsets), key=lambda pair: -pair[0].nbytes):
-        view = block[offset:offset + w.nbytes].view(w.dtype).view(w.shape)
-        view.copy_(w.data)
+    for (w, layout), offset in sorted(zip(weights, offsets), key=lambda pair: -pair[0][0].nbytes):
+        if block is None and layout is None:
+            continue
+        content = w.data if layout is None else layout(w.data)
+        if block is None:
+            w.data = content.contiguous()
+            continue
+        view = block[offset:offset + w.nbytes].view(w.dtype).view(content.shape)
+        view.copy_(content)
         w.data = view  # the old storage goes now (one weight at a time)
+
+
+def _packable(module: torch.nn.Module) -> tuple[Tensor, object] | None:
+    """(weight, regrouping function or None) of a module whose weight pack_for_decoding moves, else None."""
+    from ..modeling.layers import Linear
+    from ..quantization import linear as quantized  # late: quantization.linear imports this package
+
+    w = getattr(module, "weight", None)
+    if not isinstance(w, Tensor) or not w.is_cpu or not w.is_contiguous() or w.numel() == 0:
+        return None
+    if type(module) is Linear and isinstance(w, torch.nn.Parameter) and w.dtype in kernel_linear.kernel_dtypes():
+        return w, None
+    if type(module) is quantized.QuantizedLinear and module.scheme in quantized.GGUF_SCHEMES:
+        return w, module.decoding_layout()
+    return None
 
 
 def _huge_pages_possible() -> bool:

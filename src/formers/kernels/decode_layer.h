@@ -32,7 +32,7 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
   std::vector<formers_gemv::Job> jobs;
   int64_t chunks = 0, bytes = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
-    const int64_t N = ws[i].size(0);
+    const int64_t N = formers_quant::rows_of(ws[i], K);
     jobs.push_back({ws[i].data_ptr(), fdata(biases_f[i]), outs[i], N, chunks});
     chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
     bytes += ws[i].numel() * ws[i].element_size();
@@ -168,7 +168,7 @@ template <typename T>
 at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
                      at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   constexpr bool BF = std::is_same_v<T, BFloat16>;
-  const int64_t B = hidden.size(0), C = hidden.size(-1), I = L.wg.size(0);
+  const int64_t B = hidden.size(0), C = hidden.size(-1), I = formers_quant::rows_of(L.wg, C);
   std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
   attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
   // feed-forward half

@@ -118,7 +118,7 @@ formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor
   L.eps2 = eps2;
   L.H = heads;
   L.Hkv = kv_heads;
-  L.D = wq.size(0) / heads;
+  L.D = formers_quant::rows_of(wq, hidden.size(-1)) / heads;
   L.scale = static_cast<float>(scale);
   TORCH_CHECK(cos.size(-1) == L.D, "decode_layer: rotary over the whole head");
   return L;
@@ -230,5 +230,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quant_linear", &formers_quant::linear, "x @ W^T (+ bias) for W in GGUF Q8_0 (0) / Q4_0 (1) blocks");
   m.def("moe_block", &moe_block, "mixture-of-experts feed-forward for 1 to 8 rows (moe.h)");
   m.def("moe_layer", &moe_layer, "one mixture-of-experts decoder layer for one new token per row (moe.h)");
+  m.def("quant_interleaved", [] { return formers_quant::kInterleavedKernel; },
+        "whether GGUF blocks in 16-row groups have their own kernel in this build (else each group is unpacked)");
   m.def("isa", &isa, "the vector instruction set this build uses");
 }

@@ -90,6 +90,12 @@ def gguf_block_linear(x: Tensor, blocks: Tensor, type_name: str, bias: Tensor | 
     return kernels.quant_linear(x, blocks, GGUF_BLOCK_FORMATS[type_name], bias, exact) if kernels else None
 
 
+def interleaved_blocks_kernel() -> bool:
+    """Whether this build computes GGUF blocks regrouped 16 rows at a time with its own kernel (quant.h)."""
+    kernels = _module()
+    return bool(kernels) and kernels.quant_interleaved()
+
+
 def fusable(module: nn.Module) -> bool:
     """Whether decode_layer (kernels/decode.py) may read this module's weight directly: a plain formers Linear,
     or a QuantizedLinear holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the default int8-quantized activations."""

@@ -3,7 +3,8 @@
 A float32 embedding of a 49k-token vocabulary is 113 MiB, more than a whole Q4_0 file of a 135M model;
 kept as the file's blocks it is the file's own bytes (4.5 bits a value for Q4_0). A lookup reads only
 the rows it needs and dequantizes them with the same decoder as the rest of the loader, so its values
-equal the dequantized model's embedding exactly.
+equal the dequantized model's embedding exactly. A tied LM head shares the table, which may then be regrouped
+16 rows at a time for decoding (quantization/interleave.py); lookups read either layout.
 
 Saved state dicts (save_pretrained) carry the dequantized table as `weight`, the key every loader expects.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..gguf.dequant import dequantize
+from ..gguf.dequant import BLOCK_LAYOUT, dequantize
+from . import interleave
 
 
 class QuantizedEmbedding(nn.Module):
@@ -26,13 +28,17 @@ class QuantizedEmbedding(nn.Module):
         self.register_buffer("dtype_anchor", torch.empty(0, dtype=dtype), persistent=False)
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        rows = self.blocks[input_ids.reshape(-1)]  # [n, bytes per row]
+        rows = interleave.rows(self.blocks, input_ids.reshape(-1), self.num_embeddings,
+                               BLOCK_LAYOUT[self.type_name][1])  # [n, bytes per row]
         values = dequantize(rows, self.type_name, (rows.shape[0], self.embedding_dim))
         return values.to(self.dtype_anchor.dtype).reshape(*input_ids.shape, self.embedding_dim)
 
     def dequantized_weight(self) -> Tensor:
         """The whole table as [num_embeddings, embedding_dim] in the output dtype."""
-        table = dequantize(self.blocks, self.type_name, (self.num_embeddings, self.embedding_dim))
+        blocks = self.blocks
+        if interleave.is_interleaved(blocks, self.num_embeddings):
+            blocks = interleave.deinterleave(blocks, BLOCK_LAYOUT[self.type_name][1])
+        table = dequantize(blocks, self.type_name, (self.num_embeddings, self.embedding_dim))
         return table.to(self.dtype_anchor.dtype)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):

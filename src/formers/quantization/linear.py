@@ -5,7 +5,9 @@ by CPU kernels that read it directly (no full-precision copy of the weight is ev
   blocks as stored, each with its own fp16 scale; multiplied by formers' kernel (kernels/quant.h), which
   quantizes the activations of a decode step to int8 blocks of 32 once per call, as llama.cpp does
   (`EXACT_GGUF_ACTIVATIONS`, or FORMERS_GGUF_EXACT=1, keeps them float32: slower, the dequantized model's
-  numbers up to summation order). The state dict holds the blocks unchanged.
+  numbers up to summation order). At the first inference call the blocks may be regrouped 16 rows at a time
+  (quantization/interleave.py: the same bytes, the layout the kernel reads fastest); the state dict holds the
+  row-major blocks unchanged all the same.
 
 - int8: `weight` int8 [N, K] with one scale per output row, `weight_scale` [N];
   y = x @ (weight * scale).T via torch._weight_int8pack_mm.
@@ -27,6 +29,8 @@ int8 weight. Shape legend: N out_features, K in_features, G group size.
 from __future__ import annotations
 
 import os
+from functools import partial
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +38,8 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError
 from ..gguf.dequant import BLOCK_LAYOUT, dequantize
-from ..kernels.linear import gguf_block_linear, small_batch_int8_linear
+from ..kernels.linear import gguf_block_linear, interleaved_blocks_kernel, small_batch_int8_linear
+from . import interleave
 
 _INNER_K_TILES = 2  # the CPU kernel's tiling of K; a layout detail of the packed weight
 FP32_KERNEL_DTYPE = torch.bfloat16  # what float32 activations are computed in on CPU (see the module doc)
@@ -148,20 +153,53 @@ class QuantizedLinear(nn.Module):
     def dequantized_weight(self) -> Tensor:
         """The float weight this module multiplies by (for checks and for non-CPU fallbacks)."""
         if self.scheme in GGUF_SCHEMES:
-            return dequantize(self.weight.cpu(), GGUF_SCHEMES[self.scheme], (self.out_features, self.in_features))
+            return dequantize(self.gguf_blocks_row_major().cpu(), GGUF_SCHEMES[self.scheme],
+                              (self.out_features, self.in_features))
         if self.scheme == "int8":
             return self.weight.float() * self.weight_scale.float()[:, None]
         q = self.int4_values().float().view(self.out_features, -1, self.group_size)
         scale, zero = self.scales_and_zeros.float().unbind(-1)  # [K / G, N] each
         return ((q - 8) * scale.t()[..., None] + zero.t()[..., None]).view(self.out_features, self.in_features)
 
-    # --- state dict: portable nibbles instead of the kernel layout ----------------------------------
+    # --- GGUF blocks: row-major as stored, or regrouped for decoding ---------------------------------
+    def _block_bytes(self) -> int:
+        return BLOCK_LAYOUT[GGUF_SCHEMES[self.scheme]][1]
+
+    def gguf_blocks_row_major(self) -> Tensor:
+        """The GGUF blocks as the file stores them, uint8 [N, K / 32 * block bytes], whichever layout is live."""
+        if interleave.is_interleaved(self.weight, self.out_features):
+            return interleave.deinterleave(self.weight, self._block_bytes())
+        return self.weight
+
+    def decoding_layout(self) -> Callable[[Tensor], Tensor] | None:
+        """How kernels/decode.py pack_for_decoding regroups this module's GGUF blocks for decoding (16 rows at a
+        time, quantization/interleave.py), or None where they stay as they are: not GGUF blocks, already
+        regrouped, a row count that is not a multiple of 16, or no kernel for that layout in this build."""
+        if (self.scheme not in GGUF_SCHEMES or self.out_features % interleave.GROUP_ROWS
+                or interleave.is_interleaved(self.weight, self.out_features) or not interleaved_blocks_kernel()):
+            return None
+        return partial(interleave.interleave, block_bytes=self._block_bytes())
+
+    # --- state dict: portable layouts instead of the kernels' ------------------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         """keep_vars=True callers (from_pretrained's bookkeeping) get the live tensors; a detached state dict
-        (save_pretrained, copies) gets int4 weights as portable nibbles, unpacked once here."""
+        (save_pretrained, copies) gets int4 weights as portable nibbles and GGUF blocks row-major."""
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        if self.scheme == "int4" and not keep_vars:
+        if keep_vars:
+            return
+        if self.scheme == "int4":
             destination[prefix + "weight"] = values_to_nibbles(self.int4_values())
+        elif self.scheme in GGUF_SCHEMES:
+            destination[prefix + "weight"] = self.gguf_blocks_row_major()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Row-major GGUF blocks loaded into a module whose blocks were regrouped are regrouped the same way."""
+        key = prefix + "weight"
+        incoming = state_dict.get(key)
+        if (self.scheme in GGUF_SCHEMES and isinstance(incoming, Tensor) and interleave.is_interleaved(self.weight, self.out_features)
+                and incoming.shape == (self.out_features, self.weight.shape[1] // interleave.GROUP_ROWS)):
+            state_dict = {**state_dict, key: interleave.interleave(incoming, self._block_bytes())}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         group = f", group_size={self.group_size}" if self.scheme == "int4" else ""
