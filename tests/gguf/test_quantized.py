@@ -6,12 +6,15 @@ Tolerances. Q8_0 and Q4_0 kept quantized stay the file's blocks (kernels/quant.h
   within 1.5% of their range of the dequantized float32 model's (measured on stories260K: 0.7%, |delta|
   0.23 of a 34-wide range) and greedy tokens identical over 64 tokens;
 - with exact activations (EXACT_GGUF_ACTIVATIONS / FORMERS_GGUF_EXACT=1): within 1e-4 (summation order);
-- prefill (more than 8 rows): float32 row chunks through torch's matmul, within 1e-4 (measured: equal).
+- prefill (more than 8 rows) once the first inference call has regrouped the blocks 16 rows at a time: the same
+  int8 products, the same bound; on the file's layout or with exact activations: float32 row chunks through
+  torch's matmul, within 1e-4.
 Full-precision checkpoints quantized at load (TorchAoConfig int8 / int4) use torch's kernels: the default
 path rounds float32 activations to bfloat16 for them (linear.py explains why).
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 
@@ -74,12 +77,16 @@ def test_kept_gguf_weights_match_dequantized(stories_dir, stories_gguf, qtype, e
     for name, module in kept.named_modules():
         if isinstance(module, QuantizedLinear) and name != "lm_head":
             assert torch.equal(module.dequantized_weight(), dequantized.get_submodule(name).weight), name
-    torch.testing.assert_close(logits(kept), logits(dequantized), rtol=0, atol=1e-4)  # prefill: > 8 rows
+    path = "float32" if exact else "int8-quantized"
+    expected = logits(dequantized)  # prefill: more than 8 rows
+    delta = (logits(kept) - expected).abs().max().item()
+    span = (expected.max() - expected.min()).item()
+    print(f"{qtype} kept vs dequantized, prefill, {path} activations: max |delta logits| = {delta:.3g} (range {span:.3g})")
+    assert delta <= (1e-4 if exact else 0.015 * span)
     expected = decode_logits(dequantized)
     delta = (decode_logits(kept) - expected).abs().max().item()
     span = (expected.max() - expected.min()).item()
-    path = "float32" if exact else "int8-quantized"
-    print(f"{qtype} kept vs dequantized, {path} activations: max |delta logits| = {delta:.3g} (range {span:.3g})")
+    print(f"{qtype} kept vs dequantized, decode, {path} activations: max |delta logits| = {delta:.3g} (range {span:.3g})")
     assert delta <= (1e-4 if exact else 0.015 * span)
     assert greedy(kept, 64) == greedy(dequantized, 64)
     assert kept.config.quantization_config["quant_method"] == "formers_gguf"
@@ -156,16 +163,18 @@ def test_blocks_regrouped_for_decoding(stories_dir, stories_gguf, qtype, tmp_pat
     stored_logits = decode_logits(stored)
     assert stored.lm_head.weight.shape == as_stored["lm_head"].shape
     assert torch.equal(kept.model.embed_tokens(IDS), stored.model.embed_tokens(IDS))
-    # one step from the same cache: summation order only; over 32 greedy steps an activation that lands on a
-    # rounding boundary of its int8 quantization in one model and not the other may differ by one step (seen: Q8_0
-    # 0.055 of a 34-wide range), so those are held to the kept-vs-dequantized bound
+    # one decode step from the same cache: summation order only. Prefill on regrouped blocks takes int8 activations
+    # (the file's layout: float32 row chunks), and over 32 greedy steps an activation that lands on a rounding
+    # boundary of its int8 quantization in one model and not the other may differ by one step (seen: Q8_0 0.055 of
+    # a 39-wide range), so those are held to the kept-vs-dequantized bound
     with torch.no_grad():
         prompt_kept, prompt_stored = kept(IDS, use_cache=True), stored(IDS, use_cache=True)
-        token = IDS[:, -1:]
-        step_kept = kept(token, past_key_values=prompt_kept.past_key_values).logits
-        step_stored = stored(token, past_key_values=prompt_stored.past_key_values).logits
-    torch.testing.assert_close(prompt_kept.logits, prompt_stored.logits, rtol=0, atol=1e-4)
+        token, cache = IDS[:, -1:], prompt_stored.past_key_values
+        step_kept = kept(token, past_key_values=copy.deepcopy(cache)).logits
+        step_stored = stored(token, past_key_values=copy.deepcopy(cache)).logits
     torch.testing.assert_close(step_kept, step_stored, rtol=0, atol=1e-4)
+    span = (prompt_stored.logits.max() - prompt_stored.logits.min()).item()
+    assert (prompt_kept.logits - prompt_stored.logits).abs().max().item() <= 0.015 * span
     delta = (regrouped_logits - stored_logits).abs().max().item()
     span = (stored_logits.max() - stored_logits.min()).item()
     print(f"{qtype}: regrouped vs file layout over 32 steps, max |delta logits| = {delta:.3g} (range {span:.3g})")

@@ -168,5 +168,8 @@ def test_regrouped_blocks_compute_the_same_products(qtype, m, n, k):
     assert _rel(got, quantized_input_reference(x, w) + bias.double()) <= 2e-6
     assert _rel(got, run(x, blocks, qtype, bias)) <= 2e-6
     assert _rel(run(x, packed, qtype, bias, exact=True), F.linear(x, w, bias)) <= 1e-5
+    # prefill (more than 8 rows): the same int8 products, 8 input rows at a time; exact: the file layout's path
     prefill = torch.randn(2, 13, k)
-    assert torch.equal(run(prefill, packed, qtype, bias), run(prefill, blocks, qtype, bias))
+    expected = quantized_input_reference(prefill.reshape(26, k), w) + bias.double()
+    assert _rel(run(prefill, packed, qtype, bias).reshape(26, n), expected) <= 2e-6
+    assert torch.equal(run(prefill, packed, qtype, bias, exact=True), run(prefill, blocks, qtype, bias, exact=True))

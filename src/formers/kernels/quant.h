@@ -22,8 +22,9 @@
 // - plain C++ otherwise.
 // `exact` keeps the input in float32 instead: each block is dequantized in registers to the very values
 // gguf/dequant.py produces (q * d rounded once) and multiplied as float32 (slower; for checks and users who
-// want the dequantized model's numbers). Prefill (M > 8) dequantizes row chunks to float32 and uses torch's
-// matmul on them, so no full-precision copy of the weight ever exists.
+// want the dequantized model's numbers). Prefill (M > 8) on regrouped blocks runs the same int8 products, each
+// group of 16 weight rows read once against all input rows; on the file's layout, or with `exact`, it dequantizes
+// row chunks to float32 and uses torch's matmul on them. No full-precision copy of a weight ever exists.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Half.h>
@@ -348,10 +349,10 @@ inline __m512i broadcast_word(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// one group's 16 output rows (one per lane) against M quantized input rows
+// one group's 16 output rows (one per lane) against the M quantized input rows from row m0 on
 template <int F, int M, typename Y>
-inline void interleaved_group(const QuantizedInput& in, const uint8_t* group, int64_t nb, const float* bias, Y* y,
-                              int64_t ldy, int64_t n0) {
+inline void interleaved_group(const QuantizedInput& in, int64_t m0, const uint8_t* group, int64_t nb, const float* bias,
+                              Y* y, int64_t ldy, int64_t n0) {
   constexpr int64_t bb = block_bytes(F);
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
@@ -371,7 +372,7 @@ inline void interleaved_group(const QuantizedInput& in, const uint8_t* group, in
       for (int j = 0; j < 8; ++j) w[j] = _mm512_xor_si512(_mm512_loadu_si512(column + 32 + 64 * j), flip);
     }
     for (int m = 0; m < M; ++m) {
-      const int64_t i = m * nb + b;
+      const int64_t i = (m0 + m) * nb + b;
       const int8_t* xq = in.q.data() + i * kBlock;
       __m512i s0 = _mm512_set1_epi32(in.total[i]), s1 = _mm512_setzero_si512();  // two chains: half the latency
       for (int j = 0; j < 4; ++j) {
@@ -401,7 +402,7 @@ void groups_range(const QuantizedInput& in, const float* x, const uint8_t* w, in
     const uint8_t* group = w + n / kGroup * group_bytes;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     if constexpr (!Exact) {
-      interleaved_group<F, M>(in, group, nb, bias, y, ldy, n);
+      interleaved_group<F, M>(in, 0, group, nb, bias, y, ldy, n);
       continue;
     }
 #endif
@@ -517,6 +518,37 @@ void dequantize_rows(const uint8_t* w, int64_t K, int64_t n0, int64_t n1, float*
     }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// y [M, N] for many rows (prefill) of an interleaved weight: the input quantized once, then each group of 16 weight
+// rows, read from memory once, against every input row 8 at a time while it sits in L1
+template <int F>
+void grouped_prefill(const float* x, int64_t M, int64_t K, const uint8_t* w, int64_t N, const float* bias, float* y) {
+  static thread_local QuantizedInput reused;
+  QuantizedInput& in = reused;  // the caller's (see small_batch)
+  quantize_input<F>(x, M, K, in);
+  const int64_t nb = K / kBlock, group_bytes = kGroup * nb * block_bytes(F);
+  const std::vector<formers_gemv::Job> jobs{{w, bias, y, N, 0}};
+  formers_gemv::run_chunks(jobs, N / kGroup, N * nb * block_bytes(F), [&](const formers_gemv::Job&, int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; n += kGroup) {
+      const uint8_t* group = w + n / kGroup * group_bytes;
+      int64_t m0 = 0;
+      for (; m0 + 8 <= M; m0 += 8) interleaved_group<F, 8>(in, m0, group, nb, bias, y + m0 * N, N, n);
+      auto rest = [&](auto rows) { interleaved_group<F, decltype(rows)::value>(in, m0, group, nb, bias, y + m0 * N, N, n); };
+      switch (M - m0) {
+        case 1: rest(std::integral_constant<int, 1>()); break;
+        case 2: rest(std::integral_constant<int, 2>()); break;
+        case 3: rest(std::integral_constant<int, 3>()); break;
+        case 4: rest(std::integral_constant<int, 4>()); break;
+        case 5: rest(std::integral_constant<int, 5>()); break;
+        case 6: rest(std::integral_constant<int, 6>()); break;
+        case 7: rest(std::integral_constant<int, 7>()); break;
+        default: break;
+      }
+    }
+  });
+}
+#endif
+
 // the same for either layout (interleaved: n0 and n1 multiples of 16, or n1 = N)
 template <int F>
 void dequantize_any(const uint8_t* w, int64_t K, bool interleaved, int64_t n0, int64_t n1, float* out) {
@@ -560,8 +592,15 @@ inline at::Tensor linear(const at::Tensor& x, const at::Tensor& blocks, int64_t 
     }
     return out.to(dtype).reshape(shape);
   }
-  // prefill: ~1 MiB float32 row chunks of the weight, dequantized on the pool's threads, then torch's GEMM
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if (il && !exact) {  // prefill on regrouped blocks: int8 products as in decoding
+    if (format == kQ8_0) grouped_prefill<kQ8_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>());
+    else grouped_prefill<kQ4_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>());
+    return out.to(dtype).reshape(shape);
+  }
+#endif
+  // prefill otherwise: ~1 MiB float32 row chunks of the weight, dequantized on the pool's threads, then torch's GEMM
   const int64_t rows = std::max<int64_t>(16, ((1 << 18) / K) / 16 * 16);
   at::Tensor chunk = at::empty({rows, K}, x.options().dtype(at::kFloat));
   for (int64_t n0 = 0; n0 < N; n0 += rows) {
