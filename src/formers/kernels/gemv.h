@@ -29,6 +29,7 @@ using BFloat16 = c10::BFloat16;
 constexpr int kLanes = 16;
 using Vec = __m512;
 inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vset1(float v) { return _mm512_set1_ps(v); }
 inline Vec vload(const float* p) { return _mm512_loadu_ps(p); }
 inline Vec vload(const BFloat16* p) {
   __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -43,6 +44,7 @@ inline float vsum(Vec v) { return _mm512_reduce_add_ps(v); }
 constexpr int kLanes = 8;
 using Vec = __m256;
 inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vset1(float v) { return _mm256_set1_ps(v); }
 inline Vec vload(const float* p) { return _mm256_loadu_ps(p); }
 inline Vec vload(const BFloat16* p) {
   __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -62,6 +64,7 @@ inline float vsum(Vec v) {
 constexpr int kLanes = 1;
 using Vec = float;
 inline Vec vzero() { return 0.f; }
+inline Vec vset1(float v) { return v; }
 inline Vec vload(const float* p) { return *p; }
 inline Vec vload(const BFloat16* p) { return static_cast<float>(*p); }
 inline Vec vload(const int8_t* p) { return static_cast<float>(*p); }
