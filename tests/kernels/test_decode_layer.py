@@ -146,3 +146,29 @@ def test_whole_stack_path_sees_new_parameters_and_hooks(tiny_checkpoint, stacked
     assert torch.equal(changed.sequences, ref.sequences)
     for a, b in zip(changed.scores, ref.scores):
         assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoint, stacked, monkeypatch):
+    """A Linear replaced by another module object (as adapters and late quantization do), and a forward hook on a
+    submodule, both added after the fused path took over: the next generation honours them."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"))
+    ids, mask = _prompts()
+    _generate(ours, ids, mask)
+    assert any(stacked)
+    mlp = ours.model.layers[1].mlp
+    swapped = type(mlp.up_proj)(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False)
+    with torch.no_grad():
+        swapped.weight.copy_(torch.randn_like(swapped.weight) * 0.2)
+    mlp.up_proj = swapped
+    stacked.clear()
+    changed = _generate(ours, ids, mask)
+    assert any(stacked), "the stack path did not take over again after the swap"
+    seen = []
+    ours.model.layers[0].self_attn.q_proj.register_forward_hook(lambda *a: seen.append(1))
+    _generate(ours, ids, mask)
+    assert len(seen) == 12, "a submodule's forward hook was skipped"
+    _module_path_only(monkeypatch)
+    ref = _generate(ours, ids, mask)
+    assert torch.equal(changed.sequences, ref.sequences)
+    for a, b in zip(changed.scores, ref.scores):
+        assert (a - b).abs().max().item() <= 1e-5

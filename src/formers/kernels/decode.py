@@ -11,7 +11,6 @@ is advanced here exactly as `update` would), so the cache is indistinguishable f
 """
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import torch
@@ -22,7 +21,20 @@ from torch.nn.modules import module as _torch_module
 from . import linear as kernel_linear
 from . import moe as moe_kernel
 
-_PLAIN_LAYER = "_formers_plain_llama_layer"  # per-layer memo of the structural check
+_PLAIN_LAYER = "_formers_plain_llama_layer"  # per-layer memo of the structural check: (kind, registrations)
+_REGISTRATIONS = [0]  # parameters, buffers and submodules assigned anywhere since import (torch's global hooks)
+
+
+def _count_registration(*_) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+# A module given a new parameter, buffer or submodule (a swapped Linear, an adapter) invalidates every memo below;
+# counting costs one integer add per registration and lets a decode step check its memos in O(1) per layer.
+for _register in (_torch_module.register_module_parameter_registration_hook,
+                  _torch_module.register_module_buffer_registration_hook,
+                  _torch_module.register_module_module_registration_hook):
+    _register(_count_registration)
 
 
 def _structure_ok(layer) -> bool:
@@ -70,12 +82,12 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
             or hidden.shape[0] > kernel_linear.MAX_ROWS or hidden.dtype not in kernel_linear.kernel_dtypes()
             or not hidden.is_cpu or torch.is_grad_enabled()):
         return None
-    kind = layer.__dict__.get(_PLAIN_LAYER)
-    if kind is None:  # "llama", "moe" (a SparseMoeBlock feed-forward: kernels/moe.py) or False
+    kind, seen = layer.__dict__.get(_PLAIN_LAYER, (None, -1))
+    if seen != _REGISTRATIONS[0]:  # "llama", "moe" (a SparseMoeBlock feed-forward: kernels/moe.py) or False
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
-        layer.__dict__[_PLAIN_LAYER] = kind  # hooks added later are seen by the check below
-    if not kind or layer._forward_hooks or layer.training:
+        layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
+    if not kind or layer.training or _hooked(_kernel_modules(layer)):
         return None
     slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
     kernels = kernel_linear._module()
@@ -104,44 +116,44 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
     out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
-    modules = (ln1, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, ln2, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-    layer.__dict__[_PLAN] = _Plan(modules, tuple(_parameters(modules)), attn.layer_idx, attn.head_dim, hidden.dtype,
-                                  args, heads, tuple(w.dtype for w in weights))  # decode_stack replays this call
-    return out, None, None
+    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], _kernel_modules(layer), attn.layer_idx, attn.head_dim, hidden.dtype,
+                                  args, heads, weights[0].dtype, any(w.dtype == torch.uint8 for w in weights))
+    return out, None, None  # decode_stack replays this call from the plan
 
 
 # --- the whole stack of layers -------------------------------------------------------------------------------
 _PLAN = "_formers_decode_plan"  # per-layer memo: the kernel's arguments from the layer's last fused call
 
 
+def _kernel_modules(layer) -> tuple:
+    """The layer and every submodule whose forward the fused kernel stands in for."""
+    attn, mlp = layer.self_attn, layer.mlp
+    linears = (mlp.gate_proj, mlp.up_proj, mlp.down_proj) if hasattr(mlp, "gate_proj") else ()
+    return (layer, attn, mlp, layer.input_layernorm, layer.post_attention_layernorm, attn.q_proj, attn.k_proj,
+            attn.v_proj, attn.o_proj, *linears)
+
+
+def _hooked(modules) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 class _Plan(NamedTuple):
-    modules: tuple  # the layer's norms and Linears, whose parameters `args` holds
-    params: tuple  # those parameters as the plan saw them (a module given a new one invalidates the plan)
+    registrations: int  # _REGISTRATIONS when the plan was made: any parameter, buffer or module assigned since voids it
+    modules: tuple  # _kernel_modules of the layer (a forward hook on any of them added since voids it too)
     layer_idx: int
     head_dim: int
     dtype: torch.dtype
     args: tuple  # decode_layer's arguments before the rotary tables
     heads: tuple  # and after the mask
-    weight_dtypes: tuple  # of the seven weights in `args` (the activation dtype, or uint8 GGUF blocks)
-
-
-_WEIGHTS = (2, 3, 4, 8, 12, 13, 14)  # where `args` holds the weights
-
-
-def _parameters(modules) -> list:
-    """The modules' parameters and buffers (a QuantizedLinear keeps its GGUF blocks as a buffer)."""
-    return [p for m in modules for tensors in (m._parameters, m._buffers) for p in tensors.values()]
+    weight_dtype: torch.dtype  # of the Q weight then (model.to(dtype) keeps parameter objects but not their dtype)
+    blocks: bool  # some weights are GGUF blocks (uint8)
 
 
 def _still_holds(plan: _Plan) -> bool:
-    """The layer's modules hold the same tensor objects as when the plan was made, of the same dtypes (a
-    model.to(dtype) keeps parameter objects but not their dtype), and GGUF block weights still take int8
-    activations (kernels/linear.py exact_gguf_activations)."""
-    now = _parameters(plan.modules)
-    if len(now) != len(plan.params) or not all(map(operator.is_, now, plan.params)):
-        return False
-    dtypes = tuple(plan.args[i].dtype for i in _WEIGHTS)
-    return dtypes == plan.weight_dtypes and (torch.uint8 not in dtypes or not kernel_linear.exact_gguf_activations())
+    """No module anywhere was given a new parameter, buffer or submodule since the plan was made, the weights keep
+    their dtype, and none of the layer's modules has a forward hook."""
+    return (plan.registrations == _REGISTRATIONS[0] and plan.args[2].dtype == plan.weight_dtype
+            and not _hooked(plan.modules))
 
 
 def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, masks: list, cache,
@@ -161,7 +173,7 @@ def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None,
     for layer, mask in zip(layers, masks):
         plan = layer.__dict__.get(_PLAN)
         if (plan is None or plan.dtype != hidden.dtype or plan.head_dim != cos.shape[-1] or layer.training
-                or layer._forward_hooks or layer._forward_pre_hooks or not _still_holds(plan)
+                or not _still_holds(plan)
                 or (mask is not None and (mask.shape[0] != rows or mask.shape[-2] != 1))):
             return None
         idx = plan.layer_idx
@@ -170,6 +182,8 @@ def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None,
                 or not keys.is_contiguous() or not values.is_contiguous() or (mask is not None and mask.shape[-1] <= pos)):
             return None
         plans.append((plan, keys, values, pos))
+    if any(plan.blocks for plan, *_ in plans) and kernel_linear.exact_gguf_activations():
+        return None  # GGUF blocks asked to keep float32 activations: their module path
     kernels = kernel_linear._module()
     for (plan, keys, values, pos), mask in zip(plans, masks):
         hidden = kernels.decode_layer(hidden, *plan.args, cos, sin, keys, values, pos, mask, *plan.heads)
