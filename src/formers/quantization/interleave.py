@@ -43,6 +43,9 @@ def rows(blocks: Tensor, index: Tensor, out_features: int, block_bytes: int) -> 
     """Row-major blocks of the rows `index` (1-D) of a weight in either layout."""
     if not is_interleaved(blocks, out_features):
         return blocks[index]
-    width = blocks.shape[1] // GROUP_ROWS
-    groups = deinterleave(blocks[index // GROUP_ROWS], block_bytes).view(-1, GROUP_ROWS, width)
-    return groups[torch.arange(index.numel()), index % GROUP_ROWS]
+    columns, words = blocks.shape[1] // (GROUP_ROWS * block_bytes), (block_bytes - 2) // 4
+    grid = blocks.view(blocks.shape[0], columns, GROUP_ROWS * block_bytes)
+    group, row = index // GROUP_ROWS, index % GROUP_ROWS
+    scales = grid[..., :2 * GROUP_ROWS].view(-1, columns, GROUP_ROWS, 2)[group, :, row]  # [n, columns, 2]
+    quants = grid[..., 2 * GROUP_ROWS:].view(-1, columns, words, GROUP_ROWS, 4)[group, :, :, row]  # [n, columns, words, 4]
+    return torch.cat([scales, quants.flatten(2)], dim=-1).view(index.numel(), columns * block_bytes)
