@@ -87,7 +87,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
         layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
-    if not kind or layer.training or _hooked(_kernel_modules(layer)):
+    if not kind or layer.training or any(_hook_dicts(_kernel_modules(layer))):
         return None
     slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
     kernels = kernel_linear._module()
@@ -116,7 +116,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
     out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
-    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], _kernel_modules(layer), attn.layer_idx, attn.head_dim, hidden.dtype,
+    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], _hook_dicts(_kernel_modules(layer)), attn.layer_idx, attn.head_dim, hidden.dtype,
                                   args, heads, weights[0].dtype, any(w.dtype == torch.uint8 for w in weights))
     return out, None, None  # decode_stack replays this call from the plan
 
@@ -133,13 +133,14 @@ def _kernel_modules(layer) -> tuple:
             attn.v_proj, attn.o_proj, *linears)
 
 
-def _hooked(modules) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+def _hook_dicts(modules) -> tuple:
+    """The modules' forward and forward-pre hook dicts (torch adds hooks into these very dicts)."""
+    return tuple(hooks for m in modules for hooks in (m._forward_hooks, m._forward_pre_hooks))
 
 
 class _Plan(NamedTuple):
     registrations: int  # _REGISTRATIONS when the plan was made: any parameter, buffer or module assigned since voids it
-    modules: tuple  # _kernel_modules of the layer (a forward hook on any of them added since voids it too)
+    hooks: tuple  # the hook dicts of the layer's _kernel_modules (a forward hook added to any voids it too)
     layer_idx: int
     head_dim: int
     dtype: torch.dtype
@@ -153,7 +154,7 @@ def _still_holds(plan: _Plan) -> bool:
     """No module anywhere was given a new parameter, buffer or submodule since the plan was made, the weights keep
     their dtype, and none of the layer's modules has a forward hook."""
     return (plan.registrations == _REGISTRATIONS[0] and plan.args[2].dtype == plan.weight_dtype
-            and not _hooked(plan.modules))
+            and not any(plan.hooks))
 
 
 def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, masks: list, cache,
