@@ -51,9 +51,9 @@ std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Te
   if (wdtype == at::kFloat) {
     if (out_dtype == at::kFloat) run<float, float>(xp, M, K, jobs, chunks, weight_bytes);
     else run<float, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
-  } else {
+  } else {  // bfloat16 x holds bfloat16 values: the dot-product path; float32 x keeps every bit (widening path)
     if (out_dtype == at::kFloat) run<BFloat16, float>(xp, M, K, jobs, chunks, weight_bytes);
-    else run<BFloat16, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+    else formers_gemv::run_bf16<BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
   }
   return outs;
 }
@@ -211,7 +211,9 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
 }
 
 const char* isa() {
-#if defined(__AVX512F__)
+#if defined(__AVX512BF16__)
+  return "avx512bf16";
+#elif defined(__AVX512F__)
   return "avx512";
 #elif defined(__AVX2__) && defined(__FMA__)
   return "avx2";
