@@ -3,6 +3,8 @@ against transformers 4.45.2: greedy tokens identical, per-step scores within 1e-
 exactly as the module path leaves it, and the fallbacks where the layer is not plain Llama."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import transformers
@@ -71,7 +73,6 @@ def test_float32_matches_module_path_and_oracle(tiny_checkpoint, counted, monkey
 
 
 def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr("formers.kernels.linear.BFLOAT16", True)
     folder = tiny_checkpoint("llama")
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
     ids, mask = _prompts()
@@ -172,3 +173,17 @@ def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoin
     assert torch.equal(changed.sequences, ref.sequences)
     for a, b in zip(changed.scores, ref.scores):
         assert (a - b).abs().max().item() <= 1e-5
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_bfloat16_kernels_match_oracle(tiny_checkpoint, counted, stacked, rows, monkeypatch):
+    """With the bfloat16 kernels on, bfloat16 models decode through the fused layers and the whole-stack path,
+    and their greedy tokens equal 4.45.2's (one row, and three rows with left padding)."""
+    monkeypatch.setattr(kernel_linear, "BFLOAT16", True)
+    folder = tiny_checkpoint("llama")
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    ids, mask = _prompts()
+    fused = _generate(ours, ids[:rows], mask[:rows])
+    assert any(counted) and stacked.count(True) >= 10, "the bfloat16 kernels did not run"
+    oracle = _generate(ref, ids[:rows], mask[:rows])
+    assert torch.equal(fused.sequences, oracle.sequences)

@@ -37,21 +37,16 @@ def test_bfloat16_weights_accumulate_in_float32(m, n, k, monkeypatch):
     monkeypatch.setattr(kernel_linear, "BFLOAT16", True)
     torch.manual_seed(n + k)
     x, w = torch.randn(m, k).bfloat16(), torch.randn(n, k).bfloat16()
-    exact = torch.matmul(x.float(), w.float().t())  # products of bfloat16 values are exact in float32
+    exact = torch.matmul(x.double(), w.double().t())
     with torch.no_grad():
         got = kernel_linear.small_batch_linear(x, w, None)
     assert got.dtype == torch.bfloat16
-    # one rounding of the float32 sum to bfloat16: within half a bfloat16 ulp (2^-8 relative)
-    assert ((got.float() - exact).abs() <= exact.abs() * 2 ** -8 + 1e-6).all()
+    # products of bfloat16 values are exact in float32, so the float32 sum is off by at most gamma_k * sum |x w|,
+    # and one rounding to bfloat16 adds at most half a bfloat16 ulp (2^-8 relative)
+    gamma = k * 2 ** -24 / (1 - k * 2 ** -24)
+    bound = gamma * torch.matmul(x.double().abs(), w.double().abs().t())
+    assert ((got.double() - exact).abs() <= (exact.abs() + bound) * 2 ** -8 + bound).all()
     assert _rel(got.float(), torch.matmul(x.float(), w.float().t()).bfloat16().float()) <= 1e-2
-
-
-def test_bfloat16_uses_torch_unless_asked():
-    """bfloat16 through the kernel can round a value one step away from torch's: off by default."""
-    x, w = torch.randn(1, 64).bfloat16(), torch.randn(32, 64).bfloat16()
-    with torch.no_grad():
-        assert kernel_linear.small_batch_linear(x, w, None) is None
-        assert kernel_linear.small_batch_linear(x.float(), w.float(), None) is not None
 
 
 def test_leading_dimensions_and_group():

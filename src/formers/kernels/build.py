@@ -2,9 +2,9 @@
 
 The source is compiled with torch.utils.cpp_extension on first use and cached under
 ~/.cache/formers/kernels (or $FORMERS_KERNELS_CACHE); later processes only load the shared library.
-The instruction set is chosen from the CPU's flags (AVX-512, else AVX2+FMA, else plain C++) and is
-part of the cached library's name, so a cache directory shared between machine kinds never runs an
-instruction the CPU lacks. Without a C++ compiler or ninja, or with FORMERS_NO_KERNELS=1, `load()`
+The instruction set is chosen from the CPU's flags (AVX-512 with VNNI and BF16, AVX-512 with VNNI, AVX-512,
+else AVX2+FMA, else plain C++) and is part of the cached library's name, so a cache directory shared between
+machine kinds never runs an instruction the CPU lacks. Without a C++ compiler or ninja, or with FORMERS_NO_KERNELS=1, `load()`
 returns None quietly and callers keep torch's own operators.
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ HEADERS = [Path(__file__).with_name(name) for name in ("gemv.h", "decode_layer.h
 _ISA_FLAGS = {
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
     "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
+    "avx512bf16": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mavx2",
+                   "-mfma", "-mf16c"],
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     "generic": [],
 }
@@ -37,7 +39,9 @@ def cpu_isa() -> str:
     except OSError:
         flags = []
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
-        return "avx512vnni" if "avx512_vnni" in flags else "avx512"  # VNNI: quant.h's int8 dot products
+        if "avx512_vnni" not in flags:  # VNNI: quant.h's int8 dot products
+            return "avx512"
+        return "avx512bf16" if "avx512_bf16" in flags else "avx512vnni"  # BF16: gemv.h's bfloat16 dot products
     if {"avx2", "fma"} <= set(flags):
         return "avx2"
     return "generic"

@@ -45,7 +45,9 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
     return formers_quant::blocks_into(x, M, K, ws, biases, outs);
   }
   if (ws[0].scalar_type() == at::kFloat) formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
-  else formers_gemv::run<BFloat16, float>(x, M, K, jobs, chunks, bytes);
+  // bfloat16 weights come only with bfloat16 activations (decode_layer checks), and every x given here was
+  // rounded to bfloat16 first (rms_norm, the attention output, the gated product): run_bf16's packing is exact
+  else formers_gemv::run_bf16<float>(x, M, K, jobs, chunks, bytes);
 }
 
 template <bool BF16>

@@ -13,9 +13,9 @@ namespace {
 using formers_gemv::BFloat16;
 using formers_gemv::Job;
 
-// x [..., K] (M = product of the leading sizes, 1 <= M <= 8) -> one output [..., N_i] per weight
-std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                                   const std::vector<c10::optional<at::Tensor>>& biases) {
+// x [..., K] (M = product of the leading sizes, 1 <= M <= 8) -> one output [..., N_i] of dtype `out_dtype` per weight
+std::vector<at::Tensor> gemv_into_dtype(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                        const std::vector<c10::optional<at::Tensor>>& biases, at::ScalarType out_dtype) {
   RECORD_FUNCTION("formers::gemv", std::vector<c10::IValue>());
   TORCH_CHECK(x.dim() >= 1, "gemv: x must have a feature dimension");
   TORCH_CHECK(weights.size() == biases.size() && !weights.empty(), "gemv: one bias slot per weight");
@@ -24,8 +24,7 @@ std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Te
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   const auto wdtype = weights[0].scalar_type();
   TORCH_CHECK(wdtype == at::kFloat || wdtype == at::kBFloat16, "gemv: weights must be float32 or bfloat16");
-  const auto out_dtype = x.scalar_type();
-  TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16, "gemv: x must be float32 or bfloat16");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "gemv: x must be float32 or bfloat16");
   at::Tensor xf = x.to(at::kFloat).contiguous();  // no copy when x is float32 and contiguous
   std::vector<at::Tensor> outs, bias_f;
   std::vector<Job> jobs;
@@ -51,15 +50,29 @@ std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Te
   if (wdtype == at::kFloat) {
     if (out_dtype == at::kFloat) run<float, float>(xp, M, K, jobs, chunks, weight_bytes);
     else run<float, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
-  } else {
+  } else if (x.scalar_type() == at::kBFloat16) {  // x holds bfloat16 values: the dot-product path
+    if (out_dtype == at::kFloat) formers_gemv::run_bf16<float>(xp, M, K, jobs, chunks, weight_bytes);
+    else formers_gemv::run_bf16<BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+  } else {  // float32 x keeps every bit: the widening path
     if (out_dtype == at::kFloat) run<BFloat16, float>(xp, M, K, jobs, chunks, weight_bytes);
     else run<BFloat16, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
   }
   return outs;
 }
 
+// x [..., K] -> one output [..., N_i] of x's dtype per weight
+std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                   const std::vector<c10::optional<at::Tensor>>& biases) {
+  return gemv_into_dtype(x, weights, biases, x.scalar_type());
+}
+
 at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   return gemv_group(x, {weight}, {bias})[0];
+}
+
+// gemv's float32 sums before the rounding to x's dtype (what decode_layer computes with; tests check them)
+at::Tensor gemv_sums(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  return gemv_into_dtype(x, {weight}, {bias}, at::kFloat)[0];
 }
 
 // x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 scheme
@@ -211,7 +224,9 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
 }
 
 const char* isa() {
-#if defined(__AVX512F__)
+#if defined(__AVX512BF16__)
+  return "avx512bf16";
+#elif defined(__AVX512F__)
   return "avx512";
 #elif defined(__AVX2__) && defined(__FMA__)
   return "avx2";
@@ -224,6 +239,7 @@ const char* isa() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
+  m.def("gemv_sums", &gemv_sums, "gemv's float32 sums, before the rounding to x's dtype");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
