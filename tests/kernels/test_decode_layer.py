@@ -128,6 +128,20 @@ def test_whole_stack_path_matches_module_path_and_oracle(tiny_checkpoint, stacke
         assert (a - b).abs().max().item() <= 1e-5 and (a - c).abs().max().item() <= 1e-5
 
 
+def _check_hook_then_module_path(ours, hooked, changed, monkeypatch):
+    """A forward hook added to `hooked` runs at every step; then `changed` equals the module path's generation."""
+    ids, mask = _prompts()
+    seen = []
+    hooked.register_forward_hook(lambda *a: seen.append(1))
+    _generate(ours, ids, mask)
+    assert len(seen) == 12, "a forward hook was skipped"
+    _module_path_only(monkeypatch)
+    ref = _generate(ours, ids, mask)
+    assert torch.equal(changed.sequences, ref.sequences)
+    for a, b in zip(changed.scores, ref.scores):
+        assert (a - b).abs().max().item() <= 1e-5
+
+
 def test_whole_stack_path_sees_new_parameters_and_hooks(tiny_checkpoint, stacked, monkeypatch):
     ours = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"))
     ids, mask = _prompts()
@@ -138,15 +152,7 @@ def test_whole_stack_path_sees_new_parameters_and_hooks(tiny_checkpoint, stacked
     stacked.clear()
     changed = _generate(ours, ids, mask)
     assert any(stacked)
-    seen = []
-    ours.model.layers[0].register_forward_hook(lambda *a: seen.append(1))
-    _generate(ours, ids, mask)
-    assert len(seen) == 12, "a layer's forward hook was skipped"
-    _module_path_only(monkeypatch)
-    ref = _generate(ours, ids, mask)
-    assert torch.equal(changed.sequences, ref.sequences)
-    for a, b in zip(changed.scores, ref.scores):
-        assert (a - b).abs().max().item() <= 1e-5
+    _check_hook_then_module_path(ours, ours.model.layers[0], changed, monkeypatch)
 
 
 def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoint, stacked, monkeypatch):
@@ -164,15 +170,7 @@ def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoin
     stacked.clear()
     changed = _generate(ours, ids, mask)
     assert any(stacked), "the stack path did not take over again after the swap"
-    seen = []
-    ours.model.layers[0].self_attn.q_proj.register_forward_hook(lambda *a: seen.append(1))
-    _generate(ours, ids, mask)
-    assert len(seen) == 12, "a submodule's forward hook was skipped"
-    _module_path_only(monkeypatch)
-    ref = _generate(ours, ids, mask)
-    assert torch.equal(changed.sequences, ref.sequences)
-    for a, b in zip(changed.scores, ref.scores):
-        assert (a - b).abs().max().item() <= 1e-5
+    _check_hook_then_module_path(ours, ours.model.layers[0].self_attn.q_proj, changed, monkeypatch)
 
 @pytest.mark.parametrize("rows", [1, 3])
 def test_bfloat16_kernels_match_oracle(tiny_checkpoint, counted, stacked, rows, monkeypatch):
