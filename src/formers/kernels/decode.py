@@ -87,7 +87,8 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
         layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
-    if not kind or layer.training or any(_hook_dicts(_kernel_modules(layer))):
+    hooks = _hook_dicts(_kernel_modules(layer))
+    if not kind or layer.training or any(hooks):
         return None
     slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
     kernels = kernel_linear._module()
@@ -116,7 +117,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
     out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
-    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], _hook_dicts(_kernel_modules(layer)), attn.layer_idx, attn.head_dim, hidden.dtype,
+    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, attn.head_dim, hidden.dtype,
                                   args, heads, weights[0].dtype, any(w.dtype == torch.uint8 for w in weights))
     return out, None, None  # decode_stack replays this call from the plan
 

@@ -416,21 +416,11 @@ void groups_range(const QuantizedInput& in, const float* x, const uint8_t* w, in
 template <bool Exact, int F, typename Y>
 void rows_any_m(int64_t M, bool interleaved, const QuantizedInput& in, const float* x, const uint8_t* w, int64_t K,
                 const float* bias, Y* y, int64_t ldy, int64_t begin, int64_t end) {
-  auto go = [&](auto rows) {
+  formers_gemv::with_rows(M, [&](auto rows) {
     constexpr int Mc = decltype(rows)::value;
     if (interleaved) groups_range<Exact, F, Mc>(in, x, w, K, bias, y, ldy, begin, end);
     else rows_range<Exact, F, Mc>(in, x, w, K, bias, y, ldy, begin, end);
-  };
-  switch (M) {
-    case 1: return go(std::integral_constant<int, 1>());
-    case 2: return go(std::integral_constant<int, 2>());
-    case 3: return go(std::integral_constant<int, 3>());
-    case 4: return go(std::integral_constant<int, 4>());
-    case 5: return go(std::integral_constant<int, 5>());
-    case 6: return go(std::integral_constant<int, 6>());
-    case 7: return go(std::integral_constant<int, 7>());
-    default: return go(std::integral_constant<int, 8>());
-  }
+  });
 }
 
 // how a uint8 weight for K inputs is stored: its format (-1: neither) and whether it is interleaved
@@ -531,19 +521,10 @@ void grouped_prefill(const float* x, int64_t M, int64_t K, const uint8_t* w, int
   formers_gemv::run_chunks(jobs, N / kGroup, N * nb * block_bytes(F), [&](const formers_gemv::Job&, int64_t b, int64_t e) {
     for (int64_t n = b; n < e; n += kGroup) {
       const uint8_t* group = w + n / kGroup * group_bytes;
-      int64_t m0 = 0;
-      for (; m0 + 8 <= M; m0 += 8) interleaved_group<F, 8>(in, m0, group, nb, bias, y + m0 * N, N, n);
-      auto rest = [&](auto rows) { interleaved_group<F, decltype(rows)::value>(in, m0, group, nb, bias, y + m0 * N, N, n); };
-      switch (M - m0) {
-        case 1: rest(std::integral_constant<int, 1>()); break;
-        case 2: rest(std::integral_constant<int, 2>()); break;
-        case 3: rest(std::integral_constant<int, 3>()); break;
-        case 4: rest(std::integral_constant<int, 4>()); break;
-        case 5: rest(std::integral_constant<int, 5>()); break;
-        case 6: rest(std::integral_constant<int, 6>()); break;
-        case 7: rest(std::integral_constant<int, 7>()); break;
-        default: break;
-      }
+      for (int64_t m0 = 0; m0 < M; m0 += 8)  // with_rows: the last tile's 1..7 rows, else 8
+        formers_gemv::with_rows(M - m0, [&](auto rows) {
+          interleaved_group<F, decltype(rows)::value>(in, m0, group, nb, bias, y + m0 * N, N, n);
+        });
     }
   });
 }
