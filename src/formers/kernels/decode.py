@@ -87,8 +87,10 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
         layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
-    hooks = _hook_dicts(_kernel_modules(layer))
-    if not kind or layer.training or any(hooks):
+    if not kind or layer.training:
+        return None
+    hooks = _hook_dicts(_kernel_modules(layer))  # only a plain layer has the modules the kernel stands in for
+    if any(hooks):
         return None
     slot = _cache_slot(cache, layer.self_attn.layer_idx, hidden)
     kernels = kernel_linear._module()
