@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "attention.h"
 #include "gemv.h"
 #include "quant.h"
 
@@ -79,71 +80,6 @@ void rope(float* x, int64_t heads, int64_t D, const float* cos, const float* sin
 template <typename T>
 inline void store_row(T* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
-}
-
-// q . k for one key: D / lanes fused multiply-adds into one accumulator, its lanes summed, then the tail
-template <typename T>
-inline float key_dot(const float* q, const T* key, int64_t D) {
-  using namespace formers_gemv;
-  Vec acc = vzero();
-  int64_t d = 0;
-  for (; d + kLanes <= D; d += kLanes) acc = vfma(vload(q + d), vload(key + d), acc);
-  float dot = vsum(acc);
-  for (; d < D; ++d) dot += q[d] * static_cast<float>(key[d]);
-  return dot;
-}
-
-// o[d0 .. d0 + NV * lanes) = sum over s of w[s] * V[s, d0 ..], in s order, in NV register accumulators
-template <int NV, typename T>
-inline void weighted_values(const float* w, const T* vals, int64_t S, int64_t D, int64_t d0, float* o) {
-  using namespace formers_gemv;
-  Vec acc[NV];
-  for (int j = 0; j < NV; ++j) acc[j] = vzero();
-  for (int64_t s = 0; s < S; ++s) {
-    const Vec ws = vset1(w[s]);
-    for (int j = 0; j < NV; ++j) acc[j] = vfma(ws, vload(vals + s * D + d0 + j * kLanes), acc[j]);
-  }
-  for (int j = 0; j < NV; ++j) {
-    alignas(64) float lanes[kLanes];
-    std::memcpy(lanes, &acc[j], sizeof(lanes));
-    std::copy(lanes, lanes + kLanes, o + d0 + j * kLanes);
-  }
-}
-
-// out[b, h, :] = softmax(scale * q . K[b, h / rep, 0..pos] + mask[b, 0..pos]) @ V[b, h / rep, 0..pos]
-template <typename T>
-void attend(const float* q, const T* kc, const T* vc, const float* mask, int64_t mask_stride, int64_t B,
-            int64_t H, int64_t Hkv, int64_t D, int64_t cap, int64_t pos, float scale, float* out) {
-  using namespace formers_gemv;
-  const int64_t rep = H / Hkv, S = pos + 1;
-  const std::function<void(int64_t)> one_head = [&](int64_t bh) {
-    std::vector<float> p(S);
-    const int64_t b = bh / H, h = bh % H, g = h / rep;
-    const float* qv = q + (b * H + h) * D;
-    const T* keys = kc + (b * Hkv + g) * cap * D;
-    const T* vals = vc + (b * Hkv + g) * cap * D;
-    for (int64_t s = 0; s < S; ++s) p[s] = key_dot(qv, keys + s * D, D) * scale + (mask ? mask[b * mask_stride + s] : 0.f);
-    const float top = *std::max_element(p.begin(), p.end());
-    float total = 0.f;
-    for (int64_t s = 0; s < S; ++s) total += (p[s] = std::exp(p[s] - top));
-    for (int64_t s = 0; s < S; ++s) p[s] /= total;
-    float* o = out + (b * H + h) * D;
-    const int64_t dv = D - D % kLanes;
-    int64_t d0 = 0;
-    for (; d0 + 4 * kLanes <= dv; d0 += 4 * kLanes) weighted_values<4>(p.data(), vals, S, D, d0, o);
-    for (; d0 < dv; d0 += kLanes) weighted_values<1>(p.data(), vals, S, D, d0, o);
-    for (; d0 < D; ++d0) {
-      float acc = 0.f;
-      for (int64_t s = 0; s < S; ++s) acc += p[s] * static_cast<float>(vals[s * D + d0]);
-      o[d0] = acc;
-    }
-  };
-  const int threads = at::get_num_threads();
-  if (threads == 1 || B * H == 1) {
-    for (int64_t bh = 0; bh < B * H; ++bh) one_head(bh);
-  } else {
-    formers_pool::pool(threads).run(B * H, one_head);
-  }
 }
 
 struct Layer {

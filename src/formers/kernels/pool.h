@@ -101,9 +101,11 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
-  std::atomic<uint64_t> state_{0};  // job id << 32 | next chunk
-  std::atomic<int64_t> done_{0};    // chunks finished by workers in the current job
-  std::atomic<int> sleepers_{0};
+  // the claim counter and the completion counter on cache lines of their own: every claim and every
+  // finished chunk writes one of them, and the caller spins reading the second
+  alignas(64) std::atomic<uint64_t> state_{0};  // job id << 32 | next chunk
+  alignas(64) std::atomic<int64_t> done_{0};    // chunks finished by workers in the current job
+  alignas(64) std::atomic<int> sleepers_{0};
   std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
   std::atomic<int64_t> total_{0};
   uint64_t job_ = 0;
