@@ -151,3 +151,19 @@ def _pool_jobs(seed: int) -> None:
             sign = 1.0 if i % 2 == 0 else -1.0
             got = kernel_linear.small_batch_linear(x * sign, w, None)
             assert got is not None and (got - want * sign).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_float_logits_equal_float_cast(dtype):
+    """float_logits (the logits cast on the calling thread) gives exactly .float(), also for a slice, and keeps
+    autograd's cast where gradients are on."""
+    logits = (torch.randn(2, 3, 40000) * 30).to(dtype)
+    logits[0, 0, :3] = torch.tensor([float("inf"), float("-inf"), float("nan")])
+    with torch.inference_mode():
+        for view in (logits, logits[:, -1:, :], logits[:, :, 5:]):
+            got = kernel_linear.float_logits(view)
+            assert got.dtype == torch.float32 and got.shape == view.shape
+            assert torch.equal(got.nan_to_num(), view.float().nan_to_num()) and got.isnan().sum() == view.isnan().sum()
+    leaf = logits[:1, :1].clone().requires_grad_()
+    out = kernel_linear.float_logits(leaf * 1)
+    assert out.requires_grad and out.dtype == torch.float32

@@ -23,9 +23,9 @@ MAX_ROWS = 8
 _DTYPES = (torch.float32, torch.bfloat16)
 # bfloat16 results round the float32 sum once, like torch's, but from another summation order: a few values
 # (~0.01-0.1% of outputs) land one bfloat16 step away from torch's, and greedy runs then part from 4.45.2's at
-# near-ties (seen: the kv-cache docs example on stories260K, a one-step margin that became a tie). So bfloat16
-# models use the kernels only when asked (FORMERS_BF16_KERNELS=1, ~3x faster decode); float32 ones
-# (differences ~1e-6) always do.
+# near-ties (seen: the kv-cache docs example on stories260K, a one-step margin that became a tie, and a random
+# 512-wide Llama whose tokens parted after a few steps). So bfloat16 models use the kernels only when asked
+# (FORMERS_BF16_KERNELS=1, ~3.5x faster decode); float32 ones (differences ~1e-6) always do.
 BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS") == "1"
 _kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
 
@@ -151,6 +151,16 @@ def linear_group(x: Tensor, modules: Sequence[nn.Module]) -> list[Tensor]:
         if kernels and all(w.dtype == first.dtype and w.is_contiguous() for w in weights):
             return kernels.gemv_group(x.contiguous(), weights, [m.bias for m in modules])
     return [m(x) for m in modules]
+
+
+def float_logits(logits: Tensor) -> Tensor:
+    """logits.float(), converted on the calling thread for an inference-mode CPU tensor of another float dtype
+    (kernels.cpp `to_float32` says why); a float32 tensor comes back as is, like .float() returns it."""
+    if (logits.dtype == torch.float32 or not logits.is_cpu or torch.is_grad_enabled()
+            or torch.compiler.is_compiling() or not logits.is_floating_point() or logits.numel() < (1 << 15)):
+        return logits.float()
+    kernels = _module()
+    return kernels.to_float32(logits) if kernels else logits.float()
 
 
 def reference_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 from ..cache import Cache
 from ..errors import ConfigError, GenerationError
 from ..kernels.decode import decode_layer, decode_stack, pack_for_decoding
+from ..kernels.linear import float_logits
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
 from .attention import Attention, AttentionSpec
@@ -298,7 +299,7 @@ class DecoderForCausalLM(PreTrainedModel):
                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                           return_dict=True, cache_position=cache_position)
         hidden = base.last_hidden_state
-        logits = self.final_logits(self.lm_head(hidden[:, -num_logits_to_keep:, :])).float()  # 0 keeps all
+        logits = float_logits(self.final_logits(self.lm_head(hidden[:, -num_logits_to_keep:, :])))  # 0 keeps all
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=base.past_key_values,
                                      hidden_states=base.hidden_states, attentions=base.attentions)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..kernels.decode import pack_for_decoding
+from ..kernels.linear import float_logits
 from ..kernels.moe import moe_block
 from ..modeling_outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from .decoder import DecoderForCausalLM, DecoderModel, causal_lm_loss
@@ -205,7 +206,7 @@ class MoeDecoderForCausalLM(DecoderForCausalLM):
                           past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                           output_router_logits=output_router_logits, return_dict=True, cache_position=cache_position)
-        logits = self.final_logits(self.lm_head(base.last_hidden_state[:, -num_logits_to_keep:, :])).float()
+        logits = float_logits(self.final_logits(self.lm_head(base.last_hidden_state[:, -num_logits_to_keep:, :])))
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         aux_loss = None
         if output_router_logits:

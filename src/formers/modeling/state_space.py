@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import GenerationError
+from ..kernels.linear import float_logits
 from ..modeling_utils import PreTrainedModel
 from .decoder import causal_lm_loss
 from .layers import Linear
@@ -138,7 +139,7 @@ class StateSpaceForCausalLM(PreTrainedModel):
                              past_key_values=past_key_values, use_cache=use_cache,
                              output_hidden_states=output_hidden_states, return_dict=True, attention_mask=attention_mask)
         hidden = base.last_hidden_state[:, -num_logits_to_keep:]
-        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype)).float()
+        logits = float_logits(self.lm_head(hidden.to(self.lm_head.weight.dtype)))
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = self.output_class(loss=loss, logits=logits, cache_params=base.cache_params,
                                 hidden_states=base.hidden_states)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...kernels.linear import float_logits
 from ...modeling.attention import AttentionSpec
 from ...modeling.decoder import DecoderForCausalLM, DecoderModel
 from ...modeling.mlp import GatedMLP
@@ -64,4 +65,4 @@ class CohereForCausalLM(DecoderForCausalLM):
     base_model_class = CohereModel
 
     def final_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float() * self.config.logit_scale  # 4.45 scales after the float cast
+        return float_logits(logits) * self.config.logit_scale  # 4.45 scales after the float cast
