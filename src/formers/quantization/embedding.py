@@ -35,9 +35,7 @@ class QuantizedEmbedding(nn.Module):
 
     def dequantized_weight(self) -> Tensor:
         """The whole table as [num_embeddings, embedding_dim] in the output dtype."""
-        blocks = self.blocks
-        if interleave.is_interleaved(blocks, self.num_embeddings):
-            blocks = interleave.deinterleave(blocks, BLOCK_LAYOUT[self.type_name][1])
+        blocks = interleave.row_major(self.blocks, self.num_embeddings, BLOCK_LAYOUT[self.type_name][1])
         table = dequantize(blocks, self.type_name, (self.num_embeddings, self.embedding_dim))
         return table.to(self.dtype_anchor.dtype)
 

@@ -39,6 +39,11 @@ def deinterleave(packed: Tensor, block_bytes: int) -> Tensor:
     return torch.cat([scales, quants.reshape(groups, GROUP_ROWS, columns, -1)], dim=-1).reshape(groups * GROUP_ROWS, width)
 
 
+def row_major(blocks: Tensor, out_features: int, block_bytes: int) -> Tensor:
+    """The row-major blocks [N, width] of a weight with `out_features` rows held in either layout."""
+    return deinterleave(blocks, block_bytes) if is_interleaved(blocks, out_features) else blocks
+
+
 def rows(blocks: Tensor, index: Tensor, out_features: int, block_bytes: int) -> Tensor:
     """Row-major blocks of the rows `index` (1-D) of a weight in either layout."""
     if not is_interleaved(blocks, out_features):

@@ -167,9 +167,7 @@ class QuantizedLinear(nn.Module):
 
     def gguf_blocks_row_major(self) -> Tensor:
         """The GGUF blocks as the file stores them, uint8 [N, K / 32 * block bytes], whichever layout is live."""
-        if interleave.is_interleaved(self.weight, self.out_features):
-            return interleave.deinterleave(self.weight, self._block_bytes())
-        return self.weight
+        return interleave.row_major(self.weight, self.out_features, self._block_bytes())
 
     def decoding_layout(self) -> Callable[[Tensor], Tensor] | None:
         """How kernels/decode.py pack_for_decoding regroups this module's GGUF blocks for decoding (16 rows at a
