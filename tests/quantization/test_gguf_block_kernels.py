@@ -173,3 +173,17 @@ def test_regrouped_blocks_compute_the_same_products(qtype, m, n, k):
     expected = quantized_input_reference(prefill.reshape(26, k), w) + bias.double()
     assert _rel(run(prefill, packed, qtype, bias).reshape(26, n), expected) <= 2e-6
     assert torch.equal(run(prefill, packed, qtype, bias, exact=True), run(prefill, blocks, qtype, bias, exact=True))
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_picked_rows_equal_the_reference_dequantizer(qtype):
+    """The embedding lookup kernel gives the gguf package's values of the chosen rows, bit for bit, from either
+    layout; an index past the table raises IndexError naming it."""
+    blocks, values = weight(48, 96, qtype, seed=13)
+    packed = interleave.interleave(blocks, {"Q8_0": 34, "Q4_0": 18}[qtype])
+    index = torch.tensor([47, 0, 16, 16, 31, 5])
+    for layout in (blocks, packed):
+        got = kernel_linear.picked_rows(layout, index, qtype, 96)
+        assert got is not None and got.dtype == torch.float32 and torch.equal(got, values[index])
+        with pytest.raises(IndexError, match="48"):
+            kernel_linear.picked_rows(layout, torch.tensor([3, 48]), qtype, 96)

@@ -263,6 +263,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_layer", &moe_layer, "one mixture-of-experts decoder layer for one new token per row (moe.h)");
   m.def("quant_interleaved", [] { return formers_quant::kInterleavedKernel; },
         "whether GGUF blocks in 16-row groups have their own kernel in this build (else each group is unpacked)");
+  m.def("quant_rows", &formers_quant::picked_rows, "rows of a Q8_0 (0) / Q4_0 (1) block weight, dequantized to float32");
   m.def("to_float32", &to_float32, "t as float32, computed on the calling thread (no OpenMP region)");
   m.def("isa", &isa, "the vector instruction set this build uses");
 }

@@ -92,6 +92,16 @@ def gguf_block_linear(x: Tensor, blocks: Tensor, type_name: str, bias: Tensor | 
     return kernels.quant_linear(x, blocks, GGUF_BLOCK_FORMATS[type_name], bias, exact) if kernels else None
 
 
+def picked_rows(blocks: Tensor, index: Tensor, type_name: str, width: int) -> Tensor | None:
+    """Rows `index` (1-D) of a Q8_0 / Q4_0 block weight in either layout, dequantized to float32 [n, width] by
+    quant.h (equal to the gguf package's dequantizer), or None where the kernels do not apply."""
+    if (torch.compiler.is_compiling() or type_name not in GGUF_BLOCK_FORMATS or not blocks.is_cpu
+            or not index.is_cpu or index.numel() == 0):
+        return None
+    kernels = _module()
+    return kernels.quant_rows(blocks, index, GGUF_BLOCK_FORMATS[type_name], width) if kernels else None
+
+
 def interleaved_blocks_kernel() -> bool:
     """Whether this build computes GGUF blocks regrouped 16 rows at a time with its own kernel (quant.h)."""
     kernels = _module()

@@ -326,18 +326,22 @@ void rows_range(const QuantizedInput& in, const float* x, const uint8_t* w, int6
 // the interleaved layout (top of this file): groups of 16 rows
 constexpr int64_t kGroup = 16;
 
-// a group's 16 rows back as row-major blocks: raw [16, nb * block bytes]
+// row `lane` of a group back as row-major blocks: raw [nb * block bytes]
 template <int F>
-void deinterleave_group(const uint8_t* group, int64_t nb, uint8_t* raw) {
+void deinterleave_row(const uint8_t* group, int64_t nb, int64_t lane, uint8_t* raw) {
   constexpr int64_t bb = block_bytes(F), words = (bb - 2) / 4;  // 4-byte pieces of quantized bytes per block
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* column = group + b * kGroup * bb;
-    for (int64_t r = 0; r < kGroup; ++r) {
-      uint8_t* block = raw + r * nb * bb + b * bb;
-      std::memcpy(block, column + 2 * r, 2);
-      for (int64_t i = 0; i < words; ++i) std::memcpy(block + 2 + 4 * i, column + 2 * kGroup + (i * kGroup + r) * 4, 4);
-    }
+    uint8_t* block = raw + b * bb;
+    std::memcpy(block, column + 2 * lane, 2);
+    for (int64_t i = 0; i < words; ++i) std::memcpy(block + 2 + 4 * i, column + 2 * kGroup + (i * kGroup + lane) * 4, 4);
   }
+}
+
+// a group's 16 rows back as row-major blocks: raw [16, nb * block bytes]
+template <int F>
+void deinterleave_group(const uint8_t* group, int64_t nb, uint8_t* raw) {
+  for (int64_t r = 0; r < kGroup; ++r) deinterleave_row<F>(group, nb, r, raw + r * nb * block_bytes(F));
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -541,6 +545,39 @@ void dequantize_any(const uint8_t* w, int64_t K, bool interleaved, int64_t n0, i
     deinterleave_group<F>(w + n / kGroup * group_bytes, nb, raw.data());
     dequantize_rows<F>(raw.data(), K, 0, std::min(kGroup, n1 - n), out + (n - n0) * K);
   }
+}
+
+// rows `index` (n of them) of a weight in either layout, dequantized: out [n, K] float32, the values the gguf
+// package's dequantizer gives (scale times quantized value); QuantizedEmbedding's lookups
+template <int F>
+void dequantize_picked(const uint8_t* w, int64_t N, int64_t K, bool interleaved, const int64_t* index, int64_t n,
+                       float* out) {
+  const int64_t nb = K / kBlock, bb = block_bytes(F);
+  std::vector<uint8_t> raw(nb * bb);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = index[i];
+    TORCH_CHECK_INDEX(r >= 0 && r < N, "index ", r, " is out of range for an embedding of ", N, " rows");
+    if (!interleaved) {
+      dequantize_rows<F>(w, K, r, r + 1, out + i * K);
+      continue;
+    }
+    deinterleave_row<F>(w + r / kGroup * kGroup * nb * bb, nb, r % kGroup, raw.data());
+    dequantize_rows<F>(raw.data(), K, 0, 1, out + i * K);
+  }
+}
+
+inline at::Tensor picked_rows(const at::Tensor& blocks, const at::Tensor& index, int64_t format, int64_t K) {
+  TORCH_CHECK(format == kQ8_0 || format == kQ4_0, "quant_rows: format must be 0 (Q8_0) or 1 (Q4_0)");
+  TORCH_CHECK(K % kBlock == 0 && K > 0, "quant_rows: the row width must be a positive multiple of 32, got ", K);
+  const Layout layout = layout_of(blocks, K);
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && blocks.is_contiguous() && layout.format == format,
+              "quant_rows: blocks must be contiguous uint8 [N, K / 32 * ", block_bytes(format), "] or its 16-row groups");
+  const at::Tensor ids = index.to(at::kLong).contiguous();
+  at::Tensor out = at::empty({ids.numel(), K}, blocks.options().dtype(at::kFloat));
+  const int64_t N = rows_of(blocks, K);
+  if (format == kQ8_0) dequantize_picked<kQ8_0>(blocks.data_ptr<uint8_t>(), N, K, layout.interleaved, ids.data_ptr<int64_t>(), ids.numel(), out.data_ptr<float>());
+  else dequantize_picked<kQ4_0>(blocks.data_ptr<uint8_t>(), N, K, layout.interleaved, ids.data_ptr<int64_t>(), ids.numel(), out.data_ptr<float>());
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..gguf.dequant import BLOCK_LAYOUT, dequantize
+from ..kernels.linear import picked_rows
 from . import interleave
 
 
@@ -28,9 +29,11 @@ class QuantizedEmbedding(nn.Module):
         self.register_buffer("dtype_anchor", torch.empty(0, dtype=dtype), persistent=False)
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        rows = interleave.rows(self.blocks, input_ids.reshape(-1), self.num_embeddings,
-                               BLOCK_LAYOUT[self.type_name][1])  # [n, bytes per row]
-        values = dequantize(rows, self.type_name, (rows.shape[0], self.embedding_dim))
+        ids = input_ids.reshape(-1)
+        values = picked_rows(self.blocks, ids, self.type_name, self.embedding_dim)  # C++: one call a decode step
+        if values is None:
+            rows = interleave.rows(self.blocks, ids, self.num_embeddings, BLOCK_LAYOUT[self.type_name][1])
+            values = dequantize(rows, self.type_name, (rows.shape[0], self.embedding_dim))
         return values.to(self.dtype_anchor.dtype).reshape(*input_ids.shape, self.embedding_dim)
 
     def dequantized_weight(self) -> Tensor:
