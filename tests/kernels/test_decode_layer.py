@@ -72,6 +72,22 @@ def test_float32_matches_module_path_and_oracle(tiny_checkpoint, counted, monkey
         assert (a - b).abs().max().item() <= 1e-5 and (a - c).abs().max().item() <= 1e-5
 
 
+def test_long_context_attention_matches_oracle(tiny_checkpoint, counted):
+    """Decode attention over several 16-key score blocks and a tail (40-token prompts, one left-padded by 7)
+    against 4.45.2: greedy tokens identical, per-step scores within 1e-5."""
+    folder = tiny_checkpoint("llama", num_key_value_heads=2)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids = torch.randint(3, 128, (2, 40), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    mask[1, :7] = 0
+    fused = _generate(ours, ids, mask)
+    assert any(counted), "the fused layer never ran"
+    oracle = _generate(ref, ids, mask)
+    assert torch.equal(fused.sequences, oracle.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(fused.scores, oracle.scores)) <= 1e-5
+
+
 def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
     folder = tiny_checkpoint("llama")
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
