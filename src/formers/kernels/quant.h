@@ -552,17 +552,13 @@ void dequantize_any(const uint8_t* w, int64_t K, bool interleaved, int64_t n0, i
 template <int F>
 void dequantize_picked(const uint8_t* w, int64_t N, int64_t K, bool interleaved, const int64_t* index, int64_t n,
                        float* out) {
-  const int64_t nb = K / kBlock, bb = block_bytes(F);
-  std::vector<uint8_t> raw(nb * bb);
+  const int64_t row_bytes = K / kBlock * block_bytes(F);
+  std::vector<uint8_t> raw(interleaved ? row_bytes : 0);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = index[i];
     TORCH_CHECK_INDEX(r >= 0 && r < N, "index ", r, " is out of range for an embedding of ", N, " rows");
-    if (!interleaved) {
-      dequantize_rows<F>(w, K, r, r + 1, out + i * K);
-      continue;
-    }
-    deinterleave_row<F>(w + r / kGroup * kGroup * nb * bb, nb, r % kGroup, raw.data());
-    dequantize_rows<F>(raw.data(), K, 0, 1, out + i * K);
+    if (interleaved) deinterleave_row<F>(w + r / kGroup * kGroup * row_bytes, K / kBlock, r % kGroup, raw.data());
+    dequantize_rows<F>(interleaved ? raw.data() : w + r * row_bytes, K, 0, 1, out + i * K);
   }
 }
 
