@@ -19,7 +19,7 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
-HEADERS = [Path(__file__).with_name(name) for name in ("attention.h", "gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h")]
+HEADERS = [Path(__file__).with_name(name) for name in ("attention.h", "bf16_match.h", "gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h")]
 _ISA_FLAGS = {
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
     "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],

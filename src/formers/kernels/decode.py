@@ -87,8 +87,8 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
         layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
-    if not kind or layer.training:
-        return None
+    if not kind or layer.training or (hidden.dtype == torch.bfloat16 and layer.self_attn.implementation != "sdpa"):
+        return None  # (bfloat16 calls torch's SDPA kernel, whose rounding the eager path does not share)
     hooks = _hook_dicts(_kernel_modules(layer))  # only a plain layer has the modules the kernel stands in for
     if any(hooks):
         return None

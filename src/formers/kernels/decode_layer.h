@@ -1,8 +1,9 @@
 // One decoder layer for one new token per row (decoding), Llama's wiring, in a single call:
 //   h += o_proj(attention(rope(q), rope(k) -> cache, v -> cache));  h += down(silu(gate(n)) * up(n)),
 // with n = RMSNorm(h) before each half. Every step that torch would round to the activation dtype is
-// rounded here at the same place (`rnd`), so bfloat16 models follow torch's eager numerics; float32
-// differs from torch only by summation order. The keys/values are written into the caller's cache
+// rounded here at the same place (`rnd`), and the sums whose order decides a rounding (linears, the norms' mean
+// of squares, attention, SiLU's exp) are torch's own or reproduce its order (bf16_match.h), so bfloat16 models
+// equal the module path bit for bit; float32 differs from torch only by summation order. The keys/values are written into the caller's cache
 // buffers [B, Hkv, capacity, D] at position `pos`; attention reads positions 0..pos.
 #pragma once
 #include <torch/extension.h>
@@ -11,11 +12,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <omp.h>
 #include <vector>
 
 #include "attention.h"
+#include "bf16_match.h"
 #include "gemv.h"
 #include "quant.h"
+
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));  // torch's MKL, where it has one
 
 namespace formers_decode {
 
@@ -45,19 +50,50 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
     for (const auto& b : biases_f) biases.push_back(fdata(b));
     return formers_quant::blocks_into(x, M, K, ws, biases, outs);
   }
-  if (ws[0].scalar_type() == at::kFloat) formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
+  if (ws[0].scalar_type() == at::kFloat) return formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
   // bfloat16 weights come only with bfloat16 activations (decode_layer checks), and every x given here was
-  // rounded to bfloat16 first (rms_norm, the attention output, the gated product): run_bf16's packing is exact
-  else formers_gemv::run_bf16<float>(x, M, K, jobs, chunks, bytes);
+  // rounded to bfloat16 first (rms_norm, the attention output, the gated product): torch's sums of those
+  std::vector<const float*> biases;
+  for (const auto& job : jobs) biases.push_back(job.bias);
+  formers_bf16::linear<float>(x, M, K, ws, biases, outs);
 }
 
+// While alive, ATen operators called on this thread run on it alone (no OpenMP region, MKL sequential). torch's
+// attention opens a region for every call, and its spinning worker then takes a core from the decode pool (at
+// 30 layers a bfloat16 step spent a third of its CPU time spinning). Per-head attention is computed the same on
+// any number of threads, and MKL runs sequential inside torch's region anyway, so the numbers do not change.
+struct OneThread {
+  const int omp = omp_get_max_threads();
+  const int mkl = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0;
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() {
+    omp_set_num_threads(omp);
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(mkl);
+  }
+};
+
+inline at::Tensor float_view(const float* x, std::vector<int64_t> shape) {
+  return at::from_blob(const_cast<float*>(x), shape, at::TensorOptions().dtype(at::kFloat));
+}
+
+// RMSNorm of M rows. bfloat16 follows the module path op for op; its mean of squares is torch's own reduction
+// (whose order fixes the float32 rounding), so the result equals the module path's bit for bit.
 template <bool BF16>
 void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y) {
+  std::vector<float> mean_sq(M);
+  if constexpr (BF16) {
+    const at::Tensor v = float_view(x, {M, C}).pow(2).mean(-1);
+    std::copy(v.data_ptr<float>(), v.data_ptr<float>() + M, mean_sq.begin());
+  } else {
+    for (int64_t m = 0; m < M; ++m) {
+      float sq = 0.f;
+      for (int64_t c = 0; c < C; ++c) sq += x[m * C + c] * x[m * C + c];
+      mean_sq[m] = sq / C;
+    }
+  }
   for (int64_t m = 0; m < M; ++m) {
     const float* row = x + m * C;
-    float sq = 0.f;
-    for (int64_t c = 0; c < C; ++c) sq += row[c] * row[c];
-    const float r = 1.f / std::sqrt(sq / C + static_cast<float>(eps));
+    const float r = 1.f / std::sqrt(mean_sq[m] + static_cast<float>(eps));
     for (int64_t c = 0; c < C; ++c)
       y[m * C + c] = BF16 ? rnd<true>(w[c] * rnd<true>(row[c] * r)) : row[c] * r * w[c];
   }
@@ -88,7 +124,7 @@ struct Layer {
   at::Tensor wo, bo, wg, wu, wd;
   double eps1, eps2;
   int64_t H, Hkv, D;
-  float scale;
+  double scale;
 };
 
 // The attention half on the float32 rows h [B, C] of `hidden`, in place: h += o_proj(attention(RMSNorm(h))).
@@ -119,10 +155,20 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
-  at::Tensor mf;
-  if (mask.defined()) mf = mask.to(at::kFloat).reshape({B, -1}).contiguous();
-  attend<T>(q.data(), kc, vc, mask.defined() ? mf.data_ptr<float>() : nullptr, mask.defined() ? mf.size(1) : 0,
-            B, H, Hkv, D, cap, pos, L.scale, a.data());
+  if constexpr (BF) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
+    const at::Tensor qt = float_view(q.data(), {B, 1, H, D}).to(at::kBFloat16).transpose(1, 2);
+    const OneThread serial;
+    const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask.narrow(-1, 0, pos + 1)) : c10::nullopt;
+    const at::Tensor out = at::scaled_dot_product_attention(qt, k_cache.narrow(2, 0, pos + 1), v_cache.narrow(2, 0, pos + 1),
+                                                            m, 0.0, false, L.scale, H != Hkv)
+                               .transpose(1, 2).to(at::kFloat).contiguous();
+    std::copy(out.data_ptr<float>(), out.data_ptr<float>() + B * H * D, a.begin());
+  } else {
+    at::Tensor mf;
+    if (mask.defined()) mf = mask.to(at::kFloat).reshape({B, -1}).contiguous();
+    attend<T>(q.data(), kc, vc, mask.defined() ? mf.data_ptr<float>() : nullptr, mask.defined() ? mf.size(1) : 0,
+              B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
+  }
   for (auto& x : a) x = rnd<BF>(x);
   gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()});
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
@@ -138,9 +184,12 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
   // feed-forward half
   rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
-  for (int64_t i = 0; i < B * I; ++i) {
-    const float x = rnd<BF>(g[i]);
-    g[i] = rnd<BF>(rnd<BF>(x / (1.f + std::exp(-x))) * rnd<BF>(u[i]));
+  if constexpr (BF) {  // torch's SiLU (its vector exp fixes the rounding), then the module path's product
+    const at::Tensor act = at::silu(float_view(g.data(), {B, I}).to(at::kBFloat16)).to(at::kFloat);
+    const float* s = act.data_ptr<float>();
+    for (int64_t i = 0; i < B * I; ++i) g[i] = rnd<BF>(s[i] * rnd<BF>(u[i]));
+  } else {
+    for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
   }
   gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
   at::Tensor out = at::empty_like(hidden, hidden.options().memory_format(at::MemoryFormat::Contiguous));

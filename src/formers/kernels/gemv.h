@@ -8,10 +8,11 @@
 //
 // The vector width comes from the compiler flags (formers/kernels/build.py picks them from the CPU):
 // AVX-512F (16 lanes), AVX2+FMA (8 lanes), else plain C++ loops; with AVX512_BF16 as well, bfloat16 weights
-// times bfloat16 inputs take the dot-product instruction (`run_bf16`, at the end).
+// times bfloat16 inputs take the dot-product instruction in torch's summation order (`run_bf16`, at the end).
 #pragma once
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
 #include <immintrin.h>
 
 #include "pool.h"
@@ -175,6 +176,7 @@ struct Job {
   int64_t N;
   int64_t first_chunk;  // index of this weight's first chunk in the flattened chunk list
   const float* scale = nullptr;  // float32 scale per output row (int8 weights), or nullptr
+  int64_t chunk = 0;  // bfloat16 (run_bf16): the K chunk of torch's summation order
 };
 
 // rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows that the pool's
@@ -221,58 +223,90 @@ void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int
 
 
 // ---------------------------------------------------------------------------------------------------
-// bfloat16 weights times bfloat16 inputs, with AVX512_BF16 (built with -mavx512bf16): one vdpbf16ps multiplies
-// 32 weight/input pairs and adds each pair's two products into 16 float32 accumulators, where the path above
-// spends three instructions (widen, shift, fma) on 16 weights and is bound by them on two cores. A product of
-// two bfloat16 values is exact in float32, so this differs from the widening path (and from torch) only by
-// the order of the float32 additions. The inputs must be bfloat16 values (held as float32): `run_bf16` packs
-// them once per call into bfloat16 rows padded with zeros to a multiple of 32; the weights are read raw, the
-// last partial group of 32 through a masked load (nothing past a row is read). Without AVX512_BF16, `run_bf16`
-// is the widening path.
+// bfloat16 weights times bfloat16 inputs, with AVX512_BF16 (built with -mavx512bf16), in torch's own order.
+// torch computes a bfloat16 linear on such CPUs with oneDNN, whose kernel sums each output as one chain of
+// vdpbf16ps over consecutive pairs of K (each step adds the pair's two products to the float32 running sum),
+// restarting from zero every `chunk` values of K and adding the chunk sums in order, then the bias in
+// float32, then one rounding. A different order moves ~0.01-0.1% of outputs one bfloat16 step, and greedy
+// decoding then parts from torch's at near-ties; this order reproduces torch bit for bit. `chunk` is found
+// by probing torch on this machine (bf16_match.h); it was 512 for one row and 512 or 1024 for more here.
+//
+// One vector lane per output row: 16 rows are loaded 32 values (16 pairs) at a time, transposed so that
+// vector p holds pair p of all 16 rows, and each input row's pair p is broadcast against it. Rows are read
+// 16 at a time (16 streams), so the next group of 16 rows is prefetched to L2 while this one is summed:
+// without that the LM head read at a third of the bandwidth.
 #if defined(__AVX512BF16__)
 constexpr int64_t kPair = 32;  // bfloat16 values per vdpbf16ps
-// from 3 input rows on, the compute per weight byte paces the stream below what the hardware prefetcher keeps
-// up with; a software prefetch 2 KiB ahead restored 8-row reads from ~6 to ~15 GB/s on one EPYC core
-constexpr int64_t kAhead = 1024;
 
-inline __m512bh bf16_load(const BFloat16* p) { return (__m512bh)_mm512_loadu_si512(p); }
-inline __m512bh bf16_load_first(const BFloat16* p, int64_t count) {  // p[0, count) and zeros, count < 32
-  return (__m512bh)_mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << count) - 1u), p);
+// r[i] = 16 pairs of row i  ->  r[p] = pair p of rows 0..15
+inline void transpose_pairs(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
 }
-inline __m512 dot(__m512 acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
 
-// y[m, n] = w[n] . xb[m] (+ bias[n]) for n in [begin, end) and the M packed input rows (row stride Kp). Each
-// weight row is read front to back once, one sequential stream as single_row reads it (R-row blocks interleave
-// R streams, and with this instruction's speed that read bfloat16 weights 3-4x slower at 8 rows); U groups of 32
-// in flight give M * U independent accumulators, enough to hide the instruction's latency at every M.
+inline void store_lanes(float* y, __m512 v, __mmask16 live) { _mm512_mask_storeu_ps(y, live, v); }
+inline void store_lanes(BFloat16* y, __m512 v, __mmask16 live) {  // oneDNN's conversion: round to nearest even
+  _mm256_mask_storeu_epi16(y, live, (__m256i)_mm512_cvtneps_pbh(v));
+}
+
+// y[m, n] for n in [begin, end) (begin a multiple of 16) and the M packed input rows xb (row stride Kp, zeros
+// past K), summed in torch's order with K chunks of `chunk` values (a multiple of 32)
 template <int M, typename Y>
-void stream_rows_bf16(const BFloat16* xb, int64_t Kp, const BFloat16* w, int64_t K, const float* bias, Y* y,
-                      int64_t ldy, int64_t begin, int64_t end) {
-  constexpr int U = M <= 2 ? 4 : M <= 4 ? 2 : 1;
-  const int64_t ku = K - K % (U * kPair), kv = K - K % kPair;
-  for (int64_t n = begin; n < end; ++n) {
-    const BFloat16* row = w + n * K;
-    __m512 acc[U][M];
-    for (int u = 0; u < U; ++u)
-      for (int m = 0; m < M; ++m) acc[u][m] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k < ku; k += U * kPair)
-      for (int u = 0; u < U; ++u) {
-        if constexpr (M >= 3) _mm_prefetch(reinterpret_cast<const char*>(row + k + u * kPair + kAhead), _MM_HINT_T0);
-        const __m512bh wr = bf16_load(row + k + u * kPair);
-        for (int m = 0; m < M; ++m) acc[u][m] = dot(acc[u][m], wr, bf16_load(xb + m * Kp + k + u * kPair));
+void groups_bf16(const BFloat16* xb, int64_t Kp, const BFloat16* w, int64_t K, int64_t N, int64_t chunk,
+                 const float* bias, Y* y, int64_t ldy, int64_t begin, int64_t end) {
+  const auto* pairs = reinterpret_cast<const uint32_t*>(xb);
+  for (int64_t n0 = begin; n0 < end; n0 += 16) {
+    const int rows = static_cast<int>(std::min<int64_t>(16, end - n0));
+    const BFloat16* group = w + n0 * K;
+    const char* next = reinterpret_cast<const char*>(group + 16 * K);  // the next group's 32 K bytes, in order
+    const bool prefetch = n0 + 32 <= N;
+    __m512 total[M];
+    for (int m = 0; m < M; ++m) total[m] = _mm512_setzero_ps();
+    for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+      const int64_t c1 = std::min(K, c0 + chunk);
+      __m512 acc[M];
+      for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+      for (int64_t k = c0; k < c1; k += kPair) {
+        const int64_t count = std::min(kPair, c1 - k);
+        const __mmask32 live = count == kPair ? ~__mmask32(0) : static_cast<__mmask32>((1u << count) - 1u);
+        if (prefetch)
+          for (int i = 0; i < 16; ++i) _mm_prefetch(next + (k / kPair * 16 + i) * 64, _MM_HINT_T1);
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < rows ? _mm512_maskz_loadu_epi16(live, group + i * K + k) : _mm512_setzero_si512();
+        transpose_pairs(r);
+        const int64_t used = (count + 1) / 2;
+        for (int64_t p = 0; p < used; ++p)
+          for (int m = 0; m < M; ++m)
+            acc[m] = _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_set1_epi32(pairs[(m * Kp + k) / 2 + p]), (__m512bh)r[p]);
       }
-    for (; k < K; k += kPair) {  // the last groups of 32, the very last one partial (xb is zero there)
-      const __m512bh wr = k < kv ? bf16_load(row + k) : bf16_load_first(row + k, K - k);
-      for (int m = 0; m < M; ++m) acc[0][m] = dot(acc[0][m], wr, bf16_load(xb + m * Kp + k));
+      for (int m = 0; m < M; ++m) total[m] = _mm512_add_ps(total[m], acc[m]);
     }
-    for (int m = 0; m < M; ++m) {
-      __m512 total = acc[0][m];
-      for (int u = 1; u < U; ++u) total = _mm512_add_ps(total, acc[u][m]);
-      float s = _mm512_reduce_add_ps(total);
-      if (bias != nullptr) s += bias[n];
-      y[m * ldy + n] = static_cast<Y>(s);
-    }
+    const __mmask16 live = static_cast<__mmask16>((1u << rows) - 1u);
+    const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(live, bias + n0) : _mm512_setzero_ps();
+    for (int m = 0; m < M; ++m)
+      store_lanes(y + m * ldy + n0, bias != nullptr ? _mm512_add_ps(total[m], b) : total[m], live);
   }
 }
 
@@ -290,9 +324,13 @@ inline void pack_bf16(const float* x, int64_t M, int64_t K, int64_t Kp, BFloat16
     }
   }
 }
+constexpr bool kTorchOrderBf16 = true;
+#else
+constexpr bool kTorchOrderBf16 = false;
 #endif
 
-// y_i = x @ W_i^T (+ b_i) for bfloat16 weights and inputs x that hold bfloat16 values (as float32)
+// y_i = x @ W_i^T (+ b_i) for bfloat16 weights and inputs x that hold bfloat16 values (as float32), each job
+// in torch's order with its `chunk`; needs kTorchOrderBf16 (the callers check)
 template <typename Y>
 void run_bf16(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int64_t total_chunks,
               int64_t weight_bytes) {
@@ -305,10 +343,13 @@ void run_bf16(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs
   run_chunks(jobs, total_chunks, weight_bytes, [&](const Job& job, int64_t begin, int64_t end) {
     const auto* w = static_cast<const BFloat16*>(job.w);
     Y* y = static_cast<Y*>(job.y);
-    with_rows(M, [&](auto m) { stream_rows_bf16<decltype(m)::value>(xb, Kp, w, K, job.bias, y, job.N, begin, end); });
+    with_rows(M, [&](auto m) {
+      groups_bf16<decltype(m)::value>(xb, Kp, w, K, job.N, job.chunk, job.bias, y, job.N, begin, end);
+    });
   });
 #else
-  run<BFloat16, Y>(x, M, K, jobs, total_chunks, weight_bytes);
+  (void)x, (void)M, (void)K, (void)jobs, (void)total_chunks, (void)weight_bytes;
+  TORCH_CHECK(false, "run_bf16 needs an AVX512_BF16 build");
 #endif
 }
 

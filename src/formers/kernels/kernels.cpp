@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 #include <ATen/record_function.h>
 
+#include "bf16_match.h"
 #include "decode_layer.h"
 #include "gemv.h"
 #include "moe.h"
@@ -13,9 +14,9 @@ namespace {
 using formers_gemv::BFloat16;
 using formers_gemv::Job;
 
-// x [..., K] (M = product of the leading sizes, 1 <= M <= 8) -> one output [..., N_i] of dtype `out_dtype` per weight
-std::vector<at::Tensor> gemv_into_dtype(const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                                        const std::vector<c10::optional<at::Tensor>>& biases, at::ScalarType out_dtype) {
+// x [..., K] (M = product of the leading sizes, 1 <= M <= 8) -> one output [..., N_i] of x's dtype per weight
+std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                   const std::vector<c10::optional<at::Tensor>>& biases) {
   RECORD_FUNCTION("formers::gemv", std::vector<c10::IValue>());
   TORCH_CHECK(x.dim() >= 1, "gemv: x must have a feature dimension");
   TORCH_CHECK(weights.size() == biases.size() && !weights.empty(), "gemv: one bias slot per weight");
@@ -35,7 +36,7 @@ std::vector<at::Tensor> gemv_into_dtype(const at::Tensor& x, const std::vector<a
                 "gemv: weights must be contiguous [N, K] of one dtype");
     const int64_t N = w.size(0);
     out_shape.back() = N;
-    outs.push_back(at::empty(out_shape, x.options().dtype(out_dtype)));
+    outs.push_back(at::empty(out_shape, x.options()));
     const float* b = nullptr;
     if (biases[i].has_value() && biases[i]->defined()) {
       bias_f.push_back(biases[i]->to(at::kFloat).contiguous());
@@ -48,31 +49,21 @@ std::vector<at::Tensor> gemv_into_dtype(const at::Tensor& x, const std::vector<a
   const float* xp = xf.data_ptr<float>();
   using formers_gemv::run;
   if (wdtype == at::kFloat) {
-    if (out_dtype == at::kFloat) run<float, float>(xp, M, K, jobs, chunks, weight_bytes);
+    if (x.scalar_type() == at::kFloat) run<float, float>(xp, M, K, jobs, chunks, weight_bytes);
     else run<float, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
-  } else if (x.scalar_type() == at::kBFloat16) {  // x holds bfloat16 values: the dot-product path
-    if (out_dtype == at::kFloat) formers_gemv::run_bf16<float>(xp, M, K, jobs, chunks, weight_bytes);
-    else formers_gemv::run_bf16<BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+  } else if (x.scalar_type() == at::kBFloat16) {  // x holds bfloat16 values: torch's own sums (bf16_match.h)
+    std::vector<const float*> bs;
+    std::vector<BFloat16*> ys;
+    for (size_t i = 0; i < jobs.size(); ++i) bs.push_back(jobs[i].bias), ys.push_back(outs[i].data_ptr<BFloat16>());
+    formers_bf16::linear<BFloat16>(xp, M, K, weights, bs, ys);
   } else {  // float32 x keeps every bit: the widening path
-    if (out_dtype == at::kFloat) run<BFloat16, float>(xp, M, K, jobs, chunks, weight_bytes);
-    else run<BFloat16, BFloat16>(xp, M, K, jobs, chunks, weight_bytes);
+    run<BFloat16, float>(xp, M, K, jobs, chunks, weight_bytes);
   }
   return outs;
 }
 
-// x [..., K] -> one output [..., N_i] of x's dtype per weight
-std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                                   const std::vector<c10::optional<at::Tensor>>& biases) {
-  return gemv_into_dtype(x, weights, biases, x.scalar_type());
-}
-
 at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   return gemv_group(x, {weight}, {bias})[0];
-}
-
-// gemv's float32 sums before the rounding to x's dtype (what decode_layer computes with; tests check them)
-at::Tensor gemv_sums(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  return gemv_into_dtype(x, {weight}, {bias}, at::kFloat)[0];
 }
 
 // x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 scheme
@@ -132,7 +123,7 @@ formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor
   L.H = heads;
   L.Hkv = kv_heads;
   L.D = formers_quant::rows_of(wq, hidden.size(-1)) / heads;
-  L.scale = static_cast<float>(scale);
+  L.scale = scale;
   TORCH_CHECK(cos.size(-1) == L.D, "decode_layer: rotary over the whole head");
   return L;
 }
@@ -254,7 +245,8 @@ const char* isa() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
-  m.def("gemv_sums", &gemv_sums, "gemv's float32 sums, before the rounding to x's dtype");
+  m.def("bf16_torch_chunk", &formers_bf16::torch_chunk,
+        "the K chunk with which bfloat16 products reproduce torch's for (rows, outputs, inputs, bias); 0: torch's own");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");

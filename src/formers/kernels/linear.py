@@ -2,11 +2,11 @@
 
 torch's CPU GEMMs read a weight at well below memory bandwidth when the batch is a few rows (oneDNN
 and MKL tile for large M; bfloat16 weights go through 8-30 GB/s paths), while one decode step is
-nothing but streaming every weight once. The kernels in gemv.cpp read each weight once at close to
+nothing but streaming every weight once. The kernels in gemv.h read each weight once at close to
 STREAM speed, accumulating in float32. They apply to inference (no autograd), CPU tensors, float32
 or bfloat16 activations with weights of the same dtype, and at most `MAX_ROWS` rows; everything else
-returns None here and the caller uses F.linear. Products match torch.matmul to float32 rounding (a
-different summation order), bfloat16 outputs are rounded once from the float32 sum.
+returns None here and the caller uses F.linear. float32 products match torch.matmul to float32 rounding
+(a different summation order); bfloat16 ones equal torch's bit for bit (see BFLOAT16 below).
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from . import build
 
 MAX_ROWS = 8
 _DTYPES = (torch.float32, torch.bfloat16)
-# bfloat16 results round the float32 sum once, like torch's, but from another summation order: a few values
-# (~0.01-0.1% of outputs) land one bfloat16 step away from torch's, and greedy runs then part from 4.45.2's at
-# near-ties (seen: the kv-cache docs example on stories260K, a one-step margin that became a tie, and a random
-# 512-wide Llama whose tokens parted after a few steps). So bfloat16 models use the kernels only when asked
-# (FORMERS_BF16_KERNELS=1, ~3.5x faster decode); float32 ones (differences ~1e-6) always do.
-BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS") == "1"
+# bfloat16 products go through kernels/bf16_match.h, which sums in torch's own order (found per shape by probing
+# torch on this machine) and calls torch's linear for a shape no order reproduces, so outputs equal torch's bit
+# for bit; the fused bfloat16 layer does the same for its norms, attention and SiLU. Any other order moves a few
+# outputs one bfloat16 step and greedy runs part from 4.45.2's at near-ties. On by default where the build has
+# AVX512_BF16 (its dot-product instruction is what torch sums with there); FORMERS_BF16_KERNELS=0 turns it off.
+BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS", "1") != "0"
 _kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
 
 
@@ -42,9 +42,21 @@ def kernels_available() -> bool:
     return bool(_module())
 
 
+def torch_order_bfloat16() -> bool:
+    """Whether this build sums bfloat16 products in torch's order (AVX512_BF16; kernels/bf16_match.h)."""
+    global _torch_order
+    if _torch_order is None:
+        kernels = _module()
+        _torch_order = bool(kernels) and kernels.isa() == "avx512bf16"
+    return _torch_order
+
+
+_torch_order: bool | None = None
+
+
 def kernel_dtypes() -> tuple[torch.dtype, ...]:
-    """The activation dtypes the float kernels take by default."""
-    return _DTYPES if BFLOAT16 else (torch.float32,)
+    """The activation dtypes the float kernels take."""
+    return _DTYPES if BFLOAT16 and torch_order_bfloat16() else (torch.float32,)
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
