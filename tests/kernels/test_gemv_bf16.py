@@ -67,6 +67,14 @@ def test_model_shapes_sum_in_torch_order(m, n, k):
 
 
 @needs_bf16
+def test_products_below_onednns_threshold_stay_torchs():
+    """torch sends at most 16^3 multiply-adds to MKL, not oneDNN: those keep torch's linear (chunk 0)."""
+    chunk = kernel_linear._module().bf16_torch_chunk
+    assert chunk(1, 64, 64, False) == 0 and chunk(1, 16, 256, True) == 0
+    assert chunk(1, 172, 64, False) > 0 and chunk(1, 64, 172, False) > 0
+
+
+@needs_bf16
 def test_probe_leaves_the_random_stream_alone():
     """Probing a shape for the first time draws from its own generator, not torch's."""
     state = torch.get_rng_state()

@@ -4,7 +4,8 @@
 //
 // The probe's weight rows are mirrored, [v, -v], against an input [u, u]: the exact sum is zero, so what
 // comes out is the float32 rounding error of the partial sums, which any other order changes in nearly every
-// output (random data moves only ~0.01% of them). A chunk counts only when all outputs are equal.
+// output (random data moves only ~0.01% of them). A chunk counts only when all outputs are equal, there and on
+// plain random data.
 #pragma once
 #include <torch/extension.h>
 
@@ -61,7 +62,9 @@ inline bool reproduces(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 // The K chunk with which run_bf16 reproduces torch's bfloat16 linear for M rows, N outputs and K inputs (with or
 // without a bias) at the current thread count; 0 where none does (then torch's linear is used).
 inline int64_t torch_chunk(int64_t M, int64_t N, int64_t K, bool bias) {
-  if (!formers_gemv::kTorchOrderBf16 || K == 0) return 0;
+  // torch hands a product to oneDNN only above 16^3 multiply-adds (M * K * N); smaller ones go to MKL or its own
+  // loops, whose order is another (a probe on mirrored data once matched one of them by chance)
+  if (!formers_gemv::kTorchOrderBf16 || M * N * K <= 16 * 16 * 16) return 0;
   static std::mutex lock;
   static std::map<std::tuple<int64_t, int64_t, int64_t, bool, int>, int64_t> found;
   const auto key = std::make_tuple(M, N, K, bias, at::get_num_threads());
@@ -74,16 +77,18 @@ inline int64_t torch_chunk(int64_t M, int64_t N, int64_t K, bool bias) {
   if (K % 2 == 1) wparts.push_back(probe_values({rows, 1}, 3)), xparts.push_back(probe_values({M, 1}, 4));
   const at::Tensor w = at::cat(wparts, 1).contiguous(), x = at::cat(xparts, 1).contiguous();
   const at::Tensor b = bias ? probe_values({rows}, 5) : at::Tensor();
-  at::Tensor expected;
+  const at::Tensor random_x = probe_values({M, K}, 6), random_w = probe_values({rows, K}, 7);  // and plain data
+  at::Tensor expected, random_expected;
   {
     at::NoGradGuard no_grad;
     expected = at::linear(x, w, b);
+    random_expected = at::linear(random_x, random_w, b);
   }
   int64_t chunk = 0;
   bool whole = false;  // a chunk of K or more was tried: every longer one is the same single chain
   for (int64_t candidate : {512, 1024, 256, 2048, 128, 4096, 64, 32}) {
     if (candidate >= K && std::exchange(whole, true)) continue;
-    if (reproduces(x, w, b, expected, candidate)) {
+    if (reproduces(x, w, b, expected, candidate) && reproduces(random_x, random_w, b, random_expected, candidate)) {
       chunk = candidate;
       break;
     }
