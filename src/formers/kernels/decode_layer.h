@@ -155,25 +155,16 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
-  if constexpr (BF) {
-    // torch's attention on the module path's tensors (its kernel's sums fix the rounding), one call per row and
-    // head on the pool's threads: torch's kernel computes every head on its own, so splitting the call
-    // changes no bit, and its bfloat16 products are slow enough (~20 us per head at 200 keys here) to share out
+  if constexpr (BF) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
+    // on this thread alone: a pool thread calling it made MKL open an OpenMP team there, after which libgomp,
+    // counting more threads than cores, stops spinning at barriers (prefill of a bfloat16 model fell by 25%)
+    const OneThread serial;
     const at::Tensor qt = float_view(q.data(), {B, 1, H, D}).to(at::kBFloat16).transpose(1, 2);
-    const int64_t rep = H / Hkv;
-    const std::function<void(int64_t)> one = [&](int64_t unit) {
-      const OneThread serial;
-      const c10::InferenceMode inference;
-      const int64_t b = unit / H, h = unit % H;
-      const auto keys = [&](const at::Tensor& cache) { return cache.narrow(0, b, 1).narrow(1, h / rep, 1).narrow(2, 0, pos + 1); };
-      const c10::optional<at::Tensor> m =
-          mask.defined() ? c10::optional<at::Tensor>(mask.narrow(0, b, 1).narrow(-1, 0, pos + 1)) : c10::nullopt;
-      const at::Tensor out = at::scaled_dot_product_attention(qt.narrow(0, b, 1).narrow(1, h, 1), keys(k_cache),
-                                                              keys(v_cache), m, 0.0, false, L.scale, false)
-                                 .to(at::kFloat).contiguous();  // [1, 1, 1, D]
-      std::copy(out.data_ptr<float>(), out.data_ptr<float>() + D, a.begin() + (b * H + h) * D);
-    };
-    formers_pool::pool(at::get_num_threads()).run(B * H, one);
+    const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask.narrow(-1, 0, pos + 1)) : c10::nullopt;
+    const at::Tensor out = at::scaled_dot_product_attention(qt, k_cache.narrow(2, 0, pos + 1), v_cache.narrow(2, 0, pos + 1),
+                                                            m, 0.0, false, L.scale, H != Hkv)
+                               .transpose(1, 2).to(at::kFloat).contiguous();
+    std::copy(out.data_ptr<float>(), out.data_ptr<float>() + B * H * D, a.begin());
   } else {
     at::Tensor mf;
     if (mask.defined()) mf = mask.to(at::kFloat).reshape({B, -1}).contiguous();
