@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <omp.h>
 #include <vector>
 
@@ -156,9 +157,12 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
   if constexpr (BF) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
-    // on this thread alone: a pool thread calling it made MKL open an OpenMP team there, after which libgomp,
-    // counting more threads than cores, stops spinning at barriers (prefill of a bfloat16 model fell by 25%)
-    const OneThread serial;
+    // Called here, not from a pool thread: there MKL opened an OpenMP team, after which libgomp, counting more
+    // threads than cores, stopped spinning at barriers (prefill of a bfloat16 model fell by 25%). One row runs
+    // on this thread alone (OneThread); more rows take torch's OpenMP threads (8 rows: 134 -> 170 tok/s), whose
+    // spinning afterwards costs less than attending 8 rows on one core.
+    std::optional<OneThread> serial;
+    if (B == 1) serial.emplace();
     const at::Tensor qt = float_view(q.data(), {B, 1, H, D}).to(at::kBFloat16).transpose(1, 2);
     const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask.narrow(-1, 0, pos + 1)) : c10::nullopt;
     const at::Tensor out = at::scaled_dot_product_attention(qt, k_cache.narrow(2, 0, pos + 1), v_cache.narrow(2, 0, pos + 1),
