@@ -1,10 +1,11 @@
 // One decoder layer for one new token per row (decoding), Llama's wiring, in a single call:
 //   h += o_proj(attention(rope(q), rope(k) -> cache, v -> cache));  h += down(silu(gate(n)) * up(n)),
 // with n = RMSNorm(h) before each half. Every step that torch would round to the activation dtype is
-// rounded here at the same place (`rnd`), and the sums whose order decides a rounding (linears, the norms' mean
-// of squares, attention, SiLU's exp) are torch's own or reproduce its order (bf16_match.h), so bfloat16 models
-// equal the module path bit for bit; float32 differs from torch only by summation order. The keys/values are written into the caller's cache
-// buffers [B, Hkv, capacity, D] at position `pos`; attention reads positions 0..pos.
+// rounded here at the same place (`rnd`), and the sums whose order decides a rounding (linears, the norms'
+// mean of squares, attention, SiLU's exp) are torch's own or reproduce its order (bf16_match.h), so bfloat16
+// models equal the module path bit for bit; float32 differs from torch only by summation order. The
+// keys/values are written into the caller's cache buffers [B, Hkv, capacity, D] at position `pos`; attention
+// reads positions 0..pos.
 #pragma once
 #include <torch/extension.h>
 
