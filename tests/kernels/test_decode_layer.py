@@ -189,13 +189,15 @@ def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoin
     _check_hook_then_module_path(ours, ours.model.layers[0].self_attn.q_proj, changed, monkeypatch)
 
 @pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no AVX512_BF16: bfloat16 stays on torch's path")
-@pytest.mark.parametrize("shape", [{}, {"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
-                                       "num_key_value_heads": 3, "vocab_size": 2048}])
+@pytest.mark.parametrize("shape", [{}, {"attention_bias": True},
+                                   {"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
+                                    "num_key_value_heads": 3, "vocab_size": 2048}])
 @pytest.mark.parametrize("rows", [1, 3])
 def test_bfloat16_kernels_match_oracle(tiny_checkpoint, counted, stacked, rows, shape):
     """By default bfloat16 models decode through the fused layers and the whole-stack path, and every step's
-    logits equal 4.45.2's bit for bit (one row, and three rows with left padding), on the tiny model and on
-    SmolLM-135M's layer shape, where sums in another order had made greedy tokens part from 4.45.2's."""
+    logits equal 4.45.2's bit for bit (one row, and three rows with left padding), on the tiny model, with
+    biases on the attention products, and on SmolLM-135M's layer shape, where sums in another order had made
+    greedy tokens part from 4.45.2's."""
     folder = tiny_checkpoint("llama", **shape)
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
     ref = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)
