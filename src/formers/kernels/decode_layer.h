@@ -78,12 +78,12 @@ inline at::Tensor float_view(const float* x, std::vector<int64_t> shape) {
   return at::from_blob(const_cast<float*>(x), shape, at::TensorOptions().dtype(at::kFloat));
 }
 
-// RMSNorm of M rows. bfloat16 follows the module path op for op; its mean of squares is torch's own reduction
-// (whose order fixes the float32 rounding), so the result equals the module path's bit for bit.
+// RMSNorm of M rows. bfloat16 follows the module path op for op; with `torch_mean` its mean of squares is torch's
+// own reduction (whose order fixes the float32 rounding), so the result equals the module path's bit for bit.
 template <bool BF16>
-void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y) {
+void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y, bool torch_mean = false) {
   std::vector<float> mean_sq(M);
-  if constexpr (BF16) {
+  if (BF16 && torch_mean) {
     const at::Tensor v = float_view(x, {M, C}).pow(2).mean(-1);
     std::copy(v.data_ptr<float>(), v.data_ptr<float>() + M, mean_sq.begin());
   } else {
@@ -127,6 +127,7 @@ struct Layer {
   double eps1, eps2;
   int64_t H, Hkv, D;
   double scale;
+  bool torch_roundings = true;  // bfloat16: the norms' mean, attention and SiLU from torch's operators (else our loops)
 };
 
 // The attention half on the float32 rows h [B, C] of `hidden`, in place: h += o_proj(attention(RMSNorm(h))).
@@ -141,7 +142,7 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
   const at::Tensor hf = hidden.to(at::kFloat).contiguous();
   std::copy(hf.data_ptr<float>(), hf.data_ptr<float>() + B * C, h.begin());
   const at::Tensor cf = cos.to(at::kFloat).contiguous(), sf = sin.to(at::kFloat).contiguous();
-  rms_norm<BF>(h.data(), L.ln1.data_ptr<float>(), L.eps1, B, C, n.data());
+  rms_norm<BF>(h.data(), L.ln1.data_ptr<float>(), L.eps1, B, C, n.data(), L.torch_roundings);
   gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
@@ -157,7 +158,7 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
-  if constexpr (BF) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
+  if (BF && L.torch_roundings) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
     // Called here, not from a pool thread: there MKL opened an OpenMP team, after which libgomp, counting more
     // threads than cores, stopped spinning at barriers (prefill of a bfloat16 model fell by 25%). One row runs
     // on this thread alone (OneThread); more rows take torch's OpenMP threads (8 rows: 134 -> 170 tok/s), whose
@@ -189,14 +190,17 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
   std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
   attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
   // feed-forward half
-  rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
+  rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data(), L.torch_roundings);
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
-  if constexpr (BF) {  // torch's SiLU (its vector exp fixes the rounding), then the module path's product
+  if (BF && L.torch_roundings) {  // torch's SiLU (its vector exp fixes the rounding), then the module path's product
     const at::Tensor act = at::silu(float_view(g.data(), {B, I}).to(at::kBFloat16)).to(at::kFloat);
     const float* s = act.data_ptr<float>();
     for (int64_t i = 0; i < B * I; ++i) g[i] = rnd<BF>(s[i] * rnd<BF>(u[i]));
   } else {
-    for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+    for (int64_t i = 0; i < B * I; ++i) {
+      const float x = rnd<BF>(g[i]);
+      g[i] = rnd<BF>(rnd<BF>(x / (1.f + std::exp(-x))) * rnd<BF>(u[i]));
+    }
   }
   gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
   at::Tensor out = at::empty_like(hidden, hidden.options().memory_format(at::MemoryFormat::Contiguous));
