@@ -37,17 +37,19 @@ inline at::Tensor probe_values(std::vector<int64_t> shape, uint64_t seed) {
   return t.to(at::kBFloat16);
 }
 
+// the jobs (first_chunk filled in here) in one parallel region
 template <typename Y>
-void run_jobs(const float* x, int64_t M, int64_t K, const std::vector<formers_gemv::Job>& jobs) {
+void run_jobs(const float* x, int64_t M, int64_t K, std::vector<formers_gemv::Job> jobs) {
   int64_t chunks = 0, bytes = 0;
-  for (const auto& job : jobs) {
+  for (auto& job : jobs) {
+    job.first_chunk = chunks;
     chunks += (job.N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
     bytes += job.N * K * 2;
   }
-  formers_gemv::run_bf16<Y>(x, M, K, jobs, chunks, bytes);
+  if (chunks > 0) formers_gemv::run_bf16<Y>(x, M, K, jobs, chunks, bytes);
 }
 
-// whether run_bf16 with `chunk` equals torch's linear on the mirrored probe of this shape
+// whether run_bf16 with `chunk` equals torch's linear (`expected`) on this probe
 inline bool reproduces(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& expected,
                        int64_t chunk) {
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
@@ -103,6 +105,8 @@ template <typename Y>
 void linear(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws, const std::vector<const float*>& biases,
             const std::vector<Y*>& outs) {
   std::vector<formers_gemv::Job> jobs;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor xb;  // x as a bfloat16 tensor, made once if some weight takes torch's linear
   for (size_t i = 0; i < ws.size(); ++i) {
     const int64_t N = ws[i].size(0);
     const int64_t chunk = torch_chunk(M, N, K, biases[i] != nullptr);
@@ -112,8 +116,7 @@ void linear(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>&
       jobs.push_back(job);
       continue;
     }
-    const auto f32 = at::TensorOptions().dtype(at::kFloat);
-    const at::Tensor xb = at::from_blob(const_cast<float*>(x), {M, K}, f32).to(at::kBFloat16);
+    if (!xb.defined()) xb = at::from_blob(const_cast<float*>(x), {M, K}, f32).to(at::kBFloat16);
     const at::Tensor b = biases[i] ? at::from_blob(const_cast<float*>(biases[i]), {N}, f32).to(at::kBFloat16) : at::Tensor();
     at::Tensor y;
     {
@@ -123,11 +126,7 @@ void linear(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>&
     const at::Tensor yc = y.to(std::is_same_v<Y, float> ? at::kFloat : at::kBFloat16).contiguous();
     std::memcpy(outs[i], yc.data_ptr(), static_cast<size_t>(M * N) * sizeof(Y));
   }
-  for (size_t j = 0, first = 0; j < jobs.size(); ++j) {  // one parallel region for all of them
-    jobs[j].first_chunk = static_cast<int64_t>(first);
-    first += (jobs[j].N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
-  }
-  if (!jobs.empty()) run_jobs<Y>(x, M, K, jobs);
+  run_jobs<Y>(x, M, K, std::move(jobs));
 }
 
 }  // namespace formers_bf16

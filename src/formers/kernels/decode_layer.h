@@ -39,25 +39,21 @@ inline const float* fdata(const at::Tensor& t) { return t.defined() ? t.data_ptr
 // y[M, N_i] (float32) = x[M, K] @ W_i^T + b_i for weights of one dtype
 inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
                       const std::vector<at::Tensor>& biases_f, const std::vector<float*>& outs) {
+  std::vector<const float*> biases;
+  for (const auto& b : biases_f) biases.push_back(fdata(b));
+  if (ws[0].scalar_type() == at::kByte) return formers_quant::blocks_into(x, M, K, ws, biases, outs);  // GGUF blocks
+  // bfloat16 weights come only with bfloat16 activations (decode_layer checks), and every x given here was
+  // rounded to bfloat16 first (rms_norm, the attention output, the gated product): torch's sums of those
+  if (ws[0].scalar_type() == at::kBFloat16) return formers_bf16::linear<float>(x, M, K, ws, biases, outs);
   std::vector<formers_gemv::Job> jobs;
   int64_t chunks = 0, bytes = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
-    const int64_t N = formers_quant::rows_of(ws[i], K);
-    jobs.push_back({ws[i].data_ptr(), fdata(biases_f[i]), outs[i], N, chunks});
+    const int64_t N = ws[i].size(0);
+    jobs.push_back({ws[i].data_ptr(), biases[i], outs[i], N, chunks});
     chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
     bytes += ws[i].numel() * ws[i].element_size();
   }
-  if (ws[0].scalar_type() == at::kByte) {  // GGUF Q8_0 / Q4_0 blocks (quant.h)
-    std::vector<const float*> biases;
-    for (const auto& b : biases_f) biases.push_back(fdata(b));
-    return formers_quant::blocks_into(x, M, K, ws, biases, outs);
-  }
-  if (ws[0].scalar_type() == at::kFloat) return formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
-  // bfloat16 weights come only with bfloat16 activations (decode_layer checks), and every x given here was
-  // rounded to bfloat16 first (rms_norm, the attention output, the gated product): torch's sums of those
-  std::vector<const float*> biases;
-  for (const auto& job : jobs) biases.push_back(job.bias);
-  formers_bf16::linear<float>(x, M, K, ws, biases, outs);
+  formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
 }
 
 // While alive, ATen operators called on this thread run on it alone (no OpenMP region, MKL sequential). torch's

@@ -46,6 +46,9 @@ def kernels_available() -> bool:
     return bool(_module())
 
 
+_torch_order: bool | None = None  # torch_order_bfloat16's answer, once asked
+
+
 def torch_order_bfloat16() -> bool:
     """Whether this build sums bfloat16 products in torch's order (AVX512_BF16; kernels/bf16_match.h)."""
     global _torch_order
@@ -53,9 +56,6 @@ def torch_order_bfloat16() -> bool:
         kernels = _module()
         _torch_order = bool(kernels) and kernels.isa() == "avx512bf16"
     return _torch_order
-
-
-_torch_order: bool | None = None
 
 
 def kernel_dtypes() -> tuple[torch.dtype, ...]:
