@@ -167,3 +167,20 @@ def test_float_logits_equal_float_cast(dtype):
     leaf = logits[:1, :1].clone().requires_grad_()
     out = kernel_linear.float_logits(leaf * 1)
     assert out.requires_grad and out.dtype == torch.float32
+
+
+@pytest.mark.skipif(not kernel_linear.kernels_available(), reason="no C++ toolchain here")
+def test_a_lock_left_by_a_killed_process_does_not_hang_the_next(tmp_path):
+    """A process SIGKILLed while cpp_extension held its `lock` file in the build folder (seen: a rank killed by
+    the DDP failure test during its first load) left it there, and every later process waited on it forever. A
+    fresh process now loads the built library directly, and a builder under formers' own flock clears the
+    stale file."""
+    import subprocess
+    import sys
+
+    folder = next(p for p in build.cache_dir().iterdir() if p.name == kernel_linear._module().__name__)
+    (folder / "lock").touch()
+    code = "from formers.kernels import build; m = build.load(); assert m is not None; print(m.isa())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (folder / "lock").exists()

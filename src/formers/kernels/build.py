@@ -9,6 +9,7 @@ returns None quietly and callers keep torch's own operators.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -81,12 +82,41 @@ def load() -> ModuleType | None:
         name = f"formers_kernels_{isa}_{digest}"
         folder = cache_dir() / name
         folder.mkdir(parents=True, exist_ok=True)
-        flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
-        module = cpp_load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                          extra_include_paths=[str(SOURCE.parent)],
-                          build_directory=str(folder), verbose=False)
+        module = _import_built(folder, name)
+        if module is None:
+            with _build_lock(folder):
+                flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
+                module = cpp_load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                                  extra_include_paths=[str(SOURCE.parent)],
+                                  build_directory=str(folder), verbose=False)
     except Exception as error:  # a broken toolchain must not break inference: torch's operators still work
         logger.info("formers C++ kernels unavailable, using torch operators: %s", error)
         module = None
     _state["module"] = module
     return module
+
+
+def _import_built(folder: Path, name: str) -> ModuleType | None:
+    """The library a previous process finished building in `folder`, imported directly, else None. (Going through
+    cpp_extension again would take its file lock, which a process killed while holding it never releases.)"""
+    import importlib.util
+
+    library = folder / f"{name}.so"
+    if not library.exists() or (folder / "lock").exists():
+        return None
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Held while this process builds in `folder`: an flock, which the kernel releases when its holder dies. A
+    `lock` file cpp_extension left there is then stale (its builder was killed) and is removed before building."""
+    import fcntl
+
+    with open(folder / ".formers-build", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        (folder / "lock").unlink(missing_ok=True)
+        yield
