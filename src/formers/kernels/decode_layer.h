@@ -13,16 +13,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <optional>
-#include <omp.h>
 #include <vector>
 
 #include "attention.h"
+#include "attention_bf16.h"
 #include "bf16_match.h"
 #include "gemv.h"
 #include "quant.h"
-
-extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));  // torch's MKL, where it has one
 
 namespace formers_decode {
 
@@ -55,20 +52,6 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
   }
   formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
 }
-
-// While alive, ATen operators called on this thread run on it alone (no OpenMP region, MKL sequential). torch's
-// attention opens a region for every call, and its spinning worker then takes a core from the decode pool (at
-// 30 layers a bfloat16 step spent a third of its CPU time spinning). Per-head attention is computed the same on
-// any number of threads, and MKL runs sequential inside torch's region anyway, so the numbers do not change.
-struct OneThread {
-  const int omp = omp_get_max_threads();
-  const int mkl = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0;
-  OneThread() { omp_set_num_threads(1); }
-  ~OneThread() {
-    omp_set_num_threads(omp);
-    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(mkl);
-  }
-};
 
 inline at::Tensor float_view(const float* x, std::vector<int64_t> shape) {
   return at::from_blob(const_cast<float*>(x), shape, at::TensorOptions().dtype(at::kFloat));
@@ -154,23 +137,11 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
-  if (BF && L.torch_roundings) {  // torch's attention on the module path's tensors (its kernel's sums fix the rounding)
-    // Called here, not from a pool thread: there MKL opened an OpenMP team, after which libgomp, counting more
-    // threads than cores, stopped spinning at barriers (prefill of a bfloat16 model fell by 25%). One row runs
-    // on this thread alone (OneThread); more rows take torch's OpenMP threads (8 rows: 134 -> 170 tok/s), whose
-    // spinning afterwards costs less than attending 8 rows on one core.
-    std::optional<OneThread> serial;
-    if (B == 1) serial.emplace();
-    const at::Tensor qt = float_view(q.data(), {B, 1, H, D}).to(at::kBFloat16).transpose(1, 2);
-    const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask.narrow(-1, 0, pos + 1)) : c10::nullopt;
-    const at::Tensor out = at::scaled_dot_product_attention(qt, k_cache.narrow(2, 0, pos + 1), v_cache.narrow(2, 0, pos + 1),
-                                                            m, 0.0, false, L.scale, H != Hkv)
-                               .transpose(1, 2).to(at::kFloat).contiguous();
-    std::copy(out.data_ptr<float>(), out.data_ptr<float>() + B * H * D, a.begin());
+  if (BF && L.torch_roundings) {  // torch's attention bits (attention_bf16.h)
+    formers_bf16::attend(q.data(), k_cache, v_cache, mask, B, H, pos, L.scale, a.data());
   } else {
-    at::Tensor mf;
-    if (mask.defined()) mf = mask.to(at::kFloat).reshape({B, -1}).contiguous();
-    attend<T>(q.data(), kc, vc, mask.defined() ? mf.data_ptr<float>() : nullptr, mask.defined() ? mf.size(1) : 0,
+    const at::Tensor rows = formers_bf16::mask_rows(mask, B);
+    attend<T>(q.data(), kc, vc, rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0,
               B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
   }
   for (auto& x : a) x = rnd<BF>(x);

@@ -231,6 +231,23 @@ at::Tensor to_float32(const at::Tensor& t) {
   return out;
 }
 
+// attention_bf16.h's attention of q [B, H, D] (bfloat16 values) over positions 0..pos of the bfloat16 caches
+// [B, Hkv, cap, D], always ours (no check against torch): what the tests compare with torch
+at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                          const c10::optional<at::Tensor>& mask, int64_t pos, double scale) {
+  TORCH_CHECK(formers_bf16::kTorchAttentionOrder, "bf16_attention: this build has no AVX512_BF16 kernels");
+  TORCH_CHECK(k_cache.scalar_type() == at::kBFloat16 && v_cache.scalar_type() == at::kBFloat16 && k_cache.is_contiguous()
+              && v_cache.is_contiguous() && k_cache.sizes() == v_cache.sizes() && k_cache.size(3) % 16 == 0,
+              "bf16_attention: the caches must be contiguous bfloat16 [B, Hkv, capacity, D] with D a multiple of 16");
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2);
+  const at::Tensor qf = q.to(at::kFloat).contiguous(), rows = formers_bf16::mask_rows(mask.has_value() ? *mask : at::Tensor(), B);
+  at::Tensor out = at::empty({B, H, D}, qf.options());
+  formers_bf16::attend_like_torch(qf.data_ptr<float>(), k_cache.data_ptr<at::BFloat16>(), v_cache.data_ptr<at::BFloat16>(),
+                                  rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0, B,
+                                  H, k_cache.size(1), D, k_cache.size(2), pos, static_cast<float>(scale), out.data_ptr<float>());
+  return out.to(at::kBFloat16);
+}
+
 const char* isa() {
 #if defined(__AVX512BF16__)
   return "avx512bf16";
@@ -249,6 +266,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
   m.def("bf16_torch_chunk", &formers_bf16::torch_chunk,
         "the K chunk with which bfloat16 products reproduce torch's for (rows, outputs, inputs, bias); 0: torch's own");
+  m.def("bf16_attention_reproduces_torch",
+        [](int64_t B, int64_t H, int64_t Hkv, int64_t D, const c10::optional<at::Tensor>& mask) {
+          return formers_bf16::reproduces_torch(B, H, Hkv, D, mask.has_value() ? *mask : at::Tensor());
+        },
+        "whether the bfloat16 decode attention (attention_bf16.h) equals torch's here for this shape (mask: its dtype)");
+  m.def("bf16_attention", &bf16_attention, "bfloat16 decode attention in torch's order (attention_bf16.h), unchecked");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
