@@ -76,3 +76,4 @@ def test_shapes_it_cannot_sum_stay_torchs():
     """A head size that is not a multiple of 16 and a boolean mask keep torch's own call."""
     assert not _kernels().bf16_attention_reproduces_torch(1, 8, 8, 8, None)
     assert not _kernels().bf16_attention_reproduces_torch(1, 9, 3, 64, torch.zeros(1, dtype=torch.bool))
+

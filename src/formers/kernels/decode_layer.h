@@ -18,6 +18,7 @@
 #include "attention.h"
 #include "attention_bf16.h"
 #include "bf16_match.h"
+#include "torch_steps.h"
 #include "gemv.h"
 #include "quant.h"
 
@@ -32,6 +33,17 @@ inline float rnd(float v) {
 }
 
 inline const float* fdata(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// t's values as float32, converted here (an ATen cast per small tensor per layer cost more than the conversion)
+inline std::vector<float> floats_of(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  std::vector<float> out(c.numel());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, c.scalar_type(), "floats_of", [&] {
+    const scalar_t* x = c.data_ptr<scalar_t>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(x[i]);
+  });
+  return out;
+}
 
 // y[M, N_i] (float32) = x[M, K] @ W_i^T + b_i for weights of one dtype
 inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
@@ -62,7 +74,9 @@ inline at::Tensor float_view(const float* x, std::vector<int64_t> shape) {
 template <bool BF16>
 void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y, bool torch_mean = false) {
   std::vector<float> mean_sq(M);
-  if (BF16 && torch_mean) {
+  if (BF16 && torch_mean && formers_bf16::reproduces_torch_mean_squares(M, C)) {
+    formers_bf16::mean_squares_like_torch(x, M, C, mean_sq.data());
+  } else if (BF16 && torch_mean) {
     const at::Tensor v = float_view(x, {M, C}).pow(2).mean(-1);
     std::copy(v.data_ptr<float>(), v.data_ptr<float>() + M, mean_sq.begin());
   } else {
@@ -100,7 +114,7 @@ inline void store_row(T* dst, const float* src, int64_t n) {
 }
 
 struct Layer {
-  at::Tensor ln1, ln2;                  // float32 copies of the norm weights
+  std::vector<float> ln1, ln2;          // float32 copies of the norm weights
   std::vector<at::Tensor> qkv, qkv_b;   // weights and float32 biases (undefined when absent)
   at::Tensor wo, bo, wg, wu, wd;
   double eps1, eps2;
@@ -118,17 +132,16 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
   const int64_t B = hidden.size(0), C = hidden.size(-1), H = L.H, Hkv = L.Hkv, D = L.D;
   const int64_t cap = k_cache.size(2);
   std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
-  const at::Tensor hf = hidden.to(at::kFloat).contiguous();
-  std::copy(hf.data_ptr<float>(), hf.data_ptr<float>() + B * C, h.begin());
-  const at::Tensor cf = cos.to(at::kFloat).contiguous(), sf = sin.to(at::kFloat).contiguous();
-  rms_norm<BF>(h.data(), L.ln1.data_ptr<float>(), L.eps1, B, C, n.data(), L.torch_roundings);
+  h = floats_of(hidden);
+  const std::vector<float> cf = floats_of(cos), sf = floats_of(sin);
+  rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data(), L.torch_roundings);
   gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
-  const int64_t rs = cf.size(0) == 1 ? 0 : D;  // one table for every row, or one per row
+  const int64_t rs = cos.size(0) == 1 ? 0 : D;  // one table for every row, or one per row
   for (int64_t b = 0; b < B; ++b) {
-    rope<BF>(q.data() + b * H * D, H, D, cf.data_ptr<float>() + b * rs, sf.data_ptr<float>() + b * rs);
-    rope<BF>(k.data() + b * Hkv * D, Hkv, D, cf.data_ptr<float>() + b * rs, sf.data_ptr<float>() + b * rs);
+    rope<BF>(q.data() + b * H * D, H, D, cf.data() + b * rs, sf.data() + b * rs);
+    rope<BF>(k.data() + b * Hkv * D, Hkv, D, cf.data() + b * rs, sf.data() + b * rs);
   }
   T* kc = k_cache.data_ptr<T>();
   T* vc = v_cache.data_ptr<T>();
@@ -157,12 +170,17 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
   std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
   attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
   // feed-forward half
-  rms_norm<BF>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data(), L.torch_roundings);
+  rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data(), L.torch_roundings);
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
-  if (BF && L.torch_roundings) {  // torch's SiLU (its vector exp fixes the rounding), then the module path's product
-    const at::Tensor act = at::silu(float_view(g.data(), {B, I}).to(at::kBFloat16)).to(at::kFloat);
-    const float* s = act.data_ptr<float>();
-    for (int64_t i = 0; i < B * I; ++i) g[i] = rnd<BF>(s[i] * rnd<BF>(u[i]));
+  if (BF && L.torch_roundings) {  // torch's SiLU bits (its vector exp fixes the rounding), then the module path's product
+    for (auto& x : g) x = rnd<BF>(x);
+    if (formers_bf16::reproduces_torch_silu(B * I)) {
+      formers_bf16::silu_like_torch(g.data(), B * I, g.data());
+    } else {
+      const at::Tensor act = at::silu(float_view(g.data(), {B, I}).to(at::kBFloat16)).to(at::kFloat);
+      std::copy(act.data_ptr<float>(), act.data_ptr<float>() + B * I, g.begin());
+    }
+    for (int64_t i = 0; i < B * I; ++i) g[i] = rnd<BF>(g[i] * rnd<BF>(u[i]));
   } else {
     for (int64_t i = 0; i < B * I; ++i) {
       const float x = rnd<BF>(g[i]);

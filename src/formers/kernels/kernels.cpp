@@ -112,8 +112,8 @@ formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor
   TORCH_CHECK(k_cache.scalar_type() == dtype && v_cache.scalar_type() == dtype && k_cache.is_contiguous() &&
               v_cache.is_contiguous() && pos < k_cache.size(2), "decode_layer: cache buffers");
   formers_decode::Layer L;
-  L.ln1 = ln1.to(at::kFloat).contiguous();
-  L.ln2 = ln2.to(at::kFloat).contiguous();
+  L.ln1 = formers_decode::floats_of(ln1);
+  L.ln2 = formers_decode::floats_of(ln2);
   L.qkv = {wq, wk, wv};
   L.qkv_b = {f32(bq), f32(bk), f32(bv)};
   L.wo = wo;
@@ -248,6 +248,15 @@ at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const 
   return out.to(at::kBFloat16);
 }
 
+// torch_steps.h's SiLU of bfloat16 x, always ours (no check against torch): what the tests compare with torch
+at::Tensor bf16_silu(const at::Tensor& x) {
+  TORCH_CHECK(formers_bf16::kTorchAttentionOrder, "bf16_silu: this build has no AVX512_BF16 kernels");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "bf16_silu: bfloat16 input");
+  at::Tensor y = x.to(at::kFloat).contiguous();
+  formers_bf16::silu_like_torch(y.data_ptr<float>(), y.numel(), y.data_ptr<float>());
+  return y.to(at::kBFloat16);
+}
+
 const char* isa() {
 #if defined(__AVX512BF16__)
   return "avx512bf16";
@@ -272,6 +281,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         },
         "whether the bfloat16 decode attention (attention_bf16.h) equals torch's here for this shape (mask: its dtype)");
   m.def("bf16_attention", &bf16_attention, "bfloat16 decode attention in torch's order (attention_bf16.h), unchecked");
+  m.def("bf16_silu", &bf16_silu, "bfloat16 SiLU as torch computes it (torch_steps.h), unchecked");
+  m.def("bf16_silu_reproduces_torch", &formers_bf16::reproduces_torch_silu,
+        "whether torch_steps.h's SiLU equals at::silu here for n values (checked once on every bfloat16 value)");
+  m.def("bf16_mean_squares", [](const at::Tensor& x) {
+          TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.size(1) >= 8, "bf16_mean_squares: float32 [M, C >= 8]");
+          const at::Tensor c = x.contiguous();
+          at::Tensor out = at::empty({c.size(0)}, c.options());
+          formers_bf16::mean_squares_like_torch(c.data_ptr<float>(), c.size(0), c.size(1), out.data_ptr<float>());
+          return out;
+        }, "x.pow(2).mean(-1) as torch sums it (torch_steps.h), unchecked");
+  m.def("bf16_mean_squares_reproduces_torch", &formers_bf16::reproduces_torch_mean_squares,
+        "whether torch_steps.h's mean of squares equals torch's here for M rows of C values (checked once per C)");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");

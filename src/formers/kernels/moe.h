@@ -205,7 +205,7 @@ inline at::Tensor moe_layer(const at::Tensor& hidden, const formers_decode::Laye
   const int64_t B = hidden.size(0), C = hidden.size(-1);
   std::vector<float> h(B * C), n(B * C);
   formers_decode::attention_half<float>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
-  formers_decode::rms_norm<false>(h.data(), L.ln2.data_ptr<float>(), L.eps2, B, C, n.data());
+  formers_decode::rms_norm<false>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
   at::Tensor out = at::empty(hidden.sizes(), hidden.options().memory_format(at::MemoryFormat::Contiguous));
   float* o = out.data_ptr<float>();
   moe_forward(n.data(), B, C, X, r, o, logits);
