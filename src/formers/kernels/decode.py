@@ -87,9 +87,8 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         kind = "llama" if _structure_ok(layer) else "moe" if attention_ok(layer) and moe_kernel.block_ok(layer.mlp) \
             else False
         layer.__dict__[_PLAIN_LAYER] = kind, _REGISTRATIONS[0]  # hooks added later are seen by the check below
-    if not kind or layer.training or (hidden.dtype == torch.bfloat16 and kernel_linear.TORCH_ROUNDINGS
-                                      and layer.self_attn.implementation != "sdpa"):
-        return None  # (bfloat16 calls torch's SDPA kernel, whose rounding the eager path does not share)
+    if not kind or layer.training or (hidden.dtype == torch.bfloat16 and layer.self_attn.implementation != "sdpa"):
+        return None  # (bfloat16 attends as torch's SDPA kernel rounds, which the eager path does not share)
     hooks = _hook_dicts(_kernel_modules(layer))  # only a plain layer has the modules the kernel stands in for
     if any(hooks):
         return None
@@ -117,7 +116,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     args = (ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
             attn.k_proj.bias, attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon,
             weights[4], weights[5], weights[6])
-    heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale, kernel_linear.TORCH_ROUNDINGS)
+    heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
     out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
     _advance(cache, attn.layer_idx)
     layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, attn.head_dim, hidden.dtype,

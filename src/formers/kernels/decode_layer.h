@@ -2,7 +2,8 @@
 //   h += o_proj(attention(rope(q), rope(k) -> cache, v -> cache));  h += down(silu(gate(n)) * up(n)),
 // with n = RMSNorm(h) before each half. Every step that torch would round to the activation dtype is
 // rounded here at the same place (`rnd`), and the sums whose order decides a rounding (linears, the norms'
-// mean of squares, attention, SiLU's exp) are torch's own or reproduce its order (bf16_match.h), so bfloat16
+// mean of squares, attention, SiLU's exp) reproduce torch's order (bf16_match.h, attention_bf16.h,
+// torch_steps.h; each checked against torch on the machine, torch's own call where it differs), so bfloat16
 // models equal the module path bit for bit; float32 differs from torch only by summation order. The
 // keys/values are written into the caller's cache buffers [B, Hkv, capacity, D] at position `pos`; attention
 // reads positions 0..pos.
@@ -69,14 +70,15 @@ inline at::Tensor float_view(const float* x, std::vector<int64_t> shape) {
   return at::from_blob(const_cast<float*>(x), shape, at::TensorOptions().dtype(at::kFloat));
 }
 
-// RMSNorm of M rows. bfloat16 follows the module path op for op; with `torch_mean` its mean of squares is torch's
-// own reduction (whose order fixes the float32 rounding), so the result equals the module path's bit for bit.
+// RMSNorm of M rows. bfloat16 follows the module path op for op, its mean of squares summed in the order of torch's
+// reduction (torch_steps.h, or torch's own call where that check fails), so the result equals the module path's
+// bit for bit.
 template <bool BF16>
-void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y, bool torch_mean = false) {
+void rms_norm(const float* x, const float* w, double eps, int64_t M, int64_t C, float* y) {
   std::vector<float> mean_sq(M);
-  if (BF16 && torch_mean && formers_bf16::reproduces_torch_mean_squares(M, C)) {
+  if (BF16 && formers_bf16::reproduces_torch_mean_squares(M, C)) {
     formers_bf16::mean_squares_like_torch(x, M, C, mean_sq.data());
-  } else if (BF16 && torch_mean) {
+  } else if (BF16) {
     const at::Tensor v = float_view(x, {M, C}).pow(2).mean(-1);
     std::copy(v.data_ptr<float>(), v.data_ptr<float>() + M, mean_sq.begin());
   } else {
@@ -120,7 +122,6 @@ struct Layer {
   double eps1, eps2;
   int64_t H, Hkv, D;
   double scale;
-  bool torch_roundings = true;  // bfloat16: the norms' mean, attention and SiLU from torch's operators (else our loops)
 };
 
 // The attention half on the float32 rows h [B, C] of `hidden`, in place: h += o_proj(attention(RMSNorm(h))).
@@ -134,7 +135,7 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
   std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
   h = floats_of(hidden);
   const std::vector<float> cf = floats_of(cos), sf = floats_of(sin);
-  rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data(), L.torch_roundings);
+  rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data());
   gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
@@ -150,7 +151,7 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
       store_row(kc + ((b * Hkv + g2) * cap + pos) * D, k.data() + (b * Hkv + g2) * D, D);
       store_row(vc + ((b * Hkv + g2) * cap + pos) * D, v.data() + (b * Hkv + g2) * D, D);
     }
-  if (BF && L.torch_roundings) {  // torch's attention bits (attention_bf16.h)
+  if constexpr (BF) {  // torch's attention bits (attention_bf16.h)
     formers_bf16::attend(q.data(), k_cache, v_cache, mask, B, H, pos, L.scale, a.data());
   } else {
     const at::Tensor rows = formers_bf16::mask_rows(mask, B);
@@ -170,9 +171,9 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
   std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
   attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
   // feed-forward half
-  rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data(), L.torch_roundings);
+  rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
-  if (BF && L.torch_roundings) {  // torch's SiLU bits (its vector exp fixes the rounding), then the module path's product
+  if constexpr (BF) {  // torch's SiLU bits (its vector exp fixes the rounding), then the module path's product
     for (auto& x : g) x = rnd<BF>(x);
     if (formers_bf16::reproduces_torch_silu(B * I)) {
       formers_bf16::silu_like_torch(g.data(), B * I, g.data());
@@ -182,10 +183,7 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
     }
     for (int64_t i = 0; i < B * I; ++i) g[i] = rnd<BF>(g[i] * rnd<BF>(u[i]));
   } else {
-    for (int64_t i = 0; i < B * I; ++i) {
-      const float x = rnd<BF>(g[i]);
-      g[i] = rnd<BF>(rnd<BF>(x / (1.f + std::exp(-x))) * rnd<BF>(u[i]));
-    }
+    for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
   }
   gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
   at::Tensor out = at::empty_like(hidden, hidden.options().memory_format(at::MemoryFormat::Contiguous));

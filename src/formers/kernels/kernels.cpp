@@ -135,8 +135,7 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
                         const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2, double eps2,
                         const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd, const at::Tensor& cos,
                         const at::Tensor& sin, at::Tensor k_cache, at::Tensor v_cache, int64_t pos,
-                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale,
-                        bool torch_roundings) {
+                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale) {
   RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
   formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos, k_cache,
                                             v_cache, pos, heads, kv_heads, scale);
@@ -146,7 +145,6 @@ at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double 
   L.wg = wg;
   L.wu = wu;
   L.wd = wd;
-  L.torch_roundings = torch_roundings;
   const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
   if (hidden.scalar_type() == at::kFloat)
     return formers_decode::run_layer<float>(hidden, L, cos, sin, k_cache, v_cache, pos, m);

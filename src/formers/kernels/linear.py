@@ -23,14 +23,11 @@ MAX_ROWS = 8
 _DTYPES = (torch.float32, torch.bfloat16)
 # bfloat16 products go through kernels/bf16_match.h, which sums in torch's own order (found per shape by probing
 # torch on this machine) and calls torch's linear for a shape no order reproduces, so outputs equal torch's bit
-# for bit; the fused bfloat16 layer does the same for its norms, attention and SiLU. Any other order moves a few
-# outputs one bfloat16 step and greedy runs part from 4.45.2's at near-ties. On by default where the build has
-# AVX512_BF16 (its dot-product instruction is what torch sums with there); FORMERS_BF16_KERNELS=0 turns it off.
-# FORMERS_BF16_KERNELS=fast: the fused layers normalise, attend and gate with formers' own loops instead of torch's
-# operators (torch's bfloat16 attention is most of what a decode step spends outside the weights): faster, and no
-# longer bit for bit torch's (one bfloat16 step here and there, so long greedy runs can part from 4.45.2's).
+# for bit; the fused bfloat16 layer does the same for its attention, norms and SiLU (attention_bf16.h,
+# torch_steps.h). Any other order moves a few outputs one bfloat16 step and greedy runs part from 4.45.2's at
+# near-ties. On by default where the build has AVX512_BF16 (its dot-product instruction is what torch sums with
+# there); FORMERS_BF16_KERNELS=0 turns it off.
 BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS", "1") != "0"
-TORCH_ROUNDINGS = os.environ.get("FORMERS_BF16_KERNELS") != "fast"
 _kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
 
 
