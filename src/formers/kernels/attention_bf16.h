@@ -43,13 +43,13 @@ namespace formers_bf16 {
 
 constexpr int64_t kTorchKeyBlock = 512;  // torch's kv_split_size for a single query position
 
-
 #if defined(CPU_CAPABILITY_AVX512)
 constexpr bool kTorchAttentionOrder = formers_gemv::kTorchOrderBf16;
 
 // 16 bfloat16 values as float32
 inline __m512 widen(const BFloat16* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
 }
 
 // s[j] = q . keys[j] for j < n, summed as torch's MKL product does (see the top); D a multiple of 16
@@ -70,8 +70,8 @@ inline void key_dots(const float* q, const BFloat16* keys, int64_t n, int64_t D,
       lanes = _mm512_add_ps(lanes, _mm512_shuffle_f32x4(b, e, 0x88));
       lanes = _mm512_add_ps(lanes, _mm512_shuffle_f32x4(b, e, 0xDD));
     }
-    const __m512 halves = _mm512_add_ps(lanes, _mm512_permute_ps(lanes, 0x4E));     // (l0 + l2), (l1 + l3)
-    const __m512 dots = _mm512_add_ps(halves, _mm512_permute_ps(halves, 0xB1));    // their sum, in element 0
+    const __m512 halves = _mm512_add_ps(lanes, _mm512_permute_ps(lanes, 0x4E));  // (l0 + l2), (l1 + l3)
+    const __m512 dots = _mm512_add_ps(halves, _mm512_permute_ps(halves, 0xB1));  // their sum, in element 0
     alignas(64) float out[16];
     _mm512_store_ps(out, dots);
     for (int x = 0; x < 4 && j0 + x < n; ++x) s[j0 + x] = out[4 * x];

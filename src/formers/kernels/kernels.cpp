@@ -248,7 +248,7 @@ at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const 
 
 // torch_steps.h's SiLU of bfloat16 x, always ours (no check against torch): what the tests compare with torch
 at::Tensor bf16_silu(const at::Tensor& x) {
-  TORCH_CHECK(formers_bf16::kTorchAttentionOrder, "bf16_silu: this build has no AVX512_BF16 kernels");
+  TORCH_CHECK(formers_bf16::kTorchSteps, "bf16_silu: this build has no AVX-512 kernels");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16, "bf16_silu: bfloat16 input");
   at::Tensor y = x.to(at::kFloat).contiguous();
   formers_bf16::silu_like_torch(y.data_ptr<float>(), y.numel(), y.data_ptr<float>());

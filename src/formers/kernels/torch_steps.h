@@ -26,6 +26,8 @@
 namespace formers_bf16 {
 
 #if defined(CPU_CAPABILITY_AVX512)
+constexpr bool kTorchSteps = true;
+
 // y[i] = bfloat16(silu(x[i])) for n values x that hold bfloat16 values (as float32); y may be x
 inline void silu_like_torch(const float* x, int64_t n, float* y) {
   using V = at::vec::Vectorized<float>;
@@ -61,6 +63,7 @@ inline bool reproduces_torch_silu(int64_t n) {
   return same;
 }
 #else
+constexpr bool kTorchSteps = false;
 inline void silu_like_torch(const float*, int64_t, float*) {}
 inline bool reproduces_torch_silu(int64_t) { return false; }
 #endif
