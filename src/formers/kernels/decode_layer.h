@@ -19,9 +19,9 @@
 #include "attention.h"
 #include "attention_bf16.h"
 #include "bf16_match.h"
-#include "torch_steps.h"
 #include "gemv.h"
 #include "quant.h"
+#include "torch_steps.h"
 
 namespace formers_decode {
 
