@@ -218,8 +218,19 @@ inline void torch_attention(const float* q, const at::Tensor& k_cache, const at:
   std::copy(o.data_ptr<float>(), o.data_ptr<float>() + B * H * D, out);
 }
 
-inline at::Tensor mask_rows(const at::Tensor& mask, int64_t B) {
-  return mask.defined() ? mask.to(at::kFloat).reshape({B, -1}).contiguous() : at::Tensor();
+// an additive mask [B, 1, 1, S] (or none) as float32 rows for the attention loops: data null when there is none
+struct MaskRows {
+  at::Tensor values;
+  const float* data = nullptr;
+  int64_t stride = 0;
+};
+
+inline MaskRows mask_rows(const at::Tensor& mask, int64_t B) {
+  if (!mask.defined()) return {};
+  MaskRows rows{mask.to(at::kFloat).reshape({B, -1}).contiguous()};
+  rows.data = rows.values.data_ptr<float>();
+  rows.stride = rows.values.size(1);
+  return rows;
 }
 
 // Whether attend_like_torch equals torch's attention on this machine for this shape: both run on probe data
@@ -247,15 +258,14 @@ inline bool reproduces_torch(int64_t B, int64_t H, int64_t Hkv, int64_t D, const
                                                                   : at::Scalar(std::numeric_limits<float>::lowest());
     for (int64_t b = 1; b < B; ++b) probe_mask[b].narrow(-1, 0, 3 * b).fill_(lowest);
   }
-  const at::Tensor rows = mask_rows(probe_mask, B);
+  const MaskRows rows = mask_rows(probe_mask, B);
   std::vector<float> ours(B * H * D), theirs(B * H * D);
   bool same = true;
   for (int64_t S : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 129, 255, 256, 257,
                     511, 512, 513, 543, 1024, 1025, 1100}) {
     torch_attention(q.data_ptr<float>(), keys, values, probe_mask, B, H, S - 1, 1.0 / std::sqrt(D), theirs.data());
-    attend_like_torch(q.data_ptr<float>(), keys.data_ptr<BFloat16>(), values.data_ptr<BFloat16>(),
-                      rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0, B, H, Hkv,
-                      D, cap, S - 1, static_cast<float>(1.0 / std::sqrt(D)), ours.data());
+    attend_like_torch(q.data_ptr<float>(), keys.data_ptr<BFloat16>(), values.data_ptr<BFloat16>(), rows.data,
+                      rows.stride, B, H, Hkv, D, cap, S - 1, static_cast<float>(1.0 / std::sqrt(D)), ours.data());
     if (std::memcmp(ours.data(), theirs.data(), ours.size() * sizeof(float)) != 0) {
       same = false;
       break;
@@ -271,10 +281,9 @@ inline void attend(const float* q, const at::Tensor& k_cache, const at::Tensor& 
                    int64_t B, int64_t H, int64_t pos, double scale, float* out) {
   const int64_t Hkv = k_cache.size(1), D = k_cache.size(3);
   if (!reproduces_torch(B, H, Hkv, D, mask)) return torch_attention(q, k_cache, v_cache, mask, B, H, pos, scale, out);
-  const at::Tensor rows = mask_rows(mask, B);
-  attend_like_torch(q, k_cache.data_ptr<BFloat16>(), v_cache.data_ptr<BFloat16>(),
-                    rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0, B, H, Hkv, D,
-                    k_cache.size(2), pos, static_cast<float>(scale), out);
+  const MaskRows rows = mask_rows(mask, B);
+  attend_like_torch(q, k_cache.data_ptr<BFloat16>(), v_cache.data_ptr<BFloat16>(), rows.data, rows.stride, B, H, Hkv,
+                    D, k_cache.size(2), pos, static_cast<float>(scale), out);
 }
 
 }  // namespace formers_bf16

@@ -82,14 +82,14 @@ def load() -> ModuleType | None:
 
         isa = cpu_isa()
         sources = b"".join(path.read_bytes() for path in [SOURCE, *HEADERS])
-        digest = hashlib.sha256(sources + torch.__version__.encode()).hexdigest()[:10]
+        flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
+        digest = hashlib.sha256(sources + torch.__version__.encode() + " ".join(flags).encode()).hexdigest()[:10]
         name = f"formers_kernels_{isa}_{digest}"
         folder = cache_dir() / name
         folder.mkdir(parents=True, exist_ok=True)
         module = _import_built(folder, name)
         if module is None:
             with _build_lock(folder):
-                flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
                 module = cpp_load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                                   extra_include_paths=[str(SOURCE.parent)],
                                   build_directory=str(folder), verbose=False)

@@ -154,9 +154,8 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
   if constexpr (BF) {  // torch's attention bits (attention_bf16.h)
     formers_bf16::attend(q.data(), k_cache, v_cache, mask, B, H, pos, L.scale, a.data());
   } else {
-    const at::Tensor rows = formers_bf16::mask_rows(mask, B);
-    attend<T>(q.data(), kc, vc, rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0,
-              B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
+    const formers_bf16::MaskRows rows = formers_bf16::mask_rows(mask, B);
+    attend<T>(q.data(), kc, vc, rows.data, rows.stride, B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
   }
   for (auto& x : a) x = rnd<BF>(x);
   gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()});

@@ -238,11 +238,12 @@ at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const 
               && v_cache.is_contiguous() && k_cache.sizes() == v_cache.sizes() && k_cache.size(3) % 16 == 0,
               "bf16_attention: the caches must be contiguous bfloat16 [B, Hkv, capacity, D] with D a multiple of 16");
   const int64_t B = q.size(0), H = q.size(1), D = q.size(2);
-  const at::Tensor qf = q.to(at::kFloat).contiguous(), rows = formers_bf16::mask_rows(mask.has_value() ? *mask : at::Tensor(), B);
+  const at::Tensor qf = q.to(at::kFloat).contiguous();
+  const formers_bf16::MaskRows rows = formers_bf16::mask_rows(mask.has_value() ? *mask : at::Tensor(), B);
   at::Tensor out = at::empty({B, H, D}, qf.options());
   formers_bf16::attend_like_torch(qf.data_ptr<float>(), k_cache.data_ptr<at::BFloat16>(), v_cache.data_ptr<at::BFloat16>(),
-                                  rows.defined() ? rows.data_ptr<float>() : nullptr, rows.defined() ? rows.size(1) : 0, B,
-                                  H, k_cache.size(1), D, k_cache.size(2), pos, static_cast<float>(scale), out.data_ptr<float>());
+                                  rows.data, rows.stride, B, H, k_cache.size(1), D, k_cache.size(2), pos,
+                                  static_cast<float>(scale), out.data_ptr<float>());
   return out.to(at::kBFloat16);
 }
 
@@ -253,6 +254,15 @@ at::Tensor bf16_silu(const at::Tensor& x) {
   at::Tensor y = x.to(at::kFloat).contiguous();
   formers_bf16::silu_like_torch(y.data_ptr<float>(), y.numel(), y.data_ptr<float>());
   return y.to(at::kBFloat16);
+}
+
+// torch_steps.h's x.pow(2).mean(-1) of float32 rows [M, C >= 8], always ours: what the tests compare with torch
+at::Tensor bf16_mean_squares(const at::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.size(1) >= 8, "bf16_mean_squares: float32 [M, C >= 8]");
+  const at::Tensor c = x.contiguous();
+  at::Tensor out = at::empty({c.size(0)}, c.options());
+  formers_bf16::mean_squares_like_torch(c.data_ptr<float>(), c.size(0), c.size(1), out.data_ptr<float>());
+  return out;
 }
 
 const char* isa() {
@@ -282,13 +292,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bf16_silu", &bf16_silu, "bfloat16 SiLU as torch computes it (torch_steps.h), unchecked");
   m.def("bf16_silu_reproduces_torch", &formers_bf16::reproduces_torch_silu,
         "whether torch_steps.h's SiLU equals at::silu here for n values (checked once on every bfloat16 value)");
-  m.def("bf16_mean_squares", [](const at::Tensor& x) {
-          TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.size(1) >= 8, "bf16_mean_squares: float32 [M, C >= 8]");
-          const at::Tensor c = x.contiguous();
-          at::Tensor out = at::empty({c.size(0)}, c.options());
-          formers_bf16::mean_squares_like_torch(c.data_ptr<float>(), c.size(0), c.size(1), out.data_ptr<float>());
-          return out;
-        }, "x.pow(2).mean(-1) as torch sums it (torch_steps.h), unchecked");
+  m.def("bf16_mean_squares", &bf16_mean_squares, "x.pow(2).mean(-1) as torch sums it (torch_steps.h), unchecked");
   m.def("bf16_mean_squares_reproduces_torch", &formers_bf16::reproduces_torch_mean_squares,
         "whether torch_steps.h's mean of squares equals torch's here for M rows of C values (checked once per C)");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
