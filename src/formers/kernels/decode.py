@@ -113,19 +113,22 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
             _advance(cache, attn.layer_idx)
             return fused[0], None, fused[1]
         return None
-    args = (ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias,
-            attn.k_proj.bias, attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon,
-            weights[4], weights[5], weights[6])
-    heads = (attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
-    out = kernels.decode_layer(hidden, *args, cos, sin, keys, values, pos, mask, *heads)
+    plan_weights = kernels.layer_weights(
+        ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias, attn.k_proj.bias,
+        attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon, weights[4], weights[5],
+        weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
+    out = kernels.decode_layer(hidden, plan_weights, cos, sin, keys, values, pos, mask)
     _advance(cache, attn.layer_idx)
-    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, attn.head_dim, hidden.dtype,
-                                  args, heads, weights[0].dtype, any(w.dtype == torch.uint8 for w in weights))
+    layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, hidden.dtype, plan_weights,
+                                  any(w.dtype == torch.uint8 for w in weights))
+    _PLANS_MADE[0] += 1
     return out, None, None  # decode_stack replays this call from the plan
 
 
 # --- the whole stack of layers -------------------------------------------------------------------------------
-_PLAN = "_formers_decode_plan"  # per-layer memo: the kernel's arguments from the layer's last fused call
+_PLAN = "_formers_decode_plan"  # per-layer memo: the kernel's weights from the layer's last fused call
+_STACK = "_formers_decode_stack"  # per-ModuleList memo: every layer's plan, handed to the kernel as one object
+_PLANS_MADE = [0]  # plans stored since import: a stack memo older than the newest plan is rebuilt
 
 
 def _kernel_modules(layer) -> tuple:
@@ -145,54 +148,71 @@ class _Plan(NamedTuple):
     registrations: int  # _REGISTRATIONS when the plan was made: any parameter, buffer or module assigned since voids it
     hooks: tuple  # the hook dicts of the layer's _kernel_modules (a forward hook added to any voids it too)
     layer_idx: int
-    head_dim: int
-    dtype: torch.dtype
-    args: tuple  # decode_layer's arguments before the rotary tables
-    heads: tuple  # and after the mask
-    weight_dtype: torch.dtype  # of the Q weight then (model.to(dtype) keeps parameter objects but not their dtype)
+    dtype: torch.dtype  # of the activations
+    weights: object  # kernels.LayerWeights: the modules' tensors themselves (the kernel checks their dtype each call)
     blocks: bool  # some weights are GGUF blocks (uint8)
 
 
-def _still_holds(plan: _Plan) -> bool:
-    """No module anywhere was given a new parameter, buffer or submodule since the plan was made, the weights keep
-    their dtype, and none of the layer's modules has a forward hook."""
-    return (plan.registrations == _REGISTRATIONS[0] and plan.args[2].dtype == plan.weight_dtype
-            and not any(plan.hooks))
+class _Stack(NamedTuple):
+    made: tuple  # (_REGISTRATIONS, _PLANS_MADE) when built
+    dtype: torch.dtype
+    weights: object  # kernels.StackWeights
+    hooks: tuple  # every layer's hook dicts
+    blocks: bool
+    slots: tuple  # each layer's cache slot
+
+
+def _stack_of(layers, dtype: torch.dtype) -> _Stack | None:
+    """The stack memo of `layers` when every layer has a plan for `dtype` made since the last registration, else
+    None; rebuilt from the layers' plans when a plan is newer than it."""
+    made = (_REGISTRATIONS[0], _PLANS_MADE[0])
+    stack = layers.__dict__.get(_STACK)
+    if stack is None or stack.made != made:
+        plans = [layer.__dict__.get(_PLAN) for layer in layers]
+        if any(plan is None or plan.registrations != made[0] or plan.dtype != dtype for plan in plans):
+            return None
+        slots = tuple(plan.layer_idx for plan in plans)
+        weights = kernel_linear._module().StackWeights([plan.weights for plan in plans], list(slots))
+        stack = _Stack(made, dtype, weights, tuple(h for plan in plans for h in plan.hooks),
+                       any(plan.blocks for plan in plans), slots)
+        layers.__dict__[_STACK] = stack
+    if stack.dtype != dtype or any(stack.hooks) or any(layer.training for layer in layers):
+        return None
+    return stack
 
 
 def decode_stack(layers, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, masks: list, cache,
-                 collect: bool) -> Tensor | None:
-    """Every layer's fused kernel in turn for one new token per row, straight from the arguments each layer's
-    last `decode_layer` call used (no module calls, no per-layer checks beyond whether those arguments still
-    hold); None where any layer has no such plan or anything else differs (the caller then calls each layer).
+                 collect: bool, norm=None) -> Tensor | None:
+    """Every layer's fused kernel in turn for one new token per row, in one call, from the weights each layer's last
+    `decode_layer` call used (no module calls), then `norm` (the final norm); None where any layer has no such plan
+    or anything else differs (the caller then calls each layer and the norm).
     `collect`: the caller wants per-layer outputs (hidden states, attentions, router logits)."""
     if collect or cos is None or torch.compiler.is_compiling() or torch.is_grad_enabled():
         return None
-    rows = hidden.shape[0]
-    if (hidden.dim() != 3 or hidden.shape[1] != 1 or rows > kernel_linear.MAX_ROWS or not hidden.is_cpu
-            or hidden.dtype not in kernel_linear.kernel_dtypes() or cos.shape[-1] != sin.shape[-1]
-            or type(cache) is not _dynamic_cache() or len(cache._keys) < len(layers) or _global_hooks()):
+    if (hidden.dim() != 3 or hidden.shape[1] != 1 or hidden.shape[0] > kernel_linear.MAX_ROWS or not hidden.is_cpu
+            or hidden.dtype not in kernel_linear.kernel_dtypes() or cos.shape != sin.shape
+            or type(cache) is not _dynamic_cache() or len(cache._keys) < len(layers) or any(cache._shared)
+            or len(masks) != len(layers) or _global_hooks()):
         return None
-    plans = []
-    for layer, mask in zip(layers, masks):
-        plan = layer.__dict__.get(_PLAN)
-        if (plan is None or plan.dtype != hidden.dtype or plan.head_dim != cos.shape[-1] or layer.training
-                or not _still_holds(plan)
-                or (mask is not None and (mask.shape[0] != rows or mask.shape[-2] != 1))):
-            return None
-        idx = plan.layer_idx
-        keys, values, pos = cache._keys[idx], cache._values[idx], cache._lengths[idx]
-        if (cache._shared[idx] or pos >= keys.shape[2] or keys.shape[0] != rows or keys.dtype != hidden.dtype
-                or not keys.is_contiguous() or not values.is_contiguous() or (mask is not None and mask.shape[-1] <= pos)):
-            return None
-        plans.append((plan, keys, values, pos))
-    if any(plan.blocks for plan, *_ in plans) and kernel_linear.exact_gguf_activations():
-        return None  # GGUF blocks asked to keep float32 activations: their module path
-    kernels = kernel_linear._module()
-    for (plan, keys, values, pos), mask in zip(plans, masks):
-        hidden = kernels.decode_layer(hidden, *plan.args, cos, sin, keys, values, pos, mask, *plan.heads)
-        _advance(cache, plan.layer_idx)
-    return hidden
+    stack = _stack_of(layers, hidden.dtype)
+    if stack is None or (stack.blocks and kernel_linear.exact_gguf_activations()):
+        return None  # (GGUF blocks asked to keep float32 activations: their module path)
+    fused_norm = (type(norm) is _rms_norm() and not norm._forward_hooks and not norm._forward_pre_hooks
+                  and norm.weight.dtype == hidden.dtype)
+    out = kernel_linear._module().decode_stack(hidden, stack.weights, cos, sin, cache._keys, cache._values,
+                                               cache._lengths, masks, norm.weight if fused_norm else None,
+                                               norm.variance_epsilon if fused_norm else 0.0)
+    if out is None:
+        return None
+    for idx in stack.slots:
+        _advance(cache, idx)
+    return out if fused_norm or norm is None else norm(out)
+
+
+def _rms_norm() -> type:
+    from ..modeling.norms import RMSNorm
+
+    return RMSNorm
 
 
 def _dynamic_cache() -> type:

@@ -124,25 +124,33 @@ struct Layer {
   double scale;
 };
 
-// The attention half on the float32 rows h [B, C] of `hidden`, in place: h += o_proj(attention(RMSNorm(h))).
-// (run_layer below and the mixture-of-experts layer of moe.h share it.)
+// The rotary tables of one decode step as float32: one [D] row for every batch row (row_stride 0) or one per row
+struct Rotary {
+  std::vector<float> cos, sin;
+  int64_t row_stride;
+};
+
+inline Rotary rotary_of(const at::Tensor& cos, const at::Tensor& sin, int64_t D) {
+  return {floats_of(cos), floats_of(sin), cos.size(0) == 1 ? 0 : D};
+}
+
+// The attention half on the rows h [B, C] (float32 holding the layer input's values), in place:
+// h += o_proj(attention(RMSNorm(h))). (layer_step below and the mixture-of-experts layer of moe.h share it.)
 template <typename T>
-void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer& L, const at::Tensor& cos,
-                    const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+void attention_half(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& rot, at::Tensor& k_cache,
+                    at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   constexpr bool BF = std::is_same_v<T, BFloat16>;
-  const int64_t B = hidden.size(0), C = hidden.size(-1), H = L.H, Hkv = L.Hkv, D = L.D;
+  const int64_t C = static_cast<int64_t>(h.size()) / B, H = L.H, Hkv = L.Hkv, D = L.D;
   const int64_t cap = k_cache.size(2);
   std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
-  h = floats_of(hidden);
-  const std::vector<float> cf = floats_of(cos), sf = floats_of(sin);
   rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data());
   gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
-  const int64_t rs = cos.size(0) == 1 ? 0 : D;  // one table for every row, or one per row
+  const int64_t rs = rot.row_stride;
   for (int64_t b = 0; b < B; ++b) {
-    rope<BF>(q.data() + b * H * D, H, D, cf.data() + b * rs, sf.data() + b * rs);
-    rope<BF>(k.data() + b * Hkv * D, Hkv, D, cf.data() + b * rs, sf.data() + b * rs);
+    rope<BF>(q.data() + b * H * D, H, D, rot.cos.data() + b * rs, rot.sin.data() + b * rs);
+    rope<BF>(k.data() + b * Hkv * D, Hkv, D, rot.cos.data() + b * rs, rot.sin.data() + b * rs);
   }
   T* kc = k_cache.data_ptr<T>();
   T* vc = v_cache.data_ptr<T>();
@@ -162,13 +170,14 @@ void attention_half(std::vector<float>& h, const at::Tensor& hidden, const Layer
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
 }
 
+// The whole layer on the rows h [B, C], in place; h ends holding the layer output's values (rounded to T)
 template <typename T>
-at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+void layer_step(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& rot, at::Tensor& k_cache,
+                at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   constexpr bool BF = std::is_same_v<T, BFloat16>;
-  const int64_t B = hidden.size(0), C = hidden.size(-1), I = formers_quant::rows_of(L.wg, C);
-  std::vector<float> h(B * C), n(B * C), o(B * C), g(B * I), u(B * I);
-  attention_half<T>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
+  const int64_t C = static_cast<int64_t>(h.size()) / B, I = formers_quant::rows_of(L.wg, C);
+  std::vector<float> n(B * C), o(B * C), g(B * I), u(B * I);
+  attention_half<T>(h, B, L, rot, k_cache, v_cache, pos, mask);
   // feed-forward half
   rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
   gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
@@ -185,10 +194,23 @@ at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor&
     for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
   }
   gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
-  at::Tensor out = at::empty_like(hidden, hidden.options().memory_format(at::MemoryFormat::Contiguous));
-  T* dst = out.data_ptr<T>();
-  for (int64_t i = 0; i < B * C; ++i) dst[i] = static_cast<T>(h[i] + rnd<BF>(o[i]));
+  for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
+}
+
+// rows [B, C] of float32 values -> a contiguous tensor of `like`'s shape and dtype T
+template <typename T>
+at::Tensor tensor_of(const std::vector<float>& rows, const at::Tensor& like) {
+  at::Tensor out = at::empty_like(like, like.options().memory_format(at::MemoryFormat::Contiguous));
+  store_row(out.data_ptr<T>(), rows.data(), static_cast<int64_t>(rows.size()));
   return out;
+}
+
+template <typename T>
+at::Tensor run_layer(const at::Tensor& hidden, const Layer& L, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+  std::vector<float> h = floats_of(hidden);
+  layer_step<T>(h, hidden.size(0), L, rotary_of(cos, sin, L.D), k_cache, v_cache, pos, mask);
+  return tensor_of<T>(h, hidden);
 }
 
 }  // namespace formers_decode

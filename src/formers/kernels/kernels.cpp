@@ -91,64 +91,151 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return out;
 }
 
-at::Tensor f32(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? t->to(at::kFloat).contiguous() : at::Tensor();
+// One decoder layer's weights and sizes as its modules hold them. The tensors are the parameters themselves, so an
+// in-place change or a `.data` swap is seen at the next call; a plan kept across steps (kernels/decode.py) hands
+// them over without converting fifteen arguments per layer per step.
+struct LayerWeights {
+  at::Tensor ln1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, wg, wu, wd;  // bq .. bo, and wg .. wd, may be undefined
+  double eps1, eps2, scale;
+  int64_t heads, kv_heads;
+};
+
+bool weight_fits(const at::Tensor& w, at::ScalarType dtype) {  // activation dtype or GGUF blocks, contiguous
+  return (w.scalar_type() == dtype || w.scalar_type() == at::kByte) && w.is_contiguous();
 }
 
-// The attention half's weights (and ln2, the norm before the feed-forward half) as one decode layer reads them,
-// checked against hidden [B<=8, 1, C] and the caches [B, Hkv, capacity, D]
-formers_decode::Layer attention_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
-                                      const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
-                                      const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
-                                      const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2,
-                                      double eps2, const at::Tensor& cos, const at::Tensor& k_cache,
-                                      const at::Tensor& v_cache, int64_t pos, int64_t heads, int64_t kv_heads, double scale) {
+// Why W's attention half cannot run on hidden [B, 1, C], the caches [B, Hkv, capacity, D] at `pos` and `mask`
+// (nullptr: it can)
+const char* attention_misfit(const at::Tensor& hidden, const LayerWeights& W, const at::Tensor& cos,
+                             const at::Tensor& k_cache, const at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   const auto dtype = hidden.scalar_type();
-  TORCH_CHECK(hidden.dim() == 3 && hidden.size(1) == 1 && hidden.size(0) <= 8, "decode_layer: hidden [B<=8, 1, C]");
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "decode_layer: float32 or bfloat16 activations");
-  for (const at::Tensor* w : {&wq, &wk, &wv, &wo})
-    TORCH_CHECK((w->scalar_type() == dtype || w->scalar_type() == at::kByte) && w->is_contiguous(),
-                "decode_layer: weights contiguous, activation dtype or GGUF blocks");
-  TORCH_CHECK(k_cache.scalar_type() == dtype && v_cache.scalar_type() == dtype && k_cache.is_contiguous() &&
-              v_cache.is_contiguous() && pos < k_cache.size(2), "decode_layer: cache buffers");
+  if (hidden.dim() != 3 || hidden.size(1) != 1 || hidden.size(0) > 8) return "hidden [B<=8, 1, C]";
+  if (dtype != at::kFloat && dtype != at::kBFloat16) return "float32 or bfloat16 activations";
+  for (const at::Tensor* w : {&W.wq, &W.wk, &W.wv, &W.wo})
+    if (!weight_fits(*w, dtype)) return "weights contiguous, activation dtype or GGUF blocks";
+  if (k_cache.scalar_type() != dtype || v_cache.scalar_type() != dtype || !k_cache.is_contiguous() ||
+      !v_cache.is_contiguous() || k_cache.dim() != 4 || k_cache.sizes() != v_cache.sizes() ||
+      k_cache.size(0) != hidden.size(0) || pos < 0 || pos >= k_cache.size(2))
+    return "cache buffers [B, Hkv, capacity > pos, D] of the activation dtype";
+  if (mask.defined() && (mask.size(0) != hidden.size(0) || mask.size(-2) != 1 || mask.size(-1) <= pos))
+    return "mask [B, 1, 1, > pos]";
+  if (cos.size(-1) * W.heads != formers_quant::rows_of(W.wq, hidden.size(-1))) return "rotary over the whole head";
+  return nullptr;
+}
+
+const char* layer_misfit(const at::Tensor& hidden, const LayerWeights& W, const at::Tensor& cos,
+                         const at::Tensor& k_cache, const at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
+  if (const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, mask)) return why;
+  for (const at::Tensor* w : {&W.wg, &W.wu, &W.wd})
+    if (!w->defined() || !weight_fits(*w, hidden.scalar_type())) return "weights contiguous, activation dtype or GGUF blocks";
+  return nullptr;
+}
+
+at::Tensor f32(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : at::Tensor(); }
+
+// What one decode layer reads of W for activations [B, 1, C] (the norm weights and biases as float32)
+formers_decode::Layer layer_of(const LayerWeights& W, int64_t C) {
   formers_decode::Layer L;
-  L.ln1 = formers_decode::floats_of(ln1);
-  L.ln2 = formers_decode::floats_of(ln2);
-  L.qkv = {wq, wk, wv};
-  L.qkv_b = {f32(bq), f32(bk), f32(bv)};
-  L.wo = wo;
-  L.bo = f32(bo);
-  L.eps1 = eps1;
-  L.eps2 = eps2;
-  L.H = heads;
-  L.Hkv = kv_heads;
-  L.D = formers_quant::rows_of(wq, hidden.size(-1)) / heads;
-  L.scale = scale;
-  TORCH_CHECK(cos.size(-1) == L.D, "decode_layer: rotary over the whole head");
+  L.ln1 = formers_decode::floats_of(W.ln1);
+  L.ln2 = formers_decode::floats_of(W.ln2);
+  L.qkv = {W.wq, W.wk, W.wv};
+  L.qkv_b = {f32(W.bq), f32(W.bk), f32(W.bv)};
+  L.wo = W.wo;
+  L.bo = f32(W.bo);
+  L.wg = W.wg;
+  L.wu = W.wu;
+  L.wd = W.wd;
+  L.eps1 = W.eps1;
+  L.eps2 = W.eps2;
+  L.H = W.heads;
+  L.Hkv = W.kv_heads;
+  L.D = formers_quant::rows_of(W.wq, C) / W.heads;
+  L.scale = W.scale;
   return L;
 }
 
-// hidden [B, 1, C]; weights as the modules hold them; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
-at::Tensor decode_layer(const at::Tensor& hidden, const at::Tensor& ln1, double eps1, const at::Tensor& wq,
-                        const at::Tensor& wk, const at::Tensor& wv, const c10::optional<at::Tensor>& bq,
-                        const c10::optional<at::Tensor>& bk, const c10::optional<at::Tensor>& bv,
-                        const at::Tensor& wo, const c10::optional<at::Tensor>& bo, const at::Tensor& ln2, double eps2,
-                        const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd, const at::Tensor& cos,
-                        const at::Tensor& sin, at::Tensor k_cache, at::Tensor v_cache, int64_t pos,
-                        const c10::optional<at::Tensor>& mask, int64_t heads, int64_t kv_heads, double scale) {
+at::Tensor defined_or_empty(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? *t : at::Tensor();
+}
+
+LayerWeights layer_weights(const at::Tensor& ln1, double eps1, const at::Tensor& wq, const at::Tensor& wk,
+                           const at::Tensor& wv, const c10::optional<at::Tensor>& bq, const c10::optional<at::Tensor>& bk,
+                           const c10::optional<at::Tensor>& bv, const at::Tensor& wo, const c10::optional<at::Tensor>& bo,
+                           const at::Tensor& ln2, double eps2, const c10::optional<at::Tensor>& wg,
+                           const c10::optional<at::Tensor>& wu, const c10::optional<at::Tensor>& wd, int64_t heads,
+                           int64_t kv_heads, double scale) {
+  return {ln1, wq, wk, wv, defined_or_empty(bq), defined_or_empty(bk), defined_or_empty(bv), wo, defined_or_empty(bo),
+          ln2, defined_or_empty(wg), defined_or_empty(wu), defined_or_empty(wd), eps1, eps2, scale, heads, kv_heads};
+}
+
+// hidden [B, 1, C]; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
+at::Tensor decode_layer(const at::Tensor& hidden, const LayerWeights& W, const at::Tensor& cos, const at::Tensor& sin,
+                        at::Tensor k_cache, at::Tensor v_cache, int64_t pos, const c10::optional<at::Tensor>& mask) {
   RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
-  formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos, k_cache,
-                                            v_cache, pos, heads, kv_heads, scale);
-  for (const at::Tensor* w : {&wg, &wu, &wd})
-    TORCH_CHECK((w->scalar_type() == hidden.scalar_type() || w->scalar_type() == at::kByte) && w->is_contiguous(),
-                "decode_layer: weights contiguous, activation dtype or GGUF blocks");
-  L.wg = wg;
-  L.wu = wu;
-  L.wd = wd;
-  const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
+  const at::Tensor m = defined_or_empty(mask);
+  const char* why = layer_misfit(hidden, W, cos, k_cache, v_cache, pos, m);
+  TORCH_CHECK(why == nullptr, "decode_layer: ", why);
+  const formers_decode::Layer L = layer_of(W, hidden.size(-1));
   if (hidden.scalar_type() == at::kFloat)
     return formers_decode::run_layer<float>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
   return formers_decode::run_layer<BFloat16>(hidden, L, cos, sin, k_cache, v_cache, pos, m);
+}
+
+// The layers of a decoder stack for decode_stack, each with the index of its cache slot
+struct StackWeights {
+  std::vector<LayerWeights> layers;
+  std::vector<int64_t> cache_slots;
+};
+
+template <typename T>
+at::Tensor run_stack(const at::Tensor& hidden, const std::vector<formers_decode::Layer>& layers,
+                     const StackWeights& S, const at::Tensor& cos, const at::Tensor& sin, std::vector<at::Tensor>& keys,
+                     std::vector<at::Tensor>& values, const std::vector<int64_t>& lengths,
+                     const std::vector<at::Tensor>& masks, const at::Tensor& norm, double norm_eps) {
+  constexpr bool BF = std::is_same_v<T, BFloat16>;
+  const int64_t B = hidden.size(0), C = hidden.size(-1);
+  std::vector<float> h = formers_decode::floats_of(hidden);
+  const formers_decode::Rotary rot = formers_decode::rotary_of(cos, sin, layers[0].D);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int64_t slot = S.cache_slots[i];
+    formers_decode::layer_step<T>(h, B, layers[i], rot, keys[slot], values[slot], lengths[slot], masks[i]);
+  }
+  if (norm.defined()) {
+    std::vector<float> normed(B * C);
+    formers_decode::rms_norm<BF>(h.data(), formers_decode::floats_of(norm).data(), norm_eps, B, C, normed.data());
+    h.swap(normed);
+  }
+  return formers_decode::tensor_of<T>(h, hidden);
+}
+
+// Every layer of S for one new token per row, then the final RMSNorm when `norm` is given (its weight, of the
+// activation dtype): the caches' keys/values lists and lengths as DynamicCache holds them, one mask (or None) per
+// layer. None when anything does not fit; nothing is computed or written then and the caller runs the modules.
+c10::optional<at::Tensor> decode_stack(const at::Tensor& hidden, const StackWeights& S, const at::Tensor& cos,
+                                       const at::Tensor& sin, std::vector<at::Tensor> keys, std::vector<at::Tensor> values,
+                                       const std::vector<int64_t>& lengths,
+                                       const std::vector<c10::optional<at::Tensor>>& masks,
+                                       const c10::optional<at::Tensor>& norm, double norm_eps) {
+  RECORD_FUNCTION("formers::decode_stack", std::vector<c10::IValue>());
+  if (S.layers.empty() || masks.size() != S.layers.size() || S.cache_slots.size() != S.layers.size()) return c10::nullopt;
+  const at::Tensor nw = defined_or_empty(norm);
+  if (nw.defined() && (nw.scalar_type() != hidden.scalar_type() || nw.numel() != hidden.size(-1))) return c10::nullopt;
+  std::vector<at::Tensor> mask_list;
+  std::vector<formers_decode::Layer> layers;
+  for (size_t i = 0; i < S.layers.size(); ++i) {
+    const int64_t slot = S.cache_slots[i];
+    if (slot < 0 || slot >= static_cast<int64_t>(keys.size()) || slot >= static_cast<int64_t>(values.size()) ||
+        slot >= static_cast<int64_t>(lengths.size()))
+      return c10::nullopt;
+    mask_list.push_back(defined_or_empty(masks[i]));
+    if (layer_misfit(hidden, S.layers[i], cos, keys[slot], values[slot], lengths[slot], mask_list.back()))
+      return c10::nullopt;
+    layers.push_back(layer_of(S.layers[i], hidden.size(-1)));
+    if (layers.back().D != layers[0].D) return c10::nullopt;
+  }
+  if (hidden.scalar_type() == at::kFloat)
+    return run_stack<float>(hidden, layers, S, cos, sin, keys, values, lengths, mask_list, nw, norm_eps);
+  return run_stack<BFloat16>(hidden, layers, S, cos, sin, keys, values, lengths, mask_list, nw, norm_eps);
 }
 
 // Checked expert weights of one MoE block (moe.h): router [E, C]; per expert gate, up [I, C] and down [C, I];
@@ -167,10 +254,6 @@ formers_moe::Experts moe_weights(int64_t C, const at::Tensor& router, const std:
   TORCH_CHECK(!shared_gate.defined() || (shared_gate.scalar_type() == at::kFloat && shared_gate.is_contiguous() &&
                                          shared_gate.numel() == C && !shared.empty()), "moe: shared expert gate [1, C]");
   return {&router, &gate, &up, &down, &shared, &shared_gate};
-}
-
-at::Tensor defined_or_empty(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? *t : at::Tensor();
 }
 
 // MoE feed-forward for x [..., C] of 1 to 8 float32 rows -> (output [..., C], router logits [M, E])
@@ -204,8 +287,11 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
                                   bool renorm, double p) {
   RECORD_FUNCTION("formers::moe_layer", std::vector<c10::IValue>());
   TORCH_CHECK(hidden.scalar_type() == at::kFloat, "moe_layer: float32 activations");
-  const formers_decode::Layer L = attention_layer(hidden, ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, cos,
-                                                  k_cache, v_cache, pos, heads, kv_heads, scale);
+  const LayerWeights W = layer_weights(ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, {}, {}, {}, heads, kv_heads,
+                                       scale);
+  const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, defined_or_empty(mask));
+  TORCH_CHECK(why == nullptr, "moe_layer: ", why);
+  const formers_decode::Layer L = layer_of(W, hidden.size(-1));
   const at::Tensor sg = defined_or_empty(shared_gate);
   const formers_moe::Experts experts = moe_weights(hidden.size(-1), router, gate, up, down, shared, sg, top_k);
   at::Tensor logits = at::empty({hidden.size(0), router.size(0)}, hidden.options());
@@ -297,7 +383,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "whether torch_steps.h's mean of squares equals torch's here for M rows of C values (checked once per C)");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
+  py::class_<LayerWeights>(m, "LayerWeights", "one decoder layer's weights and sizes, as decode_layer reads them");
+  m.def("layer_weights", &layer_weights, "LayerWeights from the modules' tensors (wg, wu, wd None for an MoE layer)");
+  py::class_<StackWeights>(m, "StackWeights", "a decoder stack's LayerWeights and their cache slots")
+      .def(py::init<std::vector<LayerWeights>, std::vector<int64_t>>());
   m.def("decode_layer", &decode_layer, "one Llama-style decoder layer for one new token per row");
+  m.def("decode_stack", &decode_stack, "every layer of a stack and the final norm for one new token per row, or None");
   m.def("quant_linear", &formers_quant::linear, "x @ W^T (+ bias) for W in GGUF Q8_0 (0) / Q4_0 (1) blocks");
   m.def("moe_block", &moe_block, "mixture-of-experts feed-forward for 1 to 8 rows (moe.h)");
   m.def("moe_layer", &moe_layer, "one mixture-of-experts decoder layer for one new token per row (moe.h)");

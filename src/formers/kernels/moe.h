@@ -203,8 +203,8 @@ inline at::Tensor moe_layer(const at::Tensor& hidden, const formers_decode::Laye
                             const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, int64_t pos,
                             const at::Tensor& mask, const Experts& X, const Routing& r, float* logits) {
   const int64_t B = hidden.size(0), C = hidden.size(-1);
-  std::vector<float> h(B * C), n(B * C);
-  formers_decode::attention_half<float>(h, hidden, L, cos, sin, k_cache, v_cache, pos, mask);
+  std::vector<float> h = formers_decode::floats_of(hidden), n(B * C);
+  formers_decode::attention_half<float>(h, B, L, formers_decode::rotary_of(cos, sin, L.D), k_cache, v_cache, pos, mask);
   formers_decode::rms_norm<false>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
   at::Tensor out = at::empty(hidden.sizes(), hidden.options().memory_format(at::MemoryFormat::Contiguous));
   float* o = out.data_ptr<float>();

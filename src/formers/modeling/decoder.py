@@ -229,10 +229,9 @@ class DecoderModel(PreTrainedModel):
                                       hidden.dtype, output_attentions)
         cos, sin = self.rotary_tables(hidden, position_ids, cache_position)
         all_hidden, all_attentions, all_router_logits = [], [], []
-        fused = decode_stack(self.layers, hidden, cos, sin, masks, cache,  # every layer's C++ kernel (kernels/decode.py)
-                             output_hidden_states or output_attentions or output_router_logits)
-        hidden = hidden if fused is None else fused
-        for layer, mask in zip(self.layers, masks) if fused is None else ():
+        fused = decode_stack(self.layers, hidden, cos, sin, masks, cache,  # every layer's C++ kernel and the norm
+                             output_hidden_states or output_attentions or output_router_logits, self.norm)
+        for layer, mask in zip(self.layers, masks) if fused is None else ():  # (kernels/decode.py)
             if output_hidden_states:
                 all_hidden.append(hidden)
             hidden, weights, router_logits = layer(hidden, cos, sin, mask, cache, cache_position, output_attentions)
@@ -240,7 +239,7 @@ class DecoderModel(PreTrainedModel):
                 all_attentions.append(weights)
             if output_router_logits and router_logits is not None:  # dense layers of an MoE model route nothing
                 all_router_logits.append(router_logits)
-        hidden = self.norm(hidden)
+        hidden = self.norm(hidden) if fused is None else fused
         if output_hidden_states:
             all_hidden.append(hidden)
 
