@@ -188,6 +188,45 @@ def test_whole_stack_path_sees_swapped_submodules_and_their_hooks(tiny_checkpoin
     assert any(stacked), "the stack path did not take over again after the swap"
     _check_hook_then_module_path(ours, ours.model.layers[0].self_attn.q_proj, changed, monkeypatch)
 
+def test_whole_stack_path_runs_a_hooked_final_norm_as_its_module(tiny_checkpoint, stacked, monkeypatch):
+    """The stack path applies a plain final RMSNorm itself; with a forward hook on it, the layers still run in one
+    call and the norm runs as its module (the hook sees every step)."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"))
+    ids, mask = _prompts()
+    _generate(ours, ids, mask)
+    seen = []
+    ours.model.norm.register_forward_hook(lambda *a: seen.append(1))
+    stacked.clear()
+    changed = _generate(ours, ids, mask)
+    assert stacked.count(True) >= 10 and len(seen) == 12
+    _module_path_only(monkeypatch)
+    ref = _generate(ours, ids, mask)
+    assert torch.equal(changed.sequences, ref.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(changed.scores, ref.scores)) <= 1e-5
+
+
+def test_whole_stack_path_sees_weights_changed_in_place(tiny_checkpoint, stacked, monkeypatch):
+    """Norm weights and a Linear's weight changed in place after the plans were made (as load_state_dict does: no
+    new parameter, no hook): the next generation uses the new values."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("llama"))
+    ids, mask = _prompts()
+    before = _generate(ours, ids, mask)
+    assert any(stacked)
+    with torch.no_grad():
+        for norm in (ours.model.layers[0].input_layernorm, ours.model.layers[1].post_attention_layernorm,
+                     ours.model.norm):
+            norm.weight.mul_(torch.linspace(0.2, 3.0, norm.weight.numel()))
+        ours.model.layers[1].self_attn.o_proj.weight.mul_(-2.0)
+    stacked.clear()
+    changed = _generate(ours, ids, mask)
+    assert stacked.count(True) >= 10
+    assert max((a - b).abs().max().item() for a, b in zip(changed.scores, before.scores)) > 1e-3
+    _module_path_only(monkeypatch)
+    ref = _generate(ours, ids, mask)
+    assert torch.equal(changed.sequences, ref.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(changed.scores, ref.scores)) <= 1e-5
+
+
 @pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no AVX512_BF16: bfloat16 stays on torch's path")
 @pytest.mark.parametrize("shape", [{}, {"attention_bias": True},
                                    {"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,

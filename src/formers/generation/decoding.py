@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from ..cache import DynamicCache
+from ..kernels.step_ops import argmax_last
 from .context import GenerationContext
 from .step import RunningBatch
 
@@ -52,7 +53,7 @@ def decode(ctx: GenerationContext, batch: RunningBatch, logits_fn: LogitsFn = la
         if do_sample:
             next_tokens = ctx.sampler.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
         else:
-            next_tokens = torch.argmax(scores, dim=-1)
+            next_tokens = argmax_last(scores)
         if pad_rows:
             next_tokens = torch.where(unfinished, next_tokens, fill)
         batch.append(next_tokens)

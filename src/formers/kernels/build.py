@@ -20,7 +20,7 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
-HEADERS = [Path(__file__).with_name(name) for name in ("attention.h", "attention_bf16.h", "bf16_match.h", "gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h", "torch_steps.h")]
+HEADERS = [Path(__file__).with_name(name) for name in ("attention.h", "attention_bf16.h", "bf16_match.h", "gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h", "rotary.h", "torch_steps.h")]
 # AVX-512 builds use ATen's AVX-512 vector functions (attention_bf16.h, torch_steps.h): the ones torch's own kernels
 # run here
 _ATEN_AVX512 = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]

@@ -8,6 +8,7 @@
 #include "gemv.h"
 #include "moe.h"
 #include "quant.h"
+#include "rotary.h"
 
 namespace {
 
@@ -315,6 +316,43 @@ at::Tensor to_float32(const at::Tensor& t) {
   return out;
 }
 
+// The index of the largest value in x[0 .. n): the first of equal ones, the first NaN where there is one (torch.argmax)
+int64_t argmax_of(const float* x, int64_t n) {
+  int64_t i = 0;
+  float top = -std::numeric_limits<float>::infinity();
+#if defined(__AVX512F__)
+  __m512 tops = _mm512_set1_ps(top);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) break;  // a NaN: the scalar loop below finds the first one
+    tops = _mm512_max_ps(tops, v);
+  }
+  top = _mm512_reduce_max_ps(tops);
+#endif
+  for (; i < n; ++i) {
+    if (std::isnan(x[i])) return i;
+    top = std::max(top, x[i]);
+  }
+  for (int64_t j = 0; j < n; ++j)  // the first index holding the maximum (-inf everywhere: index 0)
+    if (x[j] == top) return j;
+  return 0;
+}
+
+// argmax over the last dimension of float32 scores [N, V], on the calling thread: torch's reduction of a
+// vocabulary-wide row opens an OpenMP region whose worker then spins against the decode pool, and each decode
+// step ends with one
+at::Tensor argmax_rows(const at::Tensor& scores) {
+  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.dim() == 2 && scores.size(1) > 0,
+              "argmax_rows: float32 scores [N, V > 0]");
+  const at::Tensor c = scores.contiguous();
+  const int64_t N = c.size(0), V = c.size(1);
+  at::Tensor out = at::empty({N}, c.options().dtype(at::kLong));
+  int64_t* o = out.data_ptr<int64_t>();
+  const float* x = c.data_ptr<float>();
+  for (int64_t r = 0; r < N; ++r) o[r] = argmax_of(x + r * V, V);
+  return out;
+}
+
 // attention_bf16.h's attention of q [B, H, D] (bfloat16 values) over positions 0..pos of the bfloat16 caches
 // [B, Hkv, cap, D], always ours (no check against torch): what the tests compare with torch
 at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
@@ -395,6 +433,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quant_interleaved", [] { return formers_quant::kInterleavedKernel; },
         "whether GGUF blocks in 16-row groups have their own kernel in this build (else each group is unpacked)");
   m.def("quant_rows", &formers_quant::picked_rows, "rows of a Q8_0 (0) / Q4_0 (1) block weight, dequantized to float32");
+  m.def("rotary_available", &formers_rotary::available,
+        "whether rotary_tables gives torch's bits here (MKL's vsCos / vsSin present and equal to at::cos / at::sin)");
+  m.def("rotary_tables", &formers_rotary::tables,
+        "(cos, sin) [..., 2 * half] for integer positions [...] and inv_freq [half], as modeling/rope.py computes them");
+  m.def("argmax_rows", &argmax_rows, "torch.argmax(scores, -1) of float32 [N, V], on the calling thread");
   m.def("to_float32", &to_float32, "t as float32, computed on the calling thread (no OpenMP region)");
   m.def("isa", &isa, "the vector instruction set this build uses");
 }

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..kernels.step_ops import rotary_tables as kernel_rotary_tables
 
 RopeParams = tuple[torch.Tensor, float]
 
@@ -189,6 +190,9 @@ class RotaryEmbedding(nn.Module):
 def rotary_tables(like: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Tensor, attention_scaling: float,
                   interleaved: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """position_ids [B, T], inv_freq [Drot/2] -> (cos, sin) [B, T, Drot] in float32, scaled, cast to like's dtype."""
+    native = kernel_rotary_tables(like, position_ids, inv_freq, attention_scaling, interleaved)  # decoding on CPU
+    if native is not None:
+        return native
     with torch.autocast(device_type=like.device.type if like.device.type != "mps" else "cpu", enabled=False):
         freqs = position_ids[:, :, None].float() * inv_freq.float()[None, None, :]  # [B, T, Drot/2]
         # halves layout [f0..fn, f0..fn] pairs dim i with i + Drot/2; interleaved [f0, f0, f1, f1, ...]
