@@ -29,6 +29,12 @@ def _count_registration(*_) -> None:
     _REGISTRATIONS[0] += 1
 
 
+def registrations() -> int:
+    """How many parameters, buffers and submodules have been assigned to any module since import: a memo of
+    anything derived from a model's structure is current while this number stays the same."""
+    return _REGISTRATIONS[0]
+
+
 # A module given a new parameter, buffer or submodule (a swapped Linear, an adapter) invalidates every memo below;
 # counting costs one integer add per registration and lets a decode step check its memos in O(1) per layer.
 for _register in (_torch_module.register_module_parameter_registration_hook,

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..cache import Cache
 from ..errors import ConfigError, GenerationError
-from ..kernels.decode import decode_layer, decode_stack, pack_for_decoding
+from ..kernels.decode import decode_layer, decode_stack, pack_for_decoding, registrations
 from ..kernels.linear import float_logits
 from ..modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from ..modeling_utils import PreTrainedModel
@@ -181,8 +181,8 @@ class DecoderModel(PreTrainedModel):
         its key slots map to positions. `length` is the query length with a cache, the key length without."""
         implicit = self.config._attn_implementation != "eager" and not output_attentions and not self.has_score_bias
         built, masks = {}, []
-        for idx, layer in enumerate(self.layers):
-            window = layer.self_attn.sliding_window
+        windows = self._sliding_windows()
+        for idx, window in enumerate(windows):
             group = (window, cache.layer_kind(idx) if cache is not None else None)
             if group not in built:
                 if cache is None:
@@ -199,6 +199,16 @@ class DecoderModel(PreTrainedModel):
                 built[group] = mask
             masks.append(built[group])
         return masks
+
+    def _sliding_windows(self) -> tuple:
+        """Each layer's attention window (None: global), read once per model structure: walking the layers'
+        modules costs more than the masks themselves in a decode step. A module assigned anywhere since (a layer
+        or its attention swapped) makes it read them again."""
+        known = self.__dict__.get("_formers_sliding_windows")
+        if known is None or known[0] != registrations():
+            known = registrations(), tuple(layer.self_attn.sliding_window for layer in self.layers)
+            self.__dict__["_formers_sliding_windows"] = known
+        return known[1]
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
