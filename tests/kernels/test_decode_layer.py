@@ -88,6 +88,29 @@ def test_long_context_attention_matches_oracle(tiny_checkpoint, counted):
     assert max((a - b).abs().max().item() for a, b in zip(fused.scores, oracle.scores)) <= 1e-5
 
 
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_attention_split_across_key_ranges_matches_oracle(tiny_checkpoint, counted, kv_heads):
+    """A context long enough that decode attention is cut into ranges of keys merged afterwards (two threads,
+    100-token prompts), one row left-padded by 60 so that a whole range holds nothing but padding: greedy
+    tokens identical to 4.45.2's, per-step scores within 1e-5."""
+    folder = tiny_checkpoint("llama", num_key_value_heads=kv_heads)
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids = torch.randint(3, 128, (2, 100), generator=torch.Generator().manual_seed(8))
+    mask = torch.ones_like(ids)
+    mask[1, :60] = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fused = _generate(ours, ids, mask)
+    finally:
+        torch.set_num_threads(threads)
+    assert any(counted), "the fused layer never ran"
+    oracle = _generate(ref, ids, mask)
+    assert torch.equal(fused.sequences, oracle.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(fused.scores, oracle.scores)) <= 1e-5
+
+
 def test_bfloat16_follows_torch_rounding(tiny_checkpoint, monkeypatch):
     folder = tiny_checkpoint("llama")
     ours = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16)

@@ -1,9 +1,10 @@
 // Attention of one new query position per row against the cached keys and values (decoding).
 //
-// Per (row, head): scores = scale * q . K + mask, softmax, then the weighted sum of V. With AVX-512 the
-// scores of 16 keys come out of one pass (16 accumulators, then one 16-way transposing sum instead of 16
-// horizontal sums), and the softmax runs 16 lanes at a time with a vector exp accurate to about one ulp.
-// float32 results differ from torch's only by summation order and that last ulp.
+// Per (row, kv head, range of keys): scores = scale * q . K + mask for every query head sharing that kv head,
+// exponentiated weights, then their weighted sum of V; the ranges are merged per head at the end (`attend`).
+// With AVX-512 the scores of 16 keys come out of one pass (16 accumulators, then one 16-way transposing sum
+// instead of 16 horizontal sums), and the exponentials run 16 lanes at a time with a vector exp accurate to
+// about one ulp. float32 results differ from torch's only by summation order and that last ulp.
 #pragma once
 #include <torch/extension.h>
 
@@ -83,33 +84,34 @@ void key_scores(const float* q, const T* keys, int64_t S, int64_t D, float scale
   for (; s < S; ++s) p[s] = key_dot(q, keys + s * D, D) * scale + (mask != nullptr ? mask[s] : 0.f);
 }
 
-// p[0 .. S) = softmax(p) in place
-inline void softmax(float* p, int64_t S) {
+// p[0 .. S) = exp(p - top) in place, top = max p (returned); their sum goes to *total. Where every p is -inf the
+// weights are 0 (a piece of keys all masked away), not NaN.
+inline float exp_weights(float* p, int64_t S, float* total) {
 #if defined(__AVX512F__)
   const int64_t whole = S - S % 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (S % 16)) - 1);
-  __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t s = 0; s < whole; s += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(p + s));
-  top = _mm512_mask_max_ps(top, tail, top, _mm512_maskz_loadu_ps(tail, p + whole));
-  const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-  __m512 total = _mm512_setzero_ps();
+  __m512 tops = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t s = 0; s < whole; s += 16) tops = _mm512_max_ps(tops, _mm512_loadu_ps(p + s));
+  tops = _mm512_mask_max_ps(tops, tail, tops, _mm512_maskz_loadu_ps(tail, p + whole));
+  const float top = _mm512_reduce_max_ps(tops);
+  const __m512 shift = _mm512_set1_ps(std::isinf(top) && top < 0 ? 0.f : top);
+  __m512 sum = _mm512_setzero_ps();
   for (int64_t s = 0; s < whole; s += 16) {
     const __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(p + s), shift));
-    total = _mm512_add_ps(total, e);
+    sum = _mm512_add_ps(sum, e);
     _mm512_storeu_ps(p + s, e);
   }
   const __m512 e = _mm512_maskz_mov_ps(tail, vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + whole), shift)));
-  total = _mm512_add_ps(total, e);
   _mm512_mask_storeu_ps(p + whole, tail, e);
-  const __m512 sum = _mm512_set1_ps(_mm512_reduce_add_ps(total));
-  for (int64_t s = 0; s < whole; s += 16) _mm512_storeu_ps(p + s, _mm512_div_ps(_mm512_loadu_ps(p + s), sum));
-  _mm512_mask_storeu_ps(p + whole, tail, _mm512_div_ps(_mm512_maskz_loadu_ps(tail, p + whole), sum));
+  *total = _mm512_reduce_add_ps(_mm512_add_ps(sum, e));
 #else
   const float top = *std::max_element(p, p + S);
-  float total = 0.f;
-  for (int64_t s = 0; s < S; ++s) total += (p[s] = std::exp(p[s] - top));
-  for (int64_t s = 0; s < S; ++s) p[s] /= total;
+  const float shift = std::isinf(top) && top < 0 ? 0.f : top;
+  float sum = 0.f;
+  for (int64_t s = 0; s < S; ++s) sum += (p[s] = std::exp(p[s] - shift));
+  *total = sum;
 #endif
+  return top;
 }
 
 // o[d0 .. d0 + NV * lanes) = sum over s of w[s] * V[s, d0 ..], in s order, in NV register accumulators
@@ -129,37 +131,81 @@ inline void weighted_values(const float* w, const T* vals, int64_t S, int64_t D,
   }
 }
 
+// Keys per piece of one kv head's keys, at least: a piece's scores, softmax and weighted values cost about as much as
+// dispatching it below this
+constexpr int64_t kMinPieceKeys = 32;
+
 // out[b, h, :] = softmax(scale * q . K[b, h / rep, 0..pos] + mask[b, 0..pos]) @ V[b, h / rep, 0..pos]
+//
+// The work is cut by kv head and, where that leaves a thread idle, by ranges of keys: each piece reads its keys and
+// values once for all `rep` query heads that share them (they stay in L1/L2 between those heads) and keeps, per
+// head, its own maximum, sum of weights and weighted values; the pieces are then merged with the usual rescaling
+// (softmax(p) @ V = sum_i e^(m_i - M) o_i / sum_i e^(m_i - M) l_i). float32 results differ from one
+// softmax-then-sum pass only by rounding.
 template <typename T>
 void attend(const float* q, const T* kc, const T* vc, const float* mask, int64_t mask_stride, int64_t B,
             int64_t H, int64_t Hkv, int64_t D, int64_t cap, int64_t pos, float scale, float* out) {
   using namespace formers_gemv;
-  const int64_t rep = H / Hkv, S = pos + 1;
-  const std::function<void(int64_t)> one_head = [&](int64_t bh) {
+  const int64_t rep = H / Hkv, S = pos + 1, groups = B * Hkv;
+  const int threads = at::get_num_threads();
+  const int64_t wanted = threads == 1 ? 1 : (4 * threads + groups - 1) / groups;  // pieces per group
+  const int64_t pieces = std::max<int64_t>(1, std::min(wanted, S / kMinPieceKeys));
+  const int64_t span = (S + pieces - 1) / pieces;
+  // per (b, h, piece): weighted values [D] (unnormalised), their weights' maximum exponent and sum
+  std::vector<float> part_o(B * H * pieces * D), part_top(B * H * pieces), part_sum(B * H * pieces);
+  const std::function<void(int64_t)> one_piece = [&](int64_t i) {
     static thread_local std::vector<float> weights;  // this thread's own
-    weights.resize(S);
+    const int64_t piece = i % pieces, bg = i / pieces, b = bg / Hkv, g = bg % Hkv;
+    const int64_t s0 = piece * span, n = std::min(S, s0 + span) - s0;
+    if (n <= 0) {
+      for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+        const int64_t slot = (b * H + h) * pieces + piece;
+        part_top[slot] = -std::numeric_limits<float>::infinity(), part_sum[slot] = 0.f;
+        std::fill(part_o.begin() + slot * D, part_o.begin() + (slot + 1) * D, 0.f);
+      }
+      return;
+    }
+    weights.resize(n);
     float* p = weights.data();
-    const int64_t b = bh / H, h = bh % H, g = h / rep;
-    const T* keys = kc + (b * Hkv + g) * cap * D;
-    const T* vals = vc + (b * Hkv + g) * cap * D;
-    key_scores(q + (b * H + h) * D, keys, S, D, scale, mask != nullptr ? mask + b * mask_stride : nullptr, p);
-    softmax(p, S);
-    float* o = out + (b * H + h) * D;
-    const int64_t dv = D - D % kLanes;
-    int64_t d0 = 0;
-    for (; d0 + 4 * kLanes <= dv; d0 += 4 * kLanes) weighted_values<4>(p, vals, S, D, d0, o);
-    for (; d0 < dv; d0 += kLanes) weighted_values<1>(p, vals, S, D, d0, o);
-    for (; d0 < D; ++d0) {
-      float acc = 0.f;
-      for (int64_t s = 0; s < S; ++s) acc += p[s] * static_cast<float>(vals[s * D + d0]);
-      o[d0] = acc;
+    const T* keys = kc + ((b * Hkv + g) * cap + s0) * D;
+    const T* vals = vc + ((b * Hkv + g) * cap + s0) * D;
+    const float* mask_row = mask != nullptr ? mask + b * mask_stride + s0 : nullptr;
+    for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+      const int64_t slot = (b * H + h) * pieces + piece;
+      key_scores(q + (b * H + h) * D, keys, n, D, scale, mask_row, p);
+      part_top[slot] = exp_weights(p, n, &part_sum[slot]);
+      float* o = part_o.data() + slot * D;
+      const int64_t dv = D - D % kLanes;
+      int64_t d0 = 0;
+      for (; d0 + 4 * kLanes <= dv; d0 += 4 * kLanes) weighted_values<4>(p, vals, n, D, d0, o);
+      for (; d0 < dv; d0 += kLanes) weighted_values<1>(p, vals, n, D, d0, o);
+      for (; d0 < D; ++d0) {
+        float acc = 0.f;
+        for (int64_t s = 0; s < n; ++s) acc += p[s] * static_cast<float>(vals[s * D + d0]);
+        o[d0] = acc;
+      }
     }
   };
-  const int threads = at::get_num_threads();
-  if (threads == 1 || B * H == 1) {
-    for (int64_t bh = 0; bh < B * H; ++bh) one_head(bh);
+  if (threads == 1 || groups * pieces == 1) {
+    for (int64_t i = 0; i < groups * pieces; ++i) one_piece(i);
   } else {
-    formers_pool::pool(threads).run(B * H, one_head);
+    formers_pool::pool(threads).run(groups * pieces, one_piece);
+  }
+  for (int64_t bh = 0; bh < B * H; ++bh) {  // merge each head's pieces
+    const float* tops = part_top.data() + bh * pieces;
+    const float top = *std::max_element(tops, tops + pieces);
+    const float shift = std::isinf(top) && top < 0 ? 0.f : top;
+    float total = 0.f;
+    float* o = out + bh * D;
+    std::fill(o, o + D, 0.f);
+    for (int64_t piece = 0; piece < pieces; ++piece) {
+      const float w = std::exp(tops[piece] - shift);  // 1 for the piece holding the maximum
+      total += w * part_sum[bh * pieces + piece];
+      const float* po = part_o.data() + (bh * pieces + piece) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += w * po[d];
+    }
+    const float inv = 1.f / total;
+    for (int64_t d = 0; d < D; ++d) o[d] *= inv;
   }
 }
 

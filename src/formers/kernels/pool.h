@@ -41,11 +41,14 @@ class Pool {
   // fn(chunk) for chunk in [0, total), spread over the caller and the workers; returns when all are done
   void run(int64_t total, const std::function<void(int64_t)>& fn) {
     if (total <= 0) return;
+    if (total > kMaxChunks) {  // more than the state word counts: on this thread alone
+      for (int64_t c = 0; c < total; ++c) fn(c);
+      return;
+    }
     fn_.store(&fn, std::memory_order_relaxed);
-    total_.store(total, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t job = ++job_;
-    state_.store(job << 32, std::memory_order_release);
+    const uint64_t job = ++job_ & kJobMask;
+    state_.store(job << 40 | static_cast<uint64_t>(total) << 20, std::memory_order_release);
     if (sleepers_.load(std::memory_order_acquire) > 0) {
       std::lock_guard<std::mutex> lock(mutex_);
       cv_.notify_all();
@@ -62,11 +65,22 @@ class Pool {
   }
 
  private:
+  // The state word: job id << 40 | chunk count << 20 | next chunk. The count lives in the same word as the
+  // claim counter: read from a separate variable, a worker still claiming in the previous job could see the
+  // next job's larger count beside the previous job's exhausted counter, claim a chunk that does not exist, run
+  // it with the next job's function and count it as done there (the caller then returned before its chunks
+  // ended: a crash seen once in a decode loop).
+  static constexpr int kChunkBits = 20;
+  static constexpr int64_t kMaxChunks = (int64_t{1} << kChunkBits) - 1;
+  static constexpr uint64_t kJobMask = (uint64_t{1} << 24) - 1;
+
+  static uint64_t job_of(uint64_t s) { return s >> 40; }
+
   // the next unclaimed chunk of job `job`, or -1 when none is left (or another job is running)
   int64_t claim(uint64_t job) {
     uint64_t s = state_.load(std::memory_order_acquire);
-    while ((s >> 32) == job && static_cast<int64_t>(s & 0xffffffffu) < total_.load(std::memory_order_relaxed)) {
-      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return static_cast<int64_t>(s & 0xffffffffu);
+    while (job_of(s) == job && (s & kMaxChunks) < ((s >> kChunkBits) & kMaxChunks)) {
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return static_cast<int64_t>(s & kMaxChunks);
     }
     return -1;
   }
@@ -74,7 +88,7 @@ class Pool {
   void work() {
     uint64_t seen = 0;
     while (true) {
-      uint64_t job = state_.load(std::memory_order_acquire) >> 32;
+      uint64_t job = job_of(state_.load(std::memory_order_acquire));
       if (job != seen) {
         seen = job;
         for (int64_t c; (c = claim(job)) >= 0;) {
@@ -88,13 +102,13 @@ class Pool {
       bool posted = false;
       for (int i = 0; !posted; ++i) {
         _mm_pause();
-        posted = (state_.load(std::memory_order_acquire) >> 32) != seen;
+        posted = job_of(state_.load(std::memory_order_acquire)) != seen;
         if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
       }
       if (posted) continue;
       std::unique_lock<std::mutex> lock(mutex_);
       sleepers_.fetch_add(1, std::memory_order_acq_rel);
-      cv_.wait(lock, [&] { return stop_ || (state_.load(std::memory_order_acquire) >> 32) != seen; });
+      cv_.wait(lock, [&] { return stop_ || job_of(state_.load(std::memory_order_acquire)) != seen; });
       sleepers_.fetch_sub(1, std::memory_order_acq_rel);
       if (stop_) return;
     }
@@ -103,11 +117,10 @@ class Pool {
   std::vector<std::thread> workers_;
   // the claim counter and the completion counter on cache lines of their own: every claim and every
   // finished chunk writes one of them, and the caller spins reading the second
-  alignas(64) std::atomic<uint64_t> state_{0};  // job id << 32 | next chunk
+  alignas(64) std::atomic<uint64_t> state_{0};  // job id << 40 | chunk count << 20 | next chunk (claim above)
   alignas(64) std::atomic<int64_t> done_{0};    // chunks finished by workers in the current job
   alignas(64) std::atomic<int> sleepers_{0};
   std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
-  std::atomic<int64_t> total_{0};
   uint64_t job_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
