@@ -171,7 +171,7 @@ class _Stack(NamedTuple):
 def _stack_of(layers, dtype: torch.dtype) -> _Stack | None:
     """The stack memo of `layers` when every layer has a plan for `dtype` made since the last registration, else
     None; rebuilt from the layers' plans when a plan is newer than it."""
-    made = (_REGISTRATIONS[0], _PLANS_MADE[0])
+    made = (registrations(), _PLANS_MADE[0])
     stack = layers.__dict__.get(_STACK)
     if stack is None or stack.made != made:
         plans = [layer.__dict__.get(_PLAN) for layer in layers]

@@ -39,6 +39,5 @@ def rotary_tables(like: Tensor, position_ids: Tensor, inv_freq: Tensor, attentio
     kernels = _module()
     if not kernels or not kernels.rotary_available():
         return None
-    cos, sin = kernels.rotary_tables(position_ids, inv_freq, float(attention_scaling), like.dtype, interleaved)
-    return cos, sin
+    return tuple(kernels.rotary_tables(position_ids, inv_freq, float(attention_scaling), like.dtype, interleaved))
 
