@@ -9,7 +9,8 @@
 // row after row (Q4_0: bytes 4i..4i+3 of each row for i = 0..3; Q8_0: values 4j..4j+3 for j = 0..7). One 64-byte
 // load then holds four consecutive weights of 16 rows, so a dpbusd against four broadcast input bytes advances
 // 16 output rows at once, one row per int32 lane: no horizontal sums, the 16 scales converted in one
-// instruction, ~2 instructions per block where the row-major loop needs ~12.
+// instruction, ~2 instructions per block where the row-major loop needs ~12. AVX2 builds take each 32-byte half
+// (8 rows) with maddubs + madd in place of dpbusd.
 //
 // Decoding (M <= 8) is bound by how fast the blocks are turned into products, so, as llama.cpp does, each
 // input row is quantized once per call to int8 blocks of 32 (scale max|x| / 127, round to nearest even) and
@@ -345,6 +346,7 @@ void deinterleave_group(const uint8_t* group, int64_t nb, uint8_t* raw) {
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define FORMERS_INTERLEAVED_KERNEL 1
 constexpr bool kInterleavedKernel = true;
 
 inline __m512i broadcast_word(const int8_t* p) {
@@ -393,6 +395,70 @@ inline void interleaved_group(const QuantizedInput& in, int64_t m0, const uint8_
     for (int r = 0; r < kGroup; ++r) y[m * ldy + n0 + r] = static_cast<Y>(out[r]);
   }
 }
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FORMERS_INTERLEAVED_KERNEL 1
+constexpr bool kInterleavedKernel = true;
+
+inline __m256i broadcast_word(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// AVX2: half h (rows 8h..8h+7, one per lane) of a group against the M quantized input rows from row m0 on. maddubs
+// + madd stand in for dpbusd: Q4_0 nibbles (0..15) times int8 inputs, whose eight pair sums per lane stay within
+// int16 (8 x 2 x 15 x 127) and are widened once per block; Q8_0 as |w| times the input carrying w's sign (a pair
+// stays within int16: 2 x 128 x 127), widened per four values.
+template <int F, int M, typename Y>
+inline void interleaved_half(const QuantizedInput& in, int64_t m0, const uint8_t* group, int64_t nb, int h,
+                             const float* bias, Y* y, int64_t ldy, int64_t n0) {
+  constexpr int64_t bb = block_bytes(F);
+  const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* column = group + b * kGroup * bb;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(column + 16 * h)));
+    const uint8_t* pieces = column + 32 + 32 * h;  // this half's 8 rows x 4 bytes of piece j at pieces + 64 j
+    const auto piece = [&](int j) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pieces + 64 * j)); };
+    for (int m = 0; m < M; ++m) {
+      const int64_t i = (m0 + m) * nb + b;
+      const int8_t* xq = in.q.data() + i * kBlock;
+      __m256i s = _mm256_set1_epi32(in.total[i]);
+      if constexpr (F == kQ4_0) {
+        __m256i pairs = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+          const __m256i v = piece(j);
+          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(_mm256_and_si256(v, low), broadcast_word(xq + 4 * j)));
+          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                                                               broadcast_word(xq + 16 + 4 * j)));
+        }
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(pairs, ones));
+      } else {
+        for (int j = 0; j < 8; ++j) {
+          const __m256i w = piece(j);
+          const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(broadcast_word(xq + 4 * j), w));
+          s = _mm256_add_epi32(s, _mm256_madd_epi16(pairs, ones));
+        }
+      }
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(in.d[i])), acc[m]);
+    }
+  }
+  const int64_t first = n0 + 8 * h;
+  for (int m = 0; m < M; ++m) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, bias != nullptr ? _mm256_add_ps(acc[m], _mm256_loadu_ps(bias + first)) : acc[m]);
+    for (int r = 0; r < 8; ++r) y[m * ldy + first + r] = static_cast<Y>(out[r]);
+  }
+}
+
+// one group's 16 output rows against the M quantized input rows from row m0 on: its two halves in turn (the
+// group's bytes are in L1 for the second)
+template <int F, int M, typename Y>
+inline void interleaved_group(const QuantizedInput& in, int64_t m0, const uint8_t* group, int64_t nb, const float* bias,
+                              Y* y, int64_t ldy, int64_t n0) {
+  for (int h = 0; h < 2; ++h) interleaved_half<F, M>(in, m0, group, nb, h, bias, y, ldy, n0);
+}
 #else
 constexpr bool kInterleavedKernel = false;  // other builds compute each group from its row-major copy
 #endif
@@ -404,7 +470,7 @@ void groups_range(const QuantizedInput& in, const float* x, const uint8_t* w, in
   const int64_t nb = K / kBlock, group_bytes = kGroup * nb * block_bytes(F);
   for (int64_t n = begin; n < end; n += kGroup) {
     const uint8_t* group = w + n / kGroup * group_bytes;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(FORMERS_INTERLEAVED_KERNEL)
     if constexpr (!Exact) {
       interleaved_group<F, M>(in, 0, group, nb, bias, y, ldy, n);
       continue;
@@ -512,7 +578,7 @@ void dequantize_rows(const uint8_t* w, int64_t K, int64_t n0, int64_t n1, float*
     }
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(FORMERS_INTERLEAVED_KERNEL)
 // y [M, N] for many rows (prefill) of an interleaved weight: the input quantized once, then each group of 16 weight
 // rows, read from memory once, against every input row 8 at a time while it sits in L1
 template <int F>
@@ -607,7 +673,7 @@ inline at::Tensor linear(const at::Tensor& x, const at::Tensor& blocks, int64_t 
     return out.to(dtype).reshape(shape);
   }
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(FORMERS_INTERLEAVED_KERNEL)
   if (il && !exact) {  // prefill on regrouped blocks: int8 products as in decoding
     if (format == kQ8_0) grouped_prefill<kQ8_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>());
     else grouped_prefill<kQ4_0>(xf.data_ptr<float>(), M, K, w, N, bp, out.data_ptr<float>());
