@@ -250,7 +250,7 @@ def test_whole_stack_path_sees_weights_changed_in_place(tiny_checkpoint, stacked
     assert max((a - b).abs().max().item() for a, b in zip(changed.scores, ref.scores)) <= 1e-5
 
 
-@pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no AVX512_BF16: bfloat16 stays on torch's path")
+@pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no bfloat16 kernels (AVX512_BF16 or AVX2)")
 @pytest.mark.parametrize("shape", [{}, {"attention_bias": True},
                                    {"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
                                     "num_key_value_heads": 3, "vocab_size": 2048}])
@@ -271,7 +271,7 @@ def test_bfloat16_kernels_match_oracle(tiny_checkpoint, counted, stacked, rows, 
     for a, b in zip(fused.logits, oracle.logits):
         assert torch.equal(a, b)
 
-@pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no AVX512_BF16: bfloat16 stays on torch's path")
+@pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(), reason="no bfloat16 kernels (AVX512_BF16 or AVX2)")
 def test_bfloat16_stories260k_long_decode_matches_oracle(counted):
     """stories260K (a trained tiny Llama) in bfloat16, 200 greedy steps: every step's logits equal 4.45.2's. Its
     64x64 products are below torch's oneDNN threshold (MKL sums them in another order): with those in the

@@ -13,7 +13,7 @@ from formers.kernels import linear as kernel_linear
 
 pytestmark = pytest.mark.skipif(not kernel_linear.kernels_available(), reason="no C++ toolchain here")
 needs_bf16 = pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(),
-                                reason="this CPU has no AVX512_BF16: bfloat16 products stay torch's")
+                                reason="no bfloat16 kernels (AVX512_BF16 or AVX2): bfloat16 products stay torch's")
 # (M, N, K): every row count, K a multiple of 32, of 128, and not (a masked tail of 1 to 31), the model's shapes
 SHAPES = [(1, 64, 64), (1, 49, 37), (2, 33, 100), (3, 200, 576), (4, 9, 31), (5, 576, 1536), (6, 11, 129),
           (7, 13, 33), (8, 1536, 576), (8, 7, 16), (1, 576, 1536), (2, 1000, 1000), (1, 300, 513), (3, 4096, 1536)]
@@ -56,7 +56,7 @@ def test_model_shapes_sum_in_torch_order(m, n, k):
     """The real models' products take the kernel (a probe found torch's chunk, not the fallback) and equal torch's
     on mirrored data; a float32 sum in another order (torch's float32 matmul) differs there, so equality is not
     luck."""
-    assert kernel_linear._module().bf16_torch_chunk(m, n, k, False) > 0
+    assert kernel_linear._module().bf16_torch_chunk(m, n, k, False) != 0
     x, w = _mirrored(m, n, k, seed=n + k)
     with torch.no_grad():
         got = kernel_linear.small_batch_linear(x, w, None)
@@ -66,12 +66,39 @@ def test_model_shapes_sum_in_torch_order(m, n, k):
     assert (other != want).double().mean().item() > 0.2
 
 
-@needs_bf16
+def _isa() -> str:
+    return kernel_linear._module().isa() if kernel_linear.kernels_available() else ""
+
+
+@pytest.mark.skipif(_isa() != "avx512bf16", reason="oneDNN's chunks: AVX512_BF16 builds")
 def test_products_below_onednns_threshold_stay_torchs():
     """torch sends at most 16^3 multiply-adds to MKL, not oneDNN: those keep torch's linear (chunk 0)."""
     chunk = kernel_linear._module().bf16_torch_chunk
     assert chunk(1, 64, 64, False) == 0 and chunk(1, 16, 256, True) == 0
     assert chunk(1, 172, 64, False) > 0 and chunk(1, 64, 172, False) > 0
+
+
+@pytest.mark.skipif(_isa() != "avx2", reason="torch's per-output dot products: AVX2 builds")
+@pytest.mark.parametrize("m, n, k", [(1, 16, 16), (2, 5, 3), (1, 7, 9), (3, 40, 77), (9, 576, 576), (33, 77, 130),
+                                     (128, 1536, 576), (300, 192, 1000), (64, 960, 2560)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_avx2_products_take_torchs_dot_order_at_any_row_count(m, n, k, bias):
+    """Without AVX512_BF16, torch sums each bfloat16 output as one dot product (64 values per step into eight 8-lane
+    sums, then 16 at a time, then one by one), whatever the shape: every shape takes the kernel (chunk -1), small and
+    with every kind of tail, and prefill's row counts too (the kernels' rows limit does not apply), equal to torch on
+    mirrored data, where torch's float32 product differs."""
+    assert kernel_linear._module().bf16_torch_chunk(m, n, k, bias) == -1 and kernel_linear.any_rows(torch.bfloat16)
+    x, w = _mirrored(m, n, k - k % 2, seed=n + k)
+    if k % 2:
+        x, w = torch.cat([x, x[:, :1]], 1), torch.cat([w, w[:, :1]], 1)
+    b = _operands(1, n, 8, seed=n, bias=True)[2] if bias else None
+    with torch.no_grad():
+        got = kernel_linear.small_batch_linear(x, w, b)
+        want = F.linear(x, w, b)
+        unbiased, other = F.linear(x, w), F.linear(x.float(), w.float()).bfloat16()
+    assert got is not None and torch.equal(got, want)
+    if k >= 128:  # (shorter mirrored sums come out the same either way)
+        assert (other != unbiased).double().mean().item() > 0.2
 
 
 @needs_bf16

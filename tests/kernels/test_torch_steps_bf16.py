@@ -11,7 +11,7 @@ from formers.kernels import linear as kernel_linear
 
 pytestmark = pytest.mark.skipif(not kernel_linear.kernels_available(), reason="no C++ toolchain here")
 needs_bf16 = pytest.mark.skipif(not kernel_linear.torch_order_bfloat16(),
-                                reason="this CPU has no AVX512_BF16: these steps stay torch's")
+                                reason="no bfloat16 kernels (AVX512_BF16 or AVX2): these steps stay torch's")
 
 
 def _kernels():

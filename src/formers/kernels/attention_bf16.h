@@ -2,7 +2,8 @@
 // its cost on CPUs where torch's products take MKL's reference path (AMD EPYC: ~1 us per cached key per 9 heads).
 //
 // torch's CPU flash-attention kernel, per (row, head) and per block of 512 keys, found by experiment on this
-// project's machines (torch 2.13, MKL 2024.2, one MKL thread as inside torch's parallel region):
+// project's machines (torch 2.13, MKL 2024.2, one MKL thread as inside torch's parallel region; the same on the
+// AVX-512 and the AVX2 kind, with ATen's vectors of 16 or 8 lanes: "16 keys" below is one vector of keys):
 //   scores   q . k_j in float32 from exact bfloat16 products, as 4 lanes (element i in lane i mod 4) each summed
 //            in order, then (lane 0 + lane 2) + (lane 1 + lane 3); times the scale, then + the mask;
 //   softmax  the block's maximum (or the running one, if larger); e = exp(s - max) with ATen's fexp_u20 16 keys
@@ -28,7 +29,7 @@
 #include <tuple>
 #include <vector>
 
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #endif
@@ -43,13 +44,17 @@ namespace formers_bf16 {
 
 constexpr int64_t kTorchKeyBlock = 512;  // torch's kv_split_size for a single query position
 
-#if defined(CPU_CAPABILITY_AVX512)
-constexpr bool kTorchAttentionOrder = formers_gemv::kTorchOrderBf16;
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+// the builds whose products follow torch's (AVX512_BF16, AVX2); the order below was found on both kinds of machine
+constexpr bool kTorchAttentionOrder = formers_gemv::kBf16Products;
+using V = at::vec::Vectorized<float>;
+constexpr int64_t kLanes = V::size();  // 16 with AVX-512, 8 with AVX2; head sizes must be a multiple
 
+#if defined(CPU_CAPABILITY_AVX512)
 // 16 bfloat16 values as float32
-inline __m512 widen(const BFloat16* p) {
+inline V widen(const BFloat16* p) {
   const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  return V(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16)));
 }
 
 // s[j] = q . keys[j] for j < n, summed as torch's MKL product does (see the top); D a multiple of 16
@@ -77,28 +82,56 @@ inline void key_dots(const float* q, const BFloat16* keys, int64_t n, int64_t D,
     for (int x = 0; x < 4 && j0 + x < n; ++x) s[j0 + x] = out[4 * x];
   }
 }
+#else
+// 8 bfloat16 values as float32
+inline V widen(const BFloat16* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return V(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16)));
+}
+
+// s[j] = q . keys[j] for j < n, summed as torch's MKL product does (see the top), two keys per register; D a
+// multiple of 8
+inline void key_dots(const float* q, const BFloat16* keys, int64_t n, int64_t D, float* s) {
+  for (int64_t j0 = 0; j0 < n; j0 += 2) {
+    const BFloat16* first = keys + j0 * D;
+    const BFloat16* second = keys + std::min(j0 + 1, n - 1) * D;  // past the end: repeat the last
+    __m256 lanes = _mm256_setzero_ps();  // 128-bit lane x: the 4 lane sums of key j0 + x
+    for (int64_t c = 0; c < D; c += 8) {
+      const __m256 qc = _mm256_loadu_ps(q + c);
+      const __m256 p0 = _mm256_mul_ps(widen(first + c), qc), p1 = _mm256_mul_ps(widen(second + c), qc);  // exact
+      lanes = _mm256_add_ps(lanes, _mm256_permute2f128_ps(p0, p1, 0x20));  // elements c .. c + 3 of both keys
+      lanes = _mm256_add_ps(lanes, _mm256_permute2f128_ps(p0, p1, 0x31));  // then c + 4 .. c + 7
+    }
+    const __m256 halves = _mm256_add_ps(lanes, _mm256_permute_ps(lanes, 0x4E));  // (l0 + l2), (l1 + l3)
+    const __m256 dots = _mm256_add_ps(halves, _mm256_permute_ps(halves, 0xB1));  // their sum, in element 0
+    alignas(32) float out[8];
+    _mm256_store_ps(out, dots);
+    s[j0] = out[0];
+    if (j0 + 1 < n) s[j0 + 1] = out[4];
+  }
+}
+#endif
 
 // w[j] = bfloat16(e^(s[j] - top)) for j < n; returns the sum of the e's, both as torch's softmax step computes
-// them: its compiled loop takes 32 keys per turn into two accumulators (even and odd 16-key halves), a last
-// 16 keys into a third, adds them as (even + last) + odd and reduces the lanes in ATen's butterfly order; the
+// them: its compiled loop takes two vectors of keys per turn into two accumulators (even and odd halves), a last
+// vector into a third, adds them as (even + last) + odd and reduces the lanes in ATen's butterfly order; the
 // keys left over get float(exp(double)) added one by one
 inline float exp_and_sum(const float* s, int64_t n, float top, BFloat16* w) {
-  using V = at::vec::Vectorized<float>;
   const V shift(top);
-  const auto exp16 = [&](int64_t j) {
+  const auto exp_lanes = [&](int64_t j) {
     const V e = (V::loadu(s + j) - shift).fexp_u20();
-    alignas(64) float lanes[16];
+    alignas(64) float lanes[kLanes];
     e.store(lanes);
-    for (int i = 0; i < 16; ++i) w[j + i] = BFloat16(lanes[i]);
+    for (int i = 0; i < kLanes; ++i) w[j + i] = BFloat16(lanes[i]);
     return e;
   };
   V even(0.f), odd(0.f), last(0.f);
-  const int64_t pairs = n - n % 32, whole = n - n % 16;
-  for (int64_t j = 0; j < pairs; j += 32) {
-    even = even + exp16(j);
-    odd = odd + exp16(j + 16);
+  const int64_t pairs = n - n % (2 * kLanes), whole = n - n % kLanes;
+  for (int64_t j = 0; j < pairs; j += 2 * kLanes) {
+    even = even + exp_lanes(j);
+    odd = odd + exp_lanes(j + kLanes);
   }
-  if (whole > pairs) last = exp16(pairs);
+  if (whole > pairs) last = exp_lanes(pairs);
   V total = (even + last) + odd;
   float sum = at::vec::vec_reduce_all<float>([](V& x, V& y) { return x + y; }, total);
   for (int64_t j = whole; j < n; ++j) {
@@ -109,20 +142,18 @@ inline float exp_and_sum(const float* s, int64_t n, float top, BFloat16* w) {
   return sum;
 }
 
-// acc[d] += the weighted values of n keys in torch's order (see the top); D a multiple of 16
+// acc[d] += the weighted values of n keys in torch's order (see the top); D a multiple of kLanes
 inline void add_weighted_values(const BFloat16* w, const BFloat16* vals, int64_t n, int64_t D, float* acc) {
   const int64_t whole = n - n % 4;
-  for (int64_t c = 0; c < D; c += 16) {
-    __m512 a = _mm512_loadu_ps(acc + c);
+  for (int64_t c = 0; c < D; c += kLanes) {
+    V a = V::loadu(acc + c);
     for (int64_t j = 0; j < whole; j += 4) {
-      __m512 p[4];
-      for (int x = 0; x < 4; ++x)
-        p[x] = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(w[j + x])), widen(vals + (j + x) * D + c));  // exact
-      a = _mm512_add_ps(a, _mm512_add_ps(_mm512_add_ps(p[0], p[2]), _mm512_add_ps(p[1], p[3])));
+      V p[4];
+      for (int x = 0; x < 4; ++x) p[x] = V(static_cast<float>(w[j + x])) * widen(vals + (j + x) * D + c);  // exact
+      a = a + ((p[0] + p[2]) + (p[1] + p[3]));
     }
-    for (int64_t j = n - 1; j >= whole; --j)
-      a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(w[j])), widen(vals + j * D + c)));
-    _mm512_storeu_ps(acc + c, a);
+    for (int64_t j = n - 1; j >= whole; --j) a = a + V(static_cast<float>(w[j])) * widen(vals + j * D + c);
+    a.store(acc + c);
   }
 }
 
@@ -162,6 +193,7 @@ inline void attend_one(const float* q, const BFloat16* keys, const BFloat16* val
 }
 #else
 constexpr bool kTorchAttentionOrder = false;
+constexpr int64_t kLanes = 1;
 inline void attend_one(const float*, const BFloat16*, const BFloat16*, const float*, int64_t, int64_t, float, float*) {}
 #endif
 
@@ -238,7 +270,7 @@ inline MaskRows mask_rows(const at::Tensor& mask, int64_t B) {
 // left-padding masks where the model passes a mask. Once per (rows, heads, kv heads, head size, mask dtype, threads).
 inline bool reproduces_torch(int64_t B, int64_t H, int64_t Hkv, int64_t D, const at::Tensor& mask) {
   // (a boolean mask means "attend" where true; ours takes additive masks only)
-  if (!kTorchAttentionOrder || D % 16 != 0 || H % Hkv != 0 || (mask.defined() && !at::isFloatingType(mask.scalar_type())))
+  if (!kTorchAttentionOrder || D % kLanes != 0 || H % Hkv != 0 || (mask.defined() && !at::isFloatingType(mask.scalar_type())))
     return false;
   static std::mutex lock;
   static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int, int>, bool> found;

@@ -1,6 +1,7 @@
 // bfloat16 linears that equal torch's bit for bit: gemv.h's `run_bf16` with the K chunk torch uses for the
-// shape, found once per (rows, outputs, inputs, bias, threads) by probing torch on this machine, and torch's
-// own linear for a shape no chunk reproduces (or a build without AVX512_BF16).
+// shape (AVX512_BF16 builds; AVX2 builds have one candidate, torch's per-output dot order), found once per (rows,
+// outputs, inputs, bias, threads) by probing torch on this machine, and torch's own linear for a shape nothing
+// reproduces (or a build with neither).
 //
 // The probe's weight rows are mirrored, [v, -v], against an input [u, u]: the exact sum is zero, so what
 // comes out is the float32 rounding error of the partial sums, which any other order changes in nearly every
@@ -65,8 +66,12 @@ inline bool reproduces(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 // without a bias) at the current thread count; 0 where none does (then torch's linear is used).
 inline int64_t torch_chunk(int64_t M, int64_t N, int64_t K, bool bias) {
   // torch hands a product to oneDNN only above 16^3 multiply-adds (M * K * N); smaller ones go to MKL or its own
-  // loops, whose order is another (a probe on mirrored data once matched one of them by chance)
-  if (!formers_gemv::kTorchOrderBf16 || M * N * K <= 16 * 16 * 16) return 0;
+  // loops, whose order is another (a probe on mirrored data once matched one of them by chance). AVX2 builds have
+  // one candidate, the dot-product order of torch's own loop (gemv.h, kDotOrder).
+  if (!formers_gemv::kBf16Products || (formers_gemv::kTorchOrderBf16 && M * N * K <= 16 * 16 * 16)) return 0;
+  // torch's loop there gives each output the same dot product whatever the row count: probing 8 rows stands for
+  // more (a prefill's rows) and keeps the probe's cost that of a decode step's
+  if (formers_gemv::kTorchDotOrderBf16) M = std::min<int64_t>(M, 8);
   static std::mutex lock;
   static std::map<std::tuple<int64_t, int64_t, int64_t, bool, int>, int64_t> found;
   const auto key = std::make_tuple(M, N, K, bias, at::get_num_threads());
@@ -88,7 +93,9 @@ inline int64_t torch_chunk(int64_t M, int64_t N, int64_t K, bool bias) {
   }
   int64_t chunk = 0;
   bool whole = false;  // a chunk of K or more was tried: every longer one is the same single chain
-  for (int64_t candidate : {512, 1024, 256, 2048, 128, 4096, 64, 32}) {
+  const std::vector<int64_t> candidates = formers_gemv::kTorchOrderBf16
+      ? std::vector<int64_t>{512, 1024, 256, 2048, 128, 4096, 64, 32} : std::vector<int64_t>{formers_gemv::kDotOrder};
+  for (int64_t candidate : candidates) {
     if (candidate >= K && std::exchange(whole, true)) continue;
     if (reproduces(x, w, b, expected, candidate) && reproduces(random_x, random_w, b, random_expected, candidate)) {
       chunk = candidate;
@@ -110,7 +117,7 @@ void linear(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>&
   for (size_t i = 0; i < ws.size(); ++i) {
     const int64_t N = ws[i].size(0);
     const int64_t chunk = torch_chunk(M, N, K, biases[i] != nullptr);
-    if (chunk > 0) {
+    if (chunk != 0) {  // (0: torch's own linear)
       formers_gemv::Job job{ws[i].data_ptr(), biases[i], outs[i], N, 0};
       job.chunk = chunk;
       jobs.push_back(job);

@@ -21,16 +21,17 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 HEADERS = [Path(__file__).with_name(name) for name in ("attention.h", "attention_bf16.h", "bf16_match.h", "gemv.h", "decode_layer.h", "pool.h", "quant.h", "moe.h", "rotary.h", "torch_steps.h")]
-# AVX-512 builds use ATen's AVX-512 vector functions (attention_bf16.h, torch_steps.h): the ones torch's own kernels
-# run here
+# Builds use ATen's vector functions of their width (attention_bf16.h, torch_steps.h): the ones torch's own kernels
+# run on such a CPU
 _ATEN_AVX512 = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
+_ATEN_AVX2 = ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
 _ISA_FLAGS = {
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", *_ATEN_AVX512],
     "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c",
                    *_ATEN_AVX512],
     "avx512bf16": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mavx2",
                    "-mfma", "-mf16c", *_ATEN_AVX512],
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c", *_ATEN_AVX2],
     "generic": [],
 }
 _state: dict[str, ModuleType | None] = {}

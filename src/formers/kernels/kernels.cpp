@@ -22,9 +22,11 @@ std::vector<at::Tensor> gemv_group(const at::Tensor& x, const std::vector<at::Te
   TORCH_CHECK(x.dim() >= 1, "gemv: x must have a feature dimension");
   TORCH_CHECK(weights.size() == biases.size() && !weights.empty(), "gemv: one bias slot per weight");
   const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K;
-  TORCH_CHECK(M >= 1 && M <= 8, "gemv: x must hold 1 to 8 rows, got ", M);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   const auto wdtype = weights[0].scalar_type();
+  // bfloat16 in torch's per-output dot order (AVX2 builds) takes any number of rows: prefill too
+  const bool any_rows = formers_gemv::kTorchDotOrderBf16 && wdtype == at::kBFloat16 && x.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(M >= 1 && (M <= 8 || any_rows), "gemv: x must hold 1 to 8 rows, got ", M);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   TORCH_CHECK(wdtype == at::kFloat || wdtype == at::kBFloat16, "gemv: weights must be float32 or bfloat16");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "gemv: x must be float32 or bfloat16");
   at::Tensor xf = x.to(at::kFloat).contiguous();  // no copy when x is float32 and contiguous
@@ -373,7 +375,7 @@ at::Tensor bf16_attention(const at::Tensor& q, const at::Tensor& k_cache, const 
 
 // torch_steps.h's SiLU of bfloat16 x, always ours (no check against torch): what the tests compare with torch
 at::Tensor bf16_silu(const at::Tensor& x) {
-  TORCH_CHECK(formers_bf16::kTorchSteps, "bf16_silu: this build has no AVX-512 kernels");
+  TORCH_CHECK(formers_bf16::kTorchSteps, "bf16_silu: this build has no ATen vector kernels");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16, "bf16_silu: bfloat16 input");
   at::Tensor y = x.to(at::kFloat).contiguous();
   formers_bf16::silu_like_torch(y.data_ptr<float>(), y.numel(), y.data_ptr<float>());
@@ -406,7 +408,8 @@ const char* isa() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
   m.def("bf16_torch_chunk", &formers_bf16::torch_chunk,
-        "the K chunk with which bfloat16 products reproduce torch's for (rows, outputs, inputs, bias); 0: torch's own");
+        "the K chunk with which bfloat16 products reproduce torch's for (rows, outputs, inputs, bias); 0: torch's own, "
+        "-1: torch's per-output dot order (AVX2)");
   m.def("bf16_attention_reproduces_torch",
         [](int64_t B, int64_t H, int64_t Hkv, int64_t D, const c10::optional<at::Tensor>& mask) {
           return formers_bf16::reproduces_torch(B, H, Hkv, D, mask.has_value() ? *mask : at::Tensor());

@@ -26,7 +26,7 @@ _DTYPES = (torch.float32, torch.bfloat16)
 # for bit; the fused bfloat16 layer does the same for its attention, norms and SiLU (attention_bf16.h,
 # torch_steps.h). Any other order moves a few outputs one bfloat16 step and greedy runs part from 4.45.2's at
 # near-ties. On by default where the build has AVX512_BF16 (its dot-product instruction is what torch sums with
-# there); FORMERS_BF16_KERNELS=0 turns it off.
+# there) or is the AVX2 build (torch's own per-output dot products there); FORMERS_BF16_KERNELS=0 turns it off.
 BFLOAT16 = os.environ.get("FORMERS_BF16_KERNELS", "1") != "0"
 _kernels = None  # the loaded module once the first eligible call built it; False when it cannot be built
 
@@ -43,16 +43,20 @@ def kernels_available() -> bool:
     return bool(_module())
 
 
-_torch_order: bool | None = None  # torch_order_bfloat16's answer, once asked
+_isa: str | None = None  # the loaded build's instruction set ("" without kernels), once asked
+
+
+def _build_isa() -> str:
+    global _isa
+    if _isa is None:
+        kernels = _module()
+        _isa = kernels.isa() if kernels else ""
+    return _isa
 
 
 def torch_order_bfloat16() -> bool:
-    """Whether this build sums bfloat16 products in torch's order (AVX512_BF16; kernels/bf16_match.h)."""
-    global _torch_order
-    if _torch_order is None:
-        kernels = _module()
-        _torch_order = bool(kernels) and kernels.isa() == "avx512bf16"
-    return _torch_order
+    """Whether this build sums bfloat16 products in torch's order (AVX512_BF16 or AVX2; kernels/bf16_match.h)."""
+    return _build_isa() in ("avx512bf16", "avx2")
 
 
 def kernel_dtypes() -> tuple[torch.dtype, ...]:
@@ -60,12 +64,18 @@ def kernel_dtypes() -> tuple[torch.dtype, ...]:
     return _DTYPES if BFLOAT16 and torch_order_bfloat16() else (torch.float32,)
 
 
+def any_rows(dtype: torch.dtype) -> bool:
+    """Whether the kernels take `dtype` activations at any row count: bfloat16 where torch's own order is one dot
+    product per output (AVX2 builds), whose bfloat16 matmul there runs at about 1 GFLOP/s, so prefill gains too."""
+    return dtype == torch.bfloat16 and BFLOAT16 and _build_isa() == "avx2"
+
+
 def _eligible(x: Tensor, weight: Tensor) -> bool:
     if torch.compiler.is_compiling():  # first: a traced graph must not guard on the symbolic sizes below
         return False
     return (x.dtype in kernel_dtypes() and weight.dtype == x.dtype and x.is_cpu and weight.is_cpu
-            and x.numel() <= MAX_ROWS * x.shape[-1] and x.numel() > 0 and weight.is_contiguous()
-            and not torch.is_grad_enabled())
+            and (x.numel() <= MAX_ROWS * x.shape[-1] or any_rows(x.dtype)) and x.numel() > 0
+            and weight.is_contiguous() and not torch.is_grad_enabled())
 
 
 def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:

@@ -1,7 +1,8 @@
 // Two small steps of the bfloat16 module path computed as torch's CPU kernels compute them, without ATen calls
 // per layer (a dispatch each, ~10 per layer):
-//  - SiLU: in float32, x / (1 + exp(-x)) with ATen's vector exp (Sleef's, 1 ulp) over whole 64-value stretches
-//    (its loop takes two 32-value vectors per turn), the rest with std::exp, each result rounded to bfloat16;
+//  - SiLU: in float32, x / (1 + exp(-x)) with ATen's vector exp (Sleef's, 1 ulp) over whole stretches of two
+//    bfloat16 vectors (its loop takes two per turn: 64 values with AVX-512, 32 with AVX2), the rest with std::exp,
+//    each result rounded to bfloat16;
 //  - RMSNorm's mean of squares, x.pow(2).mean(-1): squares, torch's sum of a contiguous row (below), / n.
 // Each is compared with torch once per process (`reproduces_torch_*`); where it differs, or where torch would
 // split the work across threads, the caller keeps torch's call.
@@ -16,7 +17,7 @@
 #include <mutex>
 #include <vector>
 
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
 #include <ATen/cpu/vec/vec.h>
 #endif
 
@@ -25,14 +26,14 @@
 
 namespace formers_bf16 {
 
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
 constexpr bool kTorchSteps = true;
 
 // y[i] = bfloat16(silu(x[i])) for n values x that hold bfloat16 values (as float32); y may be x
 inline void silu_like_torch(const float* x, int64_t n, float* y) {
   using V = at::vec::Vectorized<float>;
   const V one(1.f);
-  const int64_t whole = n - n % 64;
+  const int64_t stretch = 2 * at::vec::Vectorized<BFloat16>::size(), whole = n - n % stretch;
   for (int64_t i = 0; i < whole; i += V::size()) {
     const V v = V::loadu(x + i);
     alignas(64) float lanes[V::size()];

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels.linear import MAX_ROWS, small_batch_linear
+from ..kernels.linear import MAX_ROWS, any_rows, small_batch_linear
 
 _onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available()
@@ -33,7 +33,7 @@ class Linear(nn.Linear):
         weight, bias = self.weight, self.bias
         if torch.compiler.is_compiling():  # inductor: F.linear (and no guards on the traced sizes)
             return F.linear(x, weight, bias)
-        if x.shape[-1] * MAX_ROWS >= x.numel():  # decoding a few rows: formers' GEMV kernels (kernels/linear.py)
+        if x.shape[-1] * MAX_ROWS >= x.numel() or any_rows(x.dtype):  # decoding a few rows: formers' GEMV kernels
             out = small_batch_linear(x, weight, bias)
             if out is not None:
                 return out
