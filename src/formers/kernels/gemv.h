@@ -336,8 +336,7 @@ constexpr bool kTorchOrderBf16 = false;
 // bf16_dot_with_fp32_arith, 8-lane float32 vectors): 64 values per step into eight sums, sum q lane l taking value
 // 8q + l of the step by a fused multiply-add; the sums added as a tree (q with q + 4, then q + 2, then q + 1) and
 // the lanes as a tree (lane l with l + 4, l + 2, l + 1); then 16 values at a time into one more sum, reduced the
-// same way and added; then each remaining value's product added. Bias and output rounding
-// as above. Each weight row is read front to back, so the hardware prefetcher streams it.
+// same way and added; then each remaining value's product added. Bias and output rounding as above.
 constexpr int64_t kDotOrder = -1;  // Job::chunk: this order
 
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)

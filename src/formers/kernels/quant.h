@@ -345,15 +345,18 @@ void deinterleave_group(const uint8_t* group, int64_t nb, uint8_t* raw) {
   for (int64_t r = 0; r < kGroup; ++r) deinterleave_row<F>(group, nb, r, raw + r * nb * block_bytes(F));
 }
 
+// four input bytes as one int32, to broadcast against four weights of each row
+inline int32_t word_at(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define FORMERS_INTERLEAVED_KERNEL 1
 constexpr bool kInterleavedKernel = true;
 
-inline __m512i broadcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
+inline __m512i broadcast_word(const int8_t* p) { return _mm512_set1_epi32(word_at(p)); }
 
 // one group's 16 output rows (one per lane) against the M quantized input rows from row m0 on
 template <int F, int M, typename Y>
@@ -399,11 +402,7 @@ inline void interleaved_group(const QuantizedInput& in, int64_t m0, const uint8_
 #define FORMERS_INTERLEAVED_KERNEL 1
 constexpr bool kInterleavedKernel = true;
 
-inline __m256i broadcast_word(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
+inline __m256i broadcast_word(const int8_t* p) { return _mm256_set1_epi32(word_at(p)); }
 
 // AVX2: half h (rows 8h..8h+7, one per lane) of a group against the M quantized input rows from row m0 on. maddubs
 // + madd stand in for dpbusd: Q4_0 nibbles (0..15) times int8 inputs, whose eight pair sums per lane stay within
