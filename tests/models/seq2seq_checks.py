@@ -50,15 +50,15 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def check_forward(theirs, ours, ids, mask, decoder) -> None:
     """Encoder states, decoder hidden states and attentions within 1e-5 (fp32); decoder logits within 1e-5 of
-    their largest magnitude (an untied head gives logits up to ~25, where 1e-5 is a few float32 steps: with SDPA
-    on an AVX2 machine, AMD EPYC Zen 3, the two libraries' logits land 1.2e-5 apart there)."""
+    their largest magnitude, at most 1e-4 (an untied head gives logits up to ~25, where 1e-5 is a few float32
+    steps: with SDPA on an AVX2 machine, AMD EPYC Zen 3, the two libraries' logits land 1.2e-5 apart there)."""
     with torch.no_grad():
         a = theirs(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder, output_hidden_states=True)
         b = ours(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder, output_hidden_states=True)
     real = mask.bool()[..., None]
     enc_a, enc_b = a.encoder_last_hidden_state, b.encoder_last_hidden_state
     assert max_diff(enc_a * real, enc_b * real) <= 1e-5
-    assert max_diff(a.logits, b.logits) <= 1e-5 * max(1.0, a.logits.abs().max().item())
+    assert max_diff(a.logits, b.logits) <= min(1e-4, 1e-5 * max(1.0, a.logits.abs().max().item()))
     assert len(a.decoder_hidden_states) == len(b.decoder_hidden_states)
     for x, y in zip(a.decoder_hidden_states, b.decoder_hidden_states):
         assert max_diff(x, y) <= 1e-5
