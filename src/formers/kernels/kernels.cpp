@@ -443,4 +443,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("argmax_rows", &argmax_rows, "torch.argmax(scores, -1) of float32 [N, V], on the calling thread");
   m.def("to_float32", &to_float32, "t as float32, computed on the calling thread (no OpenMP region)");
   m.def("isa", &isa, "the vector instruction set this build uses");
+  m.def("bf16_orders", [] { return std::make_pair(formers_gemv::kBf16Products, formers_gemv::kTorchDotOrderBf16); },
+        "(whether bfloat16 products sum in torch's order here, whether that order holds at any row count)");
 }

@@ -43,20 +43,20 @@ def kernels_available() -> bool:
     return bool(_module())
 
 
-_isa: str | None = None  # the loaded build's instruction set ("" without kernels), once asked
+_orders: tuple[bool, bool] | None = None  # the build's bf16_orders(), once asked
 
 
-def _build_isa() -> str:
-    global _isa
-    if _isa is None:
+def _bf16_orders() -> tuple[bool, bool]:
+    global _orders
+    if _orders is None:
         kernels = _module()
-        _isa = kernels.isa() if kernels else ""
-    return _isa
+        _orders = tuple(kernels.bf16_orders()) if kernels else (False, False)
+    return _orders
 
 
 def torch_order_bfloat16() -> bool:
     """Whether this build sums bfloat16 products in torch's order (AVX512_BF16 or AVX2; kernels/bf16_match.h)."""
-    return _build_isa() in ("avx512bf16", "avx2")
+    return _bf16_orders()[0]
 
 
 def kernel_dtypes() -> tuple[torch.dtype, ...]:
@@ -67,7 +67,7 @@ def kernel_dtypes() -> tuple[torch.dtype, ...]:
 def any_rows(dtype: torch.dtype) -> bool:
     """Whether the kernels take `dtype` activations at any row count: bfloat16 where torch's own order is one dot
     product per output (AVX2 builds), whose bfloat16 matmul there runs at about 1 GFLOP/s, so prefill gains too."""
-    return dtype == torch.bfloat16 and BFLOAT16 and _build_isa() == "avx2"
+    return dtype == torch.bfloat16 and BFLOAT16 and _bf16_orders()[1]
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
