@@ -180,10 +180,16 @@ struct Job {
   int64_t chunk = 0;  // bfloat16 (run_bf16): the K chunk of torch's summation order
 };
 
+constexpr int64_t kPoolRows = 8;  // input rows up to which run_chunks uses formers' pool (decoding)
+
 // rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows that the pool's
-// threads claim; `run` below and the block kernels (quant.h) share it.
+// threads claim; `run` below and the block kernels (quant.h) share it. For more than kPoolRows input rows
+// (prefill) the chunks go to torch's OpenMP threads instead, split evenly: the torch operators between
+// those products run on OpenMP too, whose threads spin after each region and took a core from the pool's
+// (a quarter of a bfloat16 prefill's samples were libgomp spinning).
 template <typename Rows>
-void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows) {
+void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows,
+                int64_t input_rows = 1) {
   auto work = [&](int64_t c0, int64_t c1) {
     size_t j = 0;
     for (int64_t c = c0; c < c1;) {
@@ -201,6 +207,8 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
   const int threads = at::get_num_threads();
   if (weight_bytes < (64 << 10) || threads == 1) {
     work(0, total_chunks);
+  } else if (input_rows > kPoolRows) {
+    at::parallel_for(0, total_chunks, 1, work);
   } else {
     // ~32 claims per thread, small enough that a preempted thread holds little, but each at least
     // kMinClaimBytes of weights: a claim moves the pool's counter between cores (about 0.15 us here), and
@@ -219,7 +227,7 @@ void run(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs, int
          int64_t weight_bytes) {
   run_chunks(jobs, total_chunks, weight_bytes, [&](const Job& job, int64_t begin, int64_t end) {
     rows_any_m(M, x, static_cast<const W*>(job.w), K, job.bias, job.scale, static_cast<Y*>(job.y), job.N, begin, end);
-  });
+  }, M);
 }
 
 
@@ -468,11 +476,11 @@ void run_bf16(const float* x, int64_t M, int64_t K, const std::vector<Job>& jobs
     with_rows(M, [&](auto m) {
       groups_bf16<decltype(m)::value>(xb, Kp, w, K, job.N, job.chunk, job.bias, y, job.N, begin, end);
     });
-  });
+  }, M);
 #elif defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
   run_chunks(jobs, total_chunks, weight_bytes, [&](const Job& job, int64_t begin, int64_t end) {
     rows_dot_bf16(x, M, static_cast<const BFloat16*>(job.w), K, job.bias, static_cast<Y*>(job.y), job.N, begin, end);
-  });
+  }, M);
 #else
   (void)x, (void)M, (void)K, (void)jobs, (void)total_chunks, (void)weight_bytes;
   TORCH_CHECK(false, "run_bf16 needs an AVX512_BF16 or AVX2 build");

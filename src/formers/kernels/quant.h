@@ -595,7 +595,7 @@ void grouped_prefill(const float* x, int64_t M, int64_t K, const uint8_t* w, int
           interleaved_group<F, decltype(rows)::value>(in, m0, group, nb, bias, y + m0 * N, N, n);
         });
     }
-  });
+  }, M);
 }
 #endif
 
@@ -690,7 +690,7 @@ inline at::Tensor linear(const at::Tensor& x, const at::Tensor& blocks, int64_t 
     formers_gemv::run_chunks(jobs, pieces, (n1 - n0) * K * 4, [&](const formers_gemv::Job&, int64_t b, int64_t e) {
       if (format == kQ8_0) dequantize_any<kQ8_0>(w, K, il, n0 + b, n0 + e, c + b * K);
       else dequantize_any<kQ4_0>(w, K, il, n0 + b, n0 + e, c + b * K);
-    });
+    }, M);
     at::Tensor target = out.narrow(1, n0, n1 - n0);
     at::mm_out(target, xf, chunk.narrow(0, 0, n1 - n0).t());
   }
