@@ -142,18 +142,22 @@ inline float exp_and_sum(const float* s, int64_t n, float top, BFloat16* w) {
   return sum;
 }
 
-// acc[d] += the weighted values of n keys in torch's order (see the top); D a multiple of kLanes
+// acc[d] += the weighted values of n keys in torch's order (see the top); D a multiple of kLanes. Four keys at a
+// time across the whole head (their rows read once, in order; each element's additions stay in torch's order)
 inline void add_weighted_values(const BFloat16* w, const BFloat16* vals, int64_t n, int64_t D, float* acc) {
   const int64_t whole = n - n % 4;
-  for (int64_t c = 0; c < D; c += kLanes) {
-    V a = V::loadu(acc + c);
-    for (int64_t j = 0; j < whole; j += 4) {
+  for (int64_t j = 0; j < whole; j += 4) {
+    V weight[4];
+    for (int x = 0; x < 4; ++x) weight[x] = V(static_cast<float>(w[j + x]));
+    for (int64_t c = 0; c < D; c += kLanes) {
       V p[4];
-      for (int x = 0; x < 4; ++x) p[x] = V(static_cast<float>(w[j + x])) * widen(vals + (j + x) * D + c);  // exact
-      a = a + ((p[0] + p[2]) + (p[1] + p[3]));
+      for (int x = 0; x < 4; ++x) p[x] = weight[x] * widen(vals + (j + x) * D + c);  // exact
+      (V::loadu(acc + c) + ((p[0] + p[2]) + (p[1] + p[3]))).store(acc + c);
     }
-    for (int64_t j = n - 1; j >= whole; --j) a = a + V(static_cast<float>(w[j])) * widen(vals + j * D + c);
-    a.store(acc + c);
+  }
+  for (int64_t j = n - 1; j >= whole; --j) {
+    const V weight(static_cast<float>(w[j]));
+    for (int64_t c = 0; c < D; c += kLanes) (V::loadu(acc + c) + weight * widen(vals + j * D + c)).store(acc + c);
   }
 }
 
