@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pytest
@@ -121,7 +122,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", INVALID, ids=[str(k) for k in INVALID])
+@pytest.mark.parametrize("kwargs", INVALID, ids=[re.sub(r" at 0x[0-9a-f]+", "", str(k)) for k in INVALID])  # no addresses
 def test_invalid_configs_raise_where_transformers_raises(kwargs):
     with pytest.raises(ValueError):
         _quiet(transformers.GenerationConfig, **kwargs)
