@@ -4,7 +4,7 @@
 // exponentiated weights, then their weighted sum of V; the ranges are merged per head at the end (`attend`).
 // With AVX-512 the scores of 16 keys come out of one pass (16 accumulators, then one 16-way transposing sum
 // instead of 16 horizontal sums), and the exponentials run 16 lanes at a time with a vector exp accurate to
-// about one ulp. float32 results differ from torch's only by summation order and that last ulp.
+// about one ulp; AVX2 does the same 8 keys and 8 lanes at a time. float32 results differ from torch's only by summation order and that last ulp.
 #pragma once
 #include <torch/extension.h>
 
@@ -59,6 +59,31 @@ inline __m512 vexp(__m512 x) {
   for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
   return _mm512_scalef_ps(p, n);
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// lane i of the result = the sum of the lanes of a[i], for 8 vectors
+inline __m256 transposed_sums(const __m256* a) {
+  const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));  // keys 0-3, per half
+  const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));  // keys 4-7
+  return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
+}
+
+// e^x lane by lane as the AVX-512 vexp computes it; 2^n is applied as two powers of two (n / 2 each way), so that
+// results below the normal range (down to 0) and above it (+inf) come out as scalef gives them
+inline __m256 vexp(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(89.f), _mm256_max_ps(_mm256_set1_ps(-110.f), x));  // NaN (second operand) passes
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: exact n * hi
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+  const __m256i whole = _mm256_cvtps_epi32(n);
+  const __m256i half = _mm256_srai_epi32(whole, 1), rest = _mm256_sub_epi32(whole, half);
+  const auto power = [](__m256i e) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+  };
+  return _mm256_mul_ps(_mm256_mul_ps(p, power(half)), power(rest));
+}
 #endif
 
 // p[s] = scale * q . K[s] + mask[s] for s < S (mask may be null)
@@ -78,6 +103,21 @@ void key_scores(const float* q, const T* keys, int64_t S, int64_t D, float scale
       __m512 dots = _mm512_mul_ps(transposed_sums(acc), _mm512_set1_ps(scale));
       if (mask != nullptr) dots = _mm512_add_ps(dots, _mm512_loadu_ps(mask + s));
       _mm512_storeu_ps(p + s, dots);
+    }
+  }
+#elif defined(__AVX2__) && defined(__FMA__)
+  using namespace formers_gemv;
+  if (D % kLanes == 0) {
+    for (; s + 8 <= S; s += 8) {
+      __m256 acc[8];
+      for (auto& a : acc) a = _mm256_setzero_ps();
+      for (int64_t d = 0; d < D; d += kLanes) {
+        const __m256 qd = vload(q + d);
+        for (int i = 0; i < 8; ++i) acc[i] = vfma(qd, vload(keys + (s + i) * D + d), acc[i]);
+      }
+      __m256 dots = _mm256_mul_ps(transposed_sums(acc), _mm256_set1_ps(scale));
+      if (mask != nullptr) dots = _mm256_add_ps(dots, _mm256_loadu_ps(mask + s));
+      _mm256_storeu_ps(p + s, dots);
     }
   }
 #endif
@@ -104,6 +144,24 @@ inline float exp_weights(float* p, int64_t S, float* total) {
   const __m512 e = _mm512_maskz_mov_ps(tail, vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + whole), shift)));
   _mm512_mask_storeu_ps(p + whole, tail, e);
   *total = _mm512_reduce_add_ps(_mm512_add_ps(sum, e));
+#elif defined(__AVX2__) && defined(__FMA__)
+  const int64_t whole = S - S % 8;
+  __m256 tops = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t s = 0; s < whole; s += 8) tops = _mm256_max_ps(tops, _mm256_loadu_ps(p + s));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, tops);
+  float top = *std::max_element(lanes, lanes + 8);
+  for (int64_t s = whole; s < S; ++s) top = std::max(top, p[s]);
+  const float shift = std::isinf(top) && top < 0 ? 0.f : top;
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t s = 0; s < whole; s += 8) {
+    const __m256 e = vexp(_mm256_sub_ps(_mm256_loadu_ps(p + s), _mm256_set1_ps(shift)));
+    sum = _mm256_add_ps(sum, e);
+    _mm256_storeu_ps(p + s, e);
+  }
+  float rest = 0.f;
+  for (int64_t s = whole; s < S; ++s) rest += (p[s] = std::exp(p[s] - shift));
+  *total = formers_gemv::vsum(sum) + rest;
 #else
   const float top = *std::max_element(p, p + S);
   const float shift = std::isinf(top) && top < 0 ? 0.f : top;
