@@ -2,9 +2,10 @@
 //
 // Per (row, kv head, range of keys): scores = scale * q . K + mask for every query head sharing that kv head,
 // exponentiated weights, then their weighted sum of V; the ranges are merged per head at the end (`attend`).
-// With AVX-512 the scores of 16 keys come out of one pass (16 accumulators, then one 16-way transposing sum
-// instead of 16 horizontal sums), and the exponentials run 16 lanes at a time with a vector exp accurate to
-// about one ulp; AVX2 does the same 8 keys and 8 lanes at a time. float32 results differ from torch's only by summation order and that last ulp.
+// With vectors (ATen's: 16 lanes with AVX-512, 8 with AVX2) the scores of one key per lane come out of one pass
+// (an accumulator per key, then one transposing sum instead of a horizontal sum per key), and the exponentials run
+// a vector at a time with an exp accurate to about one ulp. float32 results differ from torch's only by summation
+// order and that last ulp.
 #pragma once
 #include <torch/extension.h>
 
@@ -14,6 +15,10 @@
 #include <functional>
 #include <limits>
 #include <vector>
+
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <ATen/cpu/vec/vec.h>
+#endif
 
 #include "gemv.h"
 
@@ -31,9 +36,12 @@ inline float key_dot(const float* q, const T* key, int64_t D) {
   return dot;
 }
 
-#if defined(__AVX512F__)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+using V = at::vec::Vectorized<float>;  // 16 lanes with AVX-512, 8 with AVX2 (formers_gemv::kLanes alike)
+
+#if defined(CPU_CAPABILITY_AVX512)
 // lane i of the result = the sum of the lanes of a[i]
-inline __m512 transposed_sums(const __m512* a) {
+inline V transposed_sums(const V* a) {
   __m512 pairs[8], quads[4];
   for (int i = 0; i < 8; ++i)  // per 128-bit lane: (a[2i], a[2i+1], a[2i], a[2i+1]) partial sums
     pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
@@ -47,36 +55,17 @@ inline __m512 transposed_sums(const __m512* a) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(q01, q23, 0x88), _mm512_shuffle_f32x4(q01, q23, 0xDD));
 }
 
-// e^x lane by lane: 2^n * e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r by its degree-7 Taylor polynomial
-// (truncation error below 1e-8 relative); NaN stays NaN, -inf gives 0, overflow +inf
-inline __m512 vexp(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-110.f), x));  // NaN (second operand) passes
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: exact n * hi
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-  __m512 p = _mm512_set1_ps(1.f / 5040);
-  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-// lane i of the result = the sum of the lanes of a[i], for 8 vectors
-inline __m256 transposed_sums(const __m256* a) {
+// p * 2^n for whole numbers n, rounded once (below the normal range down to 0, above it +inf)
+inline V times_power_of_two(V p, V n) { return _mm512_scalef_ps(p, n); }
+#else
+inline V transposed_sums(const V* a) {
   const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));  // keys 0-3, per half
   const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));  // keys 4-7
   return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
 }
 
-// e^x lane by lane as the AVX-512 vexp computes it; 2^n is applied as two powers of two (n / 2 each way), so that
-// results below the normal range (down to 0) and above it (+inf) come out as scalef gives them
-inline __m256 vexp(__m256 x) {
-  x = _mm256_min_ps(_mm256_set1_ps(89.f), _mm256_max_ps(_mm256_set1_ps(-110.f), x));  // NaN (second operand) passes
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: exact n * hi
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-  __m256 p = _mm256_set1_ps(1.f / 5040);
-  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+// as scalef: 2^n applied as two exact powers of two (n / 2 each way), the first product exact, the second rounded
+inline V times_power_of_two(V p, V n) {
   const __m256i whole = _mm256_cvtps_epi32(n);
   const __m256i half = _mm256_srai_epi32(whole, 1), rest = _mm256_sub_epi32(whole, half);
   const auto power = [](__m256i e) {
@@ -86,38 +75,37 @@ inline __m256 vexp(__m256 x) {
 }
 #endif
 
+// e^x lane by lane: 2^n * e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r by its degree-7 Taylor polynomial
+// (truncation error below 1e-8 relative); NaN stays NaN, -inf gives 0, overflow +inf
+inline V vexp(V x) {
+  x = at::vec::clamp(x, V(-110.f), V(89.f));  // NaN passes
+  const V n = (x * V(1.44269504088896341f)).round();
+  V r = at::vec::fmadd(n, V(-0.693145751953125f), x);  // ln 2 in two parts: exact n * hi
+  r = at::vec::fmadd(n, V(-1.428606765330187e-06f), r);
+  V p(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = at::vec::fmadd(p, r, V(c));
+  return times_power_of_two(p, n);
+}
+#endif
+
 // p[s] = scale * q . K[s] + mask[s] for s < S (mask may be null)
 template <typename T>
 void key_scores(const float* q, const T* keys, int64_t S, int64_t D, float scale, const float* mask, float* p) {
   int64_t s = 0;
-#if defined(__AVX512F__)
-  using namespace formers_gemv;
-  if (D % kLanes == 0) {
-    for (; s + 16 <= S; s += 16) {
-      __m512 acc[16];
-      for (auto& a : acc) a = _mm512_setzero_ps();
-      for (int64_t d = 0; d < D; d += kLanes) {
-        const __m512 qd = vload(q + d);
-        for (int i = 0; i < 16; ++i) acc[i] = vfma(qd, vload(keys + (s + i) * D + d), acc[i]);
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  using formers_gemv::vload;
+  constexpr int keys_per_pass = V::size();  // one score per lane
+  if (D % V::size() == 0) {
+    for (; s + keys_per_pass <= S; s += keys_per_pass) {
+      V acc[keys_per_pass];
+      for (auto& a : acc) a = V(0.f);
+      for (int64_t d = 0; d < D; d += V::size()) {
+        const V qd = V::loadu(q + d);
+        for (int i = 0; i < keys_per_pass; ++i) acc[i] = at::vec::fmadd(qd, V(vload(keys + (s + i) * D + d)), acc[i]);
       }
-      __m512 dots = _mm512_mul_ps(transposed_sums(acc), _mm512_set1_ps(scale));
-      if (mask != nullptr) dots = _mm512_add_ps(dots, _mm512_loadu_ps(mask + s));
-      _mm512_storeu_ps(p + s, dots);
-    }
-  }
-#elif defined(__AVX2__) && defined(__FMA__)
-  using namespace formers_gemv;
-  if (D % kLanes == 0) {
-    for (; s + 8 <= S; s += 8) {
-      __m256 acc[8];
-      for (auto& a : acc) a = _mm256_setzero_ps();
-      for (int64_t d = 0; d < D; d += kLanes) {
-        const __m256 qd = vload(q + d);
-        for (int i = 0; i < 8; ++i) acc[i] = vfma(qd, vload(keys + (s + i) * D + d), acc[i]);
-      }
-      __m256 dots = _mm256_mul_ps(transposed_sums(acc), _mm256_set1_ps(scale));
-      if (mask != nullptr) dots = _mm256_add_ps(dots, _mm256_loadu_ps(mask + s));
-      _mm256_storeu_ps(p + s, dots);
+      V dots = transposed_sums(acc) * V(scale);
+      if (mask != nullptr) dots = dots + V::loadu(mask + s);
+      dots.store(p + s);
     }
   }
 #endif
@@ -127,48 +115,29 @@ void key_scores(const float* q, const T* keys, int64_t S, int64_t D, float scale
 // p[0 .. S) = exp(p - top) in place, top = max p (returned); their sum goes to *total. Where every p is -inf the
 // weights are 0 (a piece of keys all masked away), not NaN.
 inline float exp_weights(float* p, int64_t S, float* total) {
-#if defined(__AVX512F__)
-  const int64_t whole = S - S % 16;
-  const __mmask16 tail = static_cast<__mmask16>((1u << (S % 16)) - 1);
-  __m512 tops = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t s = 0; s < whole; s += 16) tops = _mm512_max_ps(tops, _mm512_loadu_ps(p + s));
-  tops = _mm512_mask_max_ps(tops, tail, tops, _mm512_maskz_loadu_ps(tail, p + whole));
-  const float top = _mm512_reduce_max_ps(tops);
-  const __m512 shift = _mm512_set1_ps(std::isinf(top) && top < 0 ? 0.f : top);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t s = 0; s < whole; s += 16) {
-    const __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(p + s), shift));
-    sum = _mm512_add_ps(sum, e);
-    _mm512_storeu_ps(p + s, e);
-  }
-  const __m512 e = _mm512_maskz_mov_ps(tail, vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + whole), shift)));
-  _mm512_mask_storeu_ps(p + whole, tail, e);
-  *total = _mm512_reduce_add_ps(_mm512_add_ps(sum, e));
-#elif defined(__AVX2__) && defined(__FMA__)
-  const int64_t whole = S - S % 8;
-  __m256 tops = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t s = 0; s < whole; s += 8) tops = _mm256_max_ps(tops, _mm256_loadu_ps(p + s));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, tops);
-  float top = *std::max_element(lanes, lanes + 8);
+  int64_t whole = 0;
+  float top = -std::numeric_limits<float>::infinity(), sum = 0.f;
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  whole = S - S % V::size();
+  V tops(top);
+  for (int64_t s = 0; s < whole; s += V::size()) tops = at::vec::maximum(tops, V::loadu(p + s));
+  alignas(64) float lanes[V::size()];
+  tops.store(lanes);
+  top = *std::max_element(lanes, lanes + V::size());
+#endif
   for (int64_t s = whole; s < S; ++s) top = std::max(top, p[s]);
   const float shift = std::isinf(top) && top < 0 ? 0.f : top;
-  __m256 sum = _mm256_setzero_ps();
-  for (int64_t s = 0; s < whole; s += 8) {
-    const __m256 e = vexp(_mm256_sub_ps(_mm256_loadu_ps(p + s), _mm256_set1_ps(shift)));
-    sum = _mm256_add_ps(sum, e);
-    _mm256_storeu_ps(p + s, e);
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  V sums(0.f);
+  for (int64_t s = 0; s < whole; s += V::size()) {
+    const V e = vexp(V::loadu(p + s) - V(shift));
+    sums = sums + e;
+    e.store(p + s);
   }
-  float rest = 0.f;
-  for (int64_t s = whole; s < S; ++s) rest += (p[s] = std::exp(p[s] - shift));
-  *total = formers_gemv::vsum(sum) + rest;
-#else
-  const float top = *std::max_element(p, p + S);
-  const float shift = std::isinf(top) && top < 0 ? 0.f : top;
-  float sum = 0.f;
-  for (int64_t s = 0; s < S; ++s) sum += (p[s] = std::exp(p[s] - shift));
-  *total = sum;
+  sum = formers_gemv::vsum(sums);
 #endif
+  for (int64_t s = whole; s < S; ++s) sum += (p[s] = std::exp(p[s] - shift));
+  *total = sum;
   return top;
 }
 
