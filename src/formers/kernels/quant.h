@@ -114,6 +114,15 @@ void quantize_input(const float* x, int64_t M, int64_t K, QuantizedInput& out) {
 #if defined(__AVX512F__)
     const __m512 a = _mm512_loadu_ps(v), b = _mm512_loadu_ps(v + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+#elif defined(__AVX2__)
+    __m256 part[4], top = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      part[j] = _mm256_loadu_ps(v + 8 * j);
+      top = _mm256_max_ps(top, _mm256_andnot_ps(_mm256_set1_ps(-0.f), part[j]));  // |v|
+    }
+    __m128 top4 = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
+    top4 = _mm_max_ps(top4, _mm_movehl_ps(top4, top4));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(top4, _mm_movehdup_ps(top4)));
 #else
     float amax = 0.f;
     for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
@@ -124,6 +133,13 @@ void quantize_input(const float* x, int64_t M, int64_t K, QuantizedInput& out) {
     const __m512 s = _mm512_set1_ps(inv);  // cvtps rounds to nearest even (the default MXCSR mode)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, s))));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, s))));
+#elif defined(__AVX2__)
+    __m256i whole[4];  // cvtps rounds to nearest even, as nearbyint in the default mode; |values| <= 127
+    for (int j = 0; j < 4; ++j) whole[j] = _mm256_cvtps_epi32(_mm256_mul_ps(part[j], _mm256_set1_ps(inv)));
+    // the packs work per 128-bit half: values 0-3 8-11 16-19 24-27 | 4-7 12-15 20-23 28-31, put back in order
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(whole[0], whole[1]), _mm256_packs_epi32(whole[2], whole[3]));
+    const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
 #else
     for (int j = 0; j < kBlock; ++j) q[j] = static_cast<int8_t>(std::nearbyint(v[j] * inv));
 #endif
