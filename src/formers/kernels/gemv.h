@@ -180,13 +180,33 @@ struct Job {
   int64_t chunk = 0;  // bfloat16 (run_bf16): the K chunk of torch's summation order
 };
 
-constexpr int64_t kPoolRows = 8;  // input rows up to which run_chunks uses formers' pool (decoding)
+constexpr int64_t kPoolRows = 8;  // input rows up to which a fused decode step's products use formers' pool
 
-// rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows that the pool's
-// threads claim; `run` below and the block kernels (quant.h) share it. For more than kPoolRows input rows
-// (prefill) the chunks go to torch's OpenMP threads instead, split evenly: the torch operators between
-// those products run on OpenMP too, whose threads spin after each region and took a core from the pool's
-// (a quarter of a bfloat16 prefill's samples were libgomp spinning).
+// Set while this thread runs a fused decode step (kernels.cpp: decode_layer, decode_stack, moe_layer), whose
+// products have no torch operator between them
+inline thread_local bool t_fused_step = false;
+
+class FusedStep {  // marks one fused decode step on this thread
+ public:
+  FusedStep() : outer_(t_fused_step) { t_fused_step = true; }
+  ~FusedStep() { t_fused_step = outer_; }
+
+ private:
+  bool outer_;
+};
+
+// A product outside a fused step that follows a pool job this closely takes the pool too: the LM head after a
+// fused decode_stack (~0.1 ms of Python between them). Layers run module by module never use the pool, so their
+// products always go to OpenMP.
+constexpr auto kPoolStillWarm = std::chrono::microseconds(1000);
+
+// rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows; `run` below and the
+// block kernels (quant.h) share it. Inside a fused decode step (up to kPoolRows input rows) formers' pool's threads
+// claim the chunks. Everywhere else (prefill, and products called one by one between torch operators: layers run
+// module by module) the chunks go to torch's OpenMP threads, split evenly: the torch operators around those
+// products run on OpenMP too, whose threads spin for a while after each region and took a core from the pool's (a
+// quarter of a bfloat16 prefill's samples, a third of a Gemma2 decode's were libgomp spinning). An OpenMP region
+// next to fused steps costs as much the other way: its threads then spin through the next step.
 template <typename Rows>
 void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows,
                 int64_t input_rows = 1) {
@@ -207,7 +227,7 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
   const int threads = at::get_num_threads();
   if (weight_bytes < (64 << 10) || threads == 1) {
     work(0, total_chunks);
-  } else if (input_rows > kPoolRows) {
+  } else if (input_rows > kPoolRows || !(t_fused_step || formers_pool::ran_within(kPoolStillWarm))) {
     at::parallel_for(0, total_chunks, 1, work);
   } else {
     // ~32 claims per thread, small enough that a preempted thread holds little, but each at least

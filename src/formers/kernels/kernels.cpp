@@ -175,6 +175,7 @@ LayerWeights layer_weights(const at::Tensor& ln1, double eps1, const at::Tensor&
 at::Tensor decode_layer(const at::Tensor& hidden, const LayerWeights& W, const at::Tensor& cos, const at::Tensor& sin,
                         at::Tensor k_cache, at::Tensor v_cache, int64_t pos, const c10::optional<at::Tensor>& mask) {
   RECORD_FUNCTION("formers::decode_layer", std::vector<c10::IValue>());
+  const formers_gemv::FusedStep fused_step;
   const at::Tensor m = defined_or_empty(mask);
   const char* why = layer_misfit(hidden, W, cos, k_cache, v_cache, pos, m);
   TORCH_CHECK(why == nullptr, "decode_layer: ", why);
@@ -220,6 +221,7 @@ c10::optional<at::Tensor> decode_stack(const at::Tensor& hidden, const StackWeig
                                        const std::vector<c10::optional<at::Tensor>>& masks,
                                        const c10::optional<at::Tensor>& norm, double norm_eps) {
   RECORD_FUNCTION("formers::decode_stack", std::vector<c10::IValue>());
+  const formers_gemv::FusedStep fused_step;
   if (S.layers.empty() || masks.size() != S.layers.size() || S.cache_slots.size() != S.layers.size()) return c10::nullopt;
   const at::Tensor nw = defined_or_empty(norm);
   if (nw.defined() && (nw.scalar_type() != hidden.scalar_type() || nw.numel() != hidden.size(-1))) return c10::nullopt;
@@ -289,6 +291,7 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
                                   const c10::optional<at::Tensor>& shared_gate, int64_t top_k, bool softmax_after_topk,
                                   bool renorm, double p) {
   RECORD_FUNCTION("formers::moe_layer", std::vector<c10::IValue>());
+  const formers_gemv::FusedStep fused_step;
   TORCH_CHECK(hidden.scalar_type() == at::kFloat, "moe_layer: float32 activations");
   const LayerWeights W = layer_weights(ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, {}, {}, {}, heads, kv_heads,
                                        scale);
