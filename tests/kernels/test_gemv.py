@@ -131,7 +131,9 @@ def test_quantized_linear_int8_decodes_through_kernel():
 @pytest.mark.parametrize("threads", [2, 3, 5])
 def test_pool_with_more_threads_than_cores_and_many_jobs(threads):
     """The pool (pool.h): every chunk claimed exactly once whatever the thread count and however threads are
-    descheduled (more threads than this machine's cores), over many back-to-back jobs of several sizes."""
+    descheduled (more threads than this machine's cores), over many back-to-back jobs of several sizes. Products
+    take the pool inside fused decode steps (`gemv_on_pool` is one such product on its own) and torch's OpenMP
+    threads elsewhere (`small_batch_linear`): both ways."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -147,9 +149,10 @@ def _pool_jobs(seed: int) -> None:
         w = torch.randn(n, 300, generator=gen)
         x = torch.randn(rows, 300, generator=gen)
         want = torch.nn.functional.linear(x, w)
-        for i in range(40):  # alternating signs: a chunk left unwritten would hold the last job's values
+        for i in range(80):  # alternating signs: a chunk left unwritten would hold the last job's values
             sign = 1.0 if i % 2 == 0 else -1.0
-            got = kernel_linear.small_batch_linear(x * sign, w, None)
+            product = kernel_linear._module().gemv_on_pool if i % 4 < 2 else kernel_linear.small_batch_linear
+            got = product(x * sign, w, None)
             assert got is not None and (got - want * sign).abs().max().item() <= 1e-4
 
 

@@ -69,6 +69,12 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const c10::option
   return gemv_group(x, {weight}, {bias})[0];
 }
 
+// gemv with its chunks on formers' pool, as the products of a fused decode step run (the pool's tests)
+at::Tensor gemv_on_pool(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  const formers_gemv::FusedStep fused_step;
+  return gemv(x, weight, bias);
+}
+
 // x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 scheme
 at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
                      const c10::optional<at::Tensor>& bias) {
@@ -410,6 +416,7 @@ const char* isa() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv", &gemv, "y [..., N] = x [..., K] @ weight [N, K]^T (+ bias), at most 8 rows");
+  m.def("gemv_on_pool", &gemv_on_pool, "gemv on formers' pool, as inside a fused decode step");
   m.def("bf16_torch_chunk", &formers_bf16::torch_chunk,
         "the K chunk with which bfloat16 products reproduce torch's for (rows, outputs, inputs, bias); 0: torch's own, "
         "-1: torch's per-output dot order (AVX2)");
