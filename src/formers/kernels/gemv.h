@@ -201,12 +201,13 @@ class FusedStep {  // marks one fused decode step on this thread
 constexpr auto kPoolStillWarm = std::chrono::microseconds(1000);
 
 // rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows; `run` below and the
-// block kernels (quant.h) share it. Inside a fused decode step (up to kPoolRows input rows) formers' pool's threads
-// claim the chunks. Everywhere else (prefill, and products called one by one between torch operators: layers run
-// module by module) the chunks go to torch's OpenMP threads, split evenly: the torch operators around those
-// products run on OpenMP too, whose threads spin for a while after each region and took a core from the pool's (a
-// quarter of a bfloat16 prefill's samples, a third of a Gemma2 decode's were libgomp spinning). An OpenMP region
-// next to fused steps costs as much the other way: its threads then spin through the next step.
+// block kernels (quant.h) share it. Decoding products (up to kPoolRows input rows) are cut into claims that threads
+// take one at a time, so a thread another process holds claims little: inside a fused decode step formers' pool's
+// threads claim them; products called one by one between torch operators (layers run module by module) have torch's
+// OpenMP threads claim them. Prefill's chunks go to OpenMP split evenly. The torch operators around those products
+// run on OpenMP, whose threads spin for a while after each region and took a core from the pool's (a quarter of a
+// bfloat16 prefill's samples, a third of a Gemma2 decode's were libgomp spinning); an OpenMP region next to fused
+// steps costs as much the other way: its threads then spin through the next step.
 template <typename Rows>
 void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows,
                 int64_t input_rows = 1) {
@@ -227,7 +228,7 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
   const int threads = at::get_num_threads();
   if (weight_bytes < (64 << 10) || threads == 1) {
     work(0, total_chunks);
-  } else if (input_rows > kPoolRows || !(t_fused_step || formers_pool::ran_within(kPoolStillWarm))) {
+  } else if (input_rows > kPoolRows) {
     at::parallel_for(0, total_chunks, 1, work);
   } else {
     // ~32 claims per thread, small enough that a preempted thread holds little, but each at least
@@ -235,10 +236,18 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
     // 5 KiB claims (16 rows of a Q4_0 576-wide weight) made a SmolLM-135M Q4_0 decode step 1.6x slower
     const int64_t chunk_bytes = std::max<int64_t>(1, weight_bytes / total_chunks);
     const int64_t grain = std::max<int64_t>({1, total_chunks / (32 * threads), kMinClaimBytes / chunk_bytes});
+    const int64_t claims = (total_chunks + grain - 1) / grain;
     const std::function<void(int64_t)> some = [&](int64_t t) {
       work(t * grain, std::min(total_chunks, (t + 1) * grain));
     };
-    formers_pool::pool(threads).run((total_chunks + grain - 1) / grain, some);
+    if (t_fused_step || formers_pool::ran_within(kPoolStillWarm)) {
+      formers_pool::pool(threads).run(claims, some);
+    } else {  // the same claims, made by torch's OpenMP threads
+      std::atomic<int64_t> next{0};
+      at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < claims;) some(c);
+      });
+    }
   }
 }
 
