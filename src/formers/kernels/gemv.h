@@ -19,7 +19,9 @@
 #include "pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -183,22 +185,34 @@ struct Job {
 constexpr int64_t kPoolRows = 8;  // input rows up to which a fused decode step's products use formers' pool
 
 // Set while this thread runs a fused decode step (kernels.cpp: decode_layer, decode_stack, moe_layer), whose
-// products have no torch operator between them
+// products have no torch operator between them; and when this thread's last one ended (steady clock, ns)
 inline thread_local bool t_fused_step = false;
+inline thread_local int64_t t_fused_step_end_ns = std::numeric_limits<int64_t>::min() / 2;
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 class FusedStep {  // marks one fused decode step on this thread
  public:
   FusedStep() : outer_(t_fused_step) { t_fused_step = true; }
-  ~FusedStep() { t_fused_step = outer_; }
+  ~FusedStep() {
+    t_fused_step = outer_;
+    t_fused_step_end_ns = now_ns();
+  }
 
  private:
   bool outer_;
 };
 
-// A product outside a fused step that follows a pool job this closely takes the pool too: the LM head after a
-// fused decode_stack (~0.1 ms of Python between them). Layers run module by module never use the pool, so their
-// products always go to OpenMP.
-constexpr auto kPoolStillWarm = std::chrono::microseconds(1000);
+// A product that follows a fused step this closely takes the pool too: the LM head after decode_stack (~0.1 ms of
+// Python between them). Layers run module by module have no fused step, so their products always go to OpenMP.
+constexpr int64_t kFusedStepStillWarmNs = 1000 * 1000;
+
+inline bool in_or_after_fused_step() {
+  return t_fused_step || now_ns() - t_fused_step_end_ns < kFusedStepStillWarmNs;
+}
 
 // rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows; `run` below and the
 // block kernels (quant.h) share it. Decoding products (up to kPoolRows input rows) are cut into claims that threads
@@ -240,7 +254,7 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
     const std::function<void(int64_t)> some = [&](int64_t t) {
       work(t * grain, std::min(total_chunks, (t + 1) * grain));
     };
-    if (t_fused_step || formers_pool::ran_within(kPoolStillWarm)) {
+    if (in_or_after_fused_step()) {
       formers_pool::pool(threads).run(claims, some);
     } else {  // the same claims, made by torch's OpenMP threads
       std::atomic<int64_t> next{0};

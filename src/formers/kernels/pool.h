@@ -16,26 +16,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace formers_pool {
-
-inline int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// when the last job of any pool ended (steady clock)
-inline std::atomic<int64_t> last_job_end_ns{std::numeric_limits<int64_t>::min() / 2};
-
-// whether a pool job ended less than `window` ago
-inline bool ran_within(std::chrono::microseconds window) {
-  return now_ns() - last_job_end_ns.load(std::memory_order_relaxed) < window.count() * 1000;
-}
 
 class Pool {
  public:
@@ -76,7 +62,6 @@ class Pool {
         else std::this_thread::yield();
       }
     }
-    last_job_end_ns.store(now_ns(), std::memory_order_relaxed);
   }
 
  private:

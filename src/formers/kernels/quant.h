@@ -137,7 +137,8 @@ void quantize_input(const float* x, int64_t M, int64_t K, QuantizedInput& out) {
     __m256i whole[4];  // cvtps rounds to nearest even, as nearbyint in the default mode; |values| <= 127
     for (int j = 0; j < 4; ++j) whole[j] = _mm256_cvtps_epi32(_mm256_mul_ps(part[j], _mm256_set1_ps(inv)));
     // the packs work per 128-bit half: values 0-3 8-11 16-19 24-27 | 4-7 12-15 20-23 28-31, put back in order
-    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(whole[0], whole[1]), _mm256_packs_epi32(whole[2], whole[3]));
+    const __m256i bytes =
+        _mm256_packs_epi16(_mm256_packs_epi32(whole[0], whole[1]), _mm256_packs_epi32(whole[2], whole[3]));
     const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), ordered);
 #else
