@@ -7,6 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+try:  # quanto (the package of 4.45.2's quanto caches and QuantoConfig) compiles a C++ extension on first use:
+    # ~65 s on 2 cores in CI. Its unpacking and quantizing have a Python implementation of the same integer
+    # operations, which it falls back to itself where the extension fails; the tests take that one (same values,
+    # both sides).
+    from quanto.library import ops as _quanto_ops
+    _quanto_ops._ext_enabled = False
+except ImportError:
+    pass
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

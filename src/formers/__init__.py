@@ -27,7 +27,9 @@ _EXPORTS: dict[str, str] = {
     "WhisperTokenizer": "models.whisper", "WhisperTokenizerFast": "models.whisper",
     "AutoProcessor": "models.auto.processing_auto",
     "TorchAoConfig": "quantization", "BitsAndBytesConfig": "quantization", "GPTQConfig": "quantization",
-    "AwqConfig": "quantization",
+    "AwqConfig": "quantization", "QuantoConfig": "quantization", "HqqConfig": "quantization",
+    "AqlmConfig": "quantization", "EetqConfig": "quantization", "FbgemmFp8Config": "quantization",
+    "CompressedTensorsConfig": "quantization",
     # outputs and caches
     "CausalLMOutputWithPast": "modeling_outputs", "BaseModelOutputWithPast": "modeling_outputs",
     "Cache": "cache_utils", "DynamicCache": "cache_utils",

@@ -189,8 +189,9 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             raise CheckpointError("save_pretrained(safe_serialization=False): formers writes safetensors only")
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
-        if (getattr(self.config, "quantization_config", None) or {}).get("quant_method") == "bitsandbytes":
-            raise CheckpointError("save_pretrained: formers does not write bitsandbytes' quantized layout; save the "
+        package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
+        if package in ("bitsandbytes", "quanto"):
+            raise CheckpointError(f"save_pretrained: formers does not write {package}'s quantized layout; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
         self.config.architectures = [type(self).__name__]

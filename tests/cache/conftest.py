@@ -9,14 +9,6 @@ import torch
 
 from ..conftest import STORIES, build_oracle_checkpoint
 
-try:  # quanto (the package of 4.45.2's quanto caches) compiles a C++ extension on first use: ~65 s on 2 cores in
-    # CI. Its unpacking and quantizing have a Python implementation of the same integer operations, which it
-    # falls back to itself where the extension fails; the cache tests take that one (same values, both sides).
-    from quanto.library import ops as _quanto_ops
-    _quanto_ops._ext_enabled = False
-except ImportError:
-    pass
-
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 

@@ -6,7 +6,8 @@ from_pretrained options (transformers 4.45 names, plus one beyond 4.45):
 - `gguf_file=..., keep_quantized=True`: keep llama.cpp's Q8_0 / Q4_0 / Q4_1 / Q4_K weights quantized
   instead of dequantizing them (4.45 always dequantizes);
 - a folder saved from a quantized model reloads quantized (its config.json records how);
-- `quantization_config=BitsAndBytesConfig(...)`: the bitsandbytes package's layers, when it is installed.
+- `quantization_config=BitsAndBytesConfig(...)` / `QuantoConfig(...)`: the bitsandbytes / quanto package's
+  layers, when it is installed.
 """
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from torch import nn
 from ..errors import ConfigError
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from .bitsandbytes import as_bitsandbytes_config, bitsandbytes_installed, quantize_with_bitsandbytes
-from .config import AwqConfig, BitsAndBytesConfig, GPTQConfig, TorchAoConfig, check_quantization_config
+from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
+                     FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config)
 from .linear import QuantizedLinear
+from .quanto import as_quanto_config, quantize_with_quanto
 
-__all__ = ["AwqConfig", "BitsAndBytesConfig", "GPTQConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
+__all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
+           "GPTQConfig", "HqqConfig", "QuantoConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
            "pop_quantization", "quantized_memory_bytes"]
 
 
@@ -32,7 +36,7 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
-    bitsandbytes: BitsAndBytesConfig | None = None  # applied once the full-precision weights are in
+    package: BitsAndBytesConfig | QuantoConfig | None = None  # a package's layers, once the full-precision weights are in
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
@@ -50,9 +54,11 @@ class LoadQuantization:
 
 
     def finish(self, model: nn.Module) -> None:
-        """What runs on the loaded model: bitsandbytes' layers, if asked."""
-        if self.bitsandbytes is not None:
-            quantize_with_bitsandbytes(model, self.bitsandbytes)
+        """What runs on the loaded model: bitsandbytes' or quanto's layers, if asked."""
+        if isinstance(self.package, BitsAndBytesConfig):
+            quantize_with_bitsandbytes(model, self.package)
+        elif isinstance(self.package, QuantoConfig):
+            quantize_with_quanto(model, self.package)
 
 
 def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
@@ -70,6 +76,9 @@ def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
         if not bnb_config.is_quantizable():
             raise ConfigError("quantization_config=BitsAndBytesConfig: set load_in_8bit=True or load_in_4bit=True")
         return LoadQuantization(None, keep, bnb_config)
+    quanto_config = as_quanto_config(value)
+    if quanto_config is not None:
+        return LoadQuantization(None, keep, quanto_config)
     return LoadQuantization(check_quantization_config(value), keep)
 
 

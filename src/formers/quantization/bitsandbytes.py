@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .config import BitsAndBytesConfig
+from .swap import output_head_names, swap_linears
 
 
 def bitsandbytes_installed() -> bool:
@@ -37,12 +38,6 @@ def as_bitsandbytes_config(value: Any) -> BitsAndBytesConfig | None:
 def _skipped(name: str, skip: list[str]) -> bool:
     """A module stays in full precision when a listed name is one or more whole parts of its dotted path."""
     return any(f".{key}." in f".{name}." for key in skip)
-
-
-def _default_skip(model: nn.Module) -> list[str]:
-    """The output head (and whatever it is tied to), which 4.45 keeps in full precision."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return [name for name, module in model.named_modules() if head is not None and module is head]
 
 
 def _quantized_linear(bnb, linear: nn.Linear, config: BitsAndBytesConfig, device: torch.device) -> nn.Module:
@@ -74,14 +69,8 @@ def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> 
                           "TorchAoConfig('int8_weight_only') and TorchAoConfig('int4_weight_only')")
     import bitsandbytes as bnb
 
-    skip = list(config.llm_int8_skip_modules) if config.llm_int8_skip_modules else _default_skip(model)
-    replaced = 0
-    for name, module in list(model.named_modules()):
-        if not isinstance(module, nn.Linear) or _skipped(name, skip):
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _quantized_linear(bnb, module, config, module.weight.device))
-        replaced += 1
+    skip = list(config.llm_int8_skip_modules) if config.llm_int8_skip_modules else output_head_names(model)
+    replaced = swap_linears(model, lambda name: _skipped(name, skip),
+                            lambda linear: _quantized_linear(bnb, linear, config, linear.weight.device))
     model.config.quantization_config = config.to_dict()
     return replaced

@@ -2,9 +2,11 @@
 
 `TorchAoConfig` (transformers' name for torchao's weight-only schemes) is what formers implements
 itself, without torchao: "int8_weight_only" (per-output-channel int8) and "int4_weight_only" (int4 in
-groups of `group_size` input columns, with a scale and a zero per group). `BitsAndBytesConfig`,
-`GPTQConfig` and `AwqConfig` exist so 4.45 code imports and constructs them; loading with one raises
-a ConfigError that says what formers supports instead (`check_quantization_config`).
+groups of `group_size` input columns, with a scale and a zero per group). `BitsAndBytesConfig` and
+`QuantoConfig` run through their packages when installed (bitsandbytes.py, quanto.py). The other 4.45
+configs (GPTQ, AWQ, AQLM, EETQ, HQQ, FBGEMM FP8, compressed-tensors) exist so 4.45 code imports and
+constructs them; loading with one raises a ConfigError that says what formers supports instead
+(`check_quantization_config`).
 """
 from __future__ import annotations
 
@@ -126,6 +128,27 @@ def _torch_dtype(value: Any, field: str) -> Any:
     raise ConfigError(f"BitsAndBytesConfig: {field} must be a torch dtype or its name, got {value!r}")
 
 
+QUANTO_WEIGHTS = ("float8", "int8", "int4", "int2")
+QUANTO_ACTIVATIONS = (None, "int8", "float8")
+
+
+class QuantoConfig(_ForeignConfig):
+    """transformers 4.45's quanto settings; from_pretrained runs them through the quanto package when it is
+    installed (quantization/quanto.py)."""
+
+    quant_method, package = "quanto", "quanto"
+
+    def __init__(self, weights: str = "int8", activations: str | None = None,
+                 modules_to_not_convert: list[str] | None = None, **kwargs: Any):
+        if weights not in QUANTO_WEIGHTS:
+            raise ConfigError(f"QuantoConfig weights: expected one of {QUANTO_WEIGHTS}, got {weights!r}")
+        if activations not in QUANTO_ACTIVATIONS:
+            raise ConfigError(f"QuantoConfig activations: expected one of {QUANTO_ACTIVATIONS}, got {activations!r}")
+        settings = dict(weights=weights, activations=activations, modules_to_not_convert=modules_to_not_convert)
+        super().__init__(**settings)
+        self.__dict__.update(settings)
+
+
 class GPTQConfig(_ForeignConfig):
     quant_method, package = "gptq", "auto_gptq"
 
@@ -134,7 +157,28 @@ class AwqConfig(_ForeignConfig):
     quant_method, package = "awq", "awq"
 
 
-_FOREIGN = {cls.quant_method: cls for cls in (BitsAndBytesConfig, GPTQConfig, AwqConfig)}
+class AqlmConfig(_ForeignConfig):
+    quant_method, package = "aqlm", "aqlm"
+
+
+class EetqConfig(_ForeignConfig):
+    quant_method, package = "eetq", "eetq"
+
+
+class HqqConfig(_ForeignConfig):
+    quant_method, package = "hqq", "hqq"
+
+
+class FbgemmFp8Config(_ForeignConfig):
+    quant_method, package = "fbgemm_fp8", "fbgemm_gpu"
+
+
+class CompressedTensorsConfig(_ForeignConfig):
+    quant_method, package = "compressed-tensors", "compressed_tensors"
+
+
+_FOREIGN = {cls.quant_method: cls for cls in (BitsAndBytesConfig, QuantoConfig, GPTQConfig, AwqConfig, AqlmConfig,
+                                              EetqConfig, HqqConfig, FbgemmFp8Config, CompressedTensorsConfig)}
 
 
 def check_quantization_config(value: Any) -> TorchAoConfig | None:
@@ -160,5 +204,6 @@ def check_quantization_config(value: Any) -> TorchAoConfig | None:
                   else f"it needs the {value.package} package, which is not installed")
         raise ConfigError(f"quantization_config={type(value).__name__}: {reason}. formers quantizes weights itself "
                           "with TorchAoConfig('int8_weight_only') or TorchAoConfig('int4_weight_only', "
-                          "group_size=32), or loads llama.cpp's Q8_0/Q4_0/Q4_K GGUF files with keep_quantized=True")
+                          "group_size=32), or loads llama.cpp's Q8_0/Q4_0/Q4_K GGUF files with keep_quantized=True; "
+                          "BitsAndBytesConfig and QuantoConfig run when their packages are installed")
     raise ConfigError(f"quantization_config: expected a TorchAoConfig or its dict, got {type(value).__name__}")

@@ -1,0 +1,107 @@
+"""QuantoConfig through the installed quanto package, against transformers 4.45.2 loading the same checkpoint
+with the same QuantoConfig (its quanto integration runs on CPU), and the 4.45 configs formers does not run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import formers
+from formers.errors import CheckpointError, ConfigError
+from tests.conftest import build_oracle_checkpoint
+
+quanto = pytest.importorskip("quanto", reason="quanto is not installed (it comes with the test extra)")
+
+IDS = torch.tensor([[1, 5, 9, 33, 7, 64, 3], [1, 90, 12, 4, 77, 21, 50]])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """An untied Llama and a tied Qwen2 (biases on q/k/v)."""
+    return {"llama": build_oracle_checkpoint(tmp_path_factory.mktemp("quanto_llama"), "llama",
+                                             tie_word_embeddings=False),
+            "qwen2": build_oracle_checkpoint(tmp_path_factory.mktemp("quanto_qwen2"), "qwen2",
+                                             tie_word_embeddings=True)}
+
+
+def load_both(folder, settings: dict, **kwargs):
+    """formers' and 4.45.2's models of `folder` loaded with QuantoConfig(**settings)."""
+    import transformers
+
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=formers.QuantoConfig(**settings), **kwargs)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=transformers.QuantoConfig(**settings), **kwargs)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("weights", ["int8", "int4", "int2", "float8"])
+def test_quanto_layers_equal_transformers(checkpoints, family, weights):
+    folder = checkpoints[family]
+    ours, theirs = load_both(folder, dict(weights=weights))
+    layer = ours.model.layers[0]
+    assert type(layer.self_attn.q_proj) is quanto.QLinear and type(layer.mlp.down_proj) is quanto.QLinear
+    assert layer.self_attn.q_proj.weight.qtype is getattr(quanto, f"q{weights}")
+    assert type(theirs.model.layers[0].self_attn.q_proj) is quanto.QLinear
+    assert type(ours.lm_head) is not quanto.QLinear and ours.lm_head.weight.dtype == torch.float32
+    assert ours.config.quantization_config == {"quant_method": "quanto", "weights": weights, "activations": None,
+                                               "modules_to_not_convert": None}
+    with torch.no_grad():
+        full = formers.AutoModelForCausalLM.from_pretrained(folder)(IDS).logits
+        got, want = ours(IDS).logits, theirs(IDS).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)  # (equal here: the same quanto ops on both sides)
+    assert float((got - full).abs().max()) > 1e-4  # the weights really are quantized
+    greedy = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+
+
+def test_bfloat16_dict_form_and_modules_to_not_convert(checkpoints):
+    settings = {"weights": "int8", "modules_to_not_convert": ["lm_head", "mlp"]}
+    ours, theirs = load_both(checkpoints["llama"], settings, torch_dtype=torch.bfloat16)
+    from_dict = formers.AutoModelForCausalLM.from_pretrained(
+        checkpoints["llama"], quantization_config={"quant_method": "quanto", **settings}, torch_dtype=torch.bfloat16)
+    for model in (ours, from_dict):
+        assert type(model.model.layers[1].self_attn.o_proj) is quanto.QLinear
+        assert type(model.model.layers[1].mlp.up_proj) is not quanto.QLinear
+        assert model.model.layers[1].mlp.up_proj.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        got, want = ours(IDS).logits, theirs(IDS).logits
+        assert torch.equal(from_dict(IDS).logits, got)
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2e-2)  # bfloat16 logits, ~1/3 of one ulp of 8
+    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+
+
+def test_bad_settings_activations_and_saving_are_refused(checkpoints, tmp_path):
+    import transformers
+
+    with pytest.raises(ConfigError, match="QuantoConfig weights: expected one of"):
+        formers.QuantoConfig(weights="int3")
+    with pytest.raises(ConfigError, match="QuantoConfig activations"):
+        formers.QuantoConfig(activations="int4")
+    with pytest.raises(ValueError, match="quantizing the activations"):  # 4.45.2 refuses it too
+        transformers.AutoModelForCausalLM.from_pretrained(
+            checkpoints["llama"], quantization_config=transformers.QuantoConfig(activations="int8"))
+    with pytest.raises(ConfigError, match="activations='int8'.*not supported"):
+        formers.AutoModelForCausalLM.from_pretrained(
+            checkpoints["llama"], quantization_config=formers.QuantoConfig(activations="int8"))
+    model = formers.AutoModelForCausalLM.from_pretrained(checkpoints["llama"],
+                                                         quantization_config=formers.QuantoConfig())
+    with pytest.raises(CheckpointError, match="quanto's quantized layout"):
+        model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize("name, package", [("HqqConfig", "hqq"), ("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),
+                                           ("FbgemmFp8Config", "fbgemm_gpu"),
+                                           ("CompressedTensorsConfig", "compressed_tensors"),
+                                           ("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq")])
+def test_configs_formers_does_not_run_say_so(checkpoints, name, package):
+    import importlib.util
+
+    config = getattr(formers, name)(bits=4)  # constructed as 4.45 code does, then refused at load
+    reason = "formers does not drive it" if importlib.util.find_spec(package) else "which is not installed"
+    with pytest.raises(ConfigError, match=f"{name}: .*{package}.*{reason}.*TorchAoConfig"):
+        formers.AutoModelForCausalLM.from_pretrained(checkpoints["llama"], quantization_config=config)
+    with pytest.raises(ConfigError, match=name):  # a checkpoint's config.json names the method by its string
+        formers.AutoModelForCausalLM.from_pretrained(checkpoints["llama"], quantization_config=config.to_dict())
