@@ -191,7 +191,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
         package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
         if package in ("bitsandbytes", "quanto"):
-            raise CheckpointError(f"save_pretrained: formers does not write {package}'s quantized layout; save the "
+            raise CheckpointError(f"save_pretrained: formers does not write the layout of {package} layers; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
         self.config.architectures = [type(self).__name__]
