@@ -40,7 +40,10 @@ TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # byte offsets of the fp16 scales inside a block (random bytes there could be inf/nan)
 FP16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q2_K": [80, 82],
-               "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+               "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+               **{name: [0] for name in ("IQ1_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_NL",
+                                         "IQ4_XS")}, "IQ1_M": []}
+RANDOM_BLOCK_TYPES = K_QUANTS + tuple(name for name in FP16_FIELDS if name.startswith("IQ"))  # no package quantizer
 
 
 def gguf_name(key: str, arch: str = "llama") -> str:
@@ -79,6 +82,12 @@ def random_blocks(rows: int, cols: int, qtype: str, rng: np.random.Generator) ->
     for offset in FP16_FIELDS[qtype]:
         scales = (rng.standard_normal(raw.shape[0]) * 0.02).astype(np.float16)
         raw[:, offset:offset + 2] = scales.view(np.uint8).reshape(-1, 2)
+    if qtype == "IQ1_M":  # its fp16 scale is the top nibbles of the four uint16 sub-block scales at byte 48
+        bits = (rng.standard_normal(raw.shape[0]) * 0.02).astype(np.float16).view(np.uint16).astype(np.uint16)
+        scales = raw[:, 48:56].copy().view(np.uint16)
+        for i in range(4):
+            scales[:, i] = (scales[:, i] & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
+        raw[:, 48:56] = scales.view(np.uint8)
     return raw.reshape(rows, -1)
 
 
@@ -88,7 +97,7 @@ def encode(array: np.ndarray, qtype: str, rng: np.random.Generator) -> tuple[np.
     block, _ = gguf.GGML_QUANT_SIZES[kind]
     if array.ndim != 2 or array.shape[1] % block or qtype == "F32":
         return array.astype(np.float32), "F32"
-    if qtype in K_QUANTS:
+    if qtype in RANDOM_BLOCK_TYPES:
         return random_blocks(*array.shape, qtype, rng), qtype
     return gguf.quants.quantize(array.astype(np.float32), kind), qtype
 

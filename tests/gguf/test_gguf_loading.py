@@ -42,6 +42,23 @@ def test_parity_with_transformers_445(qtype, llama_dir):
     torch.testing.assert_close(logits(ours), logits(theirs), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("qtype", ["IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_NL",
+                                   "IQ4_XS"])
+def test_importance_matrix_types_with_transformers_445(qtype, llama_dir):
+    """The IQ types 4.45 lists (random blocks: the gguf package has no quantizer for them)."""
+    file = gguf_of(llama_dir, qtype)
+    reader = gguf.GGUFReader(llama_dir / file)
+    assert {t.tensor_type.name for t in reader.tensors} == {"F32", qtype}
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(llama_dir, gguf_file=file)
+    ours = formers.AutoModelForCausalLM.from_pretrained(llama_dir, gguf_file=file)
+    got = logits(ours)
+    assert bool(torch.isfinite(got).all()) and float(got.std()) > 1e-3
+    # (random IQ4_XS blocks give logits in the hundreds: the bound is relative to their size)
+    torch.testing.assert_close(got, logits(theirs), rtol=0, atol=1e-5 * max(1.0, float(got.abs().max())))
+    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+
+
 @pytest.mark.parametrize("family,arch", [("qwen2", "qwen2"), ("mistral", "llama")])
 def test_parity_other_families(family, arch, qwen2_dir, mistral_dir):
     folder = {"qwen2": qwen2_dir, "mistral": mistral_dir}[family]

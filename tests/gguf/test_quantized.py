@@ -213,13 +213,18 @@ def test_memory_figures(llama_dir):
     assert sizes["int4_weight_only"] - rest == pytest.approx(linear * (0.5 + 8 / 32), rel=0.02)  # + 2 fp32 / 32
 
 
-@pytest.mark.parametrize("name,package", [("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq")])
+@pytest.mark.parametrize("name,package", [("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq"), ("HqqConfig", "hqq"),
+                                          ("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),
+                                          ("FbgemmFp8Config", "fbgemm_gpu"),
+                                          ("CompressedTensorsConfig", "compressed_tensors")])
 def test_foreign_quantization_configs(llama_dir, name, package):
-    config = getattr(formers, name)(bits=4)
+    config = getattr(formers, name)(bits=4)  # constructed as 4.45 code does, then refused at load
     installed = importlib.util.find_spec(package) is not None
     reason = "is installed, but formers does not drive it" if installed else "which is not installed"
     with pytest.raises(ConfigError, match=rf"{name}: .*the {package} package.*{reason}.*TorchAoConfig"):
         formers.AutoModelForCausalLM.from_pretrained(llama_dir, quantization_config=config)
+    with pytest.raises(ConfigError, match=name):  # a config.json names the method by its string
+        formers.AutoModelForCausalLM.from_pretrained(llama_dir, quantization_config=config.to_dict())
 
 
 def test_foreign_quantization_in_config_json(llama_dir, tmp_path):

@@ -1,5 +1,5 @@
 """QuantoConfig through the installed quanto package, against transformers 4.45.2 loading the same checkpoint
-with the same QuantoConfig (its quanto integration runs on CPU), and the 4.45 configs formers does not run."""
+with the same QuantoConfig (its quanto integration runs on CPU)."""
 from __future__ import annotations
 
 import pytest
@@ -90,18 +90,3 @@ def test_bad_settings_activations_and_saving_are_refused(checkpoints, tmp_path):
     with pytest.raises(CheckpointError, match="layout of quanto layers"):
         model.save_pretrained(tmp_path / "saved")
     assert not (tmp_path / "saved").exists()
-
-
-@pytest.mark.parametrize("name, package", [("HqqConfig", "hqq"), ("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),
-                                           ("FbgemmFp8Config", "fbgemm_gpu"),
-                                           ("CompressedTensorsConfig", "compressed_tensors"),
-                                           ("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq")])
-def test_configs_formers_does_not_run_say_so(checkpoints, name, package):
-    import importlib.util
-
-    config = getattr(formers, name)(bits=4)  # constructed as 4.45 code does, then refused at load
-    reason = "formers does not drive it" if importlib.util.find_spec(package) else "which is not installed"
-    with pytest.raises(ConfigError, match=f"{name}: .*{package}.*{reason}.*TorchAoConfig"):
-        formers.AutoModelForCausalLM.from_pretrained(checkpoints["llama"], quantization_config=config)
-    with pytest.raises(ConfigError, match=name):  # a checkpoint's config.json names the method by its string
-        formers.AutoModelForCausalLM.from_pretrained(checkpoints["llama"], quantization_config=config.to_dict())

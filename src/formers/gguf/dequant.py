@@ -4,7 +4,8 @@ Each quantized type stores a row as blocks of a fixed byte size (`BLOCK_LAYOUT`)
 two fp16 scales and packed small integers; K-quants (Q2_K..Q6_K) are super-blocks of 256 values split
 into 16 or 8 sub-blocks, each with its own 4- to 8-bit scale (and min). The formulas follow ggml's
 format; the operations are done in the same order as the `gguf` package's reference dequantizer so
-the float32 results are bit-identical to it (tests/gguf/test_dequant.py checks every type).
+the float32 results are bit-identical to it (tests/gguf/test_dequant.py checks every type). The IQ types
+(IQ1_S .. IQ4_XS, as transformers 4.45 lists them) are decoded by that package itself.
 
 Shape legend: n blocks; values come out as [n, values per block] and are reshaped by the caller.
 """
@@ -21,6 +22,9 @@ BLOCK_LAYOUT: dict[str, tuple[int, int]] = {
     "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
     "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34),
     "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
+    # importance-matrix types, decoded by the gguf package (`_by_the_package`)
+    "IQ1_S": (256, 50), "IQ1_M": (256, 56), "IQ2_XXS": (256, 66), "IQ2_XS": (256, 74), "IQ2_S": (256, 82),
+    "IQ3_XXS": (256, 98), "IQ3_S": (256, 110), "IQ4_NL": (32, 18), "IQ4_XS": (256, 136),
 }
 
 
@@ -136,6 +140,20 @@ _BLOCK_DEQUANTIZERS: dict[str, Callable[[Tensor], Tensor]] = {
     "Q4_0": _q4_0, "Q4_1": _q4_1, "Q5_0": _q5_0, "Q5_1": _q5_1, "Q8_0": _q8_0,
     "Q2_K": _q2_k, "Q3_K": _q3_k, "Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k,
 }
+
+
+def _by_the_package(type_name: str) -> Callable[[Tensor], Tensor]:
+    """The gguf package's own decoder of a type: the IQ types look their values up in grids of a few thousand
+    entries that the package carries (the data of llama.cpp's tables); a copy here would add nothing."""
+    def decode(blocks: Tensor) -> Tensor:
+        import gguf
+
+        values = gguf.quants.dequantize(blocks.numpy(), gguf.GGMLQuantizationType[type_name])
+        return torch.from_numpy(values).reshape(blocks.shape[0], -1)
+    return decode
+
+
+_BLOCK_DEQUANTIZERS.update({name: _by_the_package(name) for name in BLOCK_LAYOUT if name.startswith("IQ")})
 SUPPORTED_TYPES = tuple(BLOCK_LAYOUT)
 _CHUNK_BLOCKS = 1 << 15  # blocks decoded per step of a large tensor (1M values of 32-blocks, 8M of K-quants)
 
