@@ -149,33 +149,19 @@ class QuantoConfig(_ForeignConfig):
         self.__dict__.update(settings)
 
 
-class GPTQConfig(_ForeignConfig):
-    quant_method, package = "gptq", "auto_gptq"
+def _recorded_config(name: str, quant_method: str, package: str) -> type[_ForeignConfig]:
+    """A 4.45 config class whose arguments formers records; loading with it raises a ConfigError naming `package`."""
+    return type(name, (_ForeignConfig,), {"quant_method": quant_method, "package": package, "__module__": __name__,
+                                          "__doc__": f"transformers 4.45's {name}, recorded but not run by formers"})
 
 
-class AwqConfig(_ForeignConfig):
-    quant_method, package = "awq", "awq"
-
-
-class AqlmConfig(_ForeignConfig):
-    quant_method, package = "aqlm", "aqlm"
-
-
-class EetqConfig(_ForeignConfig):
-    quant_method, package = "eetq", "eetq"
-
-
-class HqqConfig(_ForeignConfig):
-    quant_method, package = "hqq", "hqq"
-
-
-class FbgemmFp8Config(_ForeignConfig):
-    quant_method, package = "fbgemm_fp8", "fbgemm_gpu"
-
-
-class CompressedTensorsConfig(_ForeignConfig):
-    quant_method, package = "compressed-tensors", "compressed_tensors"
-
+GPTQConfig = _recorded_config("GPTQConfig", "gptq", "auto_gptq")
+AwqConfig = _recorded_config("AwqConfig", "awq", "awq")
+AqlmConfig = _recorded_config("AqlmConfig", "aqlm", "aqlm")
+EetqConfig = _recorded_config("EetqConfig", "eetq", "eetq")
+HqqConfig = _recorded_config("HqqConfig", "hqq", "hqq")
+FbgemmFp8Config = _recorded_config("FbgemmFp8Config", "fbgemm_fp8", "fbgemm_gpu")
+CompressedTensorsConfig = _recorded_config("CompressedTensorsConfig", "compressed-tensors", "compressed_tensors")
 
 _FOREIGN = {cls.quant_method: cls for cls in (BitsAndBytesConfig, QuantoConfig, GPTQConfig, AwqConfig, AqlmConfig,
                                               EetqConfig, HqqConfig, FbgemmFp8Config, CompressedTensorsConfig)}
