@@ -36,7 +36,7 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
-    package: BitsAndBytesConfig | QuantoConfig | None = None  # a package's layers, once the full-precision weights are in
+    package: BitsAndBytesConfig | QuantoConfig | None = None  # its layers go in after the full-precision load
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
