@@ -36,6 +36,10 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     checkpoint_keys: ClassVar["KeyMap | None"] = None  # the family's checkpoint layout (loading/key_map.py)
     default_attn_implementation: ClassVar[str] = "sdpa"  # when the caller names none (Gemma2: "eager", as 4.45)
     _tied_weights_keys: ClassVar[list[str]] = []
+    # Layers that transformers 4.45 holds as something other than nn.Linear, by a part of their name here: "conv1d"
+    # (GPT-2's Conv1D) or "parameter" (experts stored as stacked tensors). Quantization packages that swap
+    # nn.Linear layers (quanto; bitsandbytes, which takes Conv1D too) leave these alone, as under 4.45.
+    reference_layer_kinds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: PretrainedConfig, *inputs: Any, **kwargs: Any):
         super().__init__()

@@ -90,3 +90,37 @@ def test_bad_settings_activations_and_saving_are_refused(checkpoints, tmp_path):
     with pytest.raises(CheckpointError, match="layout of quanto layers"):
         model.save_pretrained(tmp_path / "saved")
     assert not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize("name", ["gpt2", "dbrx-gqa-clip-top2", "granitemoe-gqa-top2-multipliers", "bloom"])
+def test_layers_4_45_does_not_hold_as_linear_stay_as_they_are(name, tmp_path):
+    """GPT-2's Conv1D projections and DBRX / GraniteMoE experts (stacked tensors in 4.45) are not nn.Linear under
+    4.45, so its quanto integration leaves them unquantized; formers, whose layers there are linears, does the
+    same (Bloom: 4.45's fused query_key_value is three linears here, quantized per output row alike)."""
+    from tests.models.family_checks import build, max_diff, padded_batch
+    from tests.models.test_families import CASES
+
+    folder = build(CASES[name], tmp_path)
+    ours, theirs = load_both(folder, dict(weights="int8"))
+    count = {model: sum(type(m) is quanto.QLinear for m in model.modules()) for model in (ours, theirs)}
+    assert count[theirs] == {"gpt2": 0, "bloom": 8}.get(name, 6 if name.startswith("dbrx") else 10)
+    assert count[ours] == (12 if name == "bloom" else count[theirs])
+    ids, mask = padded_batch(length=10)
+    with torch.no_grad():
+        assert max_diff(ours(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits, mask) <= 1e-5
+
+
+def test_a_layer_quanto_cannot_quantize_is_named(tmp_path):
+    """Qwen2-MoE's [1, hidden] shared-expert gate has one output row: quanto refuses it (4.45.2 stops there too)."""
+    from tests.models.family_checks import build
+    from tests.models.test_families import CASES
+
+    folder = build(CASES["qwen2_moe-top1-mlp-only-mqa-tied"], tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot quantize model\.layers\.1\.mlp\.shared_expert_gate \(weight \[1, 64\]\)"
+                                          r".*modules_to_not_convert"):
+        formers.AutoModelForCausalLM.from_pretrained(folder, quantization_config=formers.QuantoConfig())
+    ours, theirs = load_both(folder, dict(modules_to_not_convert=["lm_head", "shared_expert_gate"]))
+    assert type(ours.model.layers[1].mlp.shared_expert_gate) is not quanto.QLinear
+    assert type(ours.model.layers[1].mlp.shared_expert.up_proj) is quanto.QLinear
+    with torch.no_grad():
+        torch.testing.assert_close(ours(IDS).logits, theirs(IDS).logits, rtol=0, atol=1e-5)

@@ -71,6 +71,7 @@ def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> 
 
     skip = list(config.llm_int8_skip_modules) if config.llm_int8_skip_modules else output_head_names(model)
     replaced = swap_linears(model, lambda name: _skipped(name, skip),
-                            lambda linear: _quantized_linear(bnb, linear, config, linear.weight.device))
+                            lambda name, linear: _quantized_linear(bnb, linear, config, linear.weight.device),
+                            reference_kinds=("linear", "conv1d"))  # 4.45 swaps GPT-2's Conv1D layers too
     model.config.quantization_config = config.to_dict()
     return replaced

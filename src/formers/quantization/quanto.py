@@ -1,7 +1,8 @@
 """`quantization_config=QuantoConfig(weights=...)` through the quanto package, when it is installed.
 
 After the full-precision load every linear layer whose dotted name holds none of `modules_to_not_convert`
-(by default the output head, as 4.45 keeps it) becomes quanto's `QLinear` with the requested weight type, its
+(by default the output head, as 4.45 keeps it) and that 4.45 holds as an nn.Linear (not GPT-2's Conv1D layers,
+nor experts stored as stacked tensors: the model class's `reference_layer_kinds`) becomes quanto's `QLinear` with the requested weight type, its
 weights copied in and frozen (quantized) at once: the modules and steps of transformers 4.45.2's quanto
 integration, so logits and tokens equal 4.45.2's on the same checkpoint. Like 4.45, quantizing activations
 at load is refused (quanto's own `quantize`/`calibrate` do that on a loaded model), and such a model is not
@@ -34,7 +35,7 @@ def as_quanto_config(value: Any) -> QuantoConfig | None:
     return value
 
 
-def _qlinear(quanto, linear: nn.Linear, weights: str) -> nn.Module:
+def _qlinear(quanto, name: str, linear: nn.Linear, weights: str) -> nn.Module:
     module = quanto.QLinear(linear.in_features, linear.out_features, bias=linear.bias is not None,
                             dtype=linear.weight.dtype, device=linear.weight.device,
                             weights=getattr(quanto, f"q{weights}"), activations=None)
@@ -42,7 +43,11 @@ def _qlinear(quanto, linear: nn.Linear, weights: str) -> nn.Module:
         module.weight.copy_(linear.weight)
         if linear.bias is not None:
             module.bias.copy_(linear.bias)
-    module.freeze()
+    try:
+        module.freeze()
+    except ValueError as error:  # e.g. a [1, hidden] gate: one output row has no axis to quantize along
+        raise ConfigError(f"QuantoConfig(weights={weights!r}): quanto cannot quantize {name} (weight "
+                          f"{list(linear.weight.shape)}): {error}; list it in modules_to_not_convert") from None
     return module.requires_grad_(False)
 
 
@@ -53,6 +58,6 @@ def quantize_with_quanto(model: nn.Module, config: QuantoConfig) -> int:
     skip = list(config.modules_to_not_convert) if config.modules_to_not_convert is not None \
         else output_head_names(model)
     replaced = swap_linears(model, lambda name: any(key in name for key in skip),  # 4.45: a substring of the path
-                            lambda linear: _qlinear(quanto, linear, config.weights))
+                            lambda name, linear: _qlinear(quanto, name, linear, config.weights))
     model.config.quantization_config = config.to_dict()
     return replaced

@@ -12,13 +12,18 @@ def output_head_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if head is not None and module is head]
 
 
-def swap_linears(model: nn.Module, keep: Callable[[str], bool], build: Callable[[nn.Linear], nn.Module]) -> int:
-    """Replace every nn.Linear whose dotted name `keep` does not claim by `build(linear)`, in place; returns how
-    many were replaced."""
+def swap_linears(model: nn.Module, keep: Callable[[str], bool], build: Callable[[str, nn.Linear], nn.Module],
+                 reference_kinds: tuple[str, ...] = ("linear",)) -> int:
+    """Replace every nn.Linear whose dotted name `keep` does not claim by `build(name, linear)`, in place, where
+    transformers 4.45 holds that layer as one of `reference_kinds` ("linear", "conv1d", "parameter": the model
+    class's `reference_layer_kinds`); returns how many were replaced."""
+    kinds = getattr(model, "reference_layer_kinds", {})
     replaced = 0
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear) or keep(name):
             continue
-        model.set_submodule(name, build(module))
+        if next((kind for part, kind in kinds.items() if part in name), "linear") not in reference_kinds:
+            continue
+        model.set_submodule(name, build(name, module))
         replaced += 1
     return replaced

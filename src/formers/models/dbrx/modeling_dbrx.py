@@ -59,6 +59,7 @@ class DbrxMoeBlock(SparseMoeBlock):
 
 class _DbrxLayout:
     config_class = DbrxConfig
+    reference_layer_kinds = {"mlp.experts.": "parameter"}
 
     @classmethod
     def key_map(cls, config: DbrxConfig) -> KeyMap:

@@ -31,8 +31,12 @@ GPT2_KEYS = KeyMap(
 )
 
 
+CONV1D_LAYERS = {"self_attn.": "conv1d", "mlp.": "conv1d"}  # 4.45 holds every projection as a Conv1D
+
+
 class GPT2Model(DecoderModel):
     config_class = GPT2Config
+    reference_layer_kinds = CONV1D_LAYERS
     checkpoint_keys = GPT2_KEYS
 
     def __init__(self, config: GPT2Config):
@@ -62,5 +66,6 @@ class GPT2Model(DecoderModel):
 
 class GPT2LMHeadModel(DecoderForCausalLM):
     config_class = GPT2Config
+    reference_layer_kinds = CONV1D_LAYERS
     base_model_class = GPT2Model
     checkpoint_keys = GPT2_KEYS

@@ -46,6 +46,7 @@ class GraniteMoeBlock(SparseMoeBlock):
 
 class _GraniteMoeLayout:
     config_class = GraniteMoeConfig
+    reference_layer_kinds = {"mlp.experts.": "parameter"}
 
     @classmethod
     def key_map(cls, config: GraniteMoeConfig) -> KeyMap:
