@@ -248,3 +248,20 @@ def test_bad_torchao_arguments():
         TorchAoConfig("int2_weight_only")
     with pytest.raises(ConfigError, match="group_size"):
         TorchAoConfig("int4_weight_only", group_size=48)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "dbrx-gqa-clip-top2"])
+def test_torchao_leaves_layers_4_45_holds_otherwise(name, tmp_path):
+    """torchao under 4.45 quantizes nn.Linear layers only: GPT-2's Conv1D projections and DBRX's experts (stacked
+    tensors there) stay in full precision here too, though formers holds them as linears."""
+    from tests.models.family_checks import build
+    from tests.models.test_families import CASES
+
+    model = formers.AutoModelForCausalLM.from_pretrained(
+        build(CASES[name], tmp_path), quantization_config=formers.TorchAoConfig("int8_weight_only"))
+    quantized = {n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    if name == "gpt2":
+        assert quantized == set()
+    else:
+        assert quantized and all("self_attn" in n or n.endswith("mlp.gate") for n in quantized)
+        assert type(model.model.layers[0].mlp.experts[0].up_proj).__name__ == "Linear"

@@ -28,6 +28,7 @@ from . import linear as linear_kernels
 from .config import TorchAoConfig
 from .embedding import QuantizedEmbedding
 from .linear import GGUF_SCHEMES, QuantizedLinear, nibbles_to_values, pack_int4_for_cpu
+from .swap import reference_kind
 
 KEPT_GGUF_TYPES = INT4_TYPES + ("Q8_0",)
 BLOCK_TYPES = tuple(GGUF_SCHEMES.values())  # kept exactly as the file stores them
@@ -144,6 +145,7 @@ class LinearQuantizer:
             return True
         if (isinstance(value, Tensor) and leaf == "weight" and self.config is not None and value.dim() == 2
                 and isinstance(module, nn.Linear) and not self._skipped(name)
+                and reference_kind(self.model, name) == "linear"  # torchao under 4.45 takes nn.Linear layers only
                 and (self.config.scheme == "int8" or int4_packable(*value.shape, self.config.group_size))):
             if self.config.scheme == "int8":
                 new = QuantizedLinear.int8(*self._place(*quantize_int8(value)))
