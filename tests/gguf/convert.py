@@ -33,8 +33,14 @@ LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
           "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"},
           "gpt2": {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
                    "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
+LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
+                   "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",
+                   "mlp.dense_h_to_4h": "ffn_up", "mlp.dense_4h_to_h": "ffn_down"}
+LAYERS["falcon"] = {**LAYERS["bloom"], "ln_attn": "attn_norm", "ln_mlp": "attn_norm_2"}
 GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd", "transformer.ln_f": "output_norm",
             "lm_head": "output"}
+BLOOM_TOP = {"transformer.word_embeddings": "token_embd", "transformer.word_embeddings_layernorm": "token_embd_norm",
+             "transformer.ln_f": "output_norm", "lm_head": "output"}
 GPT2_CONV1D = ("attn_qkv", "attn_output", "ffn_up", "ffn_down")
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -48,7 +54,7 @@ RANDOM_BLOCK_TYPES = K_QUANTS + tuple(name for name in FP16_FIELDS if name.start
 
 def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
-    top = GPT2_TOP if arch == "gpt2" else TOP
+    top = GPT2_TOP if arch == "gpt2" else BLOOM_TOP if arch in ("bloom", "falcon") else TOP
     if stem in top:
         return f"{top[stem]}.{leaf}"
     _, _, index, rest = stem.split(".", 3)  # model.layers.<i>.<rest> or transformer.h.<i>.<rest>
@@ -68,6 +74,14 @@ def stack_experts(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, experts in groups.items():
         out[key] = torch.stack([experts[j] for j in sorted(experts)])
     return out
+
+
+def group_qkv(w: np.ndarray, heads: int, kv_heads: int) -> np.ndarray:
+    """llama.cpp's row order of Bloom's / Falcon's fused qkv: the checkpoint's per-kv-head [queries, k, v] blocks
+    regrouped as all queries, all keys, all values."""
+    per_kv = w.reshape(kv_heads, heads // kv_heads + 2, -1, *w.shape[1:])
+    q, k, v = per_kv[:, :-2], per_kv[:, -2], per_kv[:, -1]
+    return np.concatenate([q.reshape(-1, *w.shape[1:]), k.reshape(-1, *w.shape[1:]), v.reshape(-1, *w.shape[1:])])
 
 
 def permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -180,6 +194,11 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
                   "norm_epsilon": config["layer_norm_epsilon"]}
     if "layer_norm_eps" in config:  # StableLM
         config["norm_epsilon"] = config["layer_norm_eps"]
+    if arch == "bloom":
+        config = {**config, "num_hidden_layers": config["n_layer"], "num_attention_heads": config["n_head"]}
+    if arch in ("bloom", "falcon"):
+        config = {**config, "norm_epsilon": config["layer_norm_epsilon"],
+                  "intermediate_size": 4 * config["hidden_size"], "max_position_embeddings": 2048}
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(out), arch)
     writer.add_name(name)
@@ -191,6 +210,9 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_feed_forward_length(config["intermediate_size"])
     writer.add_head_count(heads)
+    if arch == "falcon":  # the checkpoint's layout (llama.cpp reads 7B's one shared kv head, or 40B's groups)
+        kv_heads = config["num_kv_heads"] if config["new_decoder_architecture"] else 1 if config["multi_query"] \
+            else heads
     if arch != "gpt2":
         writer.add_head_count_kv(kv_heads)
     if "norm_epsilon" in config:  # LayerNorm families (Starcoder2)
@@ -228,6 +250,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     if arch == "gpt2":  # llama.cpp writes GPT-2's tied head as its own output tensor
         tensors = {k: v for k, v in tensors.items() if not k.endswith(".attn.bias")}
         tensors["lm_head.weight"] = tensors["transformer.wte.weight"]
+    if arch == "bloom":  # and Bloom's, as llama.cpp's converter does
+        tensors["lm_head.weight"] = tensors["transformer.word_embeddings.weight"]
     for key, tensor in tensors.items():
         array = tensor.to(torch.float32).numpy()
         target = key if key == "rope_freqs.weight" else gguf_name(key, arch)
@@ -238,6 +262,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = array.reshape(-1)  # llama.cpp squeezes the shared expert's [1, hidden] gate
         if arch.startswith("gemma") and key.endswith("norm.weight"):
             array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
+        if arch in ("bloom", "falcon") and ".attn_qkv." in target:
+            array = group_qkv(array, heads, heads if arch == "bloom" else kv_heads)
         if arch == "llama" and ".attn_q." in target:
             array = permute(array, heads)
         elif arch == "llama" and ".attn_k." in target:

@@ -21,17 +21,42 @@ FAMILIES = {
     "starcoder2": dict(),
     "stablelm": dict(use_qkv_bias=True, partial_rotary_factor=0.5),
     "gpt2": dict(vocab_size=512, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2),
+    "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
+    "falcon-7b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
+                      new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False),
+    "falcon-40b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
+                       new_decoder_architecture=True, parallel_attn=True, bias=True, alibi=False),
 }
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_f32_file_equals_safetensors_model(family, tmp_path):
-    base = FAMILIES[family] if family == "gpt2" else {**UNTIED, **FAMILIES[family]}
-    build_oracle_checkpoint(tmp_path, family, base=base)
+    arch = family.partition("-")[0]
+    base = FAMILIES[family] if arch in ("gpt2", "bloom", "falcon") else {**UNTIED, **FAMILIES[family]}
+    build_oracle_checkpoint(tmp_path, arch, base=base)
     shutil.copy(STORIES / "tokenizer.model", tmp_path)
-    file = gguf_of(tmp_path, "F32", arch=family)
+    file = gguf_of(tmp_path, "F32", arch=arch)
     ours = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
     reference = formers.AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(ours) is type(reference)
     with torch.no_grad():
         torch.testing.assert_close(ours(IDS).logits, reference(IDS).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bloom", "falcon-40b"])
+def test_regrouped_qkv_blocks_come_back_in_checkpoint_order(family, tmp_path):
+    """Bloom's and Falcon's fused qkv rows, regrouped by llama.cpp, are put back in the checkpoint's order while
+    still in Q8_0 blocks (rows hold whole blocks), for the dequantized and the kept-quantized load alike."""
+    arch = family.partition("-")[0]
+    build_oracle_checkpoint(tmp_path, arch, base=FAMILIES[family])
+    shutil.copy(STORIES / "tokenizer.model", tmp_path)
+    file = gguf_of(tmp_path, "Q8_0", arch=arch)
+    reference = formers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    dequantized = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
+    kept = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file, keep_quantized=True)
+    assert {type(getattr(kept.model.layers[1].self_attn, f"{p}_proj")).__name__ for p in "qkv"} == {"QuantizedLinear"}
+    with torch.no_grad():
+        want, got, got_kept = (m(IDS).logits for m in (reference, dequantized, kept))
+    span = float(want.max() - want.min())
+    assert float((got - want).abs().max()) < 0.02 * span  # Q8_0's rounding only; a misplaced row moves far more
+    assert float((got_kept - got).abs().max()) < 0.02 * span

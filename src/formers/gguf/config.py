@@ -70,6 +70,9 @@ class ArchSpec:
     conv1d: tuple[str, ...] = ()  # layer tensors HF stores [in, out] (GPT-2's Conv1D); llama.cpp stores [out, in]
     row_vectors: tuple[str, ...] = ()  # [1, n] weights llama.cpp squeezes to [n] (Qwen2-MoE's shared expert gate)
     required: tuple[str, ...] = ()  # metadata keys (after "<arch>.") without which the tensors cannot be mapped
+    # (heads, kv heads) of a fused attn_qkv whose rows llama.cpp writes as all queries, then keys, then values, where
+    # the checkpoint interleaves them per kv head (Bloom: [q, k, v] per head; Falcon: the group's queries, k, v)
+    grouped_qkv: Callable[[dict[str, Any]], tuple[int, int]] | None = None
 
 
 def _gemma2_scalar(gguf: GGUFFile, config: dict[str, Any]) -> None:
@@ -94,6 +97,38 @@ _GPT2_LAYER = {"attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "a
 _GPT2_GLOBAL = {"token_embd": "transformer.wte", "position_embd": "transformer.wpe", "output_norm": "transformer.ln_f",
                 "output": "lm_head"}
 
+_BLOOM_FIELDS = {"embedding_length": "hidden_size", "block_count": "n_layer", "attention.head_count": "n_head",
+                 "attention.layer_norm_epsilon": "layer_norm_epsilon", "vocab_size": "vocab_size"}
+_BLOOM_LAYER = {"attn_norm": "input_layernorm", "attn_qkv": "self_attention.query_key_value",
+                "attn_output": "self_attention.dense", "ffn_norm": "post_attention_layernorm",
+                "ffn_up": "mlp.dense_h_to_4h", "ffn_down": "mlp.dense_4h_to_h"}
+_BLOOM_GLOBAL = {"token_embd": "transformer.word_embeddings", "token_embd_norm": "transformer.word_embeddings_layernorm",
+                 "output_norm": "transformer.ln_f", "output": "lm_head"}
+_FALCON_FIELDS = {"context_length": "max_position_embeddings", "embedding_length": "hidden_size",
+                  "block_count": "num_hidden_layers", "attention.head_count": "num_attention_heads",
+                  "attention.head_count_kv": "num_kv_heads", "attention.layer_norm_epsilon": "layer_norm_epsilon",
+                  "rope.freq_base": "rope_theta", "vocab_size": "vocab_size"}
+_FALCON_LAYER = {k: v for k, v in _BLOOM_LAYER.items() if k != "ffn_norm"}  # one norm before both branches
+_FALCON_GLOBAL = {k: v for k, v in _BLOOM_GLOBAL.items() if k != "token_embd_norm"}
+_FALCON_TWO_NORMS_LAYER = {**_FALCON_LAYER, "attn_norm": "ln_attn", "attn_norm_2": "ln_mlp"}
+
+
+def _falcon_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # llama.cpp's falcon: the 7B layout (one norm, parallel attention, one shared kv head) or, with attn_norm_2,
+    # the 40B "new decoder architecture" (two norms, num_kv_heads groups); no alibi
+    kv_heads = config.get("num_kv_heads") or 1
+    two_norms = any(t.name == "blk.0.attn_norm_2.weight" for t in gguf.tensors)
+    config.update(new_decoder_architecture=two_norms, multi_query=not two_norms and kv_heads == 1,
+                  parallel_attn=True, alibi=False, num_kv_heads=kv_heads,
+                  bias=any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors))
+
+
+def _falcon_qkv_groups(config: dict[str, Any]) -> tuple[int, int]:
+    heads = config["num_attention_heads"]
+    if config["new_decoder_architecture"]:
+        return heads, config["num_kv_heads"]
+    return heads, 1 if config["multi_query"] else heads
+
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "llama": ArchSpec("llama", {**_COMMON_FIELDS, **_RMS, "rope.dimension_count": "head_dim"}, _LLAMA_LAYER,
@@ -114,7 +149,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                               "rope.scaling.original_context_length": "original_max_position_embeddings"}, _PHI3_LAYER),
     "starcoder2": ArchSpec("starcoder2", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_epsilon"},
                            _STARCODER2_LAYER),
+    "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
+                      grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
+    "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,
+                       global_tensors=_FALCON_GLOBAL, layer_prefix="transformer.h",
+                       grouped_qkv=_falcon_qkv_groups),
 }
+# falcon files with attn_norm_2 (Falcon-40B's layout) name their norms otherwise
+FALCON_TWO_NORMS = ArchSpec("falcon", _FALCON_FIELDS, _FALCON_TWO_NORMS_LAYER, derive=_falcon_layout,
+                            global_tensors=_FALCON_GLOBAL, layer_prefix="transformer.h",
+                            grouped_qkv=_falcon_qkv_groups)
 
 
 # llama.cpp writes Mixtral as "llama" with experts (llama.expert_count)
@@ -127,6 +171,8 @@ def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
     arch = gguf.architecture
     if arch == "llama" and gguf.get("llama.expert_count"):
         return arch, MIXTRAL
+    if arch == "falcon" and any(t.name == "blk.0.attn_norm_2.weight" for t in gguf.tensors):
+        return arch, FALCON_TWO_NORMS
     spec = ARCHITECTURES.get(arch)
     if spec is None:
         raise CheckpointError(f"{gguf.path}: GGUF architecture {arch!r} is not supported; formers loads "

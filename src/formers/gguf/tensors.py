@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,11 @@ class QuantizedBlocks:
 
     def dequantize(self) -> Tensor:
         return dequantize(self.raw, self.type_name, self.shape)
+
+    def split_rows(self, split: Callable[[Tensor], list[Tensor]]) -> list["QuantizedBlocks"]:
+        """This weight cut by rows: `split` cuts the raw block rows as it would the float weight's rows (each row's
+        blocks stay whole), e.g. a fused qkv projection into its parts."""
+        return [QuantizedBlocks(self.type_name, (part.shape[0], self.shape[1]), part) for part in split(self.raw)]
 
 
 def raw_bytes(tensor: GGUFTensor) -> Tensor:
@@ -113,6 +118,19 @@ def unpermute_rows(rows: Tensor, heads: int) -> Tensor:
     return rows.reshape(heads, -1, 2, *shape[1:]).transpose(1, 2).reshape(shape)
 
 
+def ungroup_qkv(rows: Tensor, heads: int, kv_heads: int) -> Tensor:
+    """Invert llama.cpp's regrouping of a fused query/key/value projection: its rows [all queries; all keys; all
+    values] back to the checkpoint's per kv head [that head's queries; its key; its value].
+
+    rows: [(heads + 2 * kv_heads) * D, ...] (weights, biases or raw block rows)."""
+    shape = rows.shape
+    per_group = heads // kv_heads
+    grouped = rows.reshape(heads + 2 * kv_heads, -1)
+    queries = grouped[:heads].reshape(kv_heads, per_group, -1)
+    keys, values = grouped[heads:heads + kv_heads, None], grouped[heads + kv_heads:, None]
+    return torch.cat([queries, keys, values], dim=1).reshape(shape)
+
+
 def _heads_for(name: str, config: dict[str, Any]) -> int | None:
     if ".attn_q." in name:
         return config["num_attention_heads"]
@@ -146,6 +164,8 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
         heads = _heads_for(tensor.name, config) if spec.permuted_qk else None
         if heads is not None:
             raw = unpermute_rows(raw, heads)  # rows hold whole blocks: permute before decoding
+        if spec.grouped_qkv is not None and _layer_kind(tensor.name) == "attn_qkv":
+            raw = ungroup_qkv(raw, *spec.grouped_qkv(config))
         conv1d = _is_conv1d_weight(tensor.name, spec)
         if kept(tensor):
             if tensor.type_name in ARENA_TYPES:

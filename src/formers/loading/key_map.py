@@ -118,7 +118,10 @@ class KeyMap:
         for fused in self.fused:
             fields = _match(fused.checkpoint, key)
             if fields is not None:
-                parts = fused.split(tensor, config, fields)
+                if hasattr(tensor, "split_rows"):  # GGUF blocks kept quantized (gguf/tensors.py QuantizedBlocks)
+                    parts = tensor.split_rows(lambda rows: fused.split(rows, config, fields))
+                else:
+                    parts = fused.split(tensor, config, fields)
                 return [(name.format(**fields), part) for name, part in zip(fused.parts, parts)]
         renamed = self._rename(key, self.renames)
         return [(key if renamed is None else renamed, tensor)]
