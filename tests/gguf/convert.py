@@ -41,6 +41,7 @@ GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd",
             "lm_head": "output"}
 BLOOM_TOP = {"transformer.word_embeddings": "token_embd", "transformer.word_embeddings_layernorm": "token_embd_norm",
              "transformer.ln_f": "output_norm", "lm_head": "output"}
+ROPE_PERMUTED = ("llama", "granite", "olmo")  # llama.cpp reorders these architectures' Q/K rows for its rope
 GPT2_CONV1D = ("attn_qkv", "attn_output", "ffn_up", "ffn_down")
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -217,8 +218,17 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         writer.add_head_count_kv(kv_heads)
     if "norm_epsilon" in config:  # LayerNorm families (Starcoder2)
         writer.add_layer_norm_eps(config["norm_epsilon"])
+    elif arch == "olmo":  # OLMo's norms have no weights and a fixed epsilon
+        writer.add_layer_norm_eps(1e-5)
+        if config.get("clip_qkv") is not None:
+            writer.add_clamp_kqv(config["clip_qkv"])
     else:
         writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if arch == "granite":
+        writer.add_attention_scale(config["attention_multiplier"])
+        writer.add_embedding_scale(config["embedding_multiplier"])
+        writer.add_residual_scale(config["residual_multiplier"])
+        writer.add_logit_scale(config["logits_scaling"])
     if arch.startswith("gemma"):
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
@@ -264,9 +274,9 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
         if arch in ("bloom", "falcon") and ".attn_qkv." in target:
             array = group_qkv(array, heads, heads if arch == "bloom" else kv_heads)
-        if arch == "llama" and ".attn_q." in target:
+        if arch in ROPE_PERMUTED and ".attn_q." in target:
             array = permute(array, heads)
-        elif arch == "llama" and ".attn_k." in target:
+        elif arch in ROPE_PERMUTED and ".attn_k." in target:
             array = permute(array, kv_heads)
         data, kind = encode(array, qtype, rng)
         writer.add_tensor(target, data, raw_dtype=gguf.GGMLQuantizationType[kind])
