@@ -33,6 +33,7 @@ LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
           "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"},
           "gpt2": {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
                    "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
+LAYERS["command-r"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
                    "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",
                    "mlp.dense_h_to_4h": "ffn_up", "mlp.dense_4h_to_h": "ffn_down"}
@@ -224,6 +225,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             writer.add_clamp_kqv(config["clip_qkv"])
     else:
         writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if arch == "command-r":
+        writer.add_logit_scale(config["logit_scale"])
     if arch == "granite":
         writer.add_attention_scale(config["attention_multiplier"])
         writer.add_embedding_scale(config["embedding_multiplier"])

@@ -123,6 +123,10 @@ def _falcon_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
                   bias=any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors))
 
 
+def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    config["use_qk_norm"] = any(t.name == "blk.0.attn_q_norm.weight" for t in gguf.tensors)  # Command R+
+
+
 def _falcon_qkv_groups(config: dict[str, Any]) -> tuple[int, int]:
     heads = config["num_attention_heads"]
     if config["new_decoder_architecture"]:
@@ -153,6 +157,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                     "embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
                                     "logit_scale": "logits_scaling"}, _LLAMA_LAYER, permuted_qk=True),
     "olmo": ArchSpec("olmo", {**_COMMON_FIELDS, "attention.clamp_kqv": "clip_qkv"}, _LLAMA_LAYER, permuted_qk=True),
+    "command-r": ArchSpec("cohere", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps",
+                                      "logit_scale": "logit_scale"},
+                          {**_LLAMA_LAYER, "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"},
+                          derive=_cohere_qk_norm),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,
