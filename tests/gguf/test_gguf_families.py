@@ -2,7 +2,8 @@
 OLMo, Cohere, Bloom, Falcon): an F32 file written as llama.cpp writes these architectures gives the logits of the
 safetensors model (rows and norms mapped back: Gemma's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and
 StableLM's biases and LayerNorms, StableLM's partial rotary, GPT-2's Conv1D layout and position embeddings,
-Granite's four multipliers, OLMo's qkv clamp, Cohere's logit scale and q/k norms, Bloom's and Falcon's regrouped fused qkv)."""
+Granite's four multipliers, OLMo's qkv clamp, Cohere's logit scale and q/k norms, Bloom's and Falcon's regrouped
+fused qkv)."""
 from __future__ import annotations
 
 import shutil
