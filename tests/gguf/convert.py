@@ -196,6 +196,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
                   "norm_epsilon": config["layer_norm_epsilon"]}
     if "layer_norm_eps" in config:  # StableLM
         config["norm_epsilon"] = config["layer_norm_eps"]
+    if arch == "nemotron":
+        config["norm_epsilon"] = config["norm_eps"]
     if arch == "bloom":
         config = {**config, "num_hidden_layers": config["n_layer"], "num_attention_heads": config["n_head"]}
     if arch in ("bloom", "falcon"):
@@ -244,6 +246,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         writer.add_rope_dimension_count(head_dim)
     if arch == "stablelm":
         writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * head_dim))
+    if arch == "nemotron":  # as llama.cpp counts it: from the hidden size
+        writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * config["hidden_size"]) // heads)
     experts = config.get("num_experts") or config.get("num_local_experts")
     if experts:
         writer.add_expert_count(experts)
@@ -273,8 +277,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = np.ascontiguousarray(array.T)  # HF's Conv1D [in, out] -> llama.cpp's [out, in]
         if target.endswith("ffn_gate_inp_shexp.weight"):
             array = array.reshape(-1)  # llama.cpp squeezes the shared expert's [1, hidden] gate
-        if arch.startswith("gemma") and key.endswith("norm.weight"):
-            array = array + 1  # llama.cpp stores Gemma's norm weights as 1 + w
+        if (arch.startswith("gemma") or arch == "nemotron") and key.endswith("norm.weight"):
+            array = array + 1  # llama.cpp stores Gemma's and Nemotron's norm weights as 1 + w
         if arch in ("bloom", "falcon") and ".attn_qkv." in target:
             array = group_qkv(array, heads, heads if arch == "bloom" else kv_heads)
         if arch in ROPE_PERMUTED and ".attn_q." in target:

@@ -123,6 +123,14 @@ def _falcon_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
                   bias=any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors))
 
 
+def _nemotron_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    rotary = gguf.get("nemotron.rope.dimension_count")  # llama.cpp: int(factor * hidden) // heads
+    if rotary is not None:
+        config["partial_rotary_factor"] = rotary / (config["hidden_size"] // config["num_attention_heads"])
+    names = {t.name for t in gguf.tensors}
+    config.update(attention_bias="blk.0.attn_q.bias" in names, mlp_bias="blk.0.ffn_up.bias" in names)
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = any(t.name == "blk.0.attn_q_norm.weight" for t in gguf.tensors)  # Command R+
 
@@ -157,6 +165,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                     "embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
                                     "logit_scale": "logits_scaling"}, _LLAMA_LAYER, permuted_qk=True),
     "olmo": ArchSpec("olmo", {**_COMMON_FIELDS, "attention.clamp_kqv": "clip_qkv"}, _LLAMA_LAYER, permuted_qk=True),
+    "nemotron": ArchSpec("nemotron", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_eps"},
+                         {k: v for k, v in _LLAMA_LAYER.items() if k != "ffn_gate"}, norm_offset=1.0,
+                         derive=_nemotron_layout),  # llama.cpp stores LayerNorm1P's weights as 1 + w
     "command-r": ArchSpec("cohere", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps",
                                       "logit_scale": "logit_scale"},
                           {**_LLAMA_LAYER, "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"},
