@@ -33,6 +33,9 @@ LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
           "starcoder2": {**LAYER, "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"},
           "gpt2": {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
                    "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}}
+LAYERS["phi2"] = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+                  "self_attn.v_proj": "attn_v", "self_attn.dense": "attn_output", "mlp.fc1": "ffn_up",
+                  "mlp.fc2": "ffn_down"}
 LAYERS["command-r"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
                    "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",
@@ -56,7 +59,8 @@ RANDOM_BLOCK_TYPES = K_QUANTS + tuple(name for name in FP16_FIELDS if name.start
 
 def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
-    top = GPT2_TOP if arch == "gpt2" else BLOOM_TOP if arch in ("bloom", "falcon") else TOP
+    top = GPT2_TOP if arch == "gpt2" else BLOOM_TOP if arch in ("bloom", "falcon") else \
+        {**TOP, "model.final_layernorm": "output_norm"} if arch == "phi2" else TOP
     if stem in top:
         return f"{top[stem]}.{leaf}"
     _, _, index, rest = stem.split(".", 3)  # model.layers.<i>.<rest> or transformer.h.<i>.<rest>
@@ -246,7 +250,7 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         writer.add_rope_dimension_count(head_dim)
     if arch == "stablelm":
         writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * head_dim))
-    if arch == "nemotron":  # as llama.cpp counts it: from the hidden size
+    if arch in ("nemotron", "phi2"):  # as llama.cpp counts it: from the hidden size
         writer.add_rope_dimension_count(int(config["partial_rotary_factor"] * config["hidden_size"]) // heads)
     experts = config.get("num_experts") or config.get("num_local_experts")
     if experts:

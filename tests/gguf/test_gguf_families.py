@@ -1,5 +1,5 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-OLMo, Cohere, Nemotron, Bloom, Falcon): an F32 file written as llama.cpp writes these architectures gives the
+OLMo, Cohere, Nemotron, Phi, Bloom, Falcon): an F32 file written as llama.cpp writes these architectures gives the
 logits of the safetensors model (rows and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused
 qkv / gate_up, Starcoder2's and StableLM's biases and LayerNorms, StableLM's and Nemotron's partial rotary, GPT-2's
 Conv1D layout and position embeddings, Granite's four multipliers, OLMo's qkv clamp, Cohere's logit scale and q/k
@@ -25,6 +25,7 @@ FAMILIES = {
     "gpt2": dict(vocab_size=512, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2),
     "granite": dict(attention_multiplier=0.3, embedding_multiplier=6.0, residual_multiplier=0.5, logits_scaling=4.0),
     "olmo": dict(clip_qkv=0.5),
+    "phi": dict(partial_rotary_factor=0.5, num_key_value_heads=None, intermediate_size=4 * UNTIED["hidden_size"]),
     "nemotron": dict(partial_rotary_factor=0.5, num_key_value_heads=2, attention_bias=True),
     "cohere": dict(logit_scale=0.25, use_qk_norm=True, tie_word_embeddings=True),
     "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
@@ -35,7 +36,7 @@ FAMILIES = {
 }
 
 
-GGUF_ARCH = {"cohere": "command-r"}  # llama.cpp's name where it differs from the family's
+GGUF_ARCH = {"cohere": "command-r", "phi": "phi2"}  # llama.cpp's name where it differs from the family's
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

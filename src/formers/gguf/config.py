@@ -81,11 +81,15 @@ def _gemma2_scalar(gguf: GGUFFile, config: dict[str, Any]) -> None:
                                        if config.get("num_hidden_layers") == 46 else config.get("head_dim", 256))
 
 
-def _stablelm_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
-    head_dim = config["hidden_size"] // config["num_attention_heads"]
-    rotary = gguf.get("stablelm.rope.dimension_count")
+def _partial_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    """partial_rotary_factor from `<arch>.rope.dimension_count`, the rotated dimensions of a head"""
+    rotary = gguf.get(f"{gguf.architecture}.rope.dimension_count")
     if rotary is not None:
-        config["partial_rotary_factor"] = rotary / head_dim
+        config["partial_rotary_factor"] = rotary / (config["hidden_size"] // config["num_attention_heads"])
+
+
+def _stablelm_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    _partial_rotary(gguf, config)
     config["use_qkv_bias"] = any(t.name == "blk.0.attn_q.bias" for t in gguf.tensors)
 
 
@@ -124,9 +128,7 @@ def _falcon_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
 
 
 def _nemotron_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
-    rotary = gguf.get("nemotron.rope.dimension_count")  # llama.cpp: int(factor * hidden) // heads
-    if rotary is not None:
-        config["partial_rotary_factor"] = rotary / (config["hidden_size"] // config["num_attention_heads"])
+    _partial_rotary(gguf, config)
     names = {t.name for t in gguf.tensors}
     config.update(attention_bias="blk.0.attn_q.bias" in names, mlp_bias="blk.0.ffn_up.bias" in names)
 
@@ -165,6 +167,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                     "embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
                                     "logit_scale": "logits_scaling"}, _LLAMA_LAYER, permuted_qk=True),
     "olmo": ArchSpec("olmo", {**_COMMON_FIELDS, "attention.clamp_kqv": "clip_qkv"}, _LLAMA_LAYER, permuted_qk=True),
+    "phi2": ArchSpec("phi", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps"},
+                     {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                      "attn_v": "self_attn.v_proj", "attn_output": "self_attn.dense", "ffn_up": "mlp.fc1",
+                      "ffn_down": "mlp.fc2"},
+                     global_tensors={**GLOBAL_TENSORS, "output_norm": "model.final_layernorm"}, derive=_partial_rotary),
     "nemotron": ArchSpec("nemotron", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_eps"},
                          {k: v for k, v in _LLAMA_LAYER.items() if k != "ffn_gate"}, norm_offset=1.0,
                          derive=_nemotron_layout),  # llama.cpp stores LayerNorm1P's weights as 1 + w
