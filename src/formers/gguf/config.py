@@ -106,8 +106,9 @@ _BLOOM_FIELDS = {"embedding_length": "hidden_size", "block_count": "n_layer", "a
 _BLOOM_LAYER = {"attn_norm": "input_layernorm", "attn_qkv": "self_attention.query_key_value",
                 "attn_output": "self_attention.dense", "ffn_norm": "post_attention_layernorm",
                 "ffn_up": "mlp.dense_h_to_4h", "ffn_down": "mlp.dense_4h_to_h"}
-_BLOOM_GLOBAL = {"token_embd": "transformer.word_embeddings", "token_embd_norm": "transformer.word_embeddings_layernorm",
-                 "output_norm": "transformer.ln_f", "output": "lm_head"}
+_BLOOM_GLOBAL = {"token_embd": "transformer.word_embeddings",
+                 "token_embd_norm": "transformer.word_embeddings_layernorm", "output_norm": "transformer.ln_f",
+                 "output": "lm_head"}
 _FALCON_FIELDS = {"context_length": "max_position_embeddings", "embedding_length": "hidden_size",
                   "block_count": "num_hidden_layers", "attention.head_count": "num_attention_heads",
                   "attention.head_count_kv": "num_kv_heads", "attention.layer_norm_epsilon": "layer_norm_epsilon",
