@@ -36,11 +36,13 @@ LAYERS = {"gemma2": {**LAYER, "post_attention_layernorm": "post_attention_norm",
 LAYERS["phi2"] = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
                   "self_attn.v_proj": "attn_v", "self_attn.dense": "attn_output", "mlp.fc1": "ffn_up",
                   "mlp.fc2": "ffn_down"}
+LAYERS["starcoder"] = LAYERS["gpt2"]
 LAYERS["command-r"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
                    "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",
                    "mlp.dense_h_to_4h": "ffn_up", "mlp.dense_4h_to_h": "ffn_down"}
 LAYERS["falcon"] = {**LAYERS["bloom"], "ln_attn": "attn_norm", "ln_mlp": "attn_norm_2"}
+LAYERS["gptneox"] = {**LAYERS["bloom"], "attention.query_key_value": "attn_qkv", "attention.dense": "attn_output"}
 GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd", "transformer.ln_f": "output_norm",
             "lm_head": "output"}
 BLOOM_TOP = {"transformer.word_embeddings": "token_embd", "transformer.word_embeddings_layernorm": "token_embd_norm",
@@ -59,8 +61,10 @@ RANDOM_BLOCK_TYPES = K_QUANTS + tuple(name for name in FP16_FIELDS if name.start
 
 def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
-    top = GPT2_TOP if arch == "gpt2" else BLOOM_TOP if arch in ("bloom", "falcon") else \
-        {**TOP, "model.final_layernorm": "output_norm"} if arch == "phi2" else TOP
+    top = GPT2_TOP if arch in ("gpt2", "starcoder") else BLOOM_TOP if arch in ("bloom", "falcon") else \
+        {**TOP, "model.final_layernorm": "output_norm"} if arch == "phi2" else \
+        {"gpt_neox.embed_in": "token_embd", "gpt_neox.final_layer_norm": "output_norm", "embed_out": "output"} \
+        if arch == "gptneox" else TOP
     if stem in top:
         return f"{top[stem]}.{leaf}"
     _, _, index, rest = stem.split(".", 3)  # model.layers.<i>.<rest> or transformer.h.<i>.<rest>
@@ -193,7 +197,7 @@ def llama3_rope_divisors(config: dict, head_dim: int) -> torch.Tensor:
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     config = json.loads((folder / "config.json").read_text())
-    if arch == "gpt2":  # GPT-2's own field names
+    if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],
                   "num_attention_heads": config["n_head"], "max_position_embeddings": config["n_positions"],
                   "intermediate_size": config.get("n_inner") or 4 * config["n_embd"],
@@ -204,6 +208,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         config["norm_epsilon"] = config["norm_eps"]
     if arch == "bloom":
         config = {**config, "num_hidden_layers": config["n_layer"], "num_attention_heads": config["n_head"]}
+    if arch == "gptneox":
+        config = {**config, "norm_epsilon": config["layer_norm_eps"]}
     if arch in ("bloom", "falcon"):
         config = {**config, "norm_epsilon": config["layer_norm_epsilon"],
                   "intermediate_size": 4 * config["hidden_size"], "max_position_embeddings": 2048}
@@ -221,8 +227,13 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
     if arch == "falcon":  # the checkpoint's layout (llama.cpp reads 7B's one shared kv head, or 40B's groups)
         kv_heads = config["num_kv_heads"] if config["new_decoder_architecture"] else 1 if config["multi_query"] \
             else heads
-    if arch != "gpt2":
+    if arch == "starcoder":
+        kv_heads = 1 if config["multi_query"] else heads
+    if arch not in ("gpt2", "gptneox"):  # (llama.cpp writes no kv head count for these)
         writer.add_head_count_kv(kv_heads)
+    if arch == "gptneox":
+        writer.add_parallel_residual(config["use_parallel_residual"])
+        writer.add_rope_dimension_count(int(config["rotary_pct"] * head_dim))
     if "norm_epsilon" in config:  # LayerNorm families (Starcoder2)
         writer.add_layer_norm_eps(config["norm_epsilon"])
     elif arch == "olmo":  # OLMo's norms have no weights and a fixed epsilon
@@ -283,8 +294,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = array.reshape(-1)  # llama.cpp squeezes the shared expert's [1, hidden] gate
         if (arch.startswith("gemma") or arch == "nemotron") and key.endswith("norm.weight"):
             array = array + 1  # llama.cpp stores Gemma's and Nemotron's norm weights as 1 + w
-        if arch in ("bloom", "falcon") and ".attn_qkv." in target:
-            array = group_qkv(array, heads, heads if arch == "bloom" else kv_heads)
+        if arch in ("bloom", "falcon", "gptneox") and ".attn_qkv." in target:
+            array = group_qkv(array, heads, kv_heads if arch == "falcon" else heads)
         if arch in ROPE_PERMUTED and ".attn_q." in target:
             array = permute(array, heads)
         elif arch in ROPE_PERMUTED and ".attn_k." in target:

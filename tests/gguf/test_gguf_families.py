@@ -1,9 +1,9 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-OLMo, Cohere, Nemotron, Phi, Bloom, Falcon): an F32 file written as llama.cpp writes these architectures gives the
-logits of the safetensors model (rows and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused
-qkv / gate_up, Starcoder2's and StableLM's biases and LayerNorms, StableLM's and Nemotron's partial rotary, GPT-2's
-Conv1D layout and position embeddings, Granite's four multipliers, OLMo's qkv clamp, Cohere's logit scale and q/k
-norms, Bloom's and Falcon's regrouped fused qkv)."""
+OLMo, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon): an F32 file written as llama.cpp writes these
+architectures gives the logits of the safetensors model (rows and norms mapped back: Gemma's and Nemotron's 1 + w
+norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and LayerNorms, the partial rotary of
+StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position embeddings, Granite's four multipliers,
+OLMo's qkv clamp, Cohere's logit scale and q/k norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv)."""
 from __future__ import annotations
 
 import shutil
@@ -28,6 +28,9 @@ FAMILIES = {
     "phi": dict(partial_rotary_factor=0.5, num_key_value_heads=None, intermediate_size=4 * UNTIED["hidden_size"]),
     "nemotron": dict(partial_rotary_factor=0.5, num_key_value_heads=2, attention_bias=True),
     "cohere": dict(logit_scale=0.25, use_qk_norm=True, tie_word_embeddings=True),
+    "gpt_bigcode": dict(vocab_size=512, n_embd=64, n_layer=2, n_head=4, n_positions=64, multi_query=True),
+    "gpt_neox": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     rotary_pct=0.5, use_parallel_residual=False, max_position_embeddings=64, tie_word_embeddings=False),
     "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
     "falcon-7b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
                       new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False),
@@ -36,13 +39,14 @@ FAMILIES = {
 }
 
 
-GGUF_ARCH = {"cohere": "command-r", "phi": "phi2"}  # llama.cpp's name where it differs from the family's
+OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon")  # families not built on UNTIED's fields
+GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}  # llama.cpp's name where it differs from the family's
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_f32_file_equals_safetensors_model(family, tmp_path):
     arch = family.partition("-")[0]
-    base = FAMILIES[family] if arch in ("gpt2", "bloom", "falcon") else {**UNTIED, **FAMILIES[family]}
+    base = FAMILIES[family] if arch in OWN_FIELDS else {**UNTIED, **FAMILIES[family]}
     build_oracle_checkpoint(tmp_path, arch, base=base)
     shutil.copy(STORIES / "tokenizer.model", tmp_path)
     file = gguf_of(tmp_path, "F32", arch=GGUF_ARCH.get(arch, arch))
@@ -53,14 +57,14 @@ def test_f32_file_equals_safetensors_model(family, tmp_path):
         torch.testing.assert_close(ours(IDS).logits, reference(IDS).logits, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["bloom", "falcon-40b"])
+@pytest.mark.parametrize("family", ["bloom", "falcon-40b", "gpt_neox"])
 def test_regrouped_qkv_blocks_come_back_in_checkpoint_order(family, tmp_path):
-    """Bloom's and Falcon's fused qkv rows, regrouped by llama.cpp, are put back in the checkpoint's order while
+    """Bloom's, Falcon's and GPT-NeoX's fused qkv rows, regrouped by llama.cpp, are put back in the checkpoint's order while
     still in Q8_0 blocks (rows hold whole blocks), for the dequantized and the kept-quantized load alike."""
     arch = family.partition("-")[0]
     build_oracle_checkpoint(tmp_path, arch, base=FAMILIES[family])
     shutil.copy(STORIES / "tokenizer.model", tmp_path)
-    file = gguf_of(tmp_path, "Q8_0", arch=arch)
+    file = gguf_of(tmp_path, "Q8_0", arch=GGUF_ARCH.get(arch, arch))
     reference = formers.AutoModelForCausalLM.from_pretrained(tmp_path)
     dequantized = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
     kept = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file, keep_quantized=True)

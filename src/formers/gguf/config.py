@@ -134,6 +134,13 @@ def _nemotron_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config.update(attention_bias="blk.0.attn_q.bias" in names, mlp_bias="blk.0.ffn_up.bias" in names)
 
 
+def _gpt_neox_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    rotary = gguf.get("gptneox.rope.dimension_count")
+    if rotary is not None:
+        config["rotary_pct"] = rotary / (config["hidden_size"] // config["num_attention_heads"])
+    config["attention_bias"] = any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors)
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = any(t.name == "blk.0.attn_q_norm.weight" for t in gguf.tensors)  # Command R+
 
@@ -168,6 +175,18 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                     "embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
                                     "logit_scale": "logits_scaling"}, _LLAMA_LAYER, permuted_qk=True),
     "olmo": ArchSpec("olmo", {**_COMMON_FIELDS, "attention.clamp_kqv": "clip_qkv"}, _LLAMA_LAYER, permuted_qk=True),
+    # llama.cpp's starcoder is GPTBigCode with one shared kv head (the only layout it runs); nn.Linear, not Conv1D
+    "starcoder": ArchSpec("gpt_bigcode", _GPT2_FIELDS, _GPT2_LAYER, global_tensors=_GPT2_GLOBAL,
+                          layer_prefix="transformer.h",
+                          derive=lambda gguf, config: config.update(
+                              multi_query=gguf.get("starcoder.attention.head_count_kv", 1) == 1)),
+    "gptneox": ArchSpec("gpt_neox", {**{k: v for k, v in _COMMON_FIELDS.items() if k != "attention.head_count_kv"},
+                                     "attention.layer_norm_epsilon": "layer_norm_eps",
+                                     "use_parallel_residual": "use_parallel_residual"},
+                        {**_BLOOM_LAYER, "attn_qkv": "attention.query_key_value", "attn_output": "attention.dense"},
+                        global_tensors={"token_embd": "gpt_neox.embed_in", "output_norm": "gpt_neox.final_layer_norm",
+                                        "output": "embed_out"}, layer_prefix="gpt_neox.layers",
+                        grouped_qkv=lambda config: (config["num_attention_heads"],) * 2, derive=_gpt_neox_layout),
     "phi2": ArchSpec("phi", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps"},
                      {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
                       "attn_v": "self_attn.v_proj", "attn_output": "self_attn.dense", "ffn_up": "mlp.fc1",
