@@ -37,6 +37,7 @@ LAYERS["phi2"] = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", 
                   "self_attn.v_proj": "attn_v", "self_attn.dense": "attn_output", "mlp.fc1": "ffn_up",
                   "mlp.fc2": "ffn_down"}
 LAYERS["starcoder"] = LAYERS["gpt2"]
+LAYERS["olmoe"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["command-r"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
                    "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",

@@ -37,18 +37,18 @@ _GEMMA2_LAYER = {**_LLAMA_LAYER, "post_attention_norm": "post_attention_layernor
 _PHI3_LAYER = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
                "attn_qkv": "self_attn.qkv_proj", "attn_output": "self_attn.o_proj",
                "ffn_up": "mlp.gate_up_proj", "ffn_down": "mlp.down_proj"}
-_STARCODER2_LAYER = {**{k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"},
-                     "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
+_ATTENTION_LAYER = {k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"}
+_STARCODER2_LAYER = {**_ATTENTION_LAYER, "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
 _GEMMA_FIELDS = {**_COMMON_FIELDS, **_RMS, "attention.key_length": "head_dim"}
 # mixture-of-experts layers: llama.cpp stacks the experts of a layer into one [experts, rows, cols] tensor
 # (`ffn_gate_exps`, ...); "{}" in the transformers name stands for the expert index
-_QWEN2MOE_LAYER = {**_LLAMA_LAYER, "ffn_gate_inp": "mlp.gate", "ffn_gate_exps": "mlp.experts.{}.gate_proj",
-                   "ffn_up_exps": "mlp.experts.{}.up_proj", "ffn_down_exps": "mlp.experts.{}.down_proj",
+_EXPERTS = {"ffn_gate_inp": "mlp.gate", "ffn_gate_exps": "mlp.experts.{}.gate_proj",
+            "ffn_up_exps": "mlp.experts.{}.up_proj", "ffn_down_exps": "mlp.experts.{}.down_proj"}
+_QWEN2MOE_LAYER = {**_LLAMA_LAYER, **_EXPERTS,
                    "ffn_gate_shexp": "mlp.shared_expert.gate_proj", "ffn_up_shexp": "mlp.shared_expert.up_proj",
                    "ffn_down_shexp": "mlp.shared_expert.down_proj", "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
-_MIXTRAL_LAYER = {**{k: v for k, v in _LLAMA_LAYER.items() if not k.startswith("ffn_") or k == "ffn_norm"},
-                  "ffn_gate_inp": "block_sparse_moe.gate", "ffn_gate_exps": "block_sparse_moe.experts.{}.w1",
-                  "ffn_down_exps": "block_sparse_moe.experts.{}.w2", "ffn_up_exps": "block_sparse_moe.experts.{}.w3"}
+_MIXTRAL_LAYER = {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.gate",
+                  "ffn_gate_exps": "block_sparse_moe.experts.{}.w1", "ffn_down_exps": "block_sparse_moe.experts.{}.w2", "ffn_up_exps": "block_sparse_moe.experts.{}.w3"}
 _MOE_FIELDS = {"expert_count": "num_experts", "expert_used_count": "num_experts_per_tok",
                "expert_feed_forward_length": "moe_intermediate_size",
                "expert_shared_feed_forward_length": "shared_expert_intermediate_size"}
@@ -187,6 +187,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                         global_tensors={"token_embd": "gpt_neox.embed_in", "output_norm": "gpt_neox.final_layer_norm",
                                         "output": "embed_out"}, layer_prefix="gpt_neox.layers",
                         grouped_qkv=lambda config: (config["num_attention_heads"],) * 2, derive=_gpt_neox_layout),
+    "olmoe": ArchSpec("olmoe", {**_COMMON_FIELDS, **_RMS, "expert_count": "num_experts",
+                                "expert_used_count": "num_experts_per_tok"},
+                      {**_ATTENTION_LAYER, **_EXPERTS, "attn_q_norm": "self_attn.q_norm",
+                       "attn_k_norm": "self_attn.k_norm"},
+                      required=("expert_count", "expert_used_count")),
     "phi2": ArchSpec("phi", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "layer_norm_eps"},
                      {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
                       "attn_v": "self_attn.v_proj", "attn_output": "self_attn.dense", "ffn_up": "mlp.fc1",
