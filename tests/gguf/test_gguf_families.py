@@ -32,7 +32,8 @@ FAMILIES = {
     "cohere": dict(logit_scale=0.25, use_qk_norm=True, tie_word_embeddings=True),
     "gpt_bigcode": dict(vocab_size=512, n_embd=64, n_layer=2, n_head=4, n_positions=64, multi_query=True),
     "gpt_neox": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     rotary_pct=0.5, use_parallel_residual=False, max_position_embeddings=64, tie_word_embeddings=False),
+                     rotary_pct=0.5, use_parallel_residual=False, max_position_embeddings=64,
+                     tie_word_embeddings=False),
     "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
     "falcon-7b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
                       new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False),
@@ -42,7 +43,8 @@ FAMILIES = {
 
 
 OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon")  # families not built on UNTIED's fields
-GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}  # llama.cpp's name where it differs from the family's
+# llama.cpp's name where it differs from the family's
+GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -61,8 +63,8 @@ def test_f32_file_equals_safetensors_model(family, tmp_path):
 
 @pytest.mark.parametrize("family", ["bloom", "falcon-40b", "gpt_neox"])
 def test_regrouped_qkv_blocks_come_back_in_checkpoint_order(family, tmp_path):
-    """Bloom's, Falcon's and GPT-NeoX's fused qkv rows, regrouped by llama.cpp, are put back in the checkpoint's order while
-    still in Q8_0 blocks (rows hold whole blocks), for the dequantized and the kept-quantized load alike."""
+    """Bloom's, Falcon's and GPT-NeoX's fused qkv rows, regrouped by llama.cpp, are put back in the checkpoint's
+    order while still in Q8_0 blocks (rows hold whole blocks), for the dequantized and the kept-quantized load alike."""
     arch = family.partition("-")[0]
     build_oracle_checkpoint(tmp_path, arch, base=FAMILIES[family])
     shutil.copy(STORIES / "tokenizer.model", tmp_path)

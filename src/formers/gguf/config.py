@@ -48,7 +48,8 @@ _QWEN2MOE_LAYER = {**_LLAMA_LAYER, **_EXPERTS,
                    "ffn_gate_shexp": "mlp.shared_expert.gate_proj", "ffn_up_shexp": "mlp.shared_expert.up_proj",
                    "ffn_down_shexp": "mlp.shared_expert.down_proj", "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
 _MIXTRAL_LAYER = {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.gate",
-                  "ffn_gate_exps": "block_sparse_moe.experts.{}.w1", "ffn_down_exps": "block_sparse_moe.experts.{}.w2", "ffn_up_exps": "block_sparse_moe.experts.{}.w3"}
+                  "ffn_gate_exps": "block_sparse_moe.experts.{}.w1", "ffn_down_exps": "block_sparse_moe.experts.{}.w2",
+                  "ffn_up_exps": "block_sparse_moe.experts.{}.w3"}
 _MOE_FIELDS = {"expert_count": "num_experts", "expert_used_count": "num_experts_per_tok",
                "expert_feed_forward_length": "moe_intermediate_size",
                "expert_shared_feed_forward_length": "shared_expert_intermediate_size"}
