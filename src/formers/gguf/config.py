@@ -136,9 +136,9 @@ def _nemotron_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
 
 
 def _gpt_neox_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
-    rotary = gguf.get("gptneox.rope.dimension_count")
-    if rotary is not None:
-        config["rotary_pct"] = rotary / (config["hidden_size"] // config["num_attention_heads"])
+    _partial_rotary(gguf, config)
+    if "partial_rotary_factor" in config:
+        config["rotary_pct"] = config.pop("partial_rotary_factor")  # GPT-NeoX's name for it (which 4.45 reads)
     config["attention_bias"] = any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors)
 
 
