@@ -195,8 +195,58 @@ def llama3_rope_divisors(config: dict, head_dim: int) -> torch.Tensor:
     return torch.tensor(divisors, dtype=torch.float32)
 
 
+MAMBA_LAYER = {"norm": "attn_norm", "mixer.in_proj": "ssm_in", "mixer.conv1d": "ssm_conv1d", "mixer.x_proj": "ssm_x",
+               "mixer.dt_proj": "ssm_dt", "mixer.out_proj": "ssm_out"}
+MAMBA_TOP = {"backbone.embeddings.weight": "token_embd.weight", "backbone.norm_f.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+
+
+def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
+    """llama.cpp's layout of a Mamba checkpoint: metadata under mamba.ssm.*, A stored as -exp(A_log) in
+    blk.<i>.ssm_a and D in blk.<i>.ssm_d (names without a suffix), the conv weight squeezed to [channels, kernel]."""
+    config = json.loads((folder / "config.json").read_text())
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(out), "mamba")
+    writer.add_name(name)
+    writer.add_context_length(2 ** 20)
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(0)
+    writer.add_head_count(0)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_ssm_conv_kernel(config["conv_kernel"])
+    writer.add_ssm_inner_size(config["intermediate_size"])
+    writer.add_ssm_state_size(config["state_size"])
+    writer.add_ssm_time_step_rank(config["time_step_rank"])
+    writer.add_layer_norm_rms_eps(config["layer_norm_epsilon"])
+    write_tokenizer(writer, folder)
+    for key, tensor in load_file(folder / "model.safetensors").items():
+        array = tensor.to(torch.float32).numpy()
+        if key in MAMBA_TOP:
+            target = MAMBA_TOP[key]
+        else:
+            _, _, index, rest = key.split(".", 3)  # backbone.layers.<i>.<rest>
+            stem, _, leaf = rest.rpartition(".")
+            if rest == "mixer.A_log":
+                target, array = f"blk.{index}.ssm_a", -np.exp(array)
+            elif rest == "mixer.D":
+                target = f"blk.{index}.ssm_d"
+            else:
+                target = f"blk.{index}.{MAMBA_LAYER[stem]}.{leaf}"
+            if rest == "mixer.conv1d.weight":
+                array = np.ascontiguousarray(array.squeeze(1))
+        data, kind = encode(array, qtype, rng)
+        writer.add_tensor(target, data, raw_dtype=gguf.GGMLQuantizationType[kind])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
+    if arch == "mamba":
+        return convert_mamba(folder, out, qtype, name, seed)
     config = json.loads((folder / "config.json").read_text())
     if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],

@@ -71,6 +71,8 @@ class ArchSpec:
     conv1d: tuple[str, ...] = ()  # layer tensors HF stores [in, out] (GPT-2's Conv1D); llama.cpp stores [out, in]
     row_vectors: tuple[str, ...] = ()  # [1, n] weights llama.cpp squeezes to [n] (Qwen2-MoE's shared expert gate)
     required: tuple[str, ...] = ()  # metadata keys (after "<arch>.") without which the tensors cannot be mapped
+    # layer tensor name after "blk.<i>." ("ssm_a", "ssm_conv1d.weight"): llama.cpp's value -> the checkpoint's
+    converted: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     # (heads, kv heads) of a fused attn_qkv whose rows llama.cpp writes as all queries, then keys, then values, where
     # the checkpoint interleaves them per kv head (Bloom: [q, k, v] per head; Falcon: the group's queries, k, v)
     grouped_qkv: Callable[[dict[str, Any]], tuple[int, int]] | None = None
@@ -142,6 +144,14 @@ def _gpt_neox_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["attention_bias"] = any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors)
 
 
+def _mamba_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    if gguf.get("mamba.ssm.dt_b_c_rms"):
+        raise CheckpointError(f"{gguf.path}: a Falcon-Mamba file (mamba.ssm.dt_b_c_rms); formers reads Mamba's")
+    names = {t.name for t in gguf.tensors}
+    config.update(expand=gguf.get("mamba.ssm.inner_size") / config["hidden_size"],
+                  use_conv_bias="blk.0.ssm_conv1d.bias" in names, use_bias="blk.0.ssm_in.bias" in names)
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = any(t.name == "blk.0.attn_q_norm.weight" for t in gguf.tensors)  # Command R+
 
@@ -205,6 +215,18 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                       "logit_scale": "logit_scale"},
                           {**_LLAMA_LAYER, "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"},
                           derive=_cohere_qk_norm),
+    # llama.cpp stores A = -exp(A_log) and the depthwise conv's [channels, 1, kernel] weight squeezed
+    "mamba": ArchSpec("mamba", {"embedding_length": "hidden_size", "block_count": "num_hidden_layers",
+                                "ssm.conv_kernel": "conv_kernel", "ssm.state_size": "state_size",
+                                "ssm.time_step_rank": "time_step_rank", "vocab_size": "vocab_size",
+                                "attention.layer_norm_rms_epsilon": "layer_norm_epsilon"},
+                      {"attn_norm": "norm", "ssm_in": "mixer.in_proj", "ssm_conv1d": "mixer.conv1d",
+                       "ssm_x": "mixer.x_proj", "ssm_dt": "mixer.dt_proj", "ssm_a": "mixer.A_log", "ssm_d": "mixer.D",
+                       "ssm_out": "mixer.out_proj"},
+                      global_tensors={"token_embd": "backbone.embeddings", "output_norm": "backbone.norm_f",
+                                      "output": "lm_head"}, layer_prefix="backbone.layers", derive=_mamba_layout,
+                      converted={"ssm_a": lambda a: torch.log(-a), "ssm_conv1d.weight": lambda w: w.unsqueeze(1)},
+                      required=("ssm.inner_size",)),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,

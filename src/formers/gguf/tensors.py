@@ -91,19 +91,19 @@ def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor, out: Tensor
 
 def hf_name(name: str, spec: ArchSpec) -> str | None:
     """The transformers key of a GGUF tensor name (None when the architecture has no such tensor)."""
+    parts = name.split(".")
+    if len(parts) in (3, 4) and parts[0] == "blk" and parts[2] in spec.layer_tensors:  # (Mamba's ssm_a: no leaf)
+        return ".".join([spec.layer_prefix, parts[1], spec.layer_tensors[parts[2]], *parts[3:]])
     stem, _, leaf = name.rpartition(".")
     if stem in spec.global_tensors:
         return f"{spec.global_tensors[stem]}.{leaf}"
-    parts = stem.split(".")
-    if len(parts) == 3 and parts[0] == "blk" and parts[2] in spec.layer_tensors:
-        return f"{spec.layer_prefix}.{parts[1]}.{spec.layer_tensors[parts[2]]}.{leaf}"
     return None
 
 
 def _layer_kind(name: str) -> str:
-    """`attn_q` for `blk.3.attn_q.weight` ("" for global tensors)."""
+    """`attn_q` for `blk.3.attn_q.weight` and `ssm_a` for `blk.3.ssm_a` ("" for global tensors)."""
     parts = name.split(".")
-    return parts[2] if len(parts) == 4 and parts[0] == "blk" else ""
+    return parts[2] if len(parts) in (3, 4) and parts[0] == "blk" else ""
 
 
 def _is_conv1d_weight(name: str, spec: ArchSpec) -> bool:
@@ -189,6 +189,9 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
             value = value.t().contiguous()  # back to the checkpoint's [in, out]; the family's key map handles it
         if _layer_kind(tensor.name) in spec.row_vectors:
             value = value.reshape(1, -1)
+        convert = spec.converted.get(".".join(tensor.name.split(".")[2:]))  # "ssm_a", "ssm_conv1d.weight", ...
+        if convert is not None:
+            value = convert(value)
         if "{}" in name:  # stacked experts [experts, rows, cols] -> one checkpoint tensor per expert
             yield from ((name.format(index), expert) for index, expert in enumerate(value.unbind(0)))
             continue

@@ -139,7 +139,8 @@ class StateSpaceForCausalLM(PreTrainedModel):
                              past_key_values=past_key_values, use_cache=use_cache,
                              output_hidden_states=output_hidden_states, return_dict=True, attention_mask=attention_mask)
         hidden = base.last_hidden_state[:, -num_logits_to_keep:]
-        logits = float_logits(self.lm_head(hidden.to(self.lm_head.weight.dtype)))
+        weight = self.lm_head.weight  # (4.45 casts to it; a quantized head's integer blocks take the hidden as is)
+        logits = float_logits(self.lm_head(hidden.to(weight.dtype) if weight.is_floating_point() else hidden))
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = self.output_class(loss=loss, logits=logits, cache_params=base.cache_params,
                                 hidden_states=base.hidden_states)
