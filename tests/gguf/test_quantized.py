@@ -106,8 +106,8 @@ def test_quantize_float_checkpoint_at_load(llama_dir, quant_type, group_size, tm
         if isinstance(module, QuantizedLinear):
             original = reference.get_submodule(name).weight.detach()
             error = (module.dequantized_weight() - original).abs()
-            if group_size is None:  # int8: step = max |w| of the row / 127
-                step = original.abs().amax(dim=1, keepdim=True) / 127
+            if group_size is None:  # int8: step = max |w| of the row / 127.5
+                step = original.abs().amax(dim=1, keepdim=True) / 127.5
             else:  # int4: step = (max - min) of the group / 15
                 groups = original.view(original.shape[0], -1, group_size)
                 step = ((groups.amax(-1) - groups.amin(-1)) / 15).repeat_interleave(group_size, dim=1)

@@ -38,10 +38,12 @@ REPACK_ROWS = 1024
 
 
 def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Symmetric per-row int8: weight ≈ q * scale[:, None]."""
+    """Symmetric per-row int8 as torchao's int8_weight_only computes it (the scheme 4.45's TorchAoConfig names):
+    scale = max |w| / 127.5 (at least float32's eps), q = round(w * (1 / scale)) within [-128, 127];
+    weight ≈ q * scale[:, None]."""
     w = weight.float()
-    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127
-    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+    scale = (w.abs().amax(dim=1) / 127.5).clamp_min(torch.finfo(torch.float32).eps)
+    return torch.clamp(torch.round(w * (1.0 / scale)[:, None]), -128, 127).to(torch.int8), scale
 
 
 def quantize_int4(weight: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
