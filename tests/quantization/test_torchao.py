@@ -1,8 +1,10 @@
-"""TorchAoConfig("int8_weight_only"), which formers computes itself, against transformers 4.45.2 loading the same
-checkpoint with the same TorchAoConfig through torchao 0.5.0 (the scheme 4.45's name stands for). torchao 0.5.0's
+"""TorchAoConfig's int8 schemes, which formers computes itself, against transformers 4.45.2 loading the same
+checkpoint with the same TorchAoConfig through torchao 0.5.0 (the schemes 4.45's names stand for). torchao 0.5.0's
 int4 layout does not run on this torch's CPU build (`_convert_weight_to_int4pack` has no CPU kernel), so int4 has
 no oracle here; tests/gguf/test_quantized.py checks it against its own dequantized weights."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -14,40 +16,56 @@ from tests.conftest import build_oracle_checkpoint
 torchao = pytest.importorskip("torchao", reason="torchao is not installed (it comes with the test extra)")
 
 IDS = torch.tensor([[1, 5, 9, 33, 7, 64, 3], [1, 90, 12, 4, 77, 21, 50]])
+SCHEMES = ["int8_weight_only", "int8_dynamic_activation_int8_weight"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def folder(tmp_path_factory):
+    return build_oracle_checkpoint(tmp_path_factory.mktemp("torchao"), "qwen2", tie_word_embeddings=False)
+
+
+def load_both(folder, quant_type: str):
     import transformers
 
-    folder = build_oracle_checkpoint(tmp_path_factory.mktemp("torchao"), "qwen2", tie_word_embeddings=False)
-    ours = formers.AutoModelForCausalLM.from_pretrained(
-        folder, quantization_config=formers.TorchAoConfig("int8_weight_only"))
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder, quantization_config=formers.TorchAoConfig(quant_type))
     theirs = transformers.AutoModelForCausalLM.from_pretrained(
-        folder, quantization_config=transformers.TorchAoConfig("int8_weight_only"), torch_dtype=torch.float32,
+        folder, quantization_config=transformers.TorchAoConfig(quant_type), torch_dtype=torch.float32,
         device_map="cpu")
     return ours, theirs
 
 
-def test_int8_values_and_scales_equal_torchaos(models):
-    ours, theirs = models
+@pytest.mark.parametrize("quant_type", SCHEMES)
+def test_int8_values_and_scales_equal_torchaos(folder, quant_type):
+    ours, theirs = load_both(folder, quant_type)
     checked = 0
     for name, module in ours.named_modules():
         if isinstance(module, QuantizedLinear):
-            stored = theirs.get_submodule(name).weight.layout_tensor
+            weight = theirs.get_submodule(name).weight
+            stored = (weight.original_weight_tensor if quant_type != SCHEMES[0] else weight).layout_tensor
             assert torch.equal(module.weight, stored.int_data), name
             assert torch.equal(module.weight_scale, stored.scale.float()), name
             checked += 1
     assert checked == 14
 
 
-def test_int8_logits_and_tokens_equal_4_45(models, monkeypatch):
-    """With float32 activations in the prefill kernel (formers' default rounds them to bfloat16 there, for speed:
-    `linear.FP32_KERNEL_DTYPE`) the logits equal 4.45.2's; decoding (formers' int8 GEMV) is float32 anyway."""
-    ours, theirs = models
+@pytest.mark.parametrize("quant_type", SCHEMES)
+def test_int8_logits_and_tokens_equal_4_45(folder, quant_type, monkeypatch, tmp_path):
+    """int8_weight_only with float32 activations in the prefill kernel (formers' default rounds them to bfloat16
+    there, for speed: `linear.FP32_KERNEL_DTYPE`; decoding, formers' int8 GEMV, is float32 anyway); the dynamic
+    scheme quantizes every input row as torchao does. Saved and reloaded, the layers keep their scheme."""
+    ours, theirs = load_both(folder, quant_type)
     monkeypatch.setattr(linear, "FP32_KERNEL_DTYPE", torch.float32)
     with torch.no_grad():
+        full = formers.AutoModelForCausalLM.from_pretrained(folder)(IDS).logits
         got, want = ours(IDS).logits, theirs(IDS).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert float((got - full).abs().max()) > 1e-4  # the weights (and activations) really are quantized
     greedy = dict(max_new_tokens=10, do_sample=False, pad_token_id=0)
     assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+    ours.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["quantization_config"]["quant_type"] == quant_type
+    reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert {m.scheme for m in reloaded.modules() if isinstance(m, QuantizedLinear)} == {
+        "int8" if quant_type == SCHEMES[0] else "int8_dynamic"}
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, got)

@@ -148,9 +148,9 @@ class LinearQuantizer:
         if (isinstance(value, Tensor) and leaf == "weight" and self.config is not None and value.dim() == 2
                 and isinstance(module, nn.Linear) and not self._skipped(name)
                 and reference_kind(self.model, name) == "linear"  # torchao under 4.45 takes nn.Linear layers only
-                and (self.config.scheme == "int8" or int4_packable(*value.shape, self.config.group_size))):
-            if self.config.scheme == "int8":
-                new = QuantizedLinear.int8(*self._place(*quantize_int8(value)))
+                and (self.config.scheme != "int4" or int4_packable(*value.shape, self.config.group_size))):
+            if self.config.scheme != "int4":
+                new = QuantizedLinear.int8(*self._place(*quantize_int8(value)), dynamic_activations=self._dynamic)
             else:
                 new = QuantizedLinear.int4(*self._place(*quantize_int4(value, self.config.group_size)))
             self._replace(name, module, new)
@@ -165,6 +165,11 @@ class LinearQuantizer:
             return None
         widths = {module.in_features // 32 * BLOCK_LAYOUT[t][1]: t for t in BLOCK_TYPES}
         return widths.get(value.shape[1]) if value.shape[0] == module.out_features else None
+
+    @property
+    def _dynamic(self) -> bool:
+        """Whether int8 layers quantize their inputs too (int8_dynamic_activation_int8_weight)."""
+        return self.config is not None and self.config.scheme == "int8_dynamic"
 
     def _place(self, q: Tensor, *floats: Tensor) -> tuple[Tensor, ...]:
         return (q.to(self.device),) + tuple(f.to(device=self.device, dtype=self.dtype) for f in floats)
@@ -199,7 +204,7 @@ class LinearQuantizer:
     def _from_saved(self, name: str, parts: dict[str, Tensor]) -> QuantizedLinear:
         weight = parts["weight"]
         if weight.dtype == torch.int8 and "weight_scale" in parts:
-            return QuantizedLinear.int8(*self._place(weight, parts["weight_scale"]))
+            return QuantizedLinear.int8(*self._place(weight, parts["weight_scale"]), dynamic_activations=self._dynamic)
         if weight.dtype == torch.uint8 and "scales_and_zeros" in parts:
             scale, zero = parts["scales_and_zeros"].unbind(-1)  # [K / G, N] each
             return QuantizedLinear.int4(*self._place(nibbles_to_values(weight), scale.t(), zero.t()))

@@ -1,8 +1,9 @@
 """Quantization configs a 4.45 user passes as `from_pretrained(..., quantization_config=...)`.
 
 `TorchAoConfig` (transformers' name for torchao's weight-only schemes) is what formers implements
-itself, without torchao: "int8_weight_only" (per-output-channel int8) and "int4_weight_only" (int4 in
-groups of `group_size` input columns, with a scale and a zero per group). `BitsAndBytesConfig` and
+itself, without torchao: "int8_weight_only" (per-output-channel int8), "int4_weight_only" (int4 in
+groups of `group_size` input columns, with a scale and a zero per group) and "int8_dynamic_activation_int8_weight"
+(the int8 weights times activations quantized to int8 per token as they arrive). `BitsAndBytesConfig` and
 `QuantoConfig` run through their packages when installed (bitsandbytes.py, quanto.py). The other 4.45
 configs (GPTQ, AWQ, AQLM, EETQ, HQQ, FBGEMM FP8, compressed-tensors) exist so 4.45 code imports and
 constructs them; loading with one raises a ConfigError that says what formers supports instead
@@ -18,7 +19,7 @@ import torch
 
 from ..errors import ConfigError
 
-WEIGHT_ONLY_TYPES = ("int8_weight_only", "int4_weight_only")
+WEIGHT_ONLY_TYPES = ("int8_weight_only", "int4_weight_only", "int8_dynamic_activation_int8_weight")
 INT4_GROUP_SIZES = (32, 64, 128, 256)  # what torch's int4 CPU kernel accepts
 
 
@@ -42,7 +43,7 @@ class TorchAoConfig:
 
     @property
     def scheme(self) -> str:
-        return "int4" if self.quant_type == "int4_weight_only" else "int8"
+        return {"int4_weight_only": "int4", "int8_weight_only": "int8"}.get(self.quant_type, "int8_dynamic")
 
     @property
     def group_size(self) -> int:

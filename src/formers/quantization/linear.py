@@ -67,17 +67,20 @@ class QuantizedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, scheme: str, group_size: int | None = None,
                  bias: Tensor | None = None):
         super().__init__()
-        if scheme not in ("int8", "int4", *GGUF_SCHEMES):
-            raise ValueError(f"QuantizedLinear scheme: expected 'int8', 'int4', 'q8_0' or 'q4_0', got {scheme!r}")
+        if scheme not in ("int8", "int8_dynamic", "int4", *GGUF_SCHEMES):
+            raise ValueError(f"QuantizedLinear scheme: expected 'int8', 'int8_dynamic', 'int4', 'q8_0' or 'q4_0', "
+                             f"got {scheme!r}")
         self.in_features, self.out_features, self.scheme = in_features, out_features, scheme
         self.group_size = group_size
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
-    def int8(cls, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> "QuantizedLinear":
-        """q: int8 [N, K]; scale: [N] (float)."""
-        module = cls(q.shape[1], q.shape[0], "int8", None, bias)
+    def int8(cls, q: Tensor, scale: Tensor, bias: Tensor | None = None,
+             dynamic_activations: bool = False) -> "QuantizedLinear":
+        """q: int8 [N, K]; scale: [N] (float). dynamic_activations: the inputs are quantized to int8 per token too
+        (torchao's int8_dynamic_activation_int8_weight) and multiplied in integers."""
+        module = cls(q.shape[1], q.shape[0], "int8_dynamic" if dynamic_activations else "int8", None, bias)
         module.register_buffer("weight", q.to(torch.int8).contiguous())
         module.register_buffer("weight_scale", scale.contiguous())
         return module
@@ -116,6 +119,8 @@ class QuantizedLinear(nn.Module):
             if out is not None:
                 return out
             return F.linear(x, self.dequantized_weight().to(device=x.device, dtype=x.dtype), self.bias)
+        if self.scheme == "int8_dynamic":
+            return self._dynamic_int8_linear(x)
         if self.scheme == "int8":  # decoding a few rows: formers' int8 GEMV (exact float32 activations)
             out = small_batch_int8_linear(x, self.weight, self.weight_scale, self.bias)
             if out is not None:
@@ -133,6 +138,20 @@ class QuantizedLinear(nn.Module):
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size,
                                                            self.scales_and_zeros.to(compute))
         y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def _dynamic_int8_linear(self, x: Tensor) -> Tensor:
+        """torchao's int8 x int8 product: each row of x quantized symmetrically to [-127, 127] with scale
+        max |x| / 127 (at least 1e-5), the integer product summed exactly in int32, then scaled by the row's and
+        the output's scales, in that order."""
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1])
+        row_scale = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-5)
+        q = torch.clamp(torch.round(rows * (1.0 / row_scale)), -127, 127).to(torch.int32)
+        products = torch.matmul(q, self.weight.t().to(torch.int32))  # exact: |sum| < 2^31 for K < 2^17
+        y = (products * row_scale * self.weight_scale.to(row_scale.dtype)).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
@@ -155,7 +174,7 @@ class QuantizedLinear(nn.Module):
         if self.scheme in GGUF_SCHEMES:
             return dequantize(self.gguf_blocks_row_major().cpu(), GGUF_SCHEMES[self.scheme],
                               (self.out_features, self.in_features))
-        if self.scheme == "int8":
+        if self.scheme in ("int8", "int8_dynamic"):
             return self.weight.float() * self.weight_scale.float()[:, None]
         q = self.int4_values().float().view(self.out_features, -1, self.group_size)
         scale, zero = self.scales_and_zeros.float().unbind(-1)  # [K / G, N] each
