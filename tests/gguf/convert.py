@@ -127,6 +127,20 @@ def encode(array: np.ndarray, qtype: str, rng: np.random.Generator) -> tuple[np.
     return gguf.quants.quantize(array.astype(np.float32), kind), qtype
 
 
+def add_encoded(writer: gguf.GGUFWriter, name: str, array: np.ndarray, qtype: str,
+                rng: np.random.Generator) -> None:
+    data, kind = encode(array, qtype, rng)
+    writer.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType[kind])
+
+
+def write_out(writer: gguf.GGUFWriter, out: Path) -> Path:
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
 def write_tokenizer(writer: gguf.GGUFWriter, folder: Path, pre: str = "default", add_bos: bool = False) -> None:
     if (folder / "tokenizer.model").exists():
         import sentencepiece
@@ -170,11 +184,7 @@ def tokenizer_only(folder: Path, out: Path, arch: str, pre: str = "default", cha
     write_tokenizer(writer, folder, pre)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
+    return write_out(writer, out)
 
 
 def llama3_rope_divisors(config: dict, head_dim: int) -> torch.Tensor:
@@ -234,13 +244,8 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0)
                 target = f"blk.{index}.{MAMBA_LAYER[stem]}.{leaf}"
             if rest == "mixer.conv1d.weight":
                 array = np.ascontiguousarray(array.squeeze(1))
-        data, kind = encode(array, qtype, rng)
-        writer.add_tensor(target, data, raw_dtype=gguf.GGMLQuantizationType[kind])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
+        add_encoded(writer, target, array, qtype, rng)
+    return write_out(writer, out)
 
 
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
@@ -351,10 +356,5 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = permute(array, heads)
         elif arch in ROPE_PERMUTED and ".attn_k." in target:
             array = permute(array, kv_heads)
-        data, kind = encode(array, qtype, rng)
-        writer.add_tensor(target, data, raw_dtype=gguf.GGMLQuantizationType[kind])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
+        add_encoded(writer, target, array, qtype, rng)
+    return write_out(writer, out)
