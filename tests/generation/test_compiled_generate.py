@@ -19,7 +19,7 @@ pytestmark = requires_shared(STORIES)
 PROMPTS = torch.tensor([[1, 400, 401, 402, 403, 404], [0, 0, 1, 300, 301, 302], [0, 0, 0, 0, 1, 500]])
 MASK = (PROMPTS != 0).long()
 GREEDY = {"max_new_tokens": 8, "repetition_penalty": 1.3, "eos_token_id": 422}  # row 0 stops early
-SAMPLING = {"max_new_tokens": 10, "do_sample": True, "top_k": 20, "top_p": 0.9, "temperature": 0.8}
+SAMPLING = {"max_new_tokens": 5, "do_sample": True, "top_k": 20, "top_p": 0.9, "temperature": 0.8}
 
 
 class CountingBackend:
