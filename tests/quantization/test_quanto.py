@@ -67,7 +67,8 @@ def test_bfloat16_dict_form_and_modules_to_not_convert(checkpoints):
     with torch.no_grad():
         got, want = ours(IDS).logits, theirs(IDS).logits
         assert torch.equal(from_dict(IDS).logits, got)
-    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2e-2)  # bfloat16 logits, ~1/3 of one ulp of 8
+    # bfloat16 logits (|logit| < 1 here): one bfloat16 step at most (measured: equal)
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2 ** -8)
     greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
     assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
 
