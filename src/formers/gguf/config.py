@@ -78,6 +78,11 @@ class ArchSpec:
     grouped_qkv: Callable[[dict[str, Any]], tuple[int, int]] | None = None
 
 
+def _has(gguf: GGUFFile, name: str) -> bool:
+    """Whether the file holds a tensor of this name (the derive steps ask about layer 0's for every layer)."""
+    return any(t.name == name for t in gguf.tensors)
+
+
 def _gemma2_scalar(gguf: GGUFFile, config: dict[str, Any]) -> None:
     # llama.cpp scales Gemma2 scores by head_dim ** -0.5, the 27B model's (46 layers) by (hidden / heads) ** -0.5
     config["query_pre_attn_scalar"] = (config["hidden_size"] // config["num_attention_heads"]
@@ -93,7 +98,7 @@ def _partial_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
 
 def _stablelm_rotary(gguf: GGUFFile, config: dict[str, Any]) -> None:
     _partial_rotary(gguf, config)
-    config["use_qkv_bias"] = any(t.name == "blk.0.attn_q.bias" for t in gguf.tensors)
+    config["use_qkv_bias"] = _has(gguf, "blk.0.attn_q.bias")
 
 
 _GPT2_FIELDS = {"context_length": "n_positions", "embedding_length": "n_embd", "block_count": "n_layer",
@@ -125,35 +130,33 @@ def _falcon_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     # llama.cpp's falcon: the 7B layout (one norm, parallel attention, one shared kv head) or, with attn_norm_2,
     # the 40B "new decoder architecture" (two norms, num_kv_heads groups); no alibi
     kv_heads = config.get("num_kv_heads") or 1
-    two_norms = any(t.name == "blk.0.attn_norm_2.weight" for t in gguf.tensors)
+    two_norms = _has(gguf, "blk.0.attn_norm_2.weight")
     config.update(new_decoder_architecture=two_norms, multi_query=not two_norms and kv_heads == 1,
                   parallel_attn=True, alibi=False, num_kv_heads=kv_heads,
-                  bias=any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors))
+                  bias=_has(gguf, "blk.0.attn_qkv.bias"))
 
 
 def _nemotron_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     _partial_rotary(gguf, config)
-    names = {t.name for t in gguf.tensors}
-    config.update(attention_bias="blk.0.attn_q.bias" in names, mlp_bias="blk.0.ffn_up.bias" in names)
+    config.update(attention_bias=_has(gguf, "blk.0.attn_q.bias"), mlp_bias=_has(gguf, "blk.0.ffn_up.bias"))
 
 
 def _gpt_neox_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     _partial_rotary(gguf, config)
     if "partial_rotary_factor" in config:
         config["rotary_pct"] = config.pop("partial_rotary_factor")  # GPT-NeoX's name for it (which 4.45 reads)
-    config["attention_bias"] = any(t.name == "blk.0.attn_qkv.bias" for t in gguf.tensors)
+    config["attention_bias"] = _has(gguf, "blk.0.attn_qkv.bias")
 
 
 def _mamba_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
     if gguf.get("mamba.ssm.dt_b_c_rms"):
         raise CheckpointError(f"{gguf.path}: a Falcon-Mamba file (mamba.ssm.dt_b_c_rms); formers reads Mamba's")
-    names = {t.name for t in gguf.tensors}
     config.update(expand=gguf.get("mamba.ssm.inner_size") / config["hidden_size"],
-                  use_conv_bias="blk.0.ssm_conv1d.bias" in names, use_bias="blk.0.ssm_in.bias" in names)
+                  use_conv_bias=_has(gguf, "blk.0.ssm_conv1d.bias"), use_bias=_has(gguf, "blk.0.ssm_in.bias"))
 
 
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
-    config["use_qk_norm"] = any(t.name == "blk.0.attn_q_norm.weight" for t in gguf.tensors)  # Command R+
+    config["use_qk_norm"] = _has(gguf, "blk.0.attn_q_norm.weight")  # Command R+
 
 
 def _falcon_qkv_groups(config: dict[str, Any]) -> tuple[int, int]:
@@ -249,7 +252,7 @@ def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
     arch = gguf.architecture
     if arch == "llama" and gguf.get("llama.expert_count"):
         return arch, MIXTRAL
-    if arch == "falcon" and any(t.name == "blk.0.attn_norm_2.weight" for t in gguf.tensors):
+    if arch == "falcon" and _has(gguf, "blk.0.attn_norm_2.weight"):
         return arch, FALCON_TWO_NORMS
     spec = ARCHITECTURES.get(arch)
     if spec is None:
@@ -289,7 +292,7 @@ def gguf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
                       ("padding_token_id", "pad_token_id")):
         if gguf.get(f"tokenizer.ggml.{key}") is not None:
             config[name] = gguf.get(f"tokenizer.ggml.{key}")
-    config["tie_word_embeddings"] = not any(t.name == "output.weight" for t in gguf.tensors)
+    config["tie_word_embeddings"] = not _has(gguf, "output.weight")
     if spec.derive is not None:
         spec.derive(gguf, config)
     scaling = _rope_scaling(gguf, arch) or (_llama3_scaling(gguf, config) if arch == "llama" else None)

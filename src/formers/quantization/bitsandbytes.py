@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .config import BitsAndBytesConfig
+from .config import BitsAndBytesConfig, package_config
 from .swap import output_head_names, swap_linears
 
 
@@ -28,11 +28,8 @@ def bitsandbytes_installed() -> bool:
 
 def as_bitsandbytes_config(value: Any) -> BitsAndBytesConfig | None:
     """The BitsAndBytesConfig of a `quantization_config` argument (object or 4.45-style dict), else None."""
-    if isinstance(value, BitsAndBytesConfig):
-        return value
-    if isinstance(value, dict) and value.get("quant_method") == "bitsandbytes":
-        return BitsAndBytesConfig(**{k: v for k, v in value.items() if k != "quant_method"})
-    return None
+    config = package_config(value)
+    return config if isinstance(config, BitsAndBytesConfig) else None
 
 
 def _skipped(name: str, skip: list[str]) -> bool:

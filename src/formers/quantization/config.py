@@ -168,6 +168,14 @@ _FOREIGN = {cls.quant_method: cls for cls in (BitsAndBytesConfig, QuantoConfig, 
                                               EetqConfig, HqqConfig, FbgemmFp8Config, CompressedTensorsConfig)}
 
 
+def package_config(value: Any) -> _ForeignConfig | None:
+    """A 4.45 package config (BitsAndBytesConfig, QuantoConfig, ...) given as the object or as its dict (a
+    config.json's `quantization_config`), else None."""
+    if isinstance(value, dict) and value.get("quant_method") in _FOREIGN:
+        return _FOREIGN[value["quant_method"]](**{k: v for k, v in value.items() if k != "quant_method"})
+    return value if isinstance(value, _ForeignConfig) else None
+
+
 def check_quantization_config(value: Any) -> TorchAoConfig | None:
     """Normalise `quantization_config` (object or dict) to a TorchAoConfig, or raise a ConfigError that
     names the method and what formers offers instead."""
@@ -178,7 +186,7 @@ def check_quantization_config(value: Any) -> TorchAoConfig | None:
         if method == "torchao":
             return TorchAoConfig.from_dict(value)
         if method in _FOREIGN:
-            value = _FOREIGN[method](**{k: v for k, v in value.items() if k != "quant_method"})
+            value = package_config(value)
         elif method != "formers_gguf":
             raise ConfigError(f"quantization_config: quant_method {method!r} is not supported; expected 'torchao'")
         else:

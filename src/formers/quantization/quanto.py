@@ -2,9 +2,9 @@
 
 After the full-precision load every linear layer whose dotted name holds none of `modules_to_not_convert`
 (by default the output head, as 4.45 keeps it) and that 4.45 holds as an nn.Linear (not GPT-2's Conv1D layers,
-nor experts stored as stacked tensors: the model class's `reference_layer_kinds`) becomes quanto's `QLinear` with the requested weight type, its
-weights copied in and frozen (quantized) at once: the modules and steps of transformers 4.45.2's quanto
-integration, so logits and tokens equal 4.45.2's on the same checkpoint. Like 4.45, quantizing activations
+nor experts stored as stacked tensors: the model class's `reference_layer_kinds`) becomes quanto's `QLinear`
+with the requested weight type, its weights copied in and frozen (quantized) at once: the modules and steps of
+transformers 4.45.2's quanto integration, so logits and tokens equal 4.45.2's on the same checkpoint. Like 4.45, quantizing activations
 at load is refused (quanto's own `quantize`/`calibrate` do that on a loaded model), and such a model is not
 saved: 4.45 calls it not serializable.
 """
@@ -17,15 +17,14 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .config import QuantoConfig
+from .config import QuantoConfig, package_config
 from .swap import output_head_names, swap_linears
 
 
 def as_quanto_config(value: Any) -> QuantoConfig | None:
     """The QuantoConfig of a `quantization_config` argument (object or 4.45-style dict) when the quanto package
     is installed (else None: check_quantization_config then says that it is missing)."""
-    if isinstance(value, dict) and value.get("quant_method") == "quanto":
-        value = QuantoConfig(**{k: v for k, v in value.items() if k != "quant_method"})
+    value = package_config(value)
     if not isinstance(value, QuantoConfig) or importlib.util.find_spec("quanto") is None:
         return None
     if value.activations is not None:
