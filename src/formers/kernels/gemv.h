@@ -440,29 +440,43 @@ inline float dot_torch_order(const float* x, const BFloat16* w, int64_t K) {
   return dot_tail(x, w, k64, K, lane_tree(s[0]));
 }
 
-// out[r] = x . row r of w (float32 holding bfloat16 values, row stride ldw) for R rows in L1, each in torch's
-// order. The eight sums are taken two at a time (q and q + 4, which the tree adds first), so the R rows share
-// each load of x: 2R sums in registers, not 8R (1.7x the single dot's speed on rows in cache).
-template <int R>
-inline void dots_torch_order(const float* x, const float* w, int64_t ldw, int64_t K, float* out) {
+// out[m * ldo + r] = row m of x (row stride ldx) . row r of w (float32 holding bfloat16 values, row stride ldw)
+// for MB input rows and R weight rows in L1, each in torch's order. A pass over K takes one of the eight sums for
+// all MB x R outputs at once (MB + R loads per MB x R fused multiply-adds), or sums q and q + 4 together where
+// MB x R alone is too few independent chains to hide the multiply-add's latency; sum q + sum q + 4, which the
+// tree adds first, is kept between passes.
+template <int MB, int R>
+inline void dots_torch_order(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t K, float* out, int64_t ldo) {
+  constexpr int kTogether = MB * R <= 6 ? 2 : 1;  // sums per pass
   const int64_t k64 = K - K % 64;
-  __m256 pairs[4][R];  // pairs[p][r] = sum p + sum p + 4 of row r
-  for (int p = 0; p < 4; ++p) {
-    __m256 lo[R], hi[R];
-    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < k64; k += 64) {
-      const __m256 xa = _mm256_loadu_ps(x + k + 8 * p), xb = _mm256_loadu_ps(x + k + 8 * p + 32);
-      for (int r = 0; r < R; ++r) {
-        lo[r] = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w + r * ldw + k + 8 * p), lo[r]);
-        hi[r] = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + r * ldw + k + 8 * p + 32), hi[r]);
+  __m256 pairs[4][MB][R];  // pairs[p][m][r] = sum p + sum p + 4 of output (m, r)
+  for (int pass = 0; pass < 8 / kTogether; ++pass) {
+    __m256 acc[kTogether][MB][R];  // acc[t]: sum pass + 4t
+    for (int t = 0; t < kTogether; ++t)
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < R; ++r) acc[t][m][r] = _mm256_setzero_ps();
+    for (int64_t k = 8 * pass; k < k64; k += 64)
+      for (int t = 0; t < kTogether; ++t) {
+        __m256 xs[MB];
+        for (int m = 0; m < MB; ++m) xs[m] = _mm256_loadu_ps(x + m * ldx + k + 32 * t);
+        for (int r = 0; r < R; ++r) {
+          const __m256 wr = _mm256_loadu_ps(w + r * ldw + k + 32 * t);
+          for (int m = 0; m < MB; ++m) acc[t][m][r] = _mm256_fmadd_ps(xs[m], wr, acc[t][m][r]);
+        }
       }
+    for (int t = 0; t < kTogether; ++t)
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < R; ++r) {
+          const int q = pass + 4 * t;
+          pairs[q % 4][m][r] = q < 4 ? acc[t][m][r] : _mm256_add_ps(pairs[q % 4][m][r], acc[t][m][r]);
+        }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < R; ++r) {
+      const __m256 tree = _mm256_add_ps(_mm256_add_ps(pairs[0][m][r], pairs[2][m][r]),
+                                        _mm256_add_ps(pairs[1][m][r], pairs[3][m][r]));
+      out[m * ldo + r] = dot_tail(x + m * ldx, w + r * ldw, k64, K, lane_tree(tree));
     }
-    for (int r = 0; r < R; ++r) pairs[p][r] = _mm256_add_ps(lo[r], hi[r]);
-  }
-  for (int r = 0; r < R; ++r) {
-    const __m256 tree = _mm256_add_ps(_mm256_add_ps(pairs[0][r], pairs[2][r]), _mm256_add_ps(pairs[1][r], pairs[3][r]));
-    out[r] = dot_tail(x, w + r * ldw, k64, K, lane_tree(tree));
-  }
 }
 
 inline void store_value(float* y, float v) { *y = v; }
@@ -470,7 +484,7 @@ inline void store_value(BFloat16* y, float v) { *y = BFloat16(v); }  // round to
 
 // y[m, n] for n in [begin, end) and the M input rows x (float32 holding bfloat16 values). Decoding (up to two rows)
 // streams each weight row once per input row (the second from L1); beyond that (prefill) four weight rows at a
-// time are widened into L1 once and each input row takes them together.
+// time are widened into L1 once and the input rows take them three at a time.
 template <typename Y>
 void rows_dot_bf16(const float* x, int64_t M, const BFloat16* w, int64_t K, const float* bias, Y* y, int64_t ldy,
                    int64_t begin, int64_t end) {
@@ -482,19 +496,32 @@ void rows_dot_bf16(const float* x, int64_t M, const BFloat16* w, int64_t K, cons
       for (int64_t m = 0; m < M; ++m) out(m, n, dot_torch_order(x + m * K, w + n * K, K));
     return;
   }
-  constexpr int kRows = 4;
+  constexpr int kRows = 4, kInputs = 3;
   thread_local std::vector<float> wide;
   wide.resize(static_cast<size_t>(kRows * K));
-  float dots[kRows];
+  float dots[kInputs * kRows];
   for (int64_t n0 = begin; n0 < end; n0 += kRows) {
     const int rows = static_cast<int>(std::min<int64_t>(kRows, end - n0));
-    for (int64_t i = 0; i < rows * K; ++i) wide[i] = static_cast<float>(w[n0 * K + i]);
-    for (int64_t m = 0; m < M; ++m) {
-      const float* xm = x + m * K;
-      if (rows == kRows) dots_torch_order<kRows>(xm, wide.data(), K, K, dots);
-      else for (int r = 0; r < rows; ++r) dots_torch_order<1>(xm, wide.data() + r * K, K, K, dots + r);
-      for (int r = 0; r < rows; ++r) out(m, n0 + r, dots[r]);
+    const int64_t count = rows * K, count8 = count - count % 8;
+    for (int64_t i = 0; i < count8; i += 8) _mm256_storeu_ps(wide.data() + i, widen8(w + n0 * K + i));
+    for (int64_t i = count8; i < count; ++i) wide[i] = static_cast<float>(w[n0 * K + i]);
+    // outputs [m, m + MB) x [n0, n0 + R) through dots_torch_order<MB, R>
+    const auto take = [&](auto inputs, auto outputs, int64_t m, int r0) {
+      constexpr int MB = decltype(inputs)::value, R = decltype(outputs)::value;
+      dots_torch_order<MB, R>(x + m * K, K, wide.data() + r0 * K, K, K, dots, R);
+      for (int i = 0; i < MB; ++i)
+        for (int r = 0; r < R; ++r) out(m + i, n0 + r0 + r, dots[i * R + r]);
+    };
+    using One = std::integral_constant<int, 1>;
+    using Rows = std::integral_constant<int, kRows>;
+    int64_t m = 0;
+    if (rows == kRows) {
+      for (; m + kInputs <= M; m += kInputs) take(std::integral_constant<int, kInputs>{}, Rows{}, m, 0);
+      if (M - m == 2) take(std::integral_constant<int, 2>{}, Rows{}, m, 0), m += 2;
+      if (M - m == 1) take(One{}, Rows{}, m, 0), m += 1;
     }
+    for (; m < M; ++m)
+      for (int r = 0; r < rows; ++r) take(One{}, One{}, m, r);
   }
 }
 #else
