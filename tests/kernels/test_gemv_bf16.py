@@ -79,8 +79,8 @@ def test_products_below_onednns_threshold_stay_torchs():
 
 
 @pytest.mark.skipif(_isa() != "avx2", reason="torch's per-output dot products: AVX2 builds")
-@pytest.mark.parametrize("m, n, k", [(1, 16, 16), (2, 5, 3), (1, 7, 9), (3, 40, 77), (9, 576, 576), (33, 77, 130),
-                                     (128, 1536, 576), (300, 192, 1000), (64, 960, 2560)])
+@pytest.mark.parametrize("m, n, k", [(1, 16, 16), (2, 5, 3), (1, 7, 9), (4, 8, 40), (3, 40, 77), (9, 576, 576),
+                                     (33, 77, 130), (128, 1536, 576), (300, 192, 1000), (64, 960, 2560)])
 @pytest.mark.parametrize("bias", [False, True])
 def test_avx2_products_take_torchs_dot_order_at_any_row_count(m, n, k, bias):
     """Without AVX512_BF16, torch sums each bfloat16 output as one dot product (64 values per step into eight 8-lane

@@ -441,40 +441,49 @@ inline float dot_torch_order(const float* x, const BFloat16* w, int64_t K) {
 }
 
 // out[m * ldo + r] = row m of x (row stride ldx) . row r of w (float32 holding bfloat16 values, row stride ldw)
-// for MB input rows and R weight rows in L1, each in torch's order. A pass over K takes one of the eight sums for
-// all MB x R outputs at once (MB + R loads per MB x R fused multiply-adds), or sums q and q + 4 together where
-// MB x R alone is too few independent chains to hide the multiply-add's latency; sum q + sum q + 4, which the
-// tree adds first, is kept between passes.
+// for MB input rows and R weight rows, each in torch's order. A pass over K takes one of the eight sums for all
+// MB x R outputs at once (MB + R loads per MB x R fused multiply-adds), or sums q and q + 4 together where MB x R
+// alone is too few independent chains to hide the multiply-add's latency. Rows too long to share L1 go in
+// segments of K, the running sums waiting in memory between them (K 1536 and 2560: 1.4x and 1.6x here); in the
+// last one sum q + 4 is added to sum q, which the tree does first.
 template <int MB, int R>
-inline void dots_torch_order(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t K, float* out, int64_t ldo) {
+inline void dots_torch_order(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t K, float* out,
+                             int64_t ldo) {
   constexpr int kTogether = MB * R <= 6 ? 2 : 1;  // sums per pass
+  constexpr int64_t kL1Bytes = 28 << 10, kSegment = 512;
   const int64_t k64 = K - K % 64;
-  __m256 pairs[4][MB][R];  // pairs[p][m][r] = sum p + sum p + 4 of output (m, r)
-  for (int pass = 0; pass < 8 / kTogether; ++pass) {
-    __m256 acc[kTogether][MB][R];  // acc[t]: sum pass + 4t
-    for (int t = 0; t < kTogether; ++t)
-      for (int m = 0; m < MB; ++m)
-        for (int r = 0; r < R; ++r) acc[t][m][r] = _mm256_setzero_ps();
-    for (int64_t k = 8 * pass; k < k64; k += 64)
-      for (int t = 0; t < kTogether; ++t) {
-        __m256 xs[MB];
-        for (int m = 0; m < MB; ++m) xs[m] = _mm256_loadu_ps(x + m * ldx + k + 32 * t);
-        for (int r = 0; r < R; ++r) {
-          const __m256 wr = _mm256_loadu_ps(w + r * ldw + k + 32 * t);
-          for (int m = 0; m < MB; ++m) acc[t][m][r] = _mm256_fmadd_ps(xs[m], wr, acc[t][m][r]);
+  const int64_t parts = (MB + R) * k64 * 4 <= kL1Bytes ? 1 : (k64 + kSegment - 1) / kSegment;
+  const int64_t segment = std::max<int64_t>(64, (k64 / 64 + parts - 1) / parts * 64);
+  __m256 sums[8][MB][R];
+  for (int64_t s0 = 0; s0 == 0 || s0 < k64; s0 += segment) {
+    const int64_t s1 = std::min(k64, s0 + segment);
+    for (int pass = 0; pass < 8 / kTogether; ++pass) {
+      __m256 acc[kTogether][MB][R];  // acc[t]: sum pass + 4t
+      for (int t = 0; t < kTogether; ++t)
+        for (int m = 0; m < MB; ++m)
+          for (int r = 0; r < R; ++r) acc[t][m][r] = s0 == 0 ? _mm256_setzero_ps() : sums[pass + 4 * t][m][r];
+      for (int64_t k = s0 + 8 * pass; k < s1; k += 64)
+        for (int t = 0; t < kTogether; ++t) {
+          __m256 xs[MB];
+          for (int m = 0; m < MB; ++m) xs[m] = _mm256_loadu_ps(x + m * ldx + k + 32 * t);
+          for (int r = 0; r < R; ++r) {
+            const __m256 wr = _mm256_loadu_ps(w + r * ldw + k + 32 * t);
+            for (int m = 0; m < MB; ++m) acc[t][m][r] = _mm256_fmadd_ps(xs[m], wr, acc[t][m][r]);
+          }
         }
-      }
-    for (int t = 0; t < kTogether; ++t)
-      for (int m = 0; m < MB; ++m)
-        for (int r = 0; r < R; ++r) {
-          const int q = pass + 4 * t;
-          pairs[q % 4][m][r] = q < 4 ? acc[t][m][r] : _mm256_add_ps(pairs[q % 4][m][r], acc[t][m][r]);
-        }
+      for (int t = 0; t < kTogether; ++t)
+        for (int m = 0; m < MB; ++m)
+          for (int r = 0; r < R; ++r) {
+            const int q = pass + 4 * t;
+            if (s1 == k64 && q >= 4) sums[q - 4][m][r] = _mm256_add_ps(sums[q - 4][m][r], acc[t][m][r]);
+            else sums[q][m][r] = acc[t][m][r];
+          }
+    }
   }
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < R; ++r) {
-      const __m256 tree = _mm256_add_ps(_mm256_add_ps(pairs[0][m][r], pairs[2][m][r]),
-                                        _mm256_add_ps(pairs[1][m][r], pairs[3][m][r]));
+      const __m256 tree = _mm256_add_ps(_mm256_add_ps(sums[0][m][r], sums[2][m][r]),
+                                        _mm256_add_ps(sums[1][m][r], sums[3][m][r]));
       out[m * ldo + r] = dot_tail(x + m * ldx, w + r * ldw, k64, K, lane_tree(tree));
     }
 }
