@@ -21,7 +21,7 @@ from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
-from .quantization import QuantizedLinear, pop_quantization
+from .quantization import QuantizedLinear, check_plain_layout, pop_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +194,11 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
         package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
-        if package in ("bitsandbytes", "quanto"):
+        if package == "quanto":
             raise CheckpointError(f"save_pretrained: formers does not write the layout of {package} layers; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")
+        if package == "bitsandbytes":
+            check_plain_layout(self, "save_pretrained")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
         self.config.architectures = [type(self).__name__]
         self.config.torch_dtype = self.dtype

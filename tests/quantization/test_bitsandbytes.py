@@ -6,8 +6,11 @@ own Linear8bitLt / Linear4bit swapped in by hand for every linear but the head, 
 integration builds on a machine where it runs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import formers
 from formers.errors import CheckpointError, ConfigError
@@ -104,7 +107,7 @@ def test_dict_form_and_skip_modules(checkpoint):
     assert model.model.layers[0].mlp.gate_proj.weight.dtype == torch.float32
 
 
-def test_bad_settings_and_saving_are_refused(checkpoint, tmp_path):
+def test_bad_settings_are_refused(checkpoint):
     with pytest.raises(ConfigError, match="load_in_4bit and load_in_8bit are both True"):
         formers.BitsAndBytesConfig(load_in_8bit=True, load_in_4bit=True)
     with pytest.raises(ConfigError, match="bnb_4bit_quant_type 'int3'"):
@@ -114,7 +117,68 @@ def test_bad_settings_and_saving_are_refused(checkpoint, tmp_path):
     config = formers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="bfloat16")
     assert config.bnb_4bit_compute_dtype is torch.bfloat16 and config.to_dict()["bnb_4bit_compute_dtype"] == "bfloat16"
     assert config.quantization_method() == "fp4"
-    model = formers.AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=config)
-    with pytest.raises(CheckpointError, match="layout of bitsandbytes layers"):
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_saved_layers_reload_as_they_were(checkpoint, name, tmp_path):
+    """save_pretrained writes each layer's state as bitsandbytes gives it (the layout 4.45 writes: the reference's
+    state dict, key for key and value for value), and the folder reloads into the same layers and logits."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        checkpoint, quantization_config=formers.BitsAndBytesConfig(**SETTINGS[name]))
+    with torch.no_grad():
+        got = ours(IDS).logits
+    ours.save_pretrained(tmp_path / "saved")
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    expected = reference(checkpoint, SETTINGS[name]).state_dict()
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[key], expected[key]) for key in saved)
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["quantization_config"]["quant_method"] == (
+        "bitsandbytes")
+    reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert type(reloaded.model.layers[1].mlp.down_proj) is type(ours.model.layers[1].mlp.down_proj)
+    greedy = dict(max_new_tokens=8, do_sample=False)
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, got)
+    assert torch.equal(reloaded.generate(IDS[:1], **greedy), ours.generate(IDS[:1], **greedy))
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_folder_saved_by_4_45_loads(checkpoint, name, tmp_path):
+    """transformers 4.45.2's save_pretrained of the reference model, with the quantization_config its own
+    BitsAndBytesConfig writes, loads into bitsandbytes' layers with the reference's logits and tokens."""
+    import transformers
+
+    theirs = reference(checkpoint, SETTINGS[name])
+    theirs.save_pretrained(tmp_path / "saved")
+    config_file = tmp_path / "saved" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["quantization_config"] = transformers.BitsAndBytesConfig(**SETTINGS[name]).to_dict()
+    config_file.write_text(json.dumps(config))
+    ours = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    expected_type = bnb.nn.Linear8bitLt if SETTINGS[name].get("load_in_8bit") else bnb.nn.Linear4bit
+    assert type(ours.model.layers[0].self_attn.q_proj) is expected_type
+    with torch.no_grad():
+        torch.testing.assert_close(ours(IDS).logits, theirs(IDS).logits, rtol=0, atol=1e-5)
+    greedy = dict(max_new_tokens=8, do_sample=False)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+
+
+def test_bitsandbytes_config_without_its_layers_is_named(checkpoint, tmp_path):
+    """A config.json that says bitsandbytes over full-precision weights: the error names the layer and parts."""
+    full = formers.AutoModelForCausalLM.from_pretrained(checkpoint)
+    full.config.quantization_config = formers.BitsAndBytesConfig(load_in_8bit=True).to_dict()
+    full.save_pretrained(tmp_path / "saved")
+    with pytest.raises(CheckpointError, match=r"layer 'model\.layers\.\d\.\S+' lacks \['SCB'\]"):
+        formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+
+
+def test_mapped_layouts_refuse_to_save(tmp_path):
+    """GPT-2's checkpoints hold fused, transposed projections (Conv1D), which bitsandbytes' packed state does not
+    follow: the save is refused, naming why, and nothing is written."""
+    gpt2 = build_oracle_checkpoint(tmp_path / "gpt2", "gpt2",
+                                   base=dict(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64))
+    model = formers.AutoModelForCausalLM.from_pretrained(
+        gpt2, quantization_config=formers.BitsAndBytesConfig(load_in_8bit=True))
+    with pytest.raises(CheckpointError, match="GPT2LMHeadModel's checkpoints hold its projections fused or transposed"):
         model.save_pretrained(tmp_path / "saved")
     assert not (tmp_path / "saved").exists()

@@ -19,15 +19,17 @@ from torch import nn
 
 from ..errors import ConfigError
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
-from .bitsandbytes import as_bitsandbytes_config, bitsandbytes_installed, quantize_with_bitsandbytes
+from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, check_plain_layout,
+                           quantize_with_bitsandbytes)
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
-                     FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config)
+                     FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config,
+                     package_config)
 from .linear import QuantizedLinear
 from .quanto import as_quanto_config, quantize_with_quanto
 
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
            "GPTQConfig", "HqqConfig", "QuantoConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
-           "pop_quantization", "quantized_memory_bytes"]
+           "check_plain_layout", "pop_quantization", "quantized_memory_bytes"]
 
 
 @dataclass
@@ -45,6 +47,11 @@ class LoadQuantization:
     def stream(self, model: nn.Module, tensors: Iterable, dtype: torch.dtype, device: torch.device) -> Iterator:
         """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
         model_config = model.config
+        saved = package_config(getattr(model_config, "quantization_config", None))
+        if isinstance(saved, BitsAndBytesConfig):  # saved with bitsandbytes' layers: they load as saved (as in 4.45)
+            self.package = None
+            yield from PrequantizedLayers(model, saved, dtype, device).stream(tensors)
+            return
         config = self.config or check_quantization_config(getattr(model_config, "quantization_config", None))
         quantizer = LinearQuantizer(model, config, dtype, device)
         yield from quantizer.stream(tensors)

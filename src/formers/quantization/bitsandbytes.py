@@ -7,19 +7,24 @@ quantizes when they are placed on the model's device. These are the modules and 
 uses; 4.45.2 itself stops with an AttributeError on a CPU-only machine with bitsandbytes 0.50 (its backend
 check treats the package's frozenset of devices as a set), so formers is checked against the package's modules
 applied by hand. Unlike 4.45 the default torch_dtype stays float32: 4.45 switches it to float16, which CPU
-kernels compute slowly. Saving such a model is refused: formers does not write bitsandbytes' state layout.
+kernels compute slowly.
+
+Saving writes each layer's state as bitsandbytes gives it (4.45's layout: the int8 weight with its row scales
+`SCB`, or the packed 4-bit weight with `weight.absmax`, `weight.quant_map`, with double quantization
+`weight.nested_absmax` / `weight.nested_quant_map`, and `weight.quant_state.bitsandbytes__<type>`), and a folder
+in that layout, from formers or from transformers 4.45, loads back into the same layers (`PrequantizedLayers`).
 """
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .config import BitsAndBytesConfig, package_config
-from .swap import output_head_names, swap_linears
+from .swap import output_head_names, reference_kind, swap_linears
 
 
 def bitsandbytes_installed() -> bool:
@@ -37,38 +42,133 @@ def _skipped(name: str, skip: list[str]) -> bool:
     return any(f".{key}." in f".{name}." for key in skip)
 
 
+def _layer(bnb, linear: nn.Linear, config: BitsAndBytesConfig) -> nn.Module:
+    """bitsandbytes' layer for `linear` with these settings, its weight still to be set."""
+    if config.load_in_8bit:
+        return bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, linear.bias is not None,
+                                   has_fp16_weights=config.llm_int8_has_fp16_weight,
+                                   threshold=config.llm_int8_threshold)
+    return bnb.nn.Linear4bit(linear.in_features, linear.out_features, linear.bias is not None,
+                             compute_dtype=config.bnb_4bit_compute_dtype or torch.float32,
+                             compress_statistics=config.bnb_4bit_use_double_quant,
+                             quant_type=config.bnb_4bit_quant_type, quant_storage=_storage(config))
+
+
+def _storage(config: BitsAndBytesConfig) -> torch.dtype:
+    return config.bnb_4bit_quant_storage or torch.uint8
+
+
 def _quantized_linear(bnb, linear: nn.Linear, config: BitsAndBytesConfig, device: torch.device) -> nn.Module:
     weight, bias = linear.weight.data, linear.bias
+    module = _layer(bnb, linear, config)
     if config.load_in_8bit:
-        module = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias is not None,
-                                     has_fp16_weights=config.llm_int8_has_fp16_weight,
-                                     threshold=config.llm_int8_threshold)
         module.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=config.llm_int8_has_fp16_weight)
     else:
-        storage = config.bnb_4bit_quant_storage or torch.uint8
-        module = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias is not None,
-                                   compute_dtype=config.bnb_4bit_compute_dtype or torch.float32,
-                                   compress_statistics=config.bnb_4bit_use_double_quant,
-                                   quant_type=config.bnb_4bit_quant_type, quant_storage=storage)
         module.weight = bnb.nn.Params4bit(weight, requires_grad=False,
                                           compress_statistics=config.bnb_4bit_use_double_quant,
-                                          quant_type=config.bnb_4bit_quant_type, quant_storage=storage)
+                                          quant_type=config.bnb_4bit_quant_type, quant_storage=_storage(config))
     if bias is not None:
         module.bias = nn.Parameter(bias.data, requires_grad=False)
     return module.to(device)  # bitsandbytes quantizes the weight as it moves it
 
 
-def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> int:
-    """Swap the model's linear layers for bitsandbytes' quantized ones, in place; returns how many."""
+def _import_bitsandbytes():
     if not bitsandbytes_installed():
         raise ConfigError("quantization_config=BitsAndBytesConfig: it needs the bitsandbytes package, which is not "
                           "installed (pip install bitsandbytes); formers' own weight-only schemes are "
                           "TorchAoConfig('int8_weight_only') and TorchAoConfig('int4_weight_only')")
-    import bitsandbytes as bnb
+    import bitsandbytes
 
-    skip = list(config.llm_int8_skip_modules) if config.llm_int8_skip_modules else output_head_names(model)
+    return bitsandbytes
+
+
+def _skip_list(model: nn.Module, config: BitsAndBytesConfig) -> list[str]:
+    return list(config.llm_int8_skip_modules) if config.llm_int8_skip_modules else output_head_names(model)
+
+
+def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> int:
+    """Swap the model's linear layers for bitsandbytes' quantized ones, in place; returns how many."""
+    bnb = _import_bitsandbytes()
+    skip = _skip_list(model, config)
     replaced = swap_linears(model, lambda name: _skipped(name, skip),
                             lambda name, linear: _quantized_linear(bnb, linear, config, linear.weight.device),
                             reference_kinds=("linear", "conv1d"))  # 4.45 swaps GPT-2's Conv1D layers too
     model.config.quantization_config = config.to_dict()
     return replaced
+
+
+def check_plain_layout(model: nn.Module, doing: str) -> None:
+    """bitsandbytes' packed layer state is stored under the model's own names; a family whose checkpoint layout
+    formers maps (fused or transposed projections: GPT-2, Bloom, Phi3, ...) cannot carry it."""
+    if type(model).key_map(model.config) is not None:
+        raise CheckpointError(f"{doing}: bitsandbytes layers are read and written only for models stored under "
+                              f"their own names (Llama, Mistral, Qwen2, ...); {type(model).__name__}'s checkpoints "
+                              "hold its projections fused or transposed, which bitsandbytes' packed state does not "
+                              "follow. Save the full-precision model and quantize it at load instead")
+
+
+class PrequantizedLayers:
+    """Rebuilds the bitsandbytes layers of a checkpoint saved with them, in place of the (meta) model's linear
+    layers, as their parts stream past; every other tensor passes through."""
+
+    def __init__(self, model: nn.Module, config: BitsAndBytesConfig, dtype: torch.dtype, device: torch.device):
+        check_plain_layout(model, "from_pretrained")
+        self.bnb, self.model, self.config = _import_bitsandbytes(), model, config
+        self.dtype, self.device = dtype, device
+        skip = _skip_list(model, config)
+        self.layers = {name: module for name, module in model.named_modules()
+                       if isinstance(module, nn.Linear) and not _skipped(name, skip)
+                       and reference_kind(model, name) == "linear"}
+        if config.load_in_8bit:
+            self.weight_parts = {"weight", "SCB"}
+        else:
+            self.weight_parts = {"weight", "weight.absmax", "weight.quant_map",
+                                 f"weight.quant_state.bitsandbytes__{config.bnb_4bit_quant_type}"}
+            if config.bnb_4bit_use_double_quant:
+                self.weight_parts |= {"weight.nested_absmax", "weight.nested_quant_map"}
+        self.pending: dict[str, dict[str, Tensor]] = {}
+
+    def _layer_part(self, key: str) -> tuple[str, str] | None:
+        for part in (*self.weight_parts, "bias", "weight_format"):
+            name = key[:-len(part) - 1]
+            if key.endswith("." + part) and name in self.layers:
+                return name, part
+        return None
+
+    def stream(self, tensors: Iterable[tuple[str, Tensor]]) -> Iterator[tuple[str, Tensor]]:
+        for key, value in tensors:
+            found = self._layer_part(key)
+            if found is None:
+                yield key, value
+                continue
+            name, part = found
+            if part == "weight_format":  # bitsandbytes' record of its int8 layout; the CPU layout is row-major
+                continue
+            parts = self.pending.setdefault(name, {})
+            parts[part] = value
+            needed = self.weight_parts | ({"bias"} if self.layers[name].bias is not None else set())
+            if needed <= parts.keys():
+                self.model.set_submodule(name, self._build(name, self.pending.pop(name)))
+        if self.pending:
+            name, parts = next(iter(self.pending.items()))
+            missing = sorted(self.weight_parts - parts.keys())
+            raise CheckpointError(f"bitsandbytes checkpoint: layer {name!r} lacks {missing} (config.json's "
+                                  f"quantization_config says {self.config.quantization_method()})")
+
+    def _build(self, name: str, parts: dict[str, Tensor]) -> nn.Module:
+        bnb, config, linear = self.bnb, self.config, self.layers[name]
+        weight = parts.pop("weight")
+        stored = torch.int8 if config.load_in_8bit else _storage(config)
+        if weight.dtype != stored:
+            raise CheckpointError(f"bitsandbytes checkpoint: {name}.weight is {weight.dtype}; config.json's "
+                                  f"quantization_config ({config.quantization_method()}) stores it as {stored}")
+        module = _layer(bnb, linear, config)
+        if config.load_in_8bit:
+            module.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False).to(self.device)
+            module.weight.SCB = parts.pop("SCB").float().to(self.device)
+        else:
+            stats = {part.removeprefix("weight."): parts.pop(part) for part in list(parts) if part != "bias"}
+            module.weight = bnb.nn.Params4bit.from_prequantized(weight, stats, requires_grad=False, device=self.device)
+        if linear.bias is not None:
+            module.bias = nn.Parameter(parts.pop("bias").to(self.device, self.dtype), requires_grad=False)
+        return module
