@@ -11,7 +11,9 @@ ignored so every run produces exactly --new-tokens tokens.
 
 dtypes: float32 / bfloat16 load the safetensors checkpoint (with --gguf, formers loads the GGUF F32 / BF16
 file instead); int8 / int4 are the GGUF Q8_0 / Q4_0 files, which formers keeps quantized
-(keep_quantized=True). llama.cpp (llama-cpp-python, a bench-only extra: see bench/README.md) always reads
+(keep_quantized=True); ao-int8 / ao-int8-dynamic load the safetensors checkpoint with
+TorchAoConfig("int8_weight_only" / "int8_dynamic_activation_int8_weight"), float32 activations (transformers
+through torchao, formers with its own kernels). llama.cpp (llama-cpp-python, a bench-only extra: see bench/README.md) always reads
 the GGUF file of the dtype, written once by bench/gguf_weights.py with the writer formers' tests use; it
 runs batch 1 only. The roofline of a dtype is the measured read bandwidth divided by the bytes of its
 weights read per token (the GGUF tensor bytes: every matrix once, the tied head counted once).
@@ -30,12 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FAMILY_SHAPES, SHAPES, collect, emit, family_checkpoint, peak_rss_bytes  # noqa: E402
 
 IMPLS = ("formers", "transformers", "llama.cpp")
-DTYPES = ("float32", "bfloat16", "int8", "int4")
+DTYPES = ("float32", "bfloat16", "int8", "int4", "ao-int8", "ao-int8-dynamic")
+TORCHAO = {"ao-int8": "int8_weight_only", "ao-int8-dynamic": "int8_dynamic_activation_int8_weight"}
 
 
 def _runs(impl: str, dtype: str, batches: list[int]) -> list[int]:
-    """The batch sizes `impl` runs for `dtype` (transformers has no kept-quantized path, llama.cpp batch 1)."""
-    if impl == "transformers" and dtype in ("int8", "int4"):
+    """The batch sizes `impl` runs for `dtype` (transformers has no kept-quantized GGUF path, llama.cpp runs batch
+    1 and no torchao scheme)."""
+    if (impl == "transformers" and dtype in ("int8", "int4")) or (impl == "llama.cpp" and dtype in TORCHAO):
         return []
     return [b for b in batches if b == 1] if impl == "llama.cpp" else batches
 
@@ -58,7 +62,9 @@ def _torch_worker(library: str, dtype_name: str, args, checkpoint: Path) -> dict
         kwargs = {"gguf_file": str(gguf_file(checkpoint, dtype_name))}
         if dtype_name in ("int8", "int4"):
             kwargs["keep_quantized"] = True
-    dtype = torch.float32 if dtype_name in ("int8", "int4") else getattr(torch, dtype_name)
+    if dtype_name in TORCHAO:
+        kwargs = {"quantization_config": lib.TorchAoConfig(TORCHAO[dtype_name]), "device_map": "cpu"}
+    dtype = torch.float32 if dtype_name in ("int8", "int4", *TORCHAO) else getattr(torch, dtype_name)
     model = lib.AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=dtype, **kwargs)
     results = {}
     for batch in _runs(library, dtype_name, args.batches):
@@ -191,7 +197,7 @@ def main() -> None:
     summary = {"shape": args.shape or args.family, "machine": machine, "prompt": args.prompt,
                "new_tokens": args.new_tokens, "gguf": args.gguf, "results": {}}
     for dtype in args.dtypes:
-        per_token = weight_bytes(checkpoint, dtype) if args.family == "llama" else None
+        per_token = weight_bytes(checkpoint, dtype) if args.family == "llama" and dtype not in TORCHAO else None
         roofline = machine["read_gbs"] * 1e9 / per_token if per_token else None
         line = f"\n== {dtype}"
         if per_token:
