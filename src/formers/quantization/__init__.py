@@ -47,12 +47,13 @@ class LoadQuantization:
     def stream(self, model: nn.Module, tensors: Iterable, dtype: torch.dtype, device: torch.device) -> Iterator:
         """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
         model_config = model.config
-        saved = package_config(getattr(model_config, "quantization_config", None))
+        recorded = getattr(model_config, "quantization_config", None)  # config.json's
+        saved = package_config(recorded)
         if isinstance(saved, BitsAndBytesConfig):  # saved with bitsandbytes' layers: they load as saved (as in 4.45)
             self.package = None
             yield from PrequantizedLayers(model, saved, dtype, device).stream(tensors)
             return
-        config = self.config or check_quantization_config(getattr(model_config, "quantization_config", None))
+        config = self.config or check_quantization_config(recorded)
         quantizer = LinearQuantizer(model, config, dtype, device)
         yield from quantizer.stream(tensors)
         if quantizer.replaced and getattr(model_config, "quantization_config", None) is None:

@@ -128,10 +128,10 @@ class QuantizedLinear(nn.Module):
             out = small_batch_int8_linear(x, self.weight, self.weight_scale, self.bias)
             if out is not None:
                 return out
-        shape = x.shape
         if self.scheme == "int8" and x.dtype == torch.float32 and x.is_cpu:  # more rows (prefill), float32
             y = F.linear(x, self.weight.to(torch.float32)) * self.weight_scale.float()  # torchao's order
             return y + self.bias if self.bias is not None else y
+        shape = x.shape
         compute = FP32_KERNEL_DTYPE if x.dtype == torch.float32 and x.is_cpu else x.dtype
         x2 = x.reshape(-1, shape[-1]).to(compute).contiguous()
         if self.scheme == "int8":

@@ -4,9 +4,9 @@ After the full-precision load every linear layer whose dotted name holds none of
 (by default the output head, as 4.45 keeps it) and that 4.45 holds as an nn.Linear (not GPT-2's Conv1D layers,
 nor experts stored as stacked tensors: the model class's `reference_layer_kinds`) becomes quanto's `QLinear`
 with the requested weight type, its weights copied in and frozen (quantized) at once: the modules and steps of
-transformers 4.45.2's quanto integration, so logits and tokens equal 4.45.2's on the same checkpoint. Like 4.45, quantizing activations
-at load is refused (quanto's own `quantize`/`calibrate` do that on a loaded model), and such a model is not
-saved: 4.45 calls it not serializable.
+transformers 4.45.2's quanto integration, so logits and tokens equal 4.45.2's on the same checkpoint. Like 4.45,
+quantizing activations at load is refused (quanto's own `quantize`/`calibrate` do that on a loaded model), and
+such a model is not saved: 4.45 calls it not serializable.
 """
 from __future__ import annotations
 
