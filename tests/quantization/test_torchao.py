@@ -68,3 +68,34 @@ def test_int8_logits_and_tokens_equal_4_45(folder, quant_type, tmp_path):
         "int8" if quant_type == SCHEMES[0] else "int8_dynamic"}
     with torch.no_grad():
         assert torch.equal(reloaded(IDS).logits, got)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int8_weight_only_decodes_in_the_fused_step(folder, dtype, monkeypatch):
+    """int8_weight_only layers join the fused decode step (kernels/decode.py reads their int8 weights and row
+    scales): per-step scores equal the module path's (bfloat16 bit for bit, float32 within summation order) and, in
+    float32, 4.45.2 + torchao's within 1e-5, greedy tokens identical."""
+    from formers.kernels import decode, linear as kernel_linear
+
+    if not kernel_linear.kernels_available() or dtype not in kernel_linear.kernel_dtypes():
+        pytest.skip("formers' C++ kernels are not built here (or take no bfloat16 on this CPU)")
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=formers.TorchAoConfig("int8_weight_only"), torch_dtype=dtype)
+    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, output_scores=True, return_dict_in_generate=True)
+    stacked = []
+    monkeypatch.setattr("formers.modeling.decoder.decode_stack",
+                        lambda *a: (lambda out: stacked.append(out is not None) or out)(decode.decode_stack(*a)))
+    fused = ours.generate(IDS, **greedy)
+    assert stacked[2:] and all(stacked[2:])  # from the second decode step on, one call runs every layer
+    monkeypatch.setattr("formers.modeling.decoder.decode_stack", lambda *a: None)
+    monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
+    modules = ours.generate(IDS, **greedy)
+    assert torch.equal(fused.sequences, modules.sequences)
+    for got, want in zip(fused.scores, modules.scores):
+        torch.testing.assert_close(got, want, rtol=0, atol=0 if dtype == torch.bfloat16 else 1e-6)
+    if dtype == torch.float32:
+        _, theirs = load_both(folder, "int8_weight_only")
+        oracle = theirs.generate(IDS, **greedy)
+        assert torch.equal(fused.sequences, oracle.sequences)
+        for got, want in zip(fused.scores, oracle.scores):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

@@ -105,9 +105,10 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     keys, values, pos = slot
     attn, mlp = layer.self_attn, layer.mlp
     ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
-    weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight)
+    linears = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
     if kind == "llama":
-        weights += (mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
+        linears += (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+    weights = tuple(m.weight for m in linears)
     if (not kernel_linear.fusable_weights((weights[:3], weights[3:4], weights[4:6], weights[6:]), hidden.dtype)
             or not all(w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim):
         return None
@@ -122,7 +123,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     plan_weights = kernels.layer_weights(
         ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias, attn.k_proj.bias,
         attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon, weights[4], weights[5],
-        weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale)
+        weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale, [kernel_linear.row_scale(m) for m in linears])
     out = kernels.decode_layer(hidden, plan_weights, cos, sin, keys, values, pos, mask)
     _advance(cache, attn.layer_idx)
     layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, hidden.dtype, plan_weights,
@@ -259,7 +260,7 @@ _HUGE_PAGE = 2 << 20
 
 def pack_for_decoding(model: torch.nn.Module) -> None:
     """Once per model, at its first inference call on CPU: move the weights of its plain Linears and of its
-    GGUF Q8_0 / Q4_0 QuantizedLinears (in module order, which is the order a decode step reads them; a tied LM
+    int8 and GGUF Q8_0 / Q4_0 QuantizedLinears (in module order, which is the order a decode step reads them; a tied LM
     head once) into one block of memory aligned to 2 MiB and advised to use transparent huge pages; the GGUF
     blocks are regrouped 16 rows at a time on the way (quantization/interleave.py), where this build has the
     kernel for that layout.
@@ -312,6 +313,8 @@ def _packable(module: torch.nn.Module) -> tuple[Tensor, object] | None:
         return w, None
     if type(module) is quantized.QuantizedLinear and module.scheme in quantized.GGUF_SCHEMES:
         return w, module.decoding_layout()
+    if type(module) is quantized.QuantizedLinear and module.scheme == "int8":
+        return w, None
     return None
 
 

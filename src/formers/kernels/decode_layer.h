@@ -46,9 +46,11 @@ inline std::vector<float> floats_of(const at::Tensor& t) {
   return out;
 }
 
-// y[M, N_i] (float32) = x[M, K] @ W_i^T + b_i for weights of one dtype
+// y[M, N_i] (float32) = x[M, K] @ (W_i * s_i)^T + b_i for weights of one dtype; s_i: the float32 scale per output
+// row of an int8 weight (QuantizedLinear's int8 scheme), undefined for the other kinds
 inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
-                      const std::vector<at::Tensor>& biases_f, const std::vector<float*>& outs) {
+                      const std::vector<at::Tensor>& biases_f, const std::vector<float*>& outs,
+                      const std::vector<at::Tensor>& scales) {
   std::vector<const float*> biases;
   for (const auto& b : biases_f) biases.push_back(fdata(b));
   if (ws[0].scalar_type() == at::kByte) return formers_quant::blocks_into(x, M, K, ws, biases, outs);  // GGUF blocks
@@ -59,10 +61,11 @@ inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at
   int64_t chunks = 0, bytes = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
     const int64_t N = ws[i].size(0);
-    jobs.push_back({ws[i].data_ptr(), biases[i], outs[i], N, chunks});
+    jobs.push_back({ws[i].data_ptr(), biases[i], outs[i], N, chunks, fdata(scales[i])});
     chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
     bytes += ws[i].numel() * ws[i].element_size();
   }
+  if (ws[0].scalar_type() == at::kChar) return formers_gemv::run<int8_t, float>(x, M, K, jobs, chunks, bytes);
   formers_gemv::run<float, float>(x, M, K, jobs, chunks, bytes);
 }
 
@@ -119,6 +122,8 @@ struct Layer {
   std::vector<float> ln1, ln2;          // float32 copies of the norm weights
   std::vector<at::Tensor> qkv, qkv_b;   // weights and float32 biases (undefined when absent)
   at::Tensor wo, bo, wg, wu, wd;
+  std::vector<at::Tensor> qkv_s;        // float32 row scales of int8 weights (undefined for the other kinds)
+  at::Tensor so, sg, su, sd;
   double eps1, eps2;
   int64_t H, Hkv, D;
   double scale;
@@ -144,7 +149,7 @@ void attention_half(std::vector<float>& h, int64_t B, const Layer& L, const Rota
   const int64_t cap = k_cache.size(2);
   std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
   rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data());
-  gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()});
+  gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()}, L.qkv_s);
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
   const int64_t rs = rot.row_stride;
@@ -166,7 +171,7 @@ void attention_half(std::vector<float>& h, int64_t B, const Layer& L, const Rota
     attend<T>(q.data(), kc, vc, rows.data, rows.stride, B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
   }
   for (auto& x : a) x = rnd<BF>(x);
-  gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()});
+  gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()}, {L.so});
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
 }
 
@@ -180,7 +185,7 @@ void layer_step(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& 
   attention_half<T>(h, B, L, rot, k_cache, v_cache, pos, mask);
   // feed-forward half
   rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
-  gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()});
+  gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()}, {L.sg, L.su});
   if constexpr (BF) {  // torch's SiLU bits (its vector exp fixes the rounding), then the module path's product
     for (auto& x : g) x = rnd<BF>(x);
     if (formers_bf16::reproduces_torch_silu(B * I)) {
@@ -193,7 +198,7 @@ void layer_step(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& 
   } else {
     for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
   }
-  gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()});
+  gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()}, {L.sd});
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
 }
 

@@ -3,6 +3,8 @@
 #include <torch/extension.h>
 #include <ATen/record_function.h>
 
+#include <array>
+
 #include "bf16_match.h"
 #include "decode_layer.h"
 #include "gemv.h"
@@ -107,9 +109,21 @@ struct LayerWeights {
   at::Tensor ln1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, wg, wu, wd;  // bq .. bo, and wg .. wd, may be undefined
   double eps1, eps2, scale;
   int64_t heads, kv_heads;
+  std::vector<at::Tensor> row_scales;  // of wq, wk, wv, wo, wg, wu, wd where that weight is int8, else undefined
 };
 
-bool weight_fits(const at::Tensor& w, at::ScalarType dtype) {  // activation dtype or GGUF blocks, contiguous
+const at::Tensor& row_scale(const LayerWeights& W, size_t i) {
+  static const at::Tensor none;
+  return i < W.row_scales.size() ? W.row_scales[i] : none;
+}
+
+// W's i-th weight (wq, wk, wv, wo, wg, wu, wd): contiguous, and of the activation dtype, GGUF blocks, or int8 with
+// one scale per row
+bool weight_fits(const LayerWeights& W, size_t i, const at::Tensor& w, at::ScalarType dtype) {
+  if (w.scalar_type() == at::kChar) {
+    const at::Tensor& s = row_scale(W, i);
+    return w.is_contiguous() && w.dim() == 2 && s.defined() && s.numel() == w.size(0) && s.is_floating_point();
+  }
   return (w.scalar_type() == dtype || w.scalar_type() == at::kByte) && w.is_contiguous();
 }
 
@@ -120,8 +134,10 @@ const char* attention_misfit(const at::Tensor& hidden, const LayerWeights& W, co
   const auto dtype = hidden.scalar_type();
   if (hidden.dim() != 3 || hidden.size(1) != 1 || hidden.size(0) > 8) return "hidden [B<=8, 1, C]";
   if (dtype != at::kFloat && dtype != at::kBFloat16) return "float32 or bfloat16 activations";
-  for (const at::Tensor* w : {&W.wq, &W.wk, &W.wv, &W.wo})
-    if (!weight_fits(*w, dtype)) return "weights contiguous, activation dtype or GGUF blocks";
+  const std::array<const at::Tensor*, 4> attention{&W.wq, &W.wk, &W.wv, &W.wo};
+  for (size_t i = 0; i < attention.size(); ++i)
+    if (!weight_fits(W, i, *attention[i], dtype))
+      return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
   if (k_cache.scalar_type() != dtype || v_cache.scalar_type() != dtype || !k_cache.is_contiguous() ||
       !v_cache.is_contiguous() || k_cache.dim() != 4 || k_cache.sizes() != v_cache.sizes() ||
       k_cache.size(0) != hidden.size(0) || pos < 0 || pos >= k_cache.size(2))
@@ -135,8 +151,10 @@ const char* attention_misfit(const at::Tensor& hidden, const LayerWeights& W, co
 const char* layer_misfit(const at::Tensor& hidden, const LayerWeights& W, const at::Tensor& cos,
                          const at::Tensor& k_cache, const at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   if (const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, mask)) return why;
-  for (const at::Tensor* w : {&W.wg, &W.wu, &W.wd})
-    if (!w->defined() || !weight_fits(*w, hidden.scalar_type())) return "weights contiguous, activation dtype or GGUF blocks";
+  const std::array<const at::Tensor*, 3> mlp{&W.wg, &W.wu, &W.wd};
+  for (size_t i = 0; i < 3; ++i)
+    if (!mlp[i]->defined() || !weight_fits(W, 4 + i, *mlp[i], hidden.scalar_type()))
+      return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
   return nullptr;
 }
 
@@ -154,6 +172,11 @@ formers_decode::Layer layer_of(const LayerWeights& W, int64_t C) {
   L.wg = W.wg;
   L.wu = W.wu;
   L.wd = W.wd;
+  L.qkv_s = {f32(row_scale(W, 0)), f32(row_scale(W, 1)), f32(row_scale(W, 2))};
+  L.so = f32(row_scale(W, 3));
+  L.sg = f32(row_scale(W, 4));
+  L.su = f32(row_scale(W, 5));
+  L.sd = f32(row_scale(W, 6));
   L.eps1 = W.eps1;
   L.eps2 = W.eps2;
   L.H = W.heads;
@@ -172,9 +195,12 @@ LayerWeights layer_weights(const at::Tensor& ln1, double eps1, const at::Tensor&
                            const c10::optional<at::Tensor>& bv, const at::Tensor& wo, const c10::optional<at::Tensor>& bo,
                            const at::Tensor& ln2, double eps2, const c10::optional<at::Tensor>& wg,
                            const c10::optional<at::Tensor>& wu, const c10::optional<at::Tensor>& wd, int64_t heads,
-                           int64_t kv_heads, double scale) {
+                           int64_t kv_heads, double scale, const std::vector<c10::optional<at::Tensor>>& row_scales) {
+  std::vector<at::Tensor> scales;
+  for (const auto& s : row_scales) scales.push_back(defined_or_empty(s));
   return {ln1, wq, wk, wv, defined_or_empty(bq), defined_or_empty(bk), defined_or_empty(bv), wo, defined_or_empty(bo),
-          ln2, defined_or_empty(wg), defined_or_empty(wu), defined_or_empty(wd), eps1, eps2, scale, heads, kv_heads};
+          ln2, defined_or_empty(wg), defined_or_empty(wu), defined_or_empty(wd), eps1, eps2, scale, heads, kv_heads,
+          scales};
 }
 
 // hidden [B, 1, C]; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
@@ -300,7 +326,7 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
   const formers_gemv::FusedStep fused_step;
   TORCH_CHECK(hidden.scalar_type() == at::kFloat, "moe_layer: float32 activations");
   const LayerWeights W = layer_weights(ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, {}, {}, {}, heads, kv_heads,
-                                       scale);
+                                       scale, {});
   const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, defined_or_empty(mask));
   TORCH_CHECK(why == nullptr, "moe_layer: ", why);
   const formers_decode::Layer L = layer_of(W, hidden.size(-1));

@@ -133,19 +133,29 @@ def interleaved_blocks_kernel() -> bool:
 
 def fusable(module: nn.Module) -> bool:
     """Whether decode_layer (kernels/decode.py) may read this module's weight directly: a plain formers Linear,
-    or a QuantizedLinear holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the default int8-quantized activations."""
+    a QuantizedLinear of the int8 weight-only scheme (its weight and row scales: the same products as its module
+    path's int8 GEMV), or one holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the default int8-quantized
+    activations."""
     if type(module) is _linear_class():
         return True
     from ..quantization import linear as quantized  # late: quantization.linear imports this module
 
-    return (type(module) is quantized.QuantizedLinear and module.scheme in quantized.GGUF_SCHEMES
-            and not quantized.EXACT_GGUF_ACTIVATIONS)
+    return type(module) is quantized.QuantizedLinear and (
+        module.scheme == "int8" or (module.scheme in quantized.GGUF_SCHEMES and not quantized.EXACT_GGUF_ACTIVATIONS))
+
+
+def row_scale(module: nn.Module) -> Tensor | None:
+    """The scale per output row that decode_layer multiplies a fusable module's products by: an int8 QuantizedLinear's
+    `weight_scale`, None for every other kind."""
+    return module.weight_scale if module.weight.dtype == torch.int8 else None
 
 
 def fusable_weights(groups: Sequence[Sequence[Tensor]], dtype: torch.dtype) -> bool:
-    """decode_layer's weight groups (Q/K/V, O, gate/up, down) each all of `dtype` or all GGUF blocks (uint8, and
-    then only with int8-quantized activations: checked per call, so the switch works on a loaded model too)."""
-    if not all(len({w.dtype for w in group}) == 1 and group[0].dtype in (dtype, torch.uint8) for group in groups if group):
+    """decode_layer's weight groups (Q/K/V, O, gate/up, down) each all of `dtype`, all int8 (with row scales) or all
+    GGUF blocks (uint8, and then only with int8-quantized activations: checked per call, so the switch works on a
+    loaded model too)."""
+    kinds = (dtype, torch.int8, torch.uint8)
+    if not all(len({w.dtype for w in group}) == 1 and group[0].dtype in kinds for group in groups if group):
         return False
     return not (any(group and group[0].dtype == torch.uint8 for group in groups) and exact_gguf_activations())
 
