@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import formers
 from formers.quantization import QuantizedLinear
@@ -99,3 +100,22 @@ def test_int8_weight_only_decodes_in_the_fused_step(folder, dtype, monkeypatch):
         assert torch.equal(fused.sequences, oracle.sequences)
         for got, want in zip(fused.scores, oracle.scores):
             torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 40])
+def test_dynamic_int8_products_equal_the_int32_matmul(rows):
+    """The dynamic scheme sums its integer products in float32 kernels where every partial sum stays an exact
+    float32 integer: they equal torch's int32 matmul, and a row past that bound (all 127 against weights of 127,
+    K odd, where float32 sums do round) takes the int32 matmul."""
+    torch.manual_seed(rows)
+    k = 1537
+    weight = torch.randint(-128, 128, (48, k), dtype=torch.int8)
+    weight[0] = 127
+    layer = QuantizedLinear.int8(weight, torch.rand(48) + 0.1, dynamic_activations=True)
+    q = torch.randint(-127, 128, (rows, k)).float()
+    saturated = torch.full((1, k), 127.0)
+    with torch.no_grad():
+        for x in (q, torch.cat([q, saturated])):
+            want = torch.matmul(x.to(torch.int32), weight.t().to(torch.int32))
+            assert torch.equal(layer._integer_products(x), want)
+    assert int(F.linear(saturated, weight.float())[0, 0]) != 127 * 127 * k  # the case the bound keeps from float32

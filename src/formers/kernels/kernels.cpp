@@ -77,25 +77,28 @@ at::Tensor gemv_on_pool(const at::Tensor& x, const at::Tensor& weight, const c10
   return gemv(x, weight, bias);
 }
 
-// x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 scheme
-at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
+at::Tensor f32(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : at::Tensor(); }
+
+// x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 schemes (no
+// scale: the plain products, which the dynamic scheme scales itself)
+at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& scale,
                      const c10::optional<at::Tensor>& bias) {
   RECORD_FUNCTION("formers::gemv_int8", std::vector<c10::IValue>());
   const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K, N = weight.size(0);
   TORCH_CHECK(M >= 1 && M <= 8, "gemv_int8: x must hold 1 to 8 rows, got ", M);
   TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2 && weight.size(1) == K && weight.is_contiguous(),
               "gemv_int8: weight must be contiguous int8 [N, K]");
-  TORCH_CHECK(scale.numel() == N, "gemv_int8: one scale per output row");
+  TORCH_CHECK(!scale.has_value() || scale->numel() == N, "gemv_int8: one scale per output row");
   const auto out_dtype = x.scalar_type();
   TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16, "gemv_int8: x must be float32 or bfloat16");
-  const at::Tensor xf = x.to(at::kFloat).contiguous(), sf = scale.to(at::kFloat).contiguous();
+  const at::Tensor xf = x.to(at::kFloat).contiguous(), sf = scale.has_value() ? f32(*scale) : at::Tensor();
   at::Tensor bf;
   if (bias.has_value() && bias->defined()) bf = bias->to(at::kFloat).contiguous();
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = N;
   at::Tensor out = at::empty(shape, x.options());
   std::vector<Job> jobs{{weight.data_ptr(), bf.defined() ? bf.data_ptr<float>() : nullptr, out.data_ptr(), N, 0,
-                         sf.data_ptr<float>()}};
+                         sf.defined() ? sf.data_ptr<float>() : nullptr}};
   const int64_t chunks = (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
   if (out_dtype == at::kFloat) formers_gemv::run<int8_t, float>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
   else formers_gemv::run<int8_t, BFloat16>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
@@ -157,8 +160,6 @@ const char* layer_misfit(const at::Tensor& hidden, const LayerWeights& W, const 
       return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
   return nullptr;
 }
-
-at::Tensor f32(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : at::Tensor(); }
 
 // What one decode layer reads of W for activations [B, 1, C] (the norm weights and biases as float32)
 formers_decode::Layer layer_of(const LayerWeights& W, int64_t C) {

@@ -88,9 +88,9 @@ def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor
     return kernels.gemv(x.contiguous(), weight, bias)
 
 
-def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor | None:
-    """x @ (weight * scale[:, None]).T (+ bias) for int8 weights [N, K] with a scale per row, through the int8
-    GEMV kernel (float32 accumulation, activations not rounded), or None where it does not apply."""
+def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """x @ (weight * scale[:, None]).T (+ bias) for int8 weights [N, K] with a scale per row (None: x @ weight.T),
+    through the int8 GEMV kernel (float32 accumulation, activations not rounded), or None where it does not apply."""
     if torch.compiler.is_compiling():
         return None
     if not (x.dtype in _DTYPES and x.is_cpu and weight.dtype == torch.int8 and weight.is_contiguous()

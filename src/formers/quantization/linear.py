@@ -150,17 +150,30 @@ class QuantizedLinear(nn.Module):
 
     def _dynamic_int8_linear(self, x: Tensor) -> Tensor:
         """torchao's int8 x int8 product: each row of x quantized symmetrically to [-127, 127] with scale
-        max |x| / 127 (at least 1e-5), the integer product summed exactly in int32, then scaled by the row's and
-        the output's scales, in that order."""
+        max |x| / 127 (at least 1e-5), the integer product summed exactly, then scaled by the row's and the
+        output's scales, in that order."""
         shape = x.shape
         rows = x.reshape(-1, shape[-1])
         row_scale = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-5)
-        q = torch.clamp(torch.round(rows * (1.0 / row_scale)), -127, 127).to(torch.int32)
-        products = torch.matmul(q, self.weight.t().to(torch.int32))  # exact: |sum| < 2^31 for K < 2^17
+        q = torch.clamp(torch.round(rows * (1.0 / row_scale)), -127, 127)
+        products = self._integer_products(q)
         y = (products * row_scale * self.weight_scale.to(row_scale.dtype)).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
+
+    def _integer_products(self, q: Tensor) -> Tensor:
+        """q @ weight.T in int32 for integer-valued q [M, K] in [-127, 127]. Where 128 * sum |q| of every row is
+        at most 2^24, every partial sum of any order is an integer float32 holds exactly, so float32 kernels give
+        the exact sums (formers' int8 GEMV for a few rows, torch's float32 GEMM on the widened weight for more: both
+        far faster than torch's int32 matmul, which has no CPU BLAS); otherwise the int32 matmul itself."""
+        if q.is_cpu and q.numel() and float(q.abs().sum(dim=1, dtype=torch.float32).max()) * 128 <= 2 ** 24:
+            q = q.float()
+            products = small_batch_int8_linear(q, self.weight, None, None)
+            if products is None:
+                products = F.linear(q, self.weight.to(torch.float32))
+            return products.to(torch.int32)
+        return torch.matmul(q.to(torch.int32), self.weight.t().to(torch.int32))  # exact: |sum| < 2^31 for K < 2^17
 
     def int4_values(self) -> Tensor:
         """The stored values q (0..15) as int32 [N, K], read back through the kernel: x = identity rows,
