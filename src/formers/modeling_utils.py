@@ -21,7 +21,7 @@ from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
-from .quantization import QuantizedLinear, check_plain_layout, pop_quantization
+from .quantization import QuantizedLinear, canonical_4bit_layers, check_plain_layout, pop_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,8 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         save_folder_atomically(save_directory, write_payload, replaces=is_model_file, marker=CONFIG_NAME)
 
     def _state_dict_for_saving(self) -> dict[str, torch.Tensor]:
-        state = self.state_dict()
+        with canonical_4bit_layers(self):
+            state = self.state_dict()
         if self.config.tie_word_embeddings and not isinstance(self.get_output_embeddings(), QuantizedLinear):
             for key in self._tied_weights_keys:
                 state.pop(key, None)

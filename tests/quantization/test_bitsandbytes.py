@@ -119,27 +119,52 @@ def test_bad_settings_are_refused(checkpoint):
     assert config.quantization_method() == "fp4"
 
 
+def _repacked(model) -> bool:
+    """Whether bitsandbytes repacked the model's 4-bit layers for its AVX512_BF16 CPU kernel (at their first forward)."""
+    return any(getattr(getattr(m.weight, "quant_state", None), "packing_format_for_cpu", False)
+               for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+
+
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_saved_layers_reload_as_they_were(checkpoint, name, tmp_path):
     """save_pretrained writes each layer's state as bitsandbytes gives it (the layout 4.45 writes: the reference's
-    state dict, key for key and value for value), and the folder reloads into the same layers and logits."""
-    ours = formers.AutoModelForCausalLM.from_pretrained(
-        checkpoint, quantization_config=formers.BitsAndBytesConfig(**SETTINGS[name]))
+    state dict, key for key and value for value), and the folder reloads into the same layers and logits.
+    On an AVX512_BF16 CPU the forward before the save has bitsandbytes repack the 4-bit layers for its kernel,
+    which computes with each block's scale rounded to bfloat16: the file then holds those scales, in block order
+    (bitsandbytes' own unpacking leaves them transposed; formers does not run it), and the model keeps computing
+    what it computed before the save."""
+    settings = SETTINGS[name]
+    ours = formers.AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=formers.BitsAndBytesConfig(**settings))
     with torch.no_grad():
         got = ours(IDS).logits
     ours.save_pretrained(tmp_path / "saved")
     saved = load_file(tmp_path / "saved" / "model.safetensors")
-    expected = reference(checkpoint, SETTINGS[name]).state_dict()
+    theirs = reference(checkpoint, settings)
+    expected = theirs.state_dict()
     assert saved.keys() == expected.keys()
+    double = settings.get("bnb_4bit_use_double_quant", False)
+    repacked = _repacked(ours)
+    if repacked and double:  # the statistics re-derived from the bfloat16 scales, as bitsandbytes' own unpacking does
+        with torch.no_grad():
+            theirs(IDS)
+        expected = theirs.state_dict()
+    elif repacked:
+        expected = {key: value.bfloat16().float() if key.endswith(".absmax") else value for key, value in expected.items()}
     assert all(torch.equal(saved[key], expected[key]) for key in saved)
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["quantization_config"]["quant_method"] == (
         "bitsandbytes")
+    with torch.no_grad():
+        assert torch.equal(ours(IDS).logits, got)  # saving left the layers as they were
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert type(reloaded.model.layers[1].mlp.down_proj) is type(ours.model.layers[1].mlp.down_proj)
     greedy = dict(max_new_tokens=8, do_sample=False)
     with torch.no_grad():
-        assert torch.equal(reloaded(IDS).logits, got)
-    assert torch.equal(reloaded.generate(IDS[:1], **greedy), ours.generate(IDS[:1], **greedy))
+        again = reloaded(IDS).logits
+    if repacked and double:  # double quantization of bfloat16 scales does not give them back exactly
+        torch.testing.assert_close(again, got, rtol=0, atol=3e-3)  # measured 1.7e-3 of logits up to 0.63
+    else:
+        assert torch.equal(again, got)
+        assert torch.equal(reloaded.generate(IDS[:1], **greedy), ours.generate(IDS[:1], **greedy))
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))

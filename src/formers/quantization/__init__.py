@@ -19,8 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
-from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, check_plain_layout,
-                           quantize_with_bitsandbytes)
+from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
+                           check_plain_layout, quantize_with_bitsandbytes)
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
                      FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config,
                      package_config)
@@ -29,7 +29,7 @@ from .quanto import as_quanto_config, quantize_with_quanto
 
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
            "GPTQConfig", "HqqConfig", "QuantoConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
-           "check_plain_layout", "pop_quantization", "quantized_memory_bytes"]
+           "canonical_4bit_layers", "check_plain_layout", "pop_quantization", "quantized_memory_bytes"]
 
 
 @dataclass

@@ -13,10 +13,18 @@ Saving writes each layer's state as bitsandbytes gives it (4.45's layout: the in
 `SCB`, or the packed 4-bit weight with `weight.absmax`, `weight.quant_map`, with double quantization
 `weight.nested_absmax` / `weight.nested_quant_map`, and `weight.quant_state.bitsandbytes__<type>`), and a folder
 in that layout, from formers or from transformers 4.45, loads back into the same layers (`PrequantizedLayers`).
+On a CPU with AVX512_BF16, bitsandbytes' first 4-bit forward repacks each layer for its kernel (the weight's
+nibbles regrouped, `absmax` transposed and rounded to bfloat16, double quantization expanded), and its own
+`_save_to_state_dict` then unpacks the layer in place but leaves a plain `absmax` transposed (bitsandbytes 0.50):
+the file loads with each block's scale on another block, and the live layer computes wrong from then on.
+formers saves such a layer from an unpacked copy with the blocks' scales in order (`canonical_4bit_layers`) and
+leaves the live layer packed: the reload computes what the model computed.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -105,6 +113,35 @@ def check_plain_layout(model: nn.Module, doing: str) -> None:
                               f"their own names (Llama, Mistral, Qwen2, ...); {type(model).__name__}'s checkpoints "
                               "hold its projections fused or transposed, which bitsandbytes' packed state does not "
                               "follow. Save the full-precision model and quantize it at load instead")
+
+
+@contextmanager
+def canonical_4bit_layers(model: nn.Module) -> Iterator[None]:
+    """Within the block, every 4-bit layer that bitsandbytes repacked for its AVX512_BF16 CPU kernel holds an
+    unpacked copy of its state in the saved layout (see the module doc), so that state_dict() takes that copy and
+    bitsandbytes' own unpacking, which would corrupt the layer, does not run; the packed state is put back after."""
+    repacked = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            repacked.append((weight, weight.data, state))
+    if not repacked:
+        yield
+        return
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+    try:
+        for weight, data, state in repacked:
+            unpacked = copy.copy(state)  # the inverse below sets attributes on it, never on the layer's own state
+            in_order = state.absmax.t().reshape(-1).float()  # [K / block, N] (bfloat16) -> the blocks in row order
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(data, unpacked)
+            if not unpacked.nested:  # double quantization is re-derived from the ordered scales by the inverse itself
+                unpacked.absmax = in_order
+        yield
+    finally:
+        for weight, data, state in repacked:
+            weight.data, weight.quant_state = data, state
 
 
 class PrequantizedLayers:
