@@ -120,13 +120,11 @@ const at::Tensor& row_scale(const LayerWeights& W, size_t i) {
   return i < W.row_scales.size() ? W.row_scales[i] : none;
 }
 
-// W's i-th weight (wq, wk, wv, wo, wg, wu, wd): contiguous, and of the activation dtype, GGUF blocks, or int8 with
-// one scale per row
-bool weight_fits(const LayerWeights& W, size_t i, const at::Tensor& w, at::ScalarType dtype) {
-  if (w.scalar_type() == at::kChar) {
-    const at::Tensor& s = row_scale(W, i);
-    return w.is_contiguous() && w.dim() == 2 && s.defined() && s.numel() == w.size(0) && s.is_floating_point();
-  }
+// A weight the kernels read: contiguous, and of the activation dtype, GGUF blocks, or int8 with one scale per row
+bool weight_fits(const at::Tensor& w, const at::Tensor& row_scale, at::ScalarType dtype) {
+  if (w.scalar_type() == at::kChar)
+    return w.is_contiguous() && w.dim() == 2 && row_scale.defined() && row_scale.is_floating_point() &&
+           row_scale.numel() == w.size(0);
   return (w.scalar_type() == dtype || w.scalar_type() == at::kByte) && w.is_contiguous();
 }
 
@@ -139,7 +137,7 @@ const char* attention_misfit(const at::Tensor& hidden, const LayerWeights& W, co
   if (dtype != at::kFloat && dtype != at::kBFloat16) return "float32 or bfloat16 activations";
   const std::array<const at::Tensor*, 4> attention{&W.wq, &W.wk, &W.wv, &W.wo};
   for (size_t i = 0; i < attention.size(); ++i)
-    if (!weight_fits(W, i, *attention[i], dtype))
+    if (!weight_fits(*attention[i], row_scale(W, i), dtype))
       return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
   if (k_cache.scalar_type() != dtype || v_cache.scalar_type() != dtype || !k_cache.is_contiguous() ||
       !v_cache.is_contiguous() || k_cache.dim() != 4 || k_cache.sizes() != v_cache.sizes() ||
@@ -155,8 +153,8 @@ const char* layer_misfit(const at::Tensor& hidden, const LayerWeights& W, const 
                          const at::Tensor& k_cache, const at::Tensor& v_cache, int64_t pos, const at::Tensor& mask) {
   if (const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, mask)) return why;
   const std::array<const at::Tensor*, 3> mlp{&W.wg, &W.wu, &W.wd};
-  for (size_t i = 0; i < 3; ++i)
-    if (!mlp[i]->defined() || !weight_fits(W, 4 + i, *mlp[i], hidden.scalar_type()))
+  for (size_t i = 0; i < mlp.size(); ++i)
+    if (!mlp[i]->defined() || !weight_fits(*mlp[i], row_scale(W, 4 + i), hidden.scalar_type()))
       return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
   return nullptr;
 }
