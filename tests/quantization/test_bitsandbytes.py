@@ -120,7 +120,7 @@ def test_bad_settings_are_refused(checkpoint):
 
 
 def _repacked(model) -> bool:
-    """Whether bitsandbytes repacked the model's 4-bit layers for its AVX512_BF16 CPU kernel (at their first forward)."""
+    """Whether bitsandbytes repacked the model's 4-bit layers for its AVX512_BF16 CPU kernel (at the first forward)."""
     return any(getattr(getattr(m.weight, "quant_state", None), "packing_format_for_cpu", False)
                for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
 
@@ -134,7 +134,8 @@ def test_saved_layers_reload_as_they_were(checkpoint, name, tmp_path):
     (bitsandbytes' own unpacking leaves them transposed; formers does not run it), and the model keeps computing
     what it computed before the save."""
     settings = SETTINGS[name]
-    ours = formers.AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=formers.BitsAndBytesConfig(**settings))
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        checkpoint, quantization_config=formers.BitsAndBytesConfig(**settings))
     with torch.no_grad():
         got = ours(IDS).logits
     ours.save_pretrained(tmp_path / "saved")
@@ -149,7 +150,8 @@ def test_saved_layers_reload_as_they_were(checkpoint, name, tmp_path):
             theirs(IDS)
         expected = theirs.state_dict()
     elif repacked:
-        expected = {key: value.bfloat16().float() if key.endswith(".absmax") else value for key, value in expected.items()}
+        expected = {key: value.bfloat16().float() if key.endswith(".absmax") else value
+                    for key, value in expected.items()}
     assert all(torch.equal(saved[key], expected[key]) for key in saved)
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["quantization_config"]["quant_method"] == (
         "bitsandbytes")

@@ -123,7 +123,8 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     plan_weights = kernels.layer_weights(
         ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias, attn.k_proj.bias,
         attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon, weights[4], weights[5],
-        weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale, [kernel_linear.row_scale(m) for m in linears])
+        weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale,
+        [kernel_linear.row_scale(m) for m in linears])
     out = kernels.decode_layer(hidden, plan_weights, cos, sin, keys, values, pos, mask)
     _advance(cache, attn.layer_idx)
     layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, hidden.dtype, plan_weights,
