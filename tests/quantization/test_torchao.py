@@ -71,17 +71,19 @@ def test_int8_logits_and_tokens_equal_4_45(folder, quant_type, tmp_path):
         assert torch.equal(reloaded(IDS).logits, got)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int8_weight_only_decodes_in_the_fused_step(folder, dtype, monkeypatch):
-    """int8_weight_only layers join the fused decode step (kernels/decode.py reads their int8 weights and row
-    scales): per-step scores equal the module path's (bfloat16 bit for bit, float32 within summation order) and, in
-    float32, 4.45.2 + torchao's within 1e-5, greedy tokens identical."""
+@pytest.mark.parametrize("quant_type, dtype", [(SCHEMES[0], torch.float32), (SCHEMES[0], torch.bfloat16),
+                                               (SCHEMES[1], torch.float32)])
+def test_int8_layers_decode_in_the_fused_step(folder, quant_type, dtype, monkeypatch):
+    """int8 layers join the fused decode step (kernels/decode.py reads their int8 weights and row scales; the
+    dynamic scheme's activations are quantized there as its module does): per-step scores equal the module path's
+    (bfloat16 bit for bit, float32 within summation order) and, in float32, 4.45.2 + torchao's within 1e-5, greedy
+    tokens identical."""
     from formers.kernels import decode, linear as kernel_linear
 
     if not kernel_linear.kernels_available() or dtype not in kernel_linear.kernel_dtypes():
         pytest.skip("formers' C++ kernels are not built here (or take no bfloat16 on this CPU)")
     ours = formers.AutoModelForCausalLM.from_pretrained(
-        folder, quantization_config=formers.TorchAoConfig("int8_weight_only"), torch_dtype=dtype)
+        folder, quantization_config=formers.TorchAoConfig(quant_type), torch_dtype=dtype)
     greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, output_scores=True, return_dict_in_generate=True)
     stacked = []
     monkeypatch.setattr("formers.modeling.decoder.decode_stack",
@@ -95,7 +97,7 @@ def test_int8_weight_only_decodes_in_the_fused_step(folder, dtype, monkeypatch):
     for got, want in zip(fused.scores, modules.scores):
         torch.testing.assert_close(got, want, rtol=0, atol=0 if dtype == torch.bfloat16 else 1e-6)
     if dtype == torch.float32:
-        _, theirs = load_both(folder, "int8_weight_only")
+        _, theirs = load_both(folder, quant_type)
         oracle = theirs.generate(IDS, **greedy)
         assert torch.equal(fused.sequences, oracle.sequences)
         for got, want in zip(fused.scores, oracle.scores):
@@ -119,3 +121,25 @@ def test_dynamic_int8_products_equal_the_int32_matmul(rows):
             want = torch.matmul(x.to(torch.int32), weight.t().to(torch.int32))
             assert torch.equal(layer._integer_products(x), want)
     assert int(F.linear(saturated, weight.float())[0, 0]) != 127 * 127 * k  # the case the bound keeps from float32
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_dynamic_int8_decoding_kernel_equals_the_schemes_torch_ops(rows):
+    """Decoding rows of the dynamic scheme take the C++ kernel that the fused decode step runs: its outputs equal
+    the scheme's torch ops bit for bit, with a row past the float32 bound too (every |x| equal, so every q is
+    +-127 with K = 1537: the kernel's int32 sums)."""
+    from formers.kernels import linear as kernel_linear
+
+    if not kernel_linear.kernels_available():
+        pytest.skip("formers' C++ kernels are not built here")
+    torch.manual_seed(rows)
+    k = 1537
+    weight = torch.randint(-128, 128, (48, k), dtype=torch.int8)
+    layer = QuantizedLinear.int8(weight, torch.rand(48) + 0.1, torch.randn(48), dynamic_activations=True)
+    x = torch.randn(rows, k)
+    saturated = torch.where(torch.randn(1, k) > 0, 3.0, -3.0)
+    with torch.no_grad():
+        for batch in (x, torch.cat([x[:rows - 1], saturated])):
+            got = kernel_linear.small_batch_dynamic_int8_linear(batch, layer.weight, layer.weight_scale, layer.bias)
+            assert got is not None and torch.equal(got, layer._dynamic_int8_linear(batch))
+            assert torch.equal(layer(batch), got)

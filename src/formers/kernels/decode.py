@@ -109,6 +109,9 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
     if kind == "llama":
         linears += (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
     weights = tuple(m.weight for m in linears)
+    dynamic = [kernel_linear.dynamic_int8(m) for m in linears]  # int8-quantized activations: float32 ones only,
+    if any(dynamic) and (hidden.dtype != torch.float32 or len(set(dynamic[:3])) > 1 or len(set(dynamic[4:6])) > 1):
+        return None  # and one scheme across Q/K/V and across gate/up (they share one quantized input)
     if (not kernel_linear.fusable_weights((weights[:3], weights[3:4], weights[4:6], weights[6:]), hidden.dtype)
             or not all(w.is_contiguous() for w in weights) or cos.shape[-1] != attn.head_dim):
         return None
@@ -124,7 +127,7 @@ def decode_layer(layer, hidden: Tensor, cos: Tensor | None, sin: Tensor | None, 
         ln1.weight, ln1.variance_epsilon, weights[0], weights[1], weights[2], attn.q_proj.bias, attn.k_proj.bias,
         attn.v_proj.bias, weights[3], attn.o_proj.bias, ln2.weight, ln2.variance_epsilon, weights[4], weights[5],
         weights[6], attn.num_heads, attn.num_kv_heads, attn.spec.score_scale,
-        [kernel_linear.row_scale(m) for m in linears])
+        [kernel_linear.row_scale(m) for m in linears], dynamic)
     out = kernels.decode_layer(hidden, plan_weights, cos, sin, keys, values, pos, mask)
     _advance(cache, attn.layer_idx)
     layer.__dict__[_PLAN] = _Plan(_REGISTRATIONS[0], hooks, attn.layer_idx, hidden.dtype, plan_weights,
@@ -314,7 +317,7 @@ def _packable(module: torch.nn.Module) -> tuple[Tensor, object] | None:
         return w, None
     if type(module) is quantized.QuantizedLinear and module.scheme in quantized.GGUF_SCHEMES:
         return w, module.decoding_layout()
-    if type(module) is quantized.QuantizedLinear and module.scheme == "int8":
+    if type(module) is quantized.QuantizedLinear and module.scheme in ("int8", "int8_dynamic"):
         return w, None
     return None
 

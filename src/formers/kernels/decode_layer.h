@@ -46,14 +46,72 @@ inline std::vector<float> floats_of(const at::Tensor& t) {
   return out;
 }
 
+// torchao's int8_dynamic_activation_int8_weight for float32 rows x [M, K] and int8 weights W_i with row scales s_i
+// (QuantizedLinear._dynamic_int8_linear, step for step): each row quantized to integers q in [-127, 127] with scale
+// r = max(max |x| / 127, 1e-5), the integer products summed exactly, then y = (sum * r) * s_i + b_i. The sums come
+// from the int8 GEMV on q as float32 where no partial sum can leave float32's exact integers (128 * sum |q| <= 2^24
+// for every row), else from int32 sums; both give the same integers.
+inline void dynamic_int8_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
+                              const std::vector<const float*>& biases, const std::vector<float*>& outs,
+                              const std::vector<at::Tensor>& scales) {
+  std::vector<float> q(M * K), row_scale(M);
+  bool exact_in_float = true;
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * K;
+    float amax = 0.f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
+    row_scale[m] = std::max(amax / 127.f, 1e-5f);
+    const float inverse = 1.f / row_scale[m];
+    float total = 0.f;
+    for (int64_t k = 0; k < K; ++k) {
+      q[m * K + k] = std::min(std::max(std::nearbyint(row[k] * inverse), -127.f), 127.f);  // round half to even
+      total += std::fabs(q[m * K + k]);
+    }
+    exact_in_float = exact_in_float && total * 128.f <= 16777216.f;
+  }
+  std::vector<formers_gemv::Job> jobs;
+  int64_t chunks = 0, bytes = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t N = ws[i].size(0);
+    jobs.push_back({ws[i].data_ptr(), nullptr, outs[i], N, chunks});
+    chunks += (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
+    bytes += ws[i].numel();
+  }
+  if (exact_in_float) {
+    formers_gemv::run<int8_t, float>(q.data(), M, K, jobs, chunks, bytes);
+  } else {
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const int8_t* w = ws[i].data_ptr<int8_t>();
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < jobs[i].N; ++n) {
+          int32_t sum = 0;
+          for (int64_t k = 0; k < K; ++k) sum += static_cast<int32_t>(q[m * K + k]) * w[n * K + k];
+          outs[i][m * jobs[i].N + n] = static_cast<float>(sum);
+        }
+    }
+  }
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t N = jobs[i].N;
+    const float* s = fdata(scales[i]);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        float& y = outs[i][m * N + n];
+        y = y * row_scale[m] * s[n];
+        if (biases[i] != nullptr) y += biases[i][n];
+      }
+  }
+}
+
 // y[M, N_i] (float32) = x[M, K] @ (W_i * s_i)^T + b_i for weights of one dtype; s_i: the float32 scale per output
-// row of an int8 weight (QuantizedLinear's int8 scheme), undefined for the other kinds
+// row of an int8 weight (QuantizedLinear's int8 schemes), undefined for the other kinds; `dynamic`: the int8
+// weights take int8-quantized activations (dynamic_int8_into)
 inline void gemv_into(const float* x, int64_t M, int64_t K, const std::vector<at::Tensor>& ws,
                       const std::vector<at::Tensor>& biases_f, const std::vector<float*>& outs,
-                      const std::vector<at::Tensor>& scales) {
+                      const std::vector<at::Tensor>& scales, bool dynamic = false) {
   std::vector<const float*> biases;
   for (const auto& b : biases_f) biases.push_back(fdata(b));
   if (ws[0].scalar_type() == at::kByte) return formers_quant::blocks_into(x, M, K, ws, biases, outs);  // GGUF blocks
+  if (dynamic) return dynamic_int8_into(x, M, K, ws, biases, outs, scales);
   // bfloat16 weights come only with bfloat16 activations (decode_layer checks), and every x given here was
   // rounded to bfloat16 first (rms_norm, the attention output, the gated product): torch's sums of those
   if (ws[0].scalar_type() == at::kBFloat16) return formers_bf16::linear<float>(x, M, K, ws, biases, outs);
@@ -124,6 +182,7 @@ struct Layer {
   at::Tensor wo, bo, wg, wu, wd;
   std::vector<at::Tensor> qkv_s;        // float32 row scales of int8 weights (undefined for the other kinds)
   at::Tensor so, sg, su, sd;
+  bool qkv_dynamic, o_dynamic, gate_up_dynamic, down_dynamic;  // int8 weights with int8-quantized activations
   double eps1, eps2;
   int64_t H, Hkv, D;
   double scale;
@@ -149,7 +208,7 @@ void attention_half(std::vector<float>& h, int64_t B, const Layer& L, const Rota
   const int64_t cap = k_cache.size(2);
   std::vector<float> n(B * C), q(B * H * D), k(B * Hkv * D), v(B * Hkv * D), a(B * H * D), o(B * C);
   rms_norm<BF>(h.data(), L.ln1.data(), L.eps1, B, C, n.data());
-  gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()}, L.qkv_s);
+  gemv_into(n.data(), B, C, L.qkv, L.qkv_b, {q.data(), k.data(), v.data()}, L.qkv_s, L.qkv_dynamic);
   for (auto* t : {&q, &k, &v})
     for (auto& x : *t) x = rnd<BF>(x);
   const int64_t rs = rot.row_stride;
@@ -171,7 +230,7 @@ void attention_half(std::vector<float>& h, int64_t B, const Layer& L, const Rota
     attend<T>(q.data(), kc, vc, rows.data, rows.stride, B, H, Hkv, D, cap, pos, static_cast<float>(L.scale), a.data());
   }
   for (auto& x : a) x = rnd<BF>(x);
-  gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()}, {L.so});
+  gemv_into(a.data(), B, H * D, {L.wo}, {L.bo}, {o.data()}, {L.so}, L.o_dynamic);
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
 }
 
@@ -185,7 +244,8 @@ void layer_step(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& 
   attention_half<T>(h, B, L, rot, k_cache, v_cache, pos, mask);
   // feed-forward half
   rms_norm<BF>(h.data(), L.ln2.data(), L.eps2, B, C, n.data());
-  gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()}, {L.sg, L.su});
+  gemv_into(n.data(), B, C, {L.wg, L.wu}, {at::Tensor(), at::Tensor()}, {g.data(), u.data()}, {L.sg, L.su},
+            L.gate_up_dynamic);
   if constexpr (BF) {  // torch's SiLU bits (its vector exp fixes the rounding), then the module path's product
     for (auto& x : g) x = rnd<BF>(x);
     if (formers_bf16::reproduces_torch_silu(B * I)) {
@@ -198,7 +258,7 @@ void layer_step(std::vector<float>& h, int64_t B, const Layer& L, const Rotary& 
   } else {
     for (int64_t i = 0; i < B * I; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
   }
-  gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()}, {L.sd});
+  gemv_into(g.data(), B, I, {L.wd}, {at::Tensor()}, {o.data()}, {L.sd}, L.down_dynamic);
   for (int64_t i = 0; i < B * C; ++i) h[i] = rnd<BF>(h[i] + rnd<BF>(o[i]));
 }
 

@@ -79,6 +79,10 @@ at::Tensor gemv_on_pool(const at::Tensor& x, const at::Tensor& weight, const c10
 
 at::Tensor f32(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : at::Tensor(); }
 
+at::Tensor defined_or_empty(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? *t : at::Tensor();
+}
+
 // x [..., K] float32/bfloat16 @ (weight int8 [N, K] * scale [N])^T (+ bias): QuantizedLinear's int8 schemes (no
 // scale: the plain products, which the dynamic scheme scales itself)
 at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& scale,
@@ -105,6 +109,24 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const c10::o
   return out;
 }
 
+// torchao's int8_dynamic_activation_int8_weight for float32 x [..., K] of 1 to 8 rows (decode_layer.h
+// dynamic_int8_into): QuantizedLinear's int8_dynamic scheme while decoding
+at::Tensor gemv_int8_dynamic(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
+                             const c10::optional<at::Tensor>& bias) {
+  RECORD_FUNCTION("formers::gemv_int8_dynamic", std::vector<c10::IValue>());
+  const int64_t K = x.size(-1), M = K == 0 ? 0 : x.numel() / K, N = weight.size(0);
+  TORCH_CHECK(M >= 1 && M <= 8 && x.scalar_type() == at::kFloat, "gemv_int8_dynamic: x must be 1 to 8 float32 rows");
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2 && weight.size(1) == K && weight.is_contiguous() &&
+              scale.numel() == N, "gemv_int8_dynamic: weight must be contiguous int8 [N, K] with one scale per row");
+  const at::Tensor xf = x.contiguous(), bf = f32(defined_or_empty(bias));
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = N;
+  at::Tensor out = at::empty(shape, x.options());
+  formers_decode::dynamic_int8_into(xf.data_ptr<float>(), M, K, {weight}, {bf.defined() ? bf.data_ptr<float>() : nullptr},
+                                    {out.data_ptr<float>()}, {f32(scale)});
+  return out;
+}
+
 // One decoder layer's weights and sizes as its modules hold them. The tensors are the parameters themselves, so an
 // in-place change or a `.data` swap is seen at the next call; a plan kept across steps (kernels/decode.py) hands
 // them over without converting fifteen arguments per layer per step.
@@ -113,7 +135,10 @@ struct LayerWeights {
   double eps1, eps2, scale;
   int64_t heads, kv_heads;
   std::vector<at::Tensor> row_scales;  // of wq, wk, wv, wo, wg, wu, wd where that weight is int8, else undefined
+  std::vector<bool> dynamic;           // per weight as above: int8 with int8-quantized activations (or empty)
 };
+
+bool dynamic_int8(const LayerWeights& W, size_t i) { return i < W.dynamic.size() && W.dynamic[i]; }
 
 const at::Tensor& row_scale(const LayerWeights& W, size_t i) {
   static const at::Tensor none;
@@ -146,6 +171,12 @@ const char* attention_misfit(const at::Tensor& hidden, const LayerWeights& W, co
   if (mask.defined() && (mask.size(0) != hidden.size(0) || mask.size(-2) != 1 || mask.size(-1) <= pos))
     return "mask [B, 1, 1, > pos]";
   if (cos.size(-1) * W.heads != formers_quant::rows_of(W.wq, hidden.size(-1))) return "rotary over the whole head";
+  if (dynamic_int8(W, 0) != dynamic_int8(W, 1) || dynamic_int8(W, 0) != dynamic_int8(W, 2))
+    return "q, k and v of one int8 scheme";
+  const std::array<const at::Tensor*, 7> all{&W.wq, &W.wk, &W.wv, &W.wo, &W.wg, &W.wu, &W.wd};
+  for (size_t i = 0; i < all.size(); ++i)
+    if (dynamic_int8(W, i) && (dtype != at::kFloat || all[i]->scalar_type() != at::kChar))
+      return "int8-quantized activations only for int8 weights and float32 activations";
   return nullptr;
 }
 
@@ -156,6 +187,7 @@ const char* layer_misfit(const at::Tensor& hidden, const LayerWeights& W, const 
   for (size_t i = 0; i < mlp.size(); ++i)
     if (!mlp[i]->defined() || !weight_fits(*mlp[i], row_scale(W, 4 + i), hidden.scalar_type()))
       return "weights contiguous, activation dtype, GGUF blocks or int8 with row scales";
+  if (dynamic_int8(W, 4) != dynamic_int8(W, 5)) return "gate and up of one int8 scheme";
   return nullptr;
 }
 
@@ -176,6 +208,10 @@ formers_decode::Layer layer_of(const LayerWeights& W, int64_t C) {
   L.sg = f32(row_scale(W, 4));
   L.su = f32(row_scale(W, 5));
   L.sd = f32(row_scale(W, 6));
+  L.qkv_dynamic = dynamic_int8(W, 0);
+  L.o_dynamic = dynamic_int8(W, 3);
+  L.gate_up_dynamic = dynamic_int8(W, 4);
+  L.down_dynamic = dynamic_int8(W, 6);
   L.eps1 = W.eps1;
   L.eps2 = W.eps2;
   L.H = W.heads;
@@ -185,21 +221,18 @@ formers_decode::Layer layer_of(const LayerWeights& W, int64_t C) {
   return L;
 }
 
-at::Tensor defined_or_empty(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? *t : at::Tensor();
-}
-
 LayerWeights layer_weights(const at::Tensor& ln1, double eps1, const at::Tensor& wq, const at::Tensor& wk,
                            const at::Tensor& wv, const c10::optional<at::Tensor>& bq, const c10::optional<at::Tensor>& bk,
                            const c10::optional<at::Tensor>& bv, const at::Tensor& wo, const c10::optional<at::Tensor>& bo,
                            const at::Tensor& ln2, double eps2, const c10::optional<at::Tensor>& wg,
                            const c10::optional<at::Tensor>& wu, const c10::optional<at::Tensor>& wd, int64_t heads,
-                           int64_t kv_heads, double scale, const std::vector<c10::optional<at::Tensor>>& row_scales) {
+                           int64_t kv_heads, double scale, const std::vector<c10::optional<at::Tensor>>& row_scales,
+                           const std::vector<bool>& dynamic) {
   std::vector<at::Tensor> scales;
   for (const auto& s : row_scales) scales.push_back(defined_or_empty(s));
   return {ln1, wq, wk, wv, defined_or_empty(bq), defined_or_empty(bk), defined_or_empty(bv), wo, defined_or_empty(bo),
           ln2, defined_or_empty(wg), defined_or_empty(wu), defined_or_empty(wd), eps1, eps2, scale, heads, kv_heads,
-          scales};
+          scales, dynamic};
 }
 
 // hidden [B, 1, C]; caches [B, Hkv, capacity, D]; mask [B, 1, 1, >pos] or None
@@ -325,7 +358,7 @@ std::vector<at::Tensor> moe_layer(const at::Tensor& hidden, const at::Tensor& ln
   const formers_gemv::FusedStep fused_step;
   TORCH_CHECK(hidden.scalar_type() == at::kFloat, "moe_layer: float32 activations");
   const LayerWeights W = layer_weights(ln1, eps1, wq, wk, wv, bq, bk, bv, wo, bo, ln2, eps2, {}, {}, {}, heads, kv_heads,
-                                       scale, {});
+                                       scale, {}, {});
   const char* why = attention_misfit(hidden, W, cos, k_cache, v_cache, pos, defined_or_empty(mask));
   TORCH_CHECK(why == nullptr, "moe_layer: ", why);
   const formers_decode::Layer L = layer_of(W, hidden.size(-1));
@@ -459,6 +492,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "whether torch_steps.h's mean of squares equals torch's here for M rows of C values (checked once per C)");
   m.def("gemv_group", &gemv_group, "gemv of several weights sharing one input, in one parallel region");
   m.def("gemv_int8", &gemv_int8, "y = x @ (weight int8 * scale per row)^T (+ bias), at most 8 rows");
+  m.def("gemv_int8_dynamic", &gemv_int8_dynamic,
+        "torchao's int8 dynamic-activation product of at most 8 float32 rows with int8 weights and row scales");
   py::class_<LayerWeights>(m, "LayerWeights", "one decoder layer's weights and sizes, as decode_layer reads them");
   m.def("layer_weights", &layer_weights, "LayerWeights from the modules' tensors (wg, wu, wd None for an MoE layer)");
   py::class_<StackWeights>(m, "StackWeights", "a decoder stack's LayerWeights and their cache slots")

@@ -100,6 +100,19 @@ def small_batch_int8_linear(x: Tensor, weight: Tensor, scale: Tensor | None, bia
     return kernels.gemv_int8(x.contiguous(), weight, scale, bias) if kernels else None
 
 
+def small_batch_dynamic_int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor | None:
+    """torchao's int8_dynamic_activation_int8_weight product (QuantizedLinear._dynamic_int8_linear, the same numbers)
+    for up to MAX_ROWS float32 rows through the kernel that the fused decode step uses, or None where it does not
+    apply."""
+    if torch.compiler.is_compiling():
+        return None
+    if not (x.dtype == torch.float32 and x.is_cpu and weight.dtype == torch.int8 and weight.is_contiguous()
+            and 0 < x.numel() <= MAX_ROWS * x.shape[-1] and not torch.is_grad_enabled()):
+        return None
+    kernels = _module()
+    return kernels.gemv_int8_dynamic(x, weight, scale, bias) if kernels else None
+
+
 GGUF_BLOCK_FORMATS = {"Q8_0": 0, "Q4_0": 1}  # the block types quant.h computes on, by its format number
 
 
@@ -133,21 +146,27 @@ def interleaved_blocks_kernel() -> bool:
 
 def fusable(module: nn.Module) -> bool:
     """Whether decode_layer (kernels/decode.py) may read this module's weight directly: a plain formers Linear,
-    a QuantizedLinear of the int8 weight-only scheme (its weight and row scales: the same products as its module
-    path's int8 GEMV), or one holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the default int8-quantized
-    activations."""
+    a QuantizedLinear of an int8 scheme (its weight and row scales: the same products as its module path's, the
+    dynamic scheme's activations quantized as it does), or one holding GGUF Q8_0 / Q4_0 blocks (quant.h) with the
+    default int8-quantized activations."""
     if type(module) is _linear_class():
         return True
     from ..quantization import linear as quantized  # late: quantization.linear imports this module
 
     return type(module) is quantized.QuantizedLinear and (
-        module.scheme == "int8" or (module.scheme in quantized.GGUF_SCHEMES and not quantized.EXACT_GGUF_ACTIVATIONS))
+        module.scheme in ("int8", "int8_dynamic")
+        or (module.scheme in quantized.GGUF_SCHEMES and not quantized.EXACT_GGUF_ACTIVATIONS))
 
 
 def row_scale(module: nn.Module) -> Tensor | None:
     """The scale per output row that decode_layer multiplies a fusable module's products by: an int8 QuantizedLinear's
     `weight_scale`, None for every other kind."""
     return module.weight_scale if module.weight.dtype == torch.int8 else None
+
+
+def dynamic_int8(module: nn.Module) -> bool:
+    """Whether a fusable module quantizes its activations to int8 (torchao's int8_dynamic_activation_int8_weight)."""
+    return getattr(module, "scheme", None) == "int8_dynamic"
 
 
 def fusable_weights(groups: Sequence[Sequence[Tensor]], dtype: torch.dtype) -> bool:

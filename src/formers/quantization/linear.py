@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError
 from ..gguf.dequant import BLOCK_LAYOUT, dequantize
-from ..kernels.linear import gguf_block_linear, interleaved_blocks_kernel, small_batch_int8_linear
+from ..kernels.linear import (gguf_block_linear, interleaved_blocks_kernel, small_batch_dynamic_int8_linear,
+                              small_batch_int8_linear)
 from . import interleave
 
 _INNER_K_TILES = 2  # the CPU kernel's tiling of K; a layout detail of the packed weight
@@ -123,7 +124,8 @@ class QuantizedLinear(nn.Module):
                 return out
             return F.linear(x, self.dequantized_weight().to(device=x.device, dtype=x.dtype), self.bias)
         if self.scheme == "int8_dynamic":
-            return self._dynamic_int8_linear(x)
+            out = small_batch_dynamic_int8_linear(x, self.weight, self.weight_scale, self.bias)
+            return self._dynamic_int8_linear(x) if out is None else out
         if self.scheme == "int8":  # decoding a few rows: formers' int8 GEMV (exact float32 activations)
             out = small_batch_int8_linear(x, self.weight, self.weight_scale, self.bias)
             if out is not None:
