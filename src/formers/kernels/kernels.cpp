@@ -96,8 +96,7 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const c10::o
   const auto out_dtype = x.scalar_type();
   TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16, "gemv_int8: x must be float32 or bfloat16");
   const at::Tensor xf = x.to(at::kFloat).contiguous(), sf = scale.has_value() ? f32(*scale) : at::Tensor();
-  at::Tensor bf;
-  if (bias.has_value() && bias->defined()) bf = bias->to(at::kFloat).contiguous();
+  const at::Tensor bf = f32(defined_or_empty(bias));
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = N;
   at::Tensor out = at::empty(shape, x.options());
