@@ -67,7 +67,7 @@ inline void dynamic_int8_into(const float* x, int64_t M, int64_t K, const std::v
       q[m * K + k] = std::min(std::max(std::nearbyint(row[k] * inverse), -127.f), 127.f);  // round half to even
       total += std::fabs(q[m * K + k]);
     }
-    exact_in_float = exact_in_float && total * 128.f <= 16777216.f;
+    exact_in_float = exact_in_float && !(total * 128.f > 16777216.f);  // (a NaN input stays on the float path: NaN out)
   }
   std::vector<formers_gemv::Job> jobs;
   int64_t chunks = 0, bytes = 0;
