@@ -72,12 +72,12 @@ def test_int8_logits_and_tokens_equal_4_45(folder, quant_type, tmp_path):
 
 
 @pytest.mark.parametrize("quant_type, dtype", [(SCHEMES[0], torch.float32), (SCHEMES[0], torch.bfloat16),
-                                               (SCHEMES[1], torch.float32)])
+                                               (SCHEMES[1], torch.float32), (SCHEMES[1], torch.bfloat16)])
 def test_int8_layers_decode_in_the_fused_step(folder, quant_type, dtype, monkeypatch):
     """int8 layers join the fused decode step (kernels/decode.py reads their int8 weights and row scales; the
-    dynamic scheme's activations are quantized there as its module does): per-step scores equal the module path's
-    (bfloat16 bit for bit, float32 within summation order) and, in float32, 4.45.2 + torchao's within 1e-5, greedy
-    tokens identical."""
+    dynamic scheme's activations are quantized there as its module does, float32 ones only: bfloat16 keeps the
+    module path): per-step scores equal the module path's (bfloat16 bit for bit, float32 within summation order)
+    and, in float32, 4.45.2 + torchao's within 1e-5, greedy tokens identical."""
     from formers.kernels import decode, linear as kernel_linear
 
     if not kernel_linear.kernels_available() or dtype not in kernel_linear.kernel_dtypes():
@@ -89,7 +89,9 @@ def test_int8_layers_decode_in_the_fused_step(folder, quant_type, dtype, monkeyp
     monkeypatch.setattr("formers.modeling.decoder.decode_stack",
                         lambda *a: (lambda out: stacked.append(out is not None) or out)(decode.decode_stack(*a)))
     fused = ours.generate(IDS, **greedy)
-    assert stacked[2:] and all(stacked[2:])  # from the second decode step on, one call runs every layer
+    fusable = not (quant_type == SCHEMES[1] and dtype == torch.bfloat16)
+    # from the second decode step on, one call runs every layer (or none ever does)
+    assert stacked[2:] and (all(stacked[2:]) if fusable else not any(stacked))
     monkeypatch.setattr("formers.modeling.decoder.decode_stack", lambda *a: None)
     monkeypatch.setattr("formers.modeling.decoder.decode_layer", lambda *a: None)
     modules = ours.generate(IDS, **greedy)
