@@ -13,8 +13,8 @@ dtypes: float32 / bfloat16 load the safetensors checkpoint (with --gguf, formers
 file instead); int8 / int4 are the GGUF Q8_0 / Q4_0 files, which formers keeps quantized
 (keep_quantized=True); ao-int8 / ao-int8-dynamic load the safetensors checkpoint with
 TorchAoConfig("int8_weight_only" / "int8_dynamic_activation_int8_weight"), float32 activations (transformers
-through torchao, formers with its own kernels). llama.cpp (llama-cpp-python, a bench-only extra: see bench/README.md) always reads
-the GGUF file of the dtype, written once by bench/gguf_weights.py with the writer formers' tests use; it
+through torchao, formers with its own kernels). llama.cpp (llama-cpp-python, a bench-only extra: see
+bench/README.md) always reads the GGUF file of the dtype, written once by bench/gguf_weights.py with the writer formers' tests use; it
 runs batch 1 only. The roofline of a dtype is the measured read bandwidth divided by the bytes of its
 weights read per token (the GGUF tensor bytes: every matrix once, the tied head counted once).
 """

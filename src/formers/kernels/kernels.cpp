@@ -100,8 +100,8 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& weight, const c10::o
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = N;
   at::Tensor out = at::empty(shape, x.options());
-  std::vector<Job> jobs{{weight.data_ptr(), bf.defined() ? bf.data_ptr<float>() : nullptr, out.data_ptr(), N, 0,
-                         sf.defined() ? sf.data_ptr<float>() : nullptr}};
+  using formers_decode::fdata;
+  std::vector<Job> jobs{{weight.data_ptr(), fdata(bf), out.data_ptr(), N, 0, fdata(sf)}};
   const int64_t chunks = (N + formers_gemv::kRowChunk - 1) / formers_gemv::kRowChunk;
   if (out_dtype == at::kFloat) formers_gemv::run<int8_t, float>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
   else formers_gemv::run<int8_t, BFloat16>(xf.data_ptr<float>(), M, K, jobs, chunks, N * K);
@@ -121,7 +121,7 @@ at::Tensor gemv_int8_dynamic(const at::Tensor& x, const at::Tensor& weight, cons
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = N;
   at::Tensor out = at::empty(shape, x.options());
-  formers_decode::dynamic_int8_into(xf.data_ptr<float>(), M, K, {weight}, {bf.defined() ? bf.data_ptr<float>() : nullptr},
+  formers_decode::dynamic_int8_into(xf.data_ptr<float>(), M, K, {weight}, {formers_decode::fdata(bf)},
                                     {out.data_ptr<float>()}, {f32(scale)});
   return out;
 }

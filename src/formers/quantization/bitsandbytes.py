@@ -134,10 +134,9 @@ def canonical_4bit_layers(model: nn.Module) -> Iterator[None]:
     try:
         for weight, data, state in repacked:
             unpacked = copy.copy(state)  # the inverse below sets attributes on it, never on the layer's own state
-            in_order = state.absmax.t().reshape(-1).float()  # [K / block, N] (bfloat16) -> the blocks in row order
             weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(data, unpacked)
-            if not unpacked.nested:  # double quantization is re-derived from the ordered scales by the inverse itself
-                unpacked.absmax = in_order
+            if not unpacked.nested:  # (double quantization is re-derived from the ordered scales by the inverse itself)
+                unpacked.absmax = state.absmax.t().reshape(-1).float()  # [K / block, N] bfloat16 -> the blocks in order
         yield
     finally:
         for weight, data, state in repacked:
