@@ -83,7 +83,9 @@ def load() -> ModuleType | None:
 
         isa = cpu_isa()
         sources = b"".join(path.read_bytes() for path in [SOURCE, *HEADERS])
-        flags = ["-O3", "-fopenmp", *_ISA_FLAGS[isa]]
+        # hidden symbols: two builds in one process (an A/B of kernel sources) must not bind to each other's
+        # inline functions, which share names but not code
+        flags = ["-O3", "-fopenmp", "-fvisibility=hidden", "-fvisibility-inlines-hidden", *_ISA_FLAGS[isa]]
         digest = hashlib.sha256(sources + torch.__version__.encode() + " ".join(flags).encode()).hexdigest()[:10]
         name = f"formers_kernels_{isa}_{digest}"
         folder = cache_dir() / name

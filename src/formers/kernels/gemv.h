@@ -170,7 +170,7 @@ void rows_any_m(int64_t M, const float* x, const W* w, int64_t K, const float* b
 }
 
 constexpr int64_t kRowChunk = 16;  // rows per scheduling unit (a multiple of every R above)
-constexpr int64_t kMinClaimBytes = 256 << 10;  // weight bytes a thread claims at once, at least (run_chunks)
+constexpr int64_t kMinClaimBytes = 64 << 10;  // weight bytes a thread claims at once, at least (run_chunks)
 
 struct Job {
   const void* w;
@@ -215,10 +215,10 @@ inline bool in_or_after_fused_step() {
 }
 
 // rows(job, begin, end) over every job's output rows, split into chunks of kRowChunk rows; `run` below and the
-// block kernels (quant.h) share it. Decoding products (up to kPoolRows input rows) are cut into claims that threads
-// take one at a time, so a thread another process holds claims little: inside a fused decode step formers' pool's
-// threads claim them; products called one by one between torch operators (layers run module by module) have torch's
-// OpenMP threads claim them. Prefill's chunks go to OpenMP split evenly. The torch operators around those products
+// block kernels (quant.h) share it. Decoding products (up to kPoolRows input rows) are cut into units that threads
+// claim one at a time from a contiguous part each (formers_pool::Parts), so a thread another process holds claims
+// little: inside a fused decode step formers' pool's threads claim them; products called one by one between torch
+// operators (layers run module by module) have torch's OpenMP threads claim them. Prefill's chunks go to OpenMP split evenly. The torch operators around those products
 // run on OpenMP, whose threads spin for a while after each region and took a core from the pool's (a quarter of a
 // bfloat16 prefill's samples, a third of a Gemma2 decode's were libgomp spinning); an OpenMP region next to fused
 // steps costs as much the other way: its threads then spin through the next step.
@@ -245,21 +245,19 @@ void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weig
   } else if (input_rows > kPoolRows) {
     at::parallel_for(0, total_chunks, 1, work);
   } else {
-    // ~32 claims per thread, small enough that a preempted thread holds little, but each at least
-    // kMinClaimBytes of weights: a claim moves the pool's counter between cores (about 0.15 us here), and
-    // 5 KiB claims (16 rows of a Q4_0 576-wide weight) made a SmolLM-135M Q4_0 decode step 1.6x slower
     const int64_t chunk_bytes = std::max<int64_t>(1, weight_bytes / total_chunks);
-    const int64_t grain = std::max<int64_t>({1, total_chunks / (32 * threads), kMinClaimBytes / chunk_bytes});
+    const int64_t grain = std::max<int64_t>(1, kMinClaimBytes / chunk_bytes);
     const int64_t claims = (total_chunks + grain - 1) / grain;
     const std::function<void(int64_t)> some = [&](int64_t t) {
       work(t * grain, std::min(total_chunks, (t + 1) * grain));
     };
     if (in_or_after_fused_step()) {
       formers_pool::pool(threads).run(claims, some);
-    } else {  // the same claims, made by torch's OpenMP threads
-      std::atomic<int64_t> next{0};
-      at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < claims;) some(c);
+    } else {  // the same units, taken by torch's OpenMP threads
+      formers_pool::Parts parts(threads);
+      parts.reset(1, claims);
+      at::parallel_for(0, threads, 1, [&](int64_t self, int64_t) {
+        for (int64_t c; (c = parts.next(1, static_cast<int>(self))) >= 0;) some(c);
       });
     }
   }
