@@ -21,7 +21,7 @@ from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
-from .quantization import QuantizedLinear, canonical_4bit_layers, check_plain_layout, pop_quantization
+from .quantization import QuantizedLinear, canonical_4bit_layers, checkpoint_state, pop_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         else:
             tensors = source.tensors()
             if key_map is not None:
-                tensors = key_map.to_model(tensors, config)
+                tensors = quantization.to_model(model, key_map, tensors)
         tensors = quantization.stream(model, tensors, dtype, device)  # swaps in quantized linears, if asked
         unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()
@@ -197,8 +197,6 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         if package == "quanto":
             raise CheckpointError(f"save_pretrained: formers does not write the layout of {package} layers; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")
-        if package == "bitsandbytes":
-            check_plain_layout(self, "save_pretrained")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict
         self.config.architectures = [type(self).__name__]
         self.config.torch_dtype = self.dtype
@@ -219,7 +217,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
                 state.pop(key, None)
         state = {k: v.detach() for k, v in state.items()}
         key_map = self.key_map(self.config)
-        return state if key_map is None else key_map.to_checkpoint(state, self.config)
+        return state if key_map is None else checkpoint_state(self, state, key_map)
 
 
 def _resolve_config(cls, path, config, hub, kwargs, attn_implementation) -> PretrainedConfig:

@@ -33,24 +33,26 @@ def checkpoint(tmp_path_factory):
 
 
 def reference(folder, settings: dict):
-    """4.45.2's float32 model with bitsandbytes' layers put in by hand (all linears except lm_head)."""
+    """4.45.2's float32 model with bitsandbytes' layers put in by hand (all linears except lm_head; GPT-2's Conv1D
+    layers too, their weights transposed to nn.Linear's orientation before quantizing, as 4.45's integration does)."""
     import transformers
+    from transformers.pytorch_utils import Conv1D
 
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
     for name, module in list(model.named_modules()):
-        if type(module) is not torch.nn.Linear or name == "lm_head":
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or name == "lm_head":  # (4.45: subclasses too)
             continue
         has_bias = module.bias is not None
+        weight = module.weight.data.t().contiguous() if isinstance(module, Conv1D) else module.weight.data
+        outputs, inputs = weight.shape
         if settings.get("load_in_8bit"):
-            layer = bnb.nn.Linear8bitLt(module.in_features, module.out_features, has_bias, has_fp16_weights=False,
-                                        threshold=6.0)
-            layer.weight = bnb.nn.Int8Params(module.weight.data, requires_grad=False, has_fp16_weights=False)
+            layer = bnb.nn.Linear8bitLt(inputs, outputs, has_bias, has_fp16_weights=False, threshold=6.0)
+            layer.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
         else:
             kind, double = settings.get("bnb_4bit_quant_type", "fp4"), settings.get("bnb_4bit_use_double_quant", False)
-            layer = bnb.nn.Linear4bit(module.in_features, module.out_features, has_bias, compute_dtype=torch.float32,
+            layer = bnb.nn.Linear4bit(inputs, outputs, has_bias, compute_dtype=torch.float32,
                                       compress_statistics=double, quant_type=kind)
-            layer.weight = bnb.nn.Params4bit(module.weight.data, requires_grad=False, compress_statistics=double,
-                                             quant_type=kind)
+            layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, compress_statistics=double, quant_type=kind)
         if has_bias:
             layer.bias = torch.nn.Parameter(module.bias.data, requires_grad=False)
         model.set_submodule(name, layer.to("cpu"))
@@ -197,15 +199,3 @@ def test_bitsandbytes_config_without_its_layers_is_named(checkpoint, tmp_path):
     full.save_pretrained(tmp_path / "saved")
     with pytest.raises(CheckpointError, match=r"layer 'model\.layers\.\d\.\S+' lacks \['SCB'\]"):
         formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
-
-
-def test_mapped_layouts_refuse_to_save(tmp_path):
-    """GPT-2's checkpoints hold fused, transposed projections (Conv1D), which bitsandbytes' packed state does not
-    follow: the save is refused, naming why, and nothing is written."""
-    gpt2 = build_oracle_checkpoint(tmp_path / "gpt2", "gpt2",
-                                   base=dict(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64))
-    model = formers.AutoModelForCausalLM.from_pretrained(
-        gpt2, quantization_config=formers.BitsAndBytesConfig(load_in_8bit=True))
-    with pytest.raises(CheckpointError, match="GPT2LMHeadModel's checkpoints hold its projections fused or transposed"):
-        model.save_pretrained(tmp_path / "saved")
-    assert not (tmp_path / "saved").exists()

@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..loading.key_map import KeyMap
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
+from . import bitsandbytes_layout
 from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
-                           check_plain_layout, quantize_with_bitsandbytes)
+                           quantize_with_bitsandbytes, stored_dtype, weight_parts)
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
                      FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config,
                      package_config)
@@ -29,7 +31,7 @@ from .quanto import as_quanto_config, quantize_with_quanto
 
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
            "GPTQConfig", "HqqConfig", "QuantoConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
-           "canonical_4bit_layers", "check_plain_layout", "pop_quantization", "quantized_memory_bytes"]
+           "canonical_4bit_layers", "checkpoint_state", "pop_quantization", "quantized_memory_bytes"]
 
 
 @dataclass
@@ -43,6 +45,15 @@ class LoadQuantization:
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
         return KEPT_GGUF_TYPES if self.keep_quantized else ()
+
+    @staticmethod
+    def to_model(model: nn.Module, key_map: KeyMap, tensors: Iterable) -> Iterator:
+        """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
+        layers has their states split or renamed as the key map splits or renames their weights."""
+        saved = package_config(getattr(model.config, "quantization_config", None))
+        if isinstance(saved, BitsAndBytesConfig):
+            return bitsandbytes_layout.to_model(tensors, key_map, model.config, weight_parts(saved), stored_dtype(saved))
+        return key_map.to_model(tensors, model.config)
 
     def stream(self, model: nn.Module, tensors: Iterable, dtype: torch.dtype, device: torch.device) -> Iterator:
         """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
@@ -96,3 +107,12 @@ def quantized_memory_bytes(model: nn.Module) -> int:
     for tensor in list(model.parameters()) + list(model.buffers()):
         seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
     return sum(seen.values())
+
+
+def checkpoint_state(model: nn.Module, state: dict[str, torch.Tensor], key_map: KeyMap) -> dict[str, torch.Tensor]:
+    """`key_map.to_checkpoint` of the model's state dict, bitsandbytes' layers joined or renamed along (as 4.45
+    saves them: one state per checkpoint layer)."""
+    package = (getattr(model.config, "quantization_config", None) or {}).get("quant_method")
+    if package == "bitsandbytes":
+        return bitsandbytes_layout.to_checkpoint(model, state, key_map)
+    return key_map.to_checkpoint(state, model.config)

@@ -105,14 +105,21 @@ def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> 
     return replaced
 
 
-def check_plain_layout(model: nn.Module, doing: str) -> None:
-    """bitsandbytes' packed layer state is stored under the model's own names; a family whose checkpoint layout
-    formers maps (fused or transposed projections: GPT-2, Bloom, Phi3, ...) cannot carry it."""
-    if type(model).key_map(model.config) is not None:
-        raise CheckpointError(f"{doing}: bitsandbytes layers are read and written only for models stored under "
-                              f"their own names (Llama, Mistral, Qwen2, ...); {type(model).__name__}'s checkpoints "
-                              "hold its projections fused or transposed, which bitsandbytes' packed state does not "
-                              "follow. Save the full-precision model and quantize it at load instead")
+_QUANT_STATE = "weight.quant_state.bitsandbytes__"
+_NESTED = {"weight.nested_absmax", "weight.nested_quant_map"}
+
+
+def weight_parts(config: BitsAndBytesConfig) -> set[str]:
+    """The parts a saved bitsandbytes layer has below its name (its bias aside), under these settings."""
+    if config.load_in_8bit:
+        return {"weight", "SCB"}
+    parts = {"weight", "weight.absmax", "weight.quant_map", _QUANT_STATE + config.bnb_4bit_quant_type}
+    return parts | _NESTED if config.bnb_4bit_use_double_quant else parts
+
+
+def stored_dtype(config: BitsAndBytesConfig) -> torch.dtype:
+    """The dtype of a saved bitsandbytes layer's weight under these settings."""
+    return torch.int8 if config.load_in_8bit else _storage(config)
 
 
 @contextmanager
@@ -148,21 +155,24 @@ class PrequantizedLayers:
     layers, as their parts stream past; every other tensor passes through."""
 
     def __init__(self, model: nn.Module, config: BitsAndBytesConfig, dtype: torch.dtype, device: torch.device):
-        check_plain_layout(model, "from_pretrained")
         self.bnb, self.model, self.config = _import_bitsandbytes(), model, config
         self.dtype, self.device = dtype, device
         skip = _skip_list(model, config)
         self.layers = {name: module for name, module in model.named_modules()
                        if isinstance(module, nn.Linear) and not _skipped(name, skip)
-                       and reference_kind(model, name) == "linear"}
-        if config.load_in_8bit:
-            self.weight_parts = {"weight", "SCB"}
-        else:
-            self.weight_parts = {"weight", "weight.absmax", "weight.quant_map",
-                                 f"weight.quant_state.bitsandbytes__{config.bnb_4bit_quant_type}"}
-            if config.bnb_4bit_use_double_quant:
-                self.weight_parts |= {"weight.nested_absmax", "weight.nested_quant_map"}
+                       and reference_kind(model, name) in ("linear", "conv1d")}  # as quantize_with_bitsandbytes
+        self.weight_parts = weight_parts(config)
         self.pending: dict[str, dict[str, Tensor]] = {}
+
+    def _needed(self, parts: dict[str, Tensor]) -> set[str]:
+        """The parts a layer needs: with double quantization, a layer whose quant_state has no second quantization
+        (split from a fused checkpoint layer: bitsandbytes_layout.py) has no nested parts."""
+        state = next((value for key, value in parts.items() if key.startswith(_QUANT_STATE)), None)
+        if state is None or not self.config.bnb_4bit_use_double_quant:
+            return self.weight_parts
+        from bitsandbytes.utils import unpack_tensor_to_dict
+
+        return self.weight_parts if "nested_offset" in unpack_tensor_to_dict(state) else self.weight_parts - _NESTED
 
     def _layer_part(self, key: str) -> tuple[str, str] | None:
         for part in (*self.weight_parts, "bias", "weight_format"):
@@ -182,7 +192,7 @@ class PrequantizedLayers:
                 continue
             parts = self.pending.setdefault(name, {})
             parts[part] = value
-            needed = self.weight_parts | ({"bias"} if self.layers[name].bias is not None else set())
+            needed = self._needed(parts) | ({"bias"} if self.layers[name].bias is not None else set())
             if needed <= parts.keys():
                 self.model.set_submodule(name, self._build(name, self.pending.pop(name)))
         if self.pending:
@@ -194,7 +204,7 @@ class PrequantizedLayers:
     def _build(self, name: str, parts: dict[str, Tensor]) -> nn.Module:
         bnb, config, linear = self.bnb, self.config, self.layers[name]
         weight = parts.pop("weight")
-        stored = torch.int8 if config.load_in_8bit else _storage(config)
+        stored = stored_dtype(config)
         if weight.dtype != stored:
             raise CheckpointError(f"bitsandbytes checkpoint: {name}.weight is {weight.dtype}; config.json's "
                                   f"quantization_config ({config.quantization_method()}) stores it as {stored}")
