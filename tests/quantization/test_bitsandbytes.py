@@ -33,14 +33,15 @@ def checkpoint(tmp_path_factory):
 
 
 def reference(folder, settings: dict):
-    """4.45.2's float32 model with bitsandbytes' layers put in by hand (all linears except lm_head; GPT-2's Conv1D
+    """4.45.2's float32 model with bitsandbytes' layers put in by hand (all linears except the head; GPT-2's Conv1D
     layers too, their weights transposed to nn.Linear's orientation before quantizing, as 4.45's integration does)."""
     import transformers
     from transformers.pytorch_utils import Conv1D
 
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    head = model.get_output_embeddings()
     for name, module in list(model.named_modules()):
-        if not isinstance(module, (torch.nn.Linear, Conv1D)) or name == "lm_head":  # (4.45: subclasses too)
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or module is head:  # (4.45: subclasses too)
             continue
         has_bias = module.bias is not None
         weight = module.weight.data.t().contiguous() if isinstance(module, Conv1D) else module.weight.data

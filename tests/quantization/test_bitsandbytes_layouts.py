@@ -1,5 +1,5 @@
 """bitsandbytes layers of families whose checkpoints fuse, transpose or rename projections (GPT-2: q/k/v fused in a
-transposed Conv1D; Bloom: q/k/v fused head by head; Falcon: multi-query q/k/v fused end to end; Phi: renamed), saved and loaded
+transposed Conv1D; Bloom, GPT-NeoX: q/k/v fused head by head; Falcon: multi-query q/k/v end to end; Phi: renamed), saved and loaded
 in 4.45's layout: one bitsandbytes state per checkpoint layer, in nn.Linear's orientation. The reference is the one
 of test_bitsandbytes.py: 4.45.2's model with the package's layers put in by hand."""
 from __future__ import annotations
@@ -22,6 +22,8 @@ FAMILIES = {  # (base config, overrides): inputs of every quantized layer a mult
     "bloom": (dict(hidden_size=64, n_layer=2, n_head=4, vocab_size=128), {}),
     # k and v of 32 rows: on AVX512_BF16 bitsandbytes' 4-bit forward needs a multiple of 32 (formers' separate k, v)
     "falcon": (dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=128), {}),
+    "gpt_neox": (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                      vocab_size=128), {}),
     "phi": (None, dict(intermediate_size=128)),
 }
 CASES = [(family, name) for family in FAMILIES for name in sorted(SETTINGS)]
