@@ -176,6 +176,12 @@ class PreTrainedModel(nn.Module, GenerationMixin):
                                                               overrides)
         return model
 
+    def dequantize(self) -> "PreTrainedModel":
+        """A quantized model's linear layers back in full precision, in place (quantization/dequantize.py)."""
+        from .quantization.dequantize import dequantize_model
+
+        return dequantize_model(self)
+
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes held by the parameters (and buffers, unless return_buffers=False)."""
         tensors = list(self.parameters()) + (list(self.buffers()) if return_buffers else [])

@@ -1,0 +1,59 @@
+"""`model.dequantize()`: a quantized model's linear layers back to full-precision ones (4.45's PreTrainedModel API).
+
+4.45 implements it for bitsandbytes' layers: each Linear4bit / Linear8bitLt becomes an nn.Linear holding the weight
+bitsandbytes dequantizes, cast to the model's dtype, its bias kept; the other methods raise NotImplementedError and
+an unquantized model raises ValueError. formers does the same and also dequantizes its own int8 / int4 / GGUF-block
+layers (TorchAoConfig, `keep_quantized=True`). Two differences: 4.45.2 stops on an 8-bit layer on a CPU (it goes
+through bitsandbytes' CUDA-only matrix-layout functions), where formers takes bitsandbytes' CPU dequantization
+(int8 x row scale / 127); and 4.45 leaves `quantization_config` in the model's config, so a folder saved afterwards
+claims quantized layers it does not hold: formers drops it, and save_pretrained writes a full-precision model.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .bitsandbytes import canonical_4bit_layers
+from .linear import QuantizedLinear
+
+
+def _full_precision_weight(module: nn.Module) -> Tensor | None:
+    """The weight a quantized linear layer computes with, as float; None for any other module."""
+    if isinstance(module, QuantizedLinear):
+        return module.dequantized_weight()
+    kind = type(module).__name__ if type(module).__module__.startswith("bitsandbytes") else None
+    if kind == "Linear4bit":
+        from bitsandbytes.functional import dequantize_4bit
+
+        return dequantize_4bit(module.weight.data, module.weight.quant_state)
+    if kind == "Linear8bitLt":
+        from bitsandbytes.functional import int8_vectorwise_dequant
+
+        scales = getattr(module.weight, "SCB", None)
+        return int8_vectorwise_dequant(module.weight.data, module.state.SCB if scales is None else scales)
+    return None
+
+
+def dequantize_model(model: nn.Module) -> nn.Module:
+    """Replace every quantized linear layer of `model` by a full-precision one, in place; returns the model."""
+    from ..modeling.layers import Linear  # (modeling imports this package)
+
+    recorded = getattr(model.config, "quantization_config", None)
+    method = recorded.get("quant_method") if isinstance(recorded, dict) else getattr(recorded, "quant_method", None)
+    if recorded is None:
+        raise ValueError("You need to first quantize your model in order to dequantize it")
+    if method not in ("bitsandbytes", "torchao", "formers_gguf"):
+        raise NotImplementedError(f"{method} has no implementation of `dequantize`: its layers stay as they are")
+    dtype = model.dtype
+    with canonical_4bit_layers(model):  # bitsandbytes' CPU-repacked 4-bit layers in their saved layout
+        replacements = {name: _full_precision_weight(module) for name, module in model.named_modules()}
+    for name, weight in replacements.items():
+        if weight is None:
+            continue
+        module = model.get_submodule(name)
+        linear = Linear(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
+        linear.weight = nn.Parameter(weight.to(dtype))
+        if module.bias is not None:
+            linear.bias = nn.Parameter(module.bias.detach().to(dtype))
+        model.set_submodule(name, linear)
+    del model.config.quantization_config
+    return model
