@@ -36,7 +36,10 @@ def test_4bit_layers_dequantize_as_4_45_does(checkpoint, settings, tmp_path):
 
     ours = formers.AutoModelForCausalLM.from_pretrained(
         checkpoint, quantization_config=formers.BitsAndBytesConfig(**settings))
+    assert ours.is_quantized and ours.quantization_method == "bitsandbytes"  # the attributes 4.45 sets
+    assert ours.is_loaded_in_4bit and not ours.is_loaded_in_8bit
     assert ours.dequantize() is ours
+    assert not ours.is_quantized and not ours.is_loaded_in_4bit
     theirs = dequantize_and_replace(reference(checkpoint, settings), ["lm_head"],
                                     quantization_config=transformers.BitsAndBytesConfig(**settings))
     assert type(ours.model.layers[0].self_attn.q_proj) is Linear
@@ -67,6 +70,7 @@ def test_8bit_layers_dequantize_on_a_cpu(checkpoint):
                                quantization_config=transformers.BitsAndBytesConfig(load_in_8bit=True))
     ours = formers.AutoModelForCausalLM.from_pretrained(
         checkpoint, quantization_config=formers.BitsAndBytesConfig(load_in_8bit=True))
+    assert ours.is_loaded_in_8bit and not ours.is_loaded_in_4bit
     layer = ours.model.layers[0].mlp.up_proj
     expected = layer.weight.data.float() * layer.weight.SCB.float()[:, None] / 127
     with torch.no_grad():
@@ -85,6 +89,7 @@ def test_formers_own_layers_dequantize(checkpoint):
     holding its dequantized weight, and the logits stay those of the quantized model within float32 rounding."""
     ours = formers.AutoModelForCausalLM.from_pretrained(
         checkpoint, quantization_config=formers.TorchAoConfig("int8_weight_only"))
+    assert ours.is_quantized and ours.quantization_method == "torchao"
     expected = ours.model.layers[1].self_attn.o_proj.dequantized_weight()
     with torch.no_grad():
         before = ours(IDS).logits

@@ -73,11 +73,19 @@ class LoadQuantization:
 
 
     def finish(self, model: nn.Module) -> None:
-        """What runs on the loaded model: bitsandbytes' or quanto's layers, if asked."""
+        """What runs on the loaded model: bitsandbytes' or quanto's layers, if asked; then the attributes 4.45 sets
+        on a quantized model (`is_quantized`, `quantization_method`, bitsandbytes' `is_loaded_in_4bit` /
+        `is_loaded_in_8bit`), which PEFT and training code read."""
         if isinstance(self.package, BitsAndBytesConfig):
             quantize_with_bitsandbytes(model, self.package)
         elif isinstance(self.package, QuantoConfig):
             quantize_with_quanto(model, self.package)
+        recorded = getattr(model.config, "quantization_config", None)
+        if recorded:
+            model.is_quantized, model.quantization_method = True, recorded.get("quant_method")
+            if recorded.get("quant_method") == "bitsandbytes":
+                model.is_loaded_in_4bit = bool(recorded.get("load_in_4bit"))
+                model.is_loaded_in_8bit = bool(recorded.get("load_in_8bit"))
 
 
 def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:

@@ -38,9 +38,9 @@ def dequantize_model(model: nn.Module) -> nn.Module:
     from ..modeling.layers import Linear  # (modeling imports this package)
 
     recorded = getattr(model.config, "quantization_config", None)
-    method = recorded.get("quant_method") if isinstance(recorded, dict) else getattr(recorded, "quant_method", None)
-    if recorded is None:
+    if not recorded:
         raise ValueError("You need to first quantize your model in order to dequantize it")
+    method = recorded.get("quant_method")
     if method not in ("bitsandbytes", "torchao", "formers_gguf"):
         raise NotImplementedError(f"{method} has no implementation of `dequantize`: its layers stay as they are")
     dtype = model.dtype
@@ -56,4 +56,5 @@ def dequantize_model(model: nn.Module) -> nn.Module:
             linear.bias = nn.Parameter(module.bias.detach().to(dtype))
         model.set_submodule(name, linear)
     del model.config.quantization_config
+    model.is_quantized = model.is_loaded_in_4bit = model.is_loaded_in_8bit = False
     return model
