@@ -171,4 +171,4 @@ def _layer_to_model(layer: str, parts: dict[str, Tensor], key_map: KeyMap, confi
     for name, index in key_map.to_model([(f"{layer}.weight", torch.arange(len(rows)))], config):
         target = name[:-len(".weight")]
         saved = parts if _identity(index, len(rows)) else _Rows.parts_of([rows], index, nest=False)
-        yield from ((f"{target}.{part}", value) for part, value in saved.items() if part != "weight_format")
+        yield from ((f"{target}.{part}", value) for part, value in saved.items())
