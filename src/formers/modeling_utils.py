@@ -22,6 +22,7 @@ from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_safetensors
 from .quantization import QuantizedLinear, canonical_4bit_layers, checkpoint_state, pop_quantization
+from .quantization.dequantize import dequantize_model
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +179,6 @@ class PreTrainedModel(nn.Module, GenerationMixin):
 
     def dequantize(self) -> "PreTrainedModel":
         """A quantized model's linear layers back in full precision, in place (quantization/dequantize.py)."""
-        from .quantization.dequantize import dequantize_model
-
         return dequantize_model(self)
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:

@@ -19,8 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..loading.key_map import KeyMap
-from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from . import bitsandbytes_layout
+from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
                            quantize_with_bitsandbytes, stored_dtype, weight_parts)
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
