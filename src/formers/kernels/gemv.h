@@ -218,10 +218,11 @@ inline bool in_or_after_fused_step() {
 // block kernels (quant.h) share it. Decoding products (up to kPoolRows input rows) are cut into units that threads
 // claim one at a time from a contiguous part each (formers_pool::Parts), so a thread another process holds claims
 // little: inside a fused decode step formers' pool's threads claim them; products called one by one between torch
-// operators (layers run module by module) have torch's OpenMP threads claim them. Prefill's chunks go to OpenMP split evenly. The torch operators around those products
-// run on OpenMP, whose threads spin for a while after each region and took a core from the pool's (a quarter of a
-// bfloat16 prefill's samples, a third of a Gemma2 decode's were libgomp spinning); an OpenMP region next to fused
-// steps costs as much the other way: its threads then spin through the next step.
+// operators (layers run module by module) have torch's OpenMP threads claim them. Prefill's chunks go to OpenMP
+// split evenly. The torch operators around those products run on OpenMP, whose threads spin for a while after each
+// region and took a core from the pool's (a quarter of a bfloat16 prefill's samples, a third of a Gemma2 decode's
+// were libgomp spinning); an OpenMP region next to fused steps costs as much the other way: its threads then spin
+// through the next step.
 template <typename Rows>
 void run_chunks(const std::vector<Job>& jobs, int64_t total_chunks, int64_t weight_bytes, const Rows& rows,
                 int64_t input_rows = 1) {
