@@ -159,3 +159,26 @@ def test_qwen2moe_tokenizer_equals_transformers_445_on_the_same_file(tmp_path, s
     chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi <|endoftext|> there"}]
     assert ours.apply_chat_template(chat, add_generation_prompt=True) == \
         theirs.apply_chat_template(chat, add_generation_prompt=True)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_unknown_pre_tokenizer_splits_as_4_45_does(tmp_path, small_bpe, arch, caplog):
+    """A byte-level vocabulary whose tokenizer.ggml.pre formers does not know (here DeepSeek's name): 4.45.2 ignores
+    the field for these architectures (GPT-2's split for llama, Qwen2's for qwen2); formers does the same, says so,
+    and gives 4.45.2's ids reading the same file. An architecture 4.45 has no tokenizer for still gets the error."""
+    import gguf
+
+    from .convert import write_out, write_tokenizer
+    writer = gguf.GGUFWriter(str(tmp_path / "pre.gguf"), arch)
+    writer.add_name("x")  # (4.45.2 needs a name)
+    write_tokenizer(writer, small_bpe, "deepseek-llm", add_bos=arch == "llama")  # (as Llama 3 files say)
+    write_out(writer, tmp_path / "pre.gguf")
+    with caplog.at_level("WARNING"):
+        ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="pre.gguf")
+    assert "tokenizer.ggml.pre 'deepseek-llm' is not one formers knows" in caplog.text
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="pre.gguf")
+    assert_same_ids(ours, theirs, TEXTS + ["year 2024: 1234567 items", "x<|endoftext|>y"])
+    tokenizer_only(small_bpe, tmp_path / "other.gguf", "gpt2", pre="deepseek-llm")
+    with pytest.raises(formers.errors.TokenizerError, match=r"other\.gguf: tokenizer\.ggml\.pre 'deepseek-llm' is not "
+                                                            r"supported for architecture 'gpt2'"):
+        formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="other.gguf")

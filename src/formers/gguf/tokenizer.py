@@ -8,6 +8,7 @@ equal those of the Hugging Face tokenizer of the same model.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -20,9 +21,15 @@ from ..tokenization.sentencepiece_model import BPE as SPM_BPE
 from ..tokenization.sentencepiece_model import Piece, SentencePieceModel, TrainerSpec
 from .reader import GGUFFile
 
+logger = logging.getLogger(__name__)
+
 CONTROL, USER_DEFINED = 3, 4  # token types, numbered as SentencePiece's piece types
 _BPE_STYLES = {"default": "gpt2", "gpt-2": "gpt2", "gpt2": "gpt2", "qwen2": "qwen2", "llama-bpe": "llama3",
                "llama3": "llama3", "smollm": "smollm"}
+# the split transformers 4.45 applies to a byte-level vocabulary of these architectures whatever its
+# tokenizer.ggml.pre says (its GGUF converters: GPT-2's regex for llama, Qwen2's for qwen2 / qwen2moe); formers
+# follows the names it knows (Llama 3's and SmolLM's splits, as their tokenizer.json files) and these for the rest
+_ARCHITECTURE_STYLES = {"llama": "gpt2", "qwen2": "qwen2", "qwen2moe": "qwen2"}
 # Llama 3's split regex (its tokenizer.json's Split pre-tokenizer): digits in runs of at most three
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -52,10 +59,13 @@ def _sentencepiece_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
 
 def _byte_level_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
     pre = _field(gguf, "pre", "default")
-    style = _BPE_STYLES.get(pre)
+    style = _BPE_STYLES.get(pre) or _ARCHITECTURE_STYLES.get(gguf.architecture)
     if style is None:
-        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.pre {pre!r} is not supported; formers knows "
-                             f"{sorted(_BPE_STYLES)}")
+        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.pre {pre!r} is not supported for architecture "
+                             f"{gguf.architecture!r}; formers knows {sorted(_BPE_STYLES)}")
+    if pre not in _BPE_STYLES:
+        logger.warning("%s: tokenizer.ggml.pre %r is not one formers knows; splitting text as transformers 4.45 "
+                       "does for a %s file (%s)", gguf.path, pre, gguf.architecture, style)
     merges = [tuple(m.split(" ", 1)) for m in _field(gguf, "merges") or []]
     tokenizer = Tokenizer(BPE({t: i for i, t in enumerate(tokens)}, merges, dropout=None,
                               continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
