@@ -1,7 +1,8 @@
 """TorchAoConfig's int8 schemes, which formers computes itself, against transformers 4.45.2 loading the same
 checkpoint with the same TorchAoConfig through torchao 0.5.0 (the schemes 4.45's names stand for). torchao 0.5.0's
-int4 layout does not run on this torch's CPU build (`_convert_weight_to_int4pack` has no CPU kernel), so int4 has
-no oracle here; tests/gguf/test_quantized.py checks it against its own dequantized weights."""
+int4 layout does not run on this torch's CPU build (`_convert_weight_to_int4pack` has no CPU kernel), so its int4
+values, scales and zero points are checked against torchao's own quantization functions, which do run here
+(test_int4_values_equal_torchaos); tests/gguf/test_quantized.py checks the int4 kernel against those weights."""
 from __future__ import annotations
 
 import json
@@ -47,6 +48,33 @@ def test_int8_values_and_scales_equal_torchaos(folder, quant_type):
             assert torch.equal(module.weight_scale, stored.scale.float()), name
             checked += 1
     assert checked == 14
+
+
+@pytest.mark.parametrize("dtype,group_size", [(torch.bfloat16, 32), (torch.bfloat16, 64), (torch.float32, 32)])
+def test_int4_values_equal_torchaos(folder, dtype, group_size):
+    """int4_weight_only as torchao 0.5.0 quantizes each weight for 4.45 (its choose_qparams_affine and
+    quantize_affine with int4_weight_only's settings, on the weight in the model's dtype): the same 4-bit values,
+    scales and zero points, so the same dequantized weights (q - 8) * scale + zero."""
+    from torchao.quantization.quant_primitives import (MappingType, ZeroPointDomain, choose_qparams_affine,
+                                                       quantize_affine)
+
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        folder, torch_dtype=dtype, quantization_config=formers.TorchAoConfig("int4_weight_only", group_size=group_size))
+    full = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    checked = 0
+    for name, module in ours.named_modules():
+        if isinstance(module, QuantizedLinear):
+            weight = full.get_submodule(name).weight.detach()
+            block = (1, group_size)
+            scale, zero = choose_qparams_affine(weight, MappingType.ASYMMETRIC, block, torch.int32, 0, 15, 1e-6,
+                                                None, torch.bfloat16, False, ZeroPointDomain.FLOAT)
+            q = quantize_affine(weight, block, scale, zero, torch.int32, 0, 15, ZeroPointDomain.FLOAT)
+            assert torch.equal(module.int4_values(), q), name
+            stored_scale, stored_zero = (t.t() for t in module.scales_and_zeros.float().unbind(-1))  # [N, K / G]
+            assert torch.equal(stored_scale, scale.float().reshape(stored_scale.shape)), name
+            assert torch.equal(stored_zero, zero.float().reshape(stored_zero.shape)), name
+            checked += 1
+    assert checked == (14 if group_size == 32 else 12)  # (down_proj's 96 inputs are no multiple of 64: it stays)
 
 
 @pytest.mark.parametrize("quant_type", SCHEMES)

@@ -47,16 +47,19 @@ def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def quantize_int4(weight: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Asymmetric int4 per group of `group_size` columns: weight ≈ (q - 8) * scale + zero."""
+    """Asymmetric int4 per group of `group_size` columns, weight ≈ (q - 8) * scale + zero, as torchao 0.5.0's
+    int4_weight_only computes it (choose_qparams_affine, then quantize_affine with a float zero point), op for op in
+    the weight's dtype: scale = (max - min) / 15, at least 1e-6; zero = min + 8 scale, rounded to bfloat16; q =
+    round((w - (zero - 8 scale)) / scale) clamped to [0, 15]."""
     rows, cols = weight.shape
     if cols % group_size:
         raise CheckpointError(f"int4 quantization: in_features {cols} is not a multiple of group_size {group_size}")
-    w = weight.float().reshape(rows, cols // group_size, group_size)
-    low, high = w.amin(dim=-1), w.amax(dim=-1)
-    scale = (high - low) / 15
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round((w - low[..., None]) / safe[..., None]).clamp(0, 15).to(torch.int32)
-    return q.reshape(rows, cols), scale, low + 8 * scale
+    w = weight.reshape(rows, cols // group_size, group_size)
+    scale = ((w.amax(dim=-1) - w.amin(dim=-1)) / 15.0).clamp(min=1e-6)
+    zero = (w.amin(dim=-1) + scale * 8.0).to(torch.bfloat16)
+    lowest = zero - scale * 8.0
+    q = torch.clamp(torch.round((w - lowest[..., None]) / scale[..., None]), 0, 15).to(torch.int32)
+    return q.reshape(rows, cols), scale, zero
 
 
 def int4_packable(out_features: int, in_features: int, group_size: int) -> bool:
@@ -152,7 +155,7 @@ class LinearQuantizer:
             if self.config.scheme != "int4":
                 new = QuantizedLinear.int8(*self._place(*quantize_int8(value)), dynamic_activations=self._dynamic)
             else:
-                new = QuantizedLinear.int4(*self._place(*quantize_int4(value, self.config.group_size)))
+                new = QuantizedLinear.int4(*self._place(*quantize_int4(value.to(self.dtype), self.config.group_size)))
             self._replace(name, module, new)
             return True
         return False
