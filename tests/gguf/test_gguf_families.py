@@ -1,10 +1,11 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba): an F32 file written as llama.cpp
+OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32 file written as llama.cpp
 writes these architectures gives the logits of the safetensors model (rows and norms mapped back: Gemma's and
 Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and LayerNorms, the partial
 rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position embeddings, Granite's four
 multipliers, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k norms, Bloom's,
-Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight)."""
+Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's [heads, 1] A and D,
+dt bias and grouped norm weight)."""
 from __future__ import annotations
 
 import shutil
@@ -36,6 +37,9 @@ FAMILIES = {
                      tie_word_embeddings=False),
     "mamba": dict(vocab_size=512, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4,
                   time_step_rank=8, use_conv_bias=True, use_bias=False),
+    "mamba2": dict(vocab_size=512, hidden_size=64, state_size=16, num_hidden_layers=2, expand=2, conv_kernel=4,
+                   num_heads=8, head_dim=16, n_groups=2, chunk_size=8, use_conv_bias=True, use_bias=False,
+                   tie_word_embeddings=False),
     "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
     "falcon-7b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
                       new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False),
@@ -44,7 +48,7 @@ FAMILIES = {
 }
 
 
-OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba")  # families not built on UNTIED's fields
+OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "mamba2")  # families not built on UNTIED's fields
 # llama.cpp's name where it differs from the family's
 GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}
 
@@ -82,12 +86,14 @@ def test_regrouped_qkv_blocks_come_back_in_checkpoint_order(family, tmp_path):
     assert float((got_kept - got).abs().max()) < 0.02 * span
 
 
-def test_mamba_blocks_kept_quantized(tmp_path):
-    """A Q8_0 Mamba file kept quantized: its tied head is the embedding's blocks (the hidden states reach it
-    as they are, not cast to the blocks' dtype), logits and greedy tokens as the dequantized model's."""
-    build_oracle_checkpoint(tmp_path, "mamba", base=FAMILIES["mamba"])
+@pytest.mark.parametrize("family", ["mamba", "mamba2"])
+def test_mamba_blocks_kept_quantized(tmp_path, family):
+    """A Q8_0 Mamba / Mamba2 file kept quantized: its head is blocks (Mamba's tied one the embedding's; the hidden
+    states reach it as they are, not cast to the blocks' dtype), logits and greedy tokens as the dequantized
+    model's."""
+    build_oracle_checkpoint(tmp_path, family, base=FAMILIES[family])
     shutil.copy(STORIES / "tokenizer.model", tmp_path)
-    file = gguf_of(tmp_path, "Q8_0", arch="mamba")
+    file = gguf_of(tmp_path, "Q8_0", arch=family)
     dequantized = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
     kept = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file, keep_quantized=True)
     assert type(kept.lm_head).__name__ == type(kept.backbone.layers[0].mixer.in_proj).__name__ == "QuantizedLinear"

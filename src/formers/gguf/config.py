@@ -155,6 +155,13 @@ def _mamba_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
                   use_conv_bias=_has(gguf, "blk.0.ssm_conv1d.bias"), use_bias=_has(gguf, "blk.0.ssm_in.bias"))
 
 
+def _mamba2_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # llama.cpp writes the head count as ssm.time_step_rank (dt has one value per head)
+    inner = gguf.get("mamba2.ssm.inner_size")
+    config.update(head_dim=inner // config["num_heads"], expand=inner / config["hidden_size"],
+                  use_conv_bias=_has(gguf, "blk.0.ssm_conv1d.bias"), use_bias=_has(gguf, "blk.0.ssm_in.bias"))
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = _has(gguf, "blk.0.attn_q_norm.weight")  # Command R+
 
@@ -230,6 +237,20 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                       "output": "lm_head"}, layer_prefix="backbone.layers", derive=_mamba_layout,
                       converted={"ssm_a": lambda a: torch.log(-a), "ssm_conv1d.weight": lambda w: w.unsqueeze(1)},
                       required=("ssm.inner_size",)),
+    # Mamba2 as llama.cpp writes it: A and D as [heads, 1] columns, the gated norm's weight as [groups, width / groups]
+    "mamba2": ArchSpec("mamba2", {"embedding_length": "hidden_size", "block_count": "num_hidden_layers",
+                                  "ssm.conv_kernel": "conv_kernel", "ssm.state_size": "state_size",
+                                  "ssm.group_count": "n_groups", "ssm.time_step_rank": "num_heads",
+                                  "vocab_size": "vocab_size", "attention.layer_norm_rms_epsilon": "layer_norm_epsilon"},
+                       {"attn_norm": "norm", "ssm_in": "mixer.in_proj", "ssm_conv1d": "mixer.conv1d",
+                        "ssm_dt.bias": "mixer.dt_bias", "ssm_a": "mixer.A_log", "ssm_d": "mixer.D",
+                        "ssm_norm": "mixer.norm", "ssm_out": "mixer.out_proj"},
+                       global_tensors={"token_embd": "backbone.embeddings", "output_norm": "backbone.norm_f",
+                                       "output": "lm_head"}, layer_prefix="backbone.layers", derive=_mamba2_layout,
+                       converted={"ssm_a": lambda a: torch.log(-a).reshape(-1), "ssm_d": lambda d: d.reshape(-1),
+                                  "ssm_conv1d.weight": lambda w: w.unsqueeze(1),
+                                  "ssm_norm.weight": lambda w: w.reshape(-1)},
+                       required=("ssm.inner_size", "ssm.time_step_rank", "ssm.group_count")),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,

@@ -92,6 +92,9 @@ def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor, out: Tensor
 def hf_name(name: str, spec: ArchSpec) -> str | None:
     """The transformers key of a GGUF tensor name (None when the architecture has no such tensor)."""
     parts = name.split(".")
+    whole = ".".join(parts[2:])  # a whole name the spec maps by itself (Mamba2's ssm_dt.bias: mixer.dt_bias)
+    if len(parts) == 4 and parts[0] == "blk" and whole in spec.layer_tensors:
+        return ".".join([spec.layer_prefix, parts[1], spec.layer_tensors[whole]])
     if len(parts) in (3, 4) and parts[0] == "blk" and parts[2] in spec.layer_tensors:  # (Mamba's ssm_a: no leaf)
         return ".".join([spec.layer_prefix, parts[1], spec.layer_tensors[parts[2]], *parts[3:]])
     stem, _, leaf = name.rpartition(".")
@@ -104,6 +107,11 @@ def _layer_kind(name: str) -> str:
     """`attn_q` for `blk.3.attn_q.weight` and `ssm_a` for `blk.3.ssm_a` ("" for global tensors)."""
     parts = name.split(".")
     return parts[2] if len(parts) in (3, 4) and parts[0] == "blk" else ""
+
+
+def _converter(name: str, spec: ArchSpec) -> Callable[[Tensor], Tensor] | None:
+    """How the spec turns llama.cpp's values of this layer tensor into the checkpoint's ("ssm_a", "ssm_norm.weight")."""
+    return spec.converted.get(".".join(name.split(".")[2:]))
 
 
 def _is_conv1d_weight(name: str, spec: ArchSpec) -> bool:
@@ -145,8 +153,9 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
     as QuantizedBlocks instead. `config` is the dict from gguf_config_dict (head counts)."""
     _, spec = arch_spec(gguf)
 
-    def kept(tensor: GGUFTensor) -> bool:
-        return tensor.type_name in keep_types and len(tensor.shape) == 2 and not _is_conv1d_weight(tensor.name, spec)
+    def kept(tensor: GGUFTensor) -> bool:  # (a tensor whose values the spec converts is decoded)
+        return (tensor.type_name in keep_types and len(tensor.shape) == 2 and not _is_conv1d_weight(tensor.name, spec)
+                and _converter(tensor.name, spec) is None)
 
     arena = _Arena([t.data.nbytes for t in gguf.tensors if t.type_name in ARENA_TYPES and kept(t)])
     for tensor in gguf.tensors:
@@ -189,7 +198,7 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
             value = value.t().contiguous()  # back to the checkpoint's [in, out]; the family's key map handles it
         if _layer_kind(tensor.name) in spec.row_vectors:
             value = value.reshape(1, -1)
-        convert = spec.converted.get(".".join(tensor.name.split(".")[2:]))  # "ssm_a", "ssm_conv1d.weight", ...
+        convert = _converter(tensor.name, spec)
         if convert is not None:
             value = convert(value)
         if "{}" in name:  # stacked experts [experts, rows, cols] -> one checkpoint tensor per expert
