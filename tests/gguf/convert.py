@@ -38,6 +38,8 @@ LAYERS["phi2"] = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", 
                   "mlp.fc2": "ffn_down"}
 LAYERS["starcoder"] = LAYERS["gpt2"]
 LAYERS["olmoe"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+LAYERS["granitemoe"] = {**LAYER, "block_sparse_moe.router.layer": "ffn_gate_inp",
+                        "block_sparse_moe.output_linear": "ffn_down_exps"}  # (input_linear: split in convert())
 LAYERS["command-r"] = {**LAYER, "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 LAYERS["bloom"] = {"input_layernorm": "attn_norm", "self_attention.query_key_value": "attn_qkv",
                    "self_attention.dense": "attn_output", "post_attention_layernorm": "ffn_norm",
@@ -48,7 +50,7 @@ GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd",
             "lm_head": "output"}
 BLOOM_TOP = {"transformer.word_embeddings": "token_embd", "transformer.word_embeddings_layernorm": "token_embd_norm",
              "transformer.ln_f": "output_norm", "lm_head": "output"}
-ROPE_PERMUTED = ("llama", "granite", "olmo")  # llama.cpp reorders these architectures' Q/K rows for its rope
+ROPE_PERMUTED = ("llama", "granite", "granitemoe", "olmo")  # llama.cpp reorders these architectures' Q/K rows for its rope
 GPT2_CONV1D = ("attn_qkv", "attn_output", "ffn_up", "ffn_down")
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -62,6 +64,8 @@ RANDOM_BLOCK_TYPES = K_QUANTS + tuple(name for name in FP16_FIELDS if name.start
 
 def gguf_name(key: str, arch: str = "llama") -> str:
     stem, _, leaf = key.rpartition(".")
+    if stem.endswith("block_sparse_moe.input_linear"):  # (GraniteMoE's: split in two by convert())
+        return f"blk.{stem.split('.')[2]}.input_linear.{leaf}"
     top = GPT2_TOP if arch in ("gpt2", "starcoder") else BLOOM_TOP if arch in ("bloom", "falcon") else \
         {**TOP, "model.final_layernorm": "output_norm"} if arch == "phi2" else \
         {"gpt_neox.embed_in": "token_embd", "gpt_neox.final_layer_norm": "output_norm", "embed_out": "output"} \
@@ -350,7 +354,7 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     if arch == "command-r":
         writer.add_logit_scale(config["logit_scale"])
-    if arch == "granite":
+    if arch in ("granite", "granitemoe"):
         writer.add_attention_scale(config["attention_multiplier"])
         writer.add_embedding_scale(config["embedding_multiplier"])
         writer.add_residual_scale(config["residual_multiplier"])
@@ -406,5 +410,10 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
             array = permute(array, heads)
         elif arch in ROPE_PERMUTED and ".attn_k." in target:
             array = permute(array, kv_heads)
+        if key.endswith("block_sparse_moe.input_linear.weight"):  # [E, 2 I, H]: llama.cpp's gate and up halves
+            gate, up = np.split(array, 2, axis=1)
+            add_encoded(writer, target.replace("input_linear", "ffn_gate_exps"), gate, qtype, rng)
+            add_encoded(writer, target.replace("input_linear", "ffn_up_exps"), up, qtype, rng)
+            continue
         add_encoded(writer, target, array, qtype, rng)
     return write_out(writer, out)

@@ -1,11 +1,11 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32 file written as llama.cpp
-writes these architectures gives the logits of the safetensors model (rows and norms mapped back: Gemma's and
-Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and LayerNorms, the partial
-rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position embeddings, Granite's four
-multipliers, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k norms, Bloom's,
-Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's [heads, 1] A and D,
-dt bias and grouped norm weight)."""
+GraniteMoE, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32 file
+written as llama.cpp writes these architectures gives the logits of the safetensors model (rows and norms mapped
+back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and
+LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position
+embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, OLMo's qkv clamp, OLMoE's
+stacked experts and q/k norms, Cohere's logit scale and q/k norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused
+qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
 from __future__ import annotations
 
 import shutil
@@ -27,6 +27,8 @@ FAMILIES = {
     "gpt2": dict(vocab_size=512, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2),
     "granite": dict(attention_multiplier=0.3, embedding_multiplier=6.0, residual_multiplier=0.5, logits_scaling=4.0),
     "olmo": dict(clip_qkv=0.5),
+    "granitemoe": dict(attention_multiplier=0.3, embedding_multiplier=6.0, residual_multiplier=0.5,
+                       logits_scaling=4.0, num_local_experts=4, num_experts_per_tok=2),
     "olmoe": dict(num_experts=4, num_experts_per_tok=2, intermediate_size=128),
     "phi": dict(partial_rotary_factor=0.5, num_key_value_heads=None, intermediate_size=4 * UNTIED["hidden_size"]),
     "nemotron": dict(partial_rotary_factor=0.5, num_key_value_heads=2, attention_bias=True),

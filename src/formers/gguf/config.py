@@ -53,6 +53,8 @@ _MIXTRAL_LAYER = {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.gate",
 _MOE_FIELDS = {"expert_count": "num_experts", "expert_used_count": "num_experts_per_tok",
                "expert_feed_forward_length": "moe_intermediate_size",
                "expert_shared_feed_forward_length": "shared_expert_intermediate_size"}
+_GRANITE_SCALES = {"attention.scale": "attention_multiplier", "embedding_scale": "embedding_multiplier",
+                   "residual_scale": "residual_multiplier", "logit_scale": "logits_scaling"}
 GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 IGNORED_TENSORS = ("rope_freqs.weight",)  # llama.cpp's precomputed llama3 rope factors; rebuilt from the config
 
@@ -76,6 +78,9 @@ class ArchSpec:
     # (heads, kv heads) of a fused attn_qkv whose rows llama.cpp writes as all queries, then keys, then values, where
     # the checkpoint interleaves them per kv head (Bloom: [q, k, v] per head; Falcon: the group's queries, k, v)
     grouped_qkv: Callable[[dict[str, Any]], tuple[int, int]] | None = None
+    # layer tensors llama.cpp cut out of one checkpoint tensor (they share its name in layer_tensors), with their
+    # place in it: joined back along the rows (dim -2) once all have been read
+    joined: dict[str, int] = field(default_factory=dict)
 
 
 def _has(gguf: GGUFFile, name: str) -> bool:
@@ -192,9 +197,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                               "rope.scaling.original_context_length": "original_max_position_embeddings"}, _PHI3_LAYER),
     "starcoder2": ArchSpec("starcoder2", {**_COMMON_FIELDS, "attention.layer_norm_epsilon": "norm_epsilon"},
                            _STARCODER2_LAYER),
-    "granite": ArchSpec("granite", {**_COMMON_FIELDS, **_RMS, "attention.scale": "attention_multiplier",
-                                    "embedding_scale": "embedding_multiplier", "residual_scale": "residual_multiplier",
-                                    "logit_scale": "logits_scaling"}, _LLAMA_LAYER, permuted_qk=True),
+    "granite": ArchSpec("granite", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES}, _LLAMA_LAYER, permuted_qk=True),
+    # GraniteMoE: llama.cpp splits each layer's input_linear experts [E, 2 I, H] into gate and up halves
+    "granitemoe": ArchSpec("granitemoe", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES,
+                                          "expert_count": "num_local_experts", "expert_used_count": "num_experts_per_tok"},
+                           {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.router.layer",
+                            "ffn_gate_exps": "block_sparse_moe.input_linear",
+                            "ffn_up_exps": "block_sparse_moe.input_linear",
+                            "ffn_down_exps": "block_sparse_moe.output_linear"},
+                           permuted_qk=True, joined={"ffn_gate_exps": 0, "ffn_up_exps": 1},
+                           required=("expert_count", "expert_used_count")),
     "olmo": ArchSpec("olmo", {**_COMMON_FIELDS, "attention.clamp_kqv": "clip_qkv"}, _LLAMA_LAYER, permuted_qk=True),
     # llama.cpp's starcoder is GPTBigCode with one shared kv head (the only layout it runs); nn.Linear, not Conv1D
     "starcoder": ArchSpec("gpt_bigcode", _GPT2_FIELDS, _GPT2_LAYER, global_tensors=_GPT2_GLOBAL,

@@ -153,9 +153,11 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
     as QuantizedBlocks instead. `config` is the dict from gguf_config_dict (head counts)."""
     _, spec = arch_spec(gguf)
 
-    def kept(tensor: GGUFTensor) -> bool:  # (a tensor whose values the spec converts is decoded)
+    def kept(tensor: GGUFTensor) -> bool:  # (a tensor the spec converts or joins is decoded)
         return (tensor.type_name in keep_types and len(tensor.shape) == 2 and not _is_conv1d_weight(tensor.name, spec)
-                and _converter(tensor.name, spec) is None)
+                and _converter(tensor.name, spec) is None and _layer_kind(tensor.name) not in spec.joined)
+
+    pieces: dict[str, dict[int, Tensor]] = {}  # joined checkpoint tensors whose parts are still arriving
 
     arena = _Arena([t.data.nbytes for t in gguf.tensors if t.type_name in ARENA_TYPES and kept(t)])
     for tensor in gguf.tensors:
@@ -201,7 +203,18 @@ def iter_gguf_tensors(gguf: GGUFFile, config: dict[str, Any],
         convert = _converter(tensor.name, spec)
         if convert is not None:
             value = convert(value)
+        if _layer_kind(tensor.name) in spec.joined:
+            parts = pieces.setdefault(name, {})
+            parts[spec.joined[_layer_kind(tensor.name)]] = value
+            if len(parts) == len(spec.joined):
+                yield name, torch.cat([parts[i] for i in range(len(parts))], dim=-2)
+                del pieces[name]
+            continue
         if "{}" in name:  # stacked experts [experts, rows, cols] -> one checkpoint tensor per expert
             yield from ((name.format(index), expert) for index, expert in enumerate(value.unbind(0)))
             continue
         yield name, value
+    if pieces:
+        name = next(iter(pieces))
+        raise CheckpointError(f"{gguf.path}: {name} is held in {len(spec.joined)} tensors "
+                              f"({', '.join(sorted(spec.joined))}); the file has only some of them")
