@@ -210,17 +210,20 @@ def llama3_rope_divisors(config: dict, head_dim: int) -> torch.Tensor:
 
 
 MAMBA_LAYER = {"norm": "attn_norm", "mixer.in_proj": "ssm_in", "mixer.conv1d": "ssm_conv1d", "mixer.x_proj": "ssm_x",
-               "mixer.dt_proj": "ssm_dt", "mixer.out_proj": "ssm_out"}
+               "mixer.dt_proj": "ssm_dt", "mixer.out_proj": "ssm_out", "mixer.norm": "ssm_norm"}
 MAMBA_TOP = {"backbone.embeddings.weight": "token_embd.weight", "backbone.norm_f.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
 
 
-def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
-    """llama.cpp's layout of a Mamba checkpoint: metadata under mamba.ssm.*, A stored as -exp(A_log) in
-    blk.<i>.ssm_a and D in blk.<i>.ssm_d (names without a suffix), the conv weight squeezed to [channels, kernel]."""
+def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0, arch: str = "mamba") -> Path:
+    """llama.cpp's layout of a Mamba (arch "mamba") or Mamba2 ("mamba2") checkpoint: metadata under <arch>.ssm.*
+    (Mamba2's head count as time_step_rank), A stored as -exp(A_log) in blk.<i>.ssm_a and D in blk.<i>.ssm_d (names
+    without a suffix; Mamba2's both as [heads, 1]), the conv weight squeezed to [channels, kernel]; Mamba2's dt_bias
+    as ssm_dt.bias and its gated norm's weight as [groups, width / groups]."""
     config = json.loads((folder / "config.json").read_text())
+    two = arch == "mamba2"
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(out), "mamba")
+    writer = gguf.GGUFWriter(str(out), arch)
     writer.add_name(name)
     writer.add_context_length(2 ** 20)
     writer.add_embedding_length(config["hidden_size"])
@@ -228,11 +231,14 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0)
     writer.add_head_count(0)
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_ssm_conv_kernel(config["conv_kernel"])
-    writer.add_ssm_inner_size(config["intermediate_size"])
+    writer.add_ssm_inner_size(int(config["expand"] * config["hidden_size"]))
     writer.add_ssm_state_size(config["state_size"])
-    writer.add_ssm_time_step_rank(config["time_step_rank"])
+    writer.add_ssm_time_step_rank(config["num_heads"] if two else config["time_step_rank"])
+    if two:
+        writer.add_ssm_group_count(config["n_groups"])
     writer.add_layer_norm_rms_eps(config["layer_norm_epsilon"])
     write_tokenizer(writer, folder)
+    column = (lambda a: a.reshape(-1, 1)) if two else (lambda a: a)
     for key, tensor in load_file(folder / "model.safetensors").items():
         array = tensor.to(torch.float32).numpy()
         if key in MAMBA_TOP:
@@ -241,57 +247,13 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0)
             _, _, index, rest = key.split(".", 3)  # backbone.layers.<i>.<rest>
             stem, _, leaf = rest.rpartition(".")
             if rest == "mixer.A_log":
-                target, array = f"blk.{index}.ssm_a", -np.exp(array)
+                target, array = f"blk.{index}.ssm_a", column(-np.exp(array))
             elif rest == "mixer.D":
-                target = f"blk.{index}.ssm_d"
-            else:
-                target = f"blk.{index}.{MAMBA_LAYER[stem]}.{leaf}"
-            if rest == "mixer.conv1d.weight":
-                array = np.ascontiguousarray(array.squeeze(1))
-        add_encoded(writer, target, array, qtype, rng)
-    return write_out(writer, out)
-
-
-MAMBA2_LAYER = {"norm": "attn_norm", "mixer.in_proj": "ssm_in", "mixer.conv1d": "ssm_conv1d",
-                "mixer.norm": "ssm_norm", "mixer.out_proj": "ssm_out"}
-
-
-def convert_mamba2(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
-    """llama.cpp's layout of a Mamba2 checkpoint: metadata under mamba2.ssm.* (the head count as time_step_rank),
-    A stored as -exp(A_log) and D, both as [heads, 1], dt_bias as ssm_dt.bias, the conv weight squeezed to
-    [channels, kernel], the gated norm's weight as [groups, width / groups]."""
-    config = json.loads((folder / "config.json").read_text())
-    inner = int(config["expand"] * config["hidden_size"])
-    rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(out), "mamba2")
-    writer.add_name(name)
-    writer.add_context_length(2 ** 20)
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_feed_forward_length(0)
-    writer.add_head_count(0)
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_ssm_conv_kernel(config["conv_kernel"])
-    writer.add_ssm_inner_size(inner)
-    writer.add_ssm_state_size(config["state_size"])
-    writer.add_ssm_time_step_rank(config["num_heads"])
-    writer.add_ssm_group_count(config["n_groups"])
-    writer.add_layer_norm_rms_eps(config["layer_norm_epsilon"])
-    write_tokenizer(writer, folder)
-    for key, tensor in load_file(folder / "model.safetensors").items():
-        array = tensor.to(torch.float32).numpy()
-        if key in MAMBA_TOP:
-            target = MAMBA_TOP[key]
-        else:
-            _, _, index, rest = key.split(".", 3)  # backbone.layers.<i>.<rest>
-            stem, _, leaf = rest.rpartition(".")
-            if rest == "mixer.A_log":
-                target, array = f"blk.{index}.ssm_a", -np.exp(array).reshape(-1, 1)
-            elif rest == "mixer.D":
-                target, array = f"blk.{index}.ssm_d", array.reshape(-1, 1)
+                target, array = f"blk.{index}.ssm_d", column(array)
             elif rest == "mixer.dt_bias":
                 target = f"blk.{index}.ssm_dt.bias"
             else:
-                target = f"blk.{index}.{MAMBA2_LAYER[stem]}.{leaf}"
+                target = f"blk.{index}.{MAMBA_LAYER[stem]}.{leaf}"
             if rest == "mixer.conv1d.weight":
                 array = np.ascontiguousarray(array.squeeze(1))
             if rest == "mixer.norm.weight":
@@ -302,10 +264,8 @@ def convert_mamba2(folder: Path, out: Path, qtype: str, name: str, seed: int = 0
 
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
-    if arch == "mamba":
-        return convert_mamba(folder, out, qtype, name, seed)
-    if arch == "mamba2":
-        return convert_mamba2(folder, out, qtype, name, seed)
+    if arch in ("mamba", "mamba2"):
+        return convert_mamba(folder, out, qtype, name, seed, arch)
     config = json.loads((folder / "config.json").read_text())
     if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],
