@@ -50,7 +50,8 @@ GPT2_TOP = {"transformer.wte": "token_embd", "transformer.wpe": "position_embd",
             "lm_head": "output"}
 BLOOM_TOP = {"transformer.word_embeddings": "token_embd", "transformer.word_embeddings_layernorm": "token_embd_norm",
              "transformer.ln_f": "output_norm", "lm_head": "output"}
-ROPE_PERMUTED = ("llama", "granite", "granitemoe", "olmo")  # llama.cpp reorders these architectures' Q/K rows for its rope
+# llama.cpp reorders these architectures' Q/K rows for its rope
+ROPE_PERMUTED = ("llama", "granite", "granitemoe", "olmo")
 GPT2_CONV1D = ("attn_qkv", "attn_output", "ffn_up", "ffn_down")
 TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 K_QUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -262,10 +263,59 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0,
     return write_out(writer, out)
 
 
+DBRX_LAYER = {"norm_attn_norm.norm_1": "attn_norm", "norm_attn_norm.attn.Wqkv": "attn_qkv",
+              "norm_attn_norm.attn.out_proj": "attn_output", "norm_attn_norm.norm_2": "attn_output_norm",
+              "ffn.router.layer": "ffn_gate_inp"}
+DBRX_EXPERTS = {"ffn.experts.mlp.w1": "ffn_gate_exps", "ffn.experts.mlp.v1": "ffn_up_exps",
+                "ffn.experts.mlp.w2": "ffn_down_exps"}
+DBRX_TOP = {"transformer.wte.weight": "token_embd.weight", "transformer.norm_f.weight": "output_norm.weight",
+            "lm_head.weight": "output.weight"}
+
+
+def convert_dbrx(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
+    """llama.cpp's layout of a DBRX checkpoint: its sectioned config as flat dbrx.* keys, the experts' [E * I, H]
+    blocks stacked as [E, I, H] (w2 transposed to [E, H, I]), the fused qkv as stored."""
+    config = json.loads((folder / "config.json").read_text())
+    attention, ffn = config["attn_config"], config["ffn_config"]
+    experts = ffn.get("moe_num_experts", 4)
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(out), "dbrx")
+    writer.add_name(name)
+    writer.add_context_length(config["max_seq_len"])
+    writer.add_embedding_length(config["d_model"])
+    writer.add_block_count(config["n_layers"])
+    writer.add_feed_forward_length(ffn["ffn_hidden_size"])
+    writer.add_head_count(config["n_heads"])
+    writer.add_head_count_kv(attention["kv_n_heads"])
+    writer.add_rope_freq_base(attention.get("rope_theta", 10000.0))
+    writer.add_clamp_kqv(attention["clip_qkv"])
+    writer.add_layer_norm_eps(1e-5)
+    writer.add_expert_count(experts)
+    writer.add_expert_used_count(ffn["moe_top_k"])
+    write_tokenizer(writer, folder)
+    for key, tensor in load_file(folder / "model.safetensors").items():
+        array = tensor.to(torch.float32).numpy()
+        if key in DBRX_TOP:
+            add_encoded(writer, DBRX_TOP[key], array, qtype, rng)
+            continue
+        _, _, index, rest = key.split(".", 3)  # transformer.blocks.<i>.<rest>
+        stem, _, leaf = rest.rpartition(".")
+        if rest in DBRX_EXPERTS:
+            array = array.reshape(experts, -1, array.shape[-1])
+            if rest.endswith("w2"):
+                array = np.ascontiguousarray(array.transpose(0, 2, 1))
+            add_encoded(writer, f"blk.{index}.{DBRX_EXPERTS[rest]}.weight", array, qtype, rng)
+        else:
+            add_encoded(writer, f"blk.{index}.{DBRX_LAYER[stem]}.{leaf}", array, qtype, rng)
+    return write_out(writer, out)
+
+
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     if arch in ("mamba", "mamba2"):
         return convert_mamba(folder, out, qtype, name, seed, arch)
+    if arch == "dbrx":
+        return convert_dbrx(folder, out, qtype, name, seed)
     config = json.loads((folder / "config.json").read_text())
     if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],

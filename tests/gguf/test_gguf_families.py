@@ -1,11 +1,12 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-GraniteMoE, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32 file
-written as llama.cpp writes these architectures gives the logits of the safetensors model (rows and norms mapped
-back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and
+GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32
+file written as llama.cpp writes these architectures gives the logits of the safetensors model (rows and norms
+mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and
 LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position
-embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, OLMo's qkv clamp, OLMoE's
-stacked experts and q/k norms, Cohere's logit scale and q/k norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused
-qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
+embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, DBRX's sectioned config
+and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k norms,
+Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's
+[heads, 1] A and D, dt bias and grouped norm weight)."""
 from __future__ import annotations
 
 import shutil
@@ -42,6 +43,8 @@ FAMILIES = {
     "mamba2": dict(vocab_size=512, hidden_size=64, state_size=16, num_hidden_layers=2, expand=2, conv_kernel=4,
                    num_heads=8, head_dim=16, n_groups=2, chunk_size=8, use_conv_bias=True, use_bias=False,
                    tie_word_embeddings=False),
+    "dbrx": dict(vocab_size=512, d_model=64, n_heads=4, n_layers=2, max_seq_len=64,
+                 attn_config={"kv_n_heads": 2, "clip_qkv": 0.5}, ffn_config={"ffn_hidden_size": 128, "moe_top_k": 2}),
     "bloom": dict(vocab_size=512, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2),
     "falcon-7b": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, multi_query=True,
                       new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False),
@@ -50,7 +53,8 @@ FAMILIES = {
 }
 
 
-OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "mamba2")  # families not built on UNTIED's fields
+# families not built on UNTIED's fields
+OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "mamba2", "dbrx")
 # llama.cpp's name where it differs from the family's
 GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}
 

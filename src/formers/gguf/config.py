@@ -167,6 +167,15 @@ def _mamba2_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
                   use_conv_bias=_has(gguf, "blk.0.ssm_conv1d.bias"), use_bias=_has(gguf, "blk.0.ssm_in.bias"))
 
 
+def _dbrx_sections(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # DBRX's config keeps attention and feed-forward settings in sections of their own
+    attention = {"kv_n_heads": config.pop("kv_n_heads", config["n_heads"]), "clip_qkv": config.pop("clip_qkv", None)}
+    if "rope_theta" in config:
+        attention["rope_theta"] = config.pop("rope_theta")
+    config["attn_config"] = attention
+    config["ffn_config"] = {name: config.pop(name) for name in ("ffn_hidden_size", "moe_num_experts", "moe_top_k")}
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = _has(gguf, "blk.0.attn_q_norm.weight")  # Command R+
 
@@ -199,8 +208,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                            _STARCODER2_LAYER),
     "granite": ArchSpec("granite", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES}, _LLAMA_LAYER, permuted_qk=True),
     # GraniteMoE: llama.cpp splits each layer's input_linear experts [E, 2 I, H] into gate and up halves
-    "granitemoe": ArchSpec("granitemoe", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES,
-                                          "expert_count": "num_local_experts", "expert_used_count": "num_experts_per_tok"},
+    "granitemoe": ArchSpec("granitemoe", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES, "expert_count": "num_local_experts",
+                                          "expert_used_count": "num_experts_per_tok"},
                            {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.router.layer",
                             "ffn_gate_exps": "block_sparse_moe.input_linear",
                             "ffn_up_exps": "block_sparse_moe.input_linear",
@@ -263,6 +272,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                   "ssm_conv1d.weight": lambda w: w.unsqueeze(1),
                                   "ssm_norm.weight": lambda w: w.reshape(-1)},
                        required=("ssm.inner_size", "ssm.time_step_rank", "ssm.group_count")),
+    # DBRX: llama.cpp stacks the experts' [E * I, H] blocks as [E, I, H] (w2 as [E, H, I]); fused qkv as stored
+    "dbrx": ArchSpec("dbrx", {"context_length": "max_seq_len", "embedding_length": "d_model", "block_count": "n_layers",
+                              "attention.head_count": "n_heads", "attention.head_count_kv": "kv_n_heads",
+                              "attention.clamp_kqv": "clip_qkv", "rope.freq_base": "rope_theta",
+                              "feed_forward_length": "ffn_hidden_size", "expert_count": "moe_num_experts",
+                              "expert_used_count": "moe_top_k", "vocab_size": "vocab_size"},
+                     {"attn_norm": "norm_attn_norm.norm_1", "attn_qkv": "norm_attn_norm.attn.Wqkv",
+                      "attn_output": "norm_attn_norm.attn.out_proj", "attn_output_norm": "norm_attn_norm.norm_2",
+                      "ffn_gate_inp": "ffn.router.layer", "ffn_gate_exps.weight": "ffn.experts.mlp.w1",
+                      "ffn_up_exps.weight": "ffn.experts.mlp.v1", "ffn_down_exps.weight": "ffn.experts.mlp.w2"},
+                     global_tensors={"token_embd": "transformer.wte", "output_norm": "transformer.norm_f",
+                                     "output": "lm_head"}, layer_prefix="transformer.blocks", derive=_dbrx_sections,
+                     converted={"ffn_gate_exps.weight": lambda w: w.reshape(-1, w.shape[-1]),
+                                "ffn_up_exps.weight": lambda w: w.reshape(-1, w.shape[-1]),
+                                "ffn_down_exps.weight": lambda w: w.transpose(1, 2).reshape(-1, w.shape[1])},
+                     required=("feed_forward_length", "expert_count", "expert_used_count")),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,
