@@ -208,7 +208,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                            _STARCODER2_LAYER),
     "granite": ArchSpec("granite", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES}, _LLAMA_LAYER, permuted_qk=True),
     # GraniteMoE: llama.cpp splits each layer's input_linear experts [E, 2 I, H] into gate and up halves
-    "granitemoe": ArchSpec("granitemoe", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES, "expert_count": "num_local_experts",
+    "granitemoe": ArchSpec("granitemoe", {**_COMMON_FIELDS, **_RMS, **_GRANITE_SCALES,
+                                          "expert_count": "num_local_experts",
                                           "expert_used_count": "num_experts_per_tok"},
                            {**_ATTENTION_LAYER, "ffn_gate_inp": "block_sparse_moe.router.layer",
                             "ffn_gate_exps": "block_sparse_moe.input_linear",
