@@ -217,14 +217,15 @@ MAMBA_TOP = {"backbone.embeddings.weight": "token_embd.weight", "backbone.norm_f
 
 
 def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0, arch: str = "mamba") -> Path:
-    """llama.cpp's layout of a Mamba (arch "mamba") or Mamba2 ("mamba2") checkpoint: metadata under <arch>.ssm.*
-    (Mamba2's head count as time_step_rank), A stored as -exp(A_log) in blk.<i>.ssm_a and D in blk.<i>.ssm_d (names
-    without a suffix; Mamba2's both as [heads, 1]), the conv weight squeezed to [channels, kernel]; Mamba2's dt_bias
-    as ssm_dt.bias and its gated norm's weight as [groups, width / groups]."""
+    """llama.cpp's layout of a Mamba (arch "mamba"), Falcon-Mamba ("falcon_mamba": written as mamba with
+    ssm.dt_b_c_rms) or Mamba2 ("mamba2") checkpoint: metadata under <arch>.ssm.* (Mamba2's head count as
+    time_step_rank), A stored as -exp(A_log) in blk.<i>.ssm_a and D in blk.<i>.ssm_d (names without a suffix;
+    Mamba2's both as [heads, 1]), the conv weight squeezed to [channels, kernel]; Mamba2's dt_bias as ssm_dt.bias and
+    its gated norm's weight as [groups, width / groups]."""
     config = json.loads((folder / "config.json").read_text())
     two = arch == "mamba2"
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(out), arch)
+    writer = gguf.GGUFWriter(str(out), "mamba" if arch == "falcon_mamba" else arch)
     writer.add_name(name)
     writer.add_context_length(2 ** 20)
     writer.add_embedding_length(config["hidden_size"])
@@ -237,6 +238,8 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0,
     writer.add_ssm_time_step_rank(config["num_heads"] if two else config["time_step_rank"])
     if two:
         writer.add_ssm_group_count(config["n_groups"])
+    if arch == "falcon_mamba":  # llama.cpp's mark of Falcon-Mamba's B / C / dt norms
+        writer.add_ssm_dt_b_c_rms(True)
     writer.add_layer_norm_rms_eps(config["layer_norm_epsilon"])
     write_tokenizer(writer, folder)
     column = (lambda a: a.reshape(-1, 1)) if two else (lambda a: a)
@@ -312,7 +315,7 @@ def convert_dbrx(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) 
 
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
-    if arch in ("mamba", "mamba2"):
+    if arch in ("mamba", "mamba2", "falcon_mamba"):
         return convert_mamba(folder, out, qtype, name, seed, arch)
     if arch == "dbrx":
         return convert_dbrx(folder, out, qtype, name, seed)

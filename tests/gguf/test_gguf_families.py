@@ -1,12 +1,12 @@
 """Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Mamba2): an F32
-file written as llama.cpp writes these architectures gives the logits of the safetensors model (rows and norms
-mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's biases and
-LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and position
-embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, DBRX's sectioned config
-and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k norms,
-Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight, Mamba2's
-[heads, 1] A and D, dt bias and grouped norm weight)."""
+GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Falcon-Mamba,
+Mamba2): an F32 file written as llama.cpp writes these architectures gives the logits of the safetensors model (rows
+and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's
+biases and LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and
+position embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, DBRX's sectioned
+config and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k
+norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight,
+Falcon-Mamba's mark, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
 from __future__ import annotations
 
 import shutil
@@ -40,6 +40,8 @@ FAMILIES = {
                      tie_word_embeddings=False),
     "mamba": dict(vocab_size=512, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4,
                   time_step_rank=8, use_conv_bias=True, use_bias=False),
+    "falcon_mamba": dict(vocab_size=512, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4,
+                         time_step_rank=8, use_conv_bias=True, use_bias=False, mixer_rms_eps=1e-6),
     "mamba2": dict(vocab_size=512, hidden_size=64, state_size=16, num_hidden_layers=2, expand=2, conv_kernel=4,
                    num_heads=8, head_dim=16, n_groups=2, chunk_size=8, use_conv_bias=True, use_bias=False,
                    tie_word_embeddings=False),
@@ -54,7 +56,8 @@ FAMILIES = {
 
 
 # families not built on UNTIED's fields
-OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "mamba2", "dbrx")
+OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "falcon_mamba", "mamba2",
+              "dbrx")
 # llama.cpp's name where it differs from the family's
 GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}
 

@@ -8,7 +8,7 @@ builds the config.json-style dict that the family config class then validates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -154,8 +154,6 @@ def _gpt_neox_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
 
 
 def _mamba_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
-    if gguf.get("mamba.ssm.dt_b_c_rms"):
-        raise CheckpointError(f"{gguf.path}: a Falcon-Mamba file (mamba.ssm.dt_b_c_rms); formers reads Mamba's")
     config.update(expand=gguf.get("mamba.ssm.inner_size") / config["hidden_size"],
                   use_conv_bias=_has(gguf, "blk.0.ssm_conv1d.bias"), use_bias=_has(gguf, "blk.0.ssm_in.bias"))
 
@@ -301,6 +299,9 @@ FALCON_TWO_NORMS = ArchSpec("falcon", _FALCON_FIELDS, _FALCON_TWO_NORMS_LAYER, d
                             grouped_qkv=_falcon_qkv_groups)
 
 
+# llama.cpp writes Falcon-Mamba as "mamba" with mamba.ssm.dt_b_c_rms (its weightless B / C / dt norms; their eps,
+# which the file does not state, stays FalconMambaConfig's)
+FALCON_MAMBA = replace(ARCHITECTURES["mamba"], model_type="falcon_mamba")
 # llama.cpp writes Mixtral as "llama" with experts (llama.expert_count)
 MIXTRAL = ArchSpec("mixtral", {**_COMMON_FIELDS, **_RMS, "expert_count": "num_local_experts",
                                "expert_used_count": "num_experts_per_tok"}, _MIXTRAL_LAYER, permuted_qk=True)
@@ -313,6 +314,8 @@ def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
         return arch, MIXTRAL
     if arch == "falcon" and _has(gguf, "blk.0.attn_norm_2.weight"):
         return arch, FALCON_TWO_NORMS
+    if arch == "mamba" and gguf.get("mamba.ssm.dt_b_c_rms"):
+        return arch, FALCON_MAMBA
     spec = ARCHITECTURES.get(arch)
     if spec is None:
         raise CheckpointError(f"{gguf.path}: GGUF architecture {arch!r} is not supported; formers loads "
