@@ -51,10 +51,10 @@ def _block_scales(state: dict, layer: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("family,name", CASES)
 def test_saved_as_4_45_saves_them(checkpoints, family, name, tmp_path):
-    """formers' save equals the reference's (4.45.2's save_pretrained) key for key: the fused checkpoint layer's rows are the parts'
-    rows (bit for bit: weights, int8 row scales, 4-bit block scales), its quant_state names the fused shape; with
-    double quantization the block scales agree within one step of the second quantization. The saved folder
-    reloads into the model's logits."""
+    """formers' save equals the reference's (4.45.2's save_pretrained) key for key: the fused checkpoint layer's rows
+    are the parts' rows (bit for bit: weights, int8 row scales, 4-bit block scales), its quant_state names the fused
+    shape; with double quantization the block scales agree within one step of the second quantization. The saved
+    folder reloads into the model's logits."""
     settings = SETTINGS[name]
     ours = formers.AutoModelForCausalLM.from_pretrained(
         checkpoints[family], quantization_config=formers.BitsAndBytesConfig(**settings))
@@ -63,14 +63,14 @@ def test_saved_as_4_45_saves_them(checkpoints, family, name, tmp_path):
     reference(checkpoints[family], settings).save_pretrained(tmp_path / "reference")
     expected = load_file(tmp_path / "reference" / "model.safetensors")
     assert saved.keys() == expected.keys()
-    fused_scale_keys = [key for key in saved if key.endswith((".absmax", ".nested_absmax", ".nested_quant_map"))
+    scale_keys = [key for key in saved if key.endswith((".absmax", ".nested_absmax", ".nested_quant_map"))
                         or ".quant_state." in key]
     for key in saved:
-        if name == DOUBLE and key in fused_scale_keys:
+        if name == DOUBLE and key in scale_keys:
             continue
         assert saved[key].dtype == expected[key].dtype and torch.equal(saved[key], expected[key]), key
     if name == DOUBLE:
-        layers = {key.split(".weight.")[0] for key in fused_scale_keys}
+        layers = {key.split(".weight.")[0] for key in scale_keys}
         for layer in layers:
             ours_scales, their_scales = _block_scales(saved, layer), _block_scales(expected, layer)
             step = their_scales.abs().max() / 127  # the second quantization's coarsest step (8-bit dynamic code)
