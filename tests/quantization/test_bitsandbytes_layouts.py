@@ -1,7 +1,7 @@
 """bitsandbytes layers of families whose checkpoints fuse, transpose or rename projections (GPT-2: q/k/v fused in a
-transposed Conv1D; Bloom, GPT-NeoX: q/k/v fused head by head; Falcon: multi-query q/k/v end to end; Phi: renamed), saved and loaded
-in 4.45's layout: one bitsandbytes state per checkpoint layer, in nn.Linear's orientation. The reference is the one
-of test_bitsandbytes.py: 4.45.2's model with the package's layers put in by hand."""
+transposed Conv1D; Bloom, GPT-NeoX: q/k/v fused head by head; Falcon: multi-query q/k/v end to end; Phi: renamed),
+saved and loaded in 4.45's layout: one bitsandbytes state per checkpoint layer, in nn.Linear's orientation. The
+reference is the one of test_bitsandbytes.py: 4.45.2's model with the package's layers put in by hand."""
 from __future__ import annotations
 
 import json

@@ -26,7 +26,8 @@ def _linears(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("settings", [dict(load_in_4bit=True, bnb_4bit_quant_type="nf4"),
-                                      dict(load_in_4bit=True, bnb_4bit_use_double_quant=True)], ids=["nf4", "fp4-double"])
+                                      dict(load_in_4bit=True, bnb_4bit_use_double_quant=True)],
+                         ids=["nf4", "fp4-double"])
 def test_4bit_layers_dequantize_as_4_45_does(checkpoint, settings, tmp_path):
     """Every Linear4bit becomes a plain linear layer whose weight equals 4.45.2's dequantization of the same layer,
     bit for bit, and so do the logits; the config no longer records a quantization, so the saved folder is a

@@ -52,7 +52,8 @@ class LoadQuantization:
         layers has their states split or renamed as the key map splits or renames their weights."""
         saved = package_config(getattr(model.config, "quantization_config", None))
         if isinstance(saved, BitsAndBytesConfig):
-            return bitsandbytes_layout.to_model(tensors, key_map, model.config, weight_parts(saved), stored_dtype(saved))
+            return bitsandbytes_layout.to_model(tensors, key_map, model.config, weight_parts(saved),
+                                                stored_dtype(saved))
         return key_map.to_model(tensors, model.config)
 
     def stream(self, model: nn.Module, tensors: Iterable, dtype: torch.dtype, device: torch.device) -> Iterator:
