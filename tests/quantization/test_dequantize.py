@@ -110,3 +110,27 @@ def test_what_cannot_be_dequantized_is_named(checkpoint):
                                                             quantization_config=formers.QuantoConfig(weights="int8"))
     with pytest.raises(NotImplementedError, match="quanto has no implementation of `dequantize`"):
         quantized.dequantize()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_gguf_blocks_kept_quantized_dequantize(tmp_path, tied):
+    """A Q8_0 GGUF file kept quantized (layers and embedding in the file's blocks): dequantize() gives the model that
+    loading the file dequantized gives, layer for layer and logit for logit, its tied head tied to the table again."""
+    import shutil
+
+    from tests.conftest import STORIES
+    from tests.gguf.conftest import UNTIED, gguf_of
+
+    build_oracle_checkpoint(tmp_path, "llama", base={**UNTIED, "tie_word_embeddings": tied})
+    shutil.copy(STORIES / "tokenizer.model", tmp_path)
+    file = gguf_of(tmp_path, "Q8_0")
+    kept = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file, keep_quantized=True)
+    assert kept.is_quantized and type(kept.model.embed_tokens).__name__ == "QuantizedEmbedding"
+    kept.dequantize()
+    plain = formers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=file)
+    assert not any("Quantized" in type(m).__name__ for m in kept.modules())
+    ours, theirs = kept.state_dict(), plain.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (kept.lm_head.weight is kept.model.embed_tokens.weight) == tied
+    with torch.no_grad():
+        assert torch.equal(kept(IDS).logits, plain(IDS).logits)
