@@ -1,4 +1,4 @@
-"""bitsandbytes layers in a family's own checkpoint layout (GPT-2, Bloom, Phi3, Falcon, GPT-NeoX, ...).
+"""bitsandbytes layers in a family's own checkpoint layout (GPT-2, Bloom, Falcon, GPT-NeoX, Phi, ...).
 
 A family with a KeyMap (loading/key_map.py) names its projections its own way, stores some transposed (GPT-2's
 Conv1D) and fuses some (q/k/v in one tensor, gate and up in one). transformers 4.45 quantizes the checkpoint's own
