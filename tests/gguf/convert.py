@@ -138,6 +138,15 @@ def add_encoded(writer: gguf.GGUFWriter, name: str, array: np.ndarray, qtype: st
     writer.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType[kind])
 
 
+def new_writer(out: Path, arch: str, name: str, **metadata) -> gguf.GGUFWriter:
+    """A writer of architecture `arch` with its general.name and each `key=value` written by add_<key>(value)."""
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_name(name)
+    for key, value in metadata.items():
+        getattr(writer, f"add_{key}")(value)
+    return writer
+
+
 def write_out(writer: gguf.GGUFWriter, out: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -225,22 +234,17 @@ def convert_mamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0,
     config = json.loads((folder / "config.json").read_text())
     two = arch == "mamba2"
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(out), "mamba" if arch == "falcon_mamba" else arch)
-    writer.add_name(name)
-    writer.add_context_length(2 ** 20)
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_feed_forward_length(0)
-    writer.add_head_count(0)
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_ssm_conv_kernel(config["conv_kernel"])
-    writer.add_ssm_inner_size(int(config["expand"] * config["hidden_size"]))
-    writer.add_ssm_state_size(config["state_size"])
-    writer.add_ssm_time_step_rank(config["num_heads"] if two else config["time_step_rank"])
+    writer = new_writer(out, "mamba" if arch == "falcon_mamba" else arch, name, context_length=2 ** 20,
+                        embedding_length=config["hidden_size"], feed_forward_length=0, head_count=0,
+                        block_count=config["num_hidden_layers"], ssm_conv_kernel=config["conv_kernel"],
+                        ssm_inner_size=int(config["expand"] * config["hidden_size"]),
+                        ssm_state_size=config["state_size"],
+                        ssm_time_step_rank=config["num_heads"] if two else config["time_step_rank"],
+                        layer_norm_rms_eps=config["layer_norm_epsilon"])
     if two:
         writer.add_ssm_group_count(config["n_groups"])
     if arch == "falcon_mamba":  # llama.cpp's mark of Falcon-Mamba's B / C / dt norms
         writer.add_ssm_dt_b_c_rms(True)
-    writer.add_layer_norm_rms_eps(config["layer_norm_epsilon"])
     write_tokenizer(writer, folder)
     column = (lambda a: a.reshape(-1, 1)) if two else (lambda a: a)
     for key, tensor in load_file(folder / "model.safetensors").items():
@@ -282,19 +286,11 @@ def convert_dbrx(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) 
     attention, ffn = config["attn_config"], config["ffn_config"]
     experts = ffn.get("moe_num_experts", 4)
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(out), "dbrx")
-    writer.add_name(name)
-    writer.add_context_length(config["max_seq_len"])
-    writer.add_embedding_length(config["d_model"])
-    writer.add_block_count(config["n_layers"])
-    writer.add_feed_forward_length(ffn["ffn_hidden_size"])
-    writer.add_head_count(config["n_heads"])
-    writer.add_head_count_kv(attention["kv_n_heads"])
-    writer.add_rope_freq_base(attention.get("rope_theta", 10000.0))
-    writer.add_clamp_kqv(attention["clip_qkv"])
-    writer.add_layer_norm_eps(1e-5)
-    writer.add_expert_count(experts)
-    writer.add_expert_used_count(ffn["moe_top_k"])
+    writer = new_writer(out, "dbrx", name, context_length=config["max_seq_len"], embedding_length=config["d_model"],
+                        block_count=config["n_layers"], feed_forward_length=ffn["ffn_hidden_size"],
+                        head_count=config["n_heads"], head_count_kv=attention["kv_n_heads"],
+                        rope_freq_base=attention.get("rope_theta", 10000.0), clamp_kqv=attention["clip_qkv"],
+                        layer_norm_eps=1e-5, expert_count=experts, expert_used_count=ffn["moe_top_k"])
     write_tokenizer(writer, folder)
     for key, tensor in load_file(folder / "model.safetensors").items():
         array = tensor.to(torch.float32).numpy()
@@ -313,12 +309,62 @@ def convert_dbrx(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) 
     return write_out(writer, out)
 
 
+T5_SUBLAYERS = {"encoder": {"layer.0.layer_norm": "attn_norm", "layer.1.layer_norm": "ffn_norm",
+                              "layer.1.DenseReluDense": "ffn"},
+                "decoder": {"layer.0.layer_norm": "attn_norm", "layer.1.layer_norm": "cross_attn_norm",
+                            "layer.2.layer_norm": "ffn_norm", "layer.2.DenseReluDense": "ffn"}}
+T5_FFN = {"wi_0": "gate", "wi_1": "up", "wi": "up", "wo": "down"}
+
+
+def t5_gguf_name(key: str) -> str | None:
+    """llama.cpp's name of a T5 checkpoint tensor (None: a tied copy of the shared embedding)."""
+    top = {"shared.weight": "token_embd.weight", "lm_head.weight": "output.weight",
+           "encoder.final_layer_norm.weight": "enc.output_norm.weight",
+           "decoder.final_layer_norm.weight": "dec.output_norm.weight"}
+    if key in top:
+        return top[key]
+    if key.endswith("embed_tokens.weight"):
+        return None
+    stack, _, index, rest = key.split(".", 3)  # encoder.block.<i>.<rest>
+    prefix = f"{stack[:3]}.blk.{index}"
+    sublayer, _, module = rest.rpartition(".")[0].rpartition(".")
+    if module in ("q", "k", "v", "o"):
+        kind = "attn" if sublayer == "layer.0.SelfAttention" else "cross_attn"
+        return f"{prefix}.{kind}_{module}.weight"
+    if module == "relative_attention_bias":
+        return f"{prefix}.attn_rel_b.weight"
+    if module in T5_FFN:
+        return f"{prefix}.ffn_{T5_FFN[module]}.weight"
+    return f"{prefix}.{T5_SUBLAYERS[stack][rest.rpartition('.')[0]]}.weight"
+
+
+def convert_t5(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
+    """llama.cpp's layout of a T5 checkpoint: t5.* metadata, encoder and decoder blocks as enc.blk.<i> / dec.blk.<i>,
+    the shared embedding as token_embd (its tied copies left out), the head as output when it is its own."""
+    config = json.loads((folder / "config.json").read_text())
+    rng = np.random.default_rng(seed)
+    writer = new_writer(out, "t5", name, context_length=512, embedding_length=config["d_model"],
+                        feed_forward_length=config["d_ff"], block_count=config["num_layers"],
+                        head_count=config["num_heads"], key_length=config["d_kv"], value_length=config["d_kv"],
+                        layer_norm_eps=config["layer_norm_epsilon"],
+                        relative_attn_buckets_count=config["relative_attention_num_buckets"],
+                        decoder_start_token_id=config["decoder_start_token_id"])
+    write_tokenizer(writer, folder)
+    for key, tensor in load_file(folder / "model.safetensors").items():
+        target = t5_gguf_name(key)
+        if target is not None:
+            add_encoded(writer, target, tensor.to(torch.float32).numpy(), qtype, rng)
+    return write_out(writer, out)
+
+
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     if arch in ("mamba", "mamba2", "falcon_mamba"):
         return convert_mamba(folder, out, qtype, name, seed, arch)
     if arch == "dbrx":
         return convert_dbrx(folder, out, qtype, name, seed)
+    if arch == "t5":
+        return convert_t5(folder, out, qtype, name, seed)
     config = json.loads((folder / "config.json").read_text())
     if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],

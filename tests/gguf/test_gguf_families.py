@@ -1,12 +1,12 @@
-"""Families transformers 4.45 does not load from GGUF (Gemma, Gemma2, Phi3, Starcoder2, StableLM, GPT-2, Granite,
-GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon, Mamba, Falcon-Mamba,
-Mamba2): an F32 file written as llama.cpp writes these architectures gives the logits of the safetensors model (rows
-and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up, Starcoder2's and StableLM's
-biases and LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's Conv1D layout and
-position embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves, DBRX's sectioned
-config and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit scale and q/k
-norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv weight,
-Falcon-Mamba's mark, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
+"""Families transformers 4.45 does not load from GGUF (T5 at the end of the file; Gemma, Gemma2, Phi3, Starcoder2,
+StableLM, GPT-2, Granite, GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon,
+Mamba, Falcon-Mamba, Mamba2): an F32 file written as llama.cpp writes these architectures gives the logits of the
+safetensors model (rows and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up,
+Starcoder2's and StableLM's biases and LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's
+Conv1D layout and position embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves,
+DBRX's sectioned config and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit
+scale and q/k norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv
+weight, Falcon-Mamba's mark, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
 from __future__ import annotations
 
 import shutil
@@ -111,3 +111,30 @@ def test_mamba_blocks_kept_quantized(tmp_path, family):
     assert float((got - want).abs().max()) < 0.02 * float(want.max() - want.min())
     greedy = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
     assert torch.equal(kept.generate(IDS[:1], **greedy), dequantized.generate(IDS[:1], **greedy))
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["t5-v1.0", "t5-v1.1"])
+def test_t5_file_equals_safetensors_model(tmp_path, gated):
+    """An F32 T5 file as llama.cpp writes it (enc.blk / dec.blk, the relative attention bias of each stack's first
+    block, T5 v1.0's ReLU feed-forward with a tied head or v1.1's gated GELU with its own head) gives the safetensors
+    model's logits and greedy tokens."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=512, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8, decoder_start_token_id=0,
+                                   feed_forward_proj="gated-gelu" if gated else "relu",
+                                   tie_word_embeddings=not gated)
+    transformers.T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    shutil.copy(STORIES / "tokenizer.model", tmp_path)
+    file = gguf_of(tmp_path, "F32", arch="t5")
+    ours = formers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path, gguf_file=file)
+    reference = formers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert type(ours) is type(reference) and ours.config.is_gated_act == gated
+    decoder_ids = torch.tensor([[0, 7, 3, 9], [0, 5, 5, 2]])
+    with torch.no_grad():
+        got = ours(input_ids=IDS, decoder_input_ids=decoder_ids).logits
+        want = reference(input_ids=IDS, decoder_input_ids=decoder_ids).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    greedy = dict(max_new_tokens=6, do_sample=False)
+    assert torch.equal(ours.generate(IDS, **greedy), reference.generate(IDS, **greedy))

@@ -78,6 +78,8 @@ class ArchSpec:
     # (heads, kv heads) of a fused attn_qkv whose rows llama.cpp writes as all queries, then keys, then values, where
     # the checkpoint interleaves them per kv head (Bloom: [q, k, v] per head; Falcon: the group's queries, k, v)
     grouped_qkv: Callable[[dict[str, Any]], tuple[int, int]] | None = None
+    # encoder-decoder files (T5): "enc.blk.<i>.x" / "dec.blk.<i>.x" -> "<stack prefix>.<i>.<layer_tensors['enc.x']>"
+    stacks: dict[str, str] = field(default_factory=dict)
     # layer tensors llama.cpp cut out of one checkpoint tensor (they share its name in layer_tensors), with their
     # place in it: joined back along the rows (dim -2) once all have been read
     joined: dict[str, int] = field(default_factory=dict)
@@ -172,6 +174,31 @@ def _dbrx_sections(gguf: GGUFFile, config: dict[str, Any]) -> None:
         attention["rope_theta"] = config.pop("rope_theta")
     config["attn_config"] = attention
     config["ffn_config"] = {name: config.pop(name) for name in ("ffn_hidden_size", "moe_num_experts", "moe_top_k")}
+
+
+def _t5_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # the feed-forward kind from its tensors (T5 v1.1 / Flan-T5: gated GELU; T5 v1.0: ReLU), as many decoder blocks
+    # as the file holds
+    config["feed_forward_proj"] = "gated-gelu" if _has(gguf, "enc.blk.0.ffn_gate.weight") else "relu"
+    config["num_decoder_layers"] = len({t.name.split(".")[2] for t in gguf.tensors if t.name.startswith("dec.blk.")})
+    config["is_encoder_decoder"] = True
+
+
+def _t5_layers(gated: bool) -> dict[str, str]:
+    """Both T5 stacks' layer tensors, prefixed "enc." / "dec." (the decoder's feed-forward sublayer comes after its
+    cross-attention one); the up projection is wi_1 beside a gate (wi_0), else wi."""
+    names = {}
+    for stack, ff in (("enc", 1), ("dec", 2)):
+        layer = {"attn_norm": "layer.0.layer_norm", "attn_rel_b": "layer.0.SelfAttention.relative_attention_bias",
+                 **{f"attn_{p}": f"layer.0.SelfAttention.{p}" for p in "qkvo"}, "ffn_norm": f"layer.{ff}.layer_norm",
+                 "ffn_gate": f"layer.{ff}.DenseReluDense.wi_0",
+                 "ffn_up": f"layer.{ff}.DenseReluDense.{'wi_1' if gated else 'wi'}",
+                 "ffn_down": f"layer.{ff}.DenseReluDense.wo"}
+        if stack == "dec":
+            layer.update({"cross_attn_norm": "layer.1.layer_norm",
+                          **{f"cross_attn_{p}": f"layer.1.EncDecAttention.{p}" for p in "qkvo"}})
+        names.update({f"{stack}.{kind}": name for kind, name in layer.items()})
+    return names
 
 
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
@@ -287,6 +314,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                                 "ffn_up_exps.weight": lambda w: w.reshape(-1, w.shape[-1]),
                                 "ffn_down_exps.weight": lambda w: w.transpose(1, 2).reshape(-1, w.shape[1])},
                      required=("feed_forward_length", "expert_count", "expert_used_count")),
+    # T5 (v1.0's ReLU feed-forward; T5_GATED below): encoder and decoder blocks under enc.blk / dec.blk
+    "t5": ArchSpec("t5", {"embedding_length": "d_model", "feed_forward_length": "d_ff", "block_count": "num_layers",
+                          "attention.head_count": "num_heads", "attention.key_length": "d_kv",
+                          "attention.layer_norm_epsilon": "layer_norm_epsilon",
+                          "attention.relative_buckets_count": "relative_attention_num_buckets",
+                          "decoder_start_token_id": "decoder_start_token_id", "vocab_size": "vocab_size"},
+                   _t5_layers(gated=False),
+                   global_tensors={"token_embd": "shared", "enc.output_norm": "encoder.final_layer_norm",
+                                   "dec.output_norm": "decoder.final_layer_norm", "output": "lm_head"},
+                   stacks={"enc": "encoder.block", "dec": "decoder.block"}, derive=_t5_layout),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,
@@ -299,6 +336,8 @@ FALCON_TWO_NORMS = ArchSpec("falcon", _FALCON_FIELDS, _FALCON_TWO_NORMS_LAYER, d
                             grouped_qkv=_falcon_qkv_groups)
 
 
+# T5 v1.1 / Flan-T5 files: a gated feed-forward (ffn_gate beside ffn_up)
+T5_GATED = replace(ARCHITECTURES["t5"], layer_tensors=_t5_layers(gated=True))
 # llama.cpp writes Falcon-Mamba as "mamba" with mamba.ssm.dt_b_c_rms (its weightless B / C / dt norms; their eps,
 # which the file does not state, stays FalconMambaConfig's)
 FALCON_MAMBA = replace(ARCHITECTURES["mamba"], model_type="falcon_mamba")
@@ -316,6 +355,8 @@ def arch_spec(gguf: GGUFFile) -> tuple[str, ArchSpec]:
         return arch, FALCON_TWO_NORMS
     if arch == "mamba" and gguf.get("mamba.ssm.dt_b_c_rms"):
         return arch, FALCON_MAMBA
+    if arch == "t5" and _has(gguf, "enc.blk.0.ffn_gate.weight"):
+        return arch, T5_GATED
     spec = ARCHITECTURES.get(arch)
     if spec is None:
         raise CheckpointError(f"{gguf.path}: GGUF architecture {arch!r} is not supported; formers loads "

@@ -92,6 +92,11 @@ def _copy_releasing(gguf: GGUFFile, tensor: GGUFTensor, raw: Tensor, out: Tensor
 def hf_name(name: str, spec: ArchSpec) -> str | None:
     """The transformers key of a GGUF tensor name (None when the architecture has no such tensor)."""
     parts = name.split(".")
+    if len(parts) == 5 and parts[1] == "blk" and parts[0] in spec.stacks:  # enc.blk.<i>.<kind>.<leaf> (T5)
+        kind = f"{parts[0]}.{parts[3]}"
+        if kind in spec.layer_tensors:
+            return ".".join([spec.stacks[parts[0]], parts[2], spec.layer_tensors[kind], parts[4]])
+        return None
     whole = ".".join(parts[2:])  # a whole name the spec maps by itself (Mamba2's ssm_dt.bias: mixer.dt_bias)
     if len(parts) == 4 and parts[0] == "blk" and whole in spec.layer_tensors:
         return ".".join([spec.layer_prefix, parts[1], spec.layer_tensors[whole]])
