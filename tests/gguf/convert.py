@@ -357,6 +357,54 @@ def convert_t5(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) ->
     return write_out(writer, out)
 
 
+JAMBA_LAYER = {"input_layernorm": "attn_norm", "pre_ff_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
+               "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+               "mamba.in_proj": "ssm_in", "mamba.conv1d": "ssm_conv1d", "mamba.x_proj": "ssm_x",
+               "mamba.dt_proj": "ssm_dt", "mamba.dt_layernorm": "ssm_dt_norm", "mamba.b_layernorm": "ssm_b_norm",
+               "mamba.c_layernorm": "ssm_c_norm", "mamba.out_proj": "ssm_out", "feed_forward.router": "ffn_gate_inp",
+               "feed_forward.experts.gate_proj": "ffn_gate_exps", "feed_forward.experts.up_proj": "ffn_up_exps",
+               "feed_forward.experts.down_proj": "ffn_down_exps", "feed_forward.gate_proj": "ffn_gate",
+               "feed_forward.up_proj": "ffn_up", "feed_forward.down_proj": "ffn_down"}
+
+
+def convert_jamba(folder: Path, out: Path, qtype: str, name: str, seed: int = 0) -> Path:
+    """llama.cpp's layout of a Jamba checkpoint: jamba.* metadata with the kv head count per layer (0 for Mamba
+    layers), the experts stacked, Mamba's A stored as -exp(A_log) and its conv weight squeezed."""
+    config = json.loads((folder / "config.json").read_text())
+    layers = config["num_hidden_layers"]
+    attends = [i % config["attn_layer_period"] == config["attn_layer_offset"] for i in range(layers)]
+    rng = np.random.default_rng(seed)
+    writer = new_writer(out, "jamba", name, context_length=config["max_position_embeddings"],
+                        embedding_length=config["hidden_size"], feed_forward_length=config["intermediate_size"],
+                        block_count=layers, head_count=config["num_attention_heads"],
+                        head_count_kv=[config["num_key_value_heads"] if a else 0 for a in attends],
+                        ssm_conv_kernel=config["mamba_d_conv"],
+                        ssm_inner_size=config["mamba_expand"] * config["hidden_size"],
+                        ssm_state_size=config["mamba_d_state"], ssm_time_step_rank=config["mamba_dt_rank"],
+                        layer_norm_rms_eps=config["rms_norm_eps"], expert_count=config["num_experts"],
+                        expert_used_count=config["num_experts_per_tok"])
+    write_tokenizer(writer, folder)
+    top = {"model.embed_tokens.weight": "token_embd.weight", "model.final_layernorm.weight": "output_norm.weight",
+           "lm_head.weight": "output.weight"}
+    for key, tensor in stack_experts(load_file(folder / "model.safetensors")).items():
+        array = tensor.to(torch.float32).numpy()
+        if key in top:
+            add_encoded(writer, top[key], array, qtype, rng)
+            continue
+        _, _, index, rest = key.split(".", 3)  # model.layers.<i>.<rest>
+        if rest == "mamba.A_log":
+            target, array = f"blk.{index}.ssm_a", -np.exp(array)
+        elif rest == "mamba.D":
+            target = f"blk.{index}.ssm_d"
+        else:
+            stem, _, leaf = rest.rpartition(".")
+            target = f"blk.{index}.{JAMBA_LAYER[stem]}.{leaf}"
+        if rest == "mamba.conv1d.weight":
+            array = np.ascontiguousarray(array.squeeze(1))
+        add_encoded(writer, target, array, qtype, rng)
+    return write_out(writer, out)
+
+
 def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", name: str = "tiny",
             seed: int = 0, chat_template: str | None = None, tokenizer_folder: Path | None = None) -> Path:
     if arch in ("mamba", "mamba2", "falcon_mamba"):
@@ -365,6 +413,8 @@ def convert(folder: Path, out: Path, qtype: str = "F32", arch: str = "llama", na
         return convert_dbrx(folder, out, qtype, name, seed)
     if arch == "t5":
         return convert_t5(folder, out, qtype, name, seed)
+    if arch == "jamba":
+        return convert_jamba(folder, out, qtype, name, seed)
     config = json.loads((folder / "config.json").read_text())
     if arch in ("gpt2", "starcoder"):  # GPT-2's own field names (GPTBigCode's too)
         config = {**config, "hidden_size": config["n_embd"], "num_hidden_layers": config["n_layer"],

@@ -1,12 +1,13 @@
 """Families transformers 4.45 does not load from GGUF (T5 at the end of the file; Gemma, Gemma2, Phi3, Starcoder2,
 StableLM, GPT-2, Granite, GraniteMoE, DBRX, OLMo, OLMoE, Cohere, Nemotron, Phi, GPTBigCode, GPT-NeoX, Bloom, Falcon,
-Mamba, Falcon-Mamba, Mamba2): an F32 file written as llama.cpp writes these architectures gives the logits of the
+Mamba, Falcon-Mamba, Mamba2, Jamba): an F32 file written as llama.cpp writes these architectures gives the logits of the
 safetensors model (rows and norms mapped back: Gemma's and Nemotron's 1 + w norms, Phi3's fused qkv / gate_up,
 Starcoder2's and StableLM's biases and LayerNorms, the partial rotary of StableLM, Nemotron, Phi and GPT-NeoX, GPT-2's
 Conv1D layout and position embeddings, Granite's four multipliers, GraniteMoE's experts split in gate and up halves,
 DBRX's sectioned config and stacked experts, OLMo's qkv clamp, OLMoE's stacked experts and q/k norms, Cohere's logit
 scale and q/k norms, Bloom's, Falcon's and GPT-NeoX's regrouped fused qkv, Mamba's -exp(A_log) and squeezed conv
-weight, Falcon-Mamba's mark, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight)."""
+weight, Falcon-Mamba's mark, Mamba2's [heads, 1] A and D, dt bias and grouped norm weight, Jamba's layer kinds
+read from the tensors present)."""
 from __future__ import annotations
 
 import shutil
@@ -42,6 +43,10 @@ FAMILIES = {
                   time_step_rank=8, use_conv_bias=True, use_bias=False),
     "falcon_mamba": dict(vocab_size=512, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4,
                          time_step_rank=8, use_conv_bias=True, use_bias=False, mixer_rms_eps=1e-6),
+    "jamba": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, attn_layer_period=2,
+                  attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=0, mamba_d_state=8, mamba_dt_rank=8,
+                  use_mamba_kernels=False, tie_word_embeddings=False),
     "mamba2": dict(vocab_size=512, hidden_size=64, state_size=16, num_hidden_layers=2, expand=2, conv_kernel=4,
                    num_heads=8, head_dim=16, n_groups=2, chunk_size=8, use_conv_bias=True, use_bias=False,
                    tie_word_embeddings=False),
@@ -57,7 +62,7 @@ FAMILIES = {
 
 # families not built on UNTIED's fields
 OWN_FIELDS = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "mamba", "falcon_mamba", "mamba2",
-              "dbrx")
+              "dbrx", "jamba")
 # llama.cpp's name where it differs from the family's
 GGUF_ARCH = {"cohere": "command-r", "phi": "phi2", "gpt_bigcode": "starcoder", "gpt_neox": "gptneox"}
 

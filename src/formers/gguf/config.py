@@ -201,6 +201,28 @@ def _t5_layers(gated: bool) -> dict[str, str]:
     return names
 
 
+def _jamba_layout(gguf: GGUFFile, config: dict[str, Any]) -> None:
+    # which layers attend and which route to experts, from the tensors each layer has (Jamba's config states them as
+    # a period and an offset); llama.cpp writes the kv head count per layer (0 for Mamba layers)
+    layers = config["num_hidden_layers"]
+
+    def period_and_offset(kind: str) -> tuple[int, int]:
+        found = sorted({int(t.name.split(".")[1]) for t in gguf.tensors if t.name.split(".")[2:3] == [kind]})
+        if not found:  # none: an offset no layer index reaches
+            return layers + 1, layers
+        return (found[1] - found[0] if len(found) > 1 else layers), found[0]
+
+    config["attn_layer_period"], config["attn_layer_offset"] = period_and_offset("attn_q")
+    config["expert_layer_period"], config["expert_layer_offset"] = period_and_offset("ffn_gate_inp")
+    kv_heads = config.get("num_key_value_heads")
+    if isinstance(kv_heads, list):
+        config["num_key_value_heads"] = max(kv_heads) or config["num_attention_heads"]
+    mamba = next((t.name.split(".")[1] for t in gguf.tensors if t.name.endswith("ssm_in.weight")), "0")
+    config.update(mamba_expand=gguf.get("jamba.ssm.inner_size") // config["hidden_size"],
+                  mamba_conv_bias=_has(gguf, f"blk.{mamba}.ssm_conv1d.bias"),
+                  mamba_proj_bias=_has(gguf, f"blk.{mamba}.ssm_in.bias"))
+
+
 def _cohere_qk_norm(gguf: GGUFFile, config: dict[str, Any]) -> None:
     config["use_qk_norm"] = _has(gguf, "blk.0.attn_q_norm.weight")  # Command R+
 
@@ -324,6 +346,23 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                    global_tensors={"token_embd": "shared", "enc.output_norm": "encoder.final_layer_norm",
                                    "dec.output_norm": "decoder.final_layer_norm", "output": "lm_head"},
                    stacks={"enc": "encoder.block", "dec": "decoder.block"}, derive=_t5_layout),
+    # Jamba: attention and Mamba layers (Mamba's A and conv stored as for "mamba"), dense and expert feed-forwards
+    "jamba": ArchSpec("jamba", {**_COMMON_FIELDS, **_RMS, "ssm.conv_kernel": "mamba_d_conv",
+                                "ssm.state_size": "mamba_d_state", "ssm.time_step_rank": "mamba_dt_rank",
+                                "expert_count": "num_experts", "expert_used_count": "num_experts_per_tok"},
+                      {**_ATTENTION_LAYER, "ffn_norm": "pre_ff_layernorm", "ssm_in": "mamba.in_proj",
+                       "ssm_conv1d": "mamba.conv1d", "ssm_x": "mamba.x_proj", "ssm_dt": "mamba.dt_proj",
+                       "ssm_dt_norm": "mamba.dt_layernorm", "ssm_b_norm": "mamba.b_layernorm",
+                       "ssm_c_norm": "mamba.c_layernorm", "ssm_a": "mamba.A_log", "ssm_d": "mamba.D",
+                       "ssm_out": "mamba.out_proj", "ffn_gate_inp": "feed_forward.router",
+                       "ffn_gate_exps": "feed_forward.experts.{}.gate_proj",
+                       "ffn_up_exps": "feed_forward.experts.{}.up_proj",
+                       "ffn_down_exps": "feed_forward.experts.{}.down_proj", "ffn_gate": "feed_forward.gate_proj",
+                       "ffn_up": "feed_forward.up_proj", "ffn_down": "feed_forward.down_proj"},
+                      global_tensors={**GLOBAL_TENSORS, "output_norm": "model.final_layernorm"},
+                      derive=_jamba_layout,
+                      converted={"ssm_a": lambda a: torch.log(-a), "ssm_conv1d.weight": lambda w: w.unsqueeze(1)},
+                      required=("ssm.inner_size",)),
     "bloom": ArchSpec("bloom", _BLOOM_FIELDS, _BLOOM_LAYER, global_tensors=_BLOOM_GLOBAL, layer_prefix="transformer.h",
                       grouped_qkv=lambda config: (config["n_head"], config["n_head"])),
     "falcon": ArchSpec("falcon", _FALCON_FIELDS, _FALCON_LAYER, derive=_falcon_layout,
