@@ -182,3 +182,61 @@ def test_unknown_pre_tokenizer_splits_as_4_45_does(tmp_path, small_bpe, arch, ca
     with pytest.raises(formers.errors.TokenizerError, match=r"other\.gguf: tokenizer\.ggml\.pre 'deepseek-llm' is not "
                                                             r"supported for architecture 'gpt2'"):
         formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="other.gguf")
+
+
+def _t5_vocabulary_file(folder, out, vocab_size: int) -> None:
+    """A GGUF file with a T5 SentencePiece Unigram vocabulary as llama.cpp's T5 converter writes it: model "t5", the
+    pieces with their scores and types, the vocabulary padded to the model's size with "[PAD<i>]" (T5's sentinels
+    have no names there), the normalizer's precompiled character map, no BOS and an EOS added."""
+    import gguf
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    from .convert import write_out
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((folder / "spiece.model").read_bytes())
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
+    tokens, scores, types = [f"[PAD{i}]" for i in range(vocab_size)], [-10000.0] * vocab_size, [5] * vocab_size
+    for i in range(sp.get_piece_size()):
+        tokens[i], scores[i] = sp.id_to_piece(i), sp.get_score(i)
+        types[i] = 2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i) else \
+            6 if sp.is_byte(i) else 1
+    writer = gguf.GGUFWriter(str(out), "t5")
+    writer.add_name("t5")
+    writer.add_tokenizer_model("t5")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    writer.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
+    writer.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
+    writer.add_eos_token_id(sp.eos_id())
+    writer.add_unk_token_id(sp.unk_id())
+    writer.add_pad_token_id(sp.pad_id())
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(True)
+    write_out(writer, out)
+
+
+@pytest.mark.parametrize("model_vocab", [400, 428])
+def test_t5_unigram_vocabulary_equals_the_spiece_tokenizer(tmp_path, model_vocab):
+    """llama.cpp's "t5" vocabulary (4.45 reads none: it has no T5 GGUF support) gives T5TokenizerFast with the ids
+    and decoded text of 4.45.2's T5TokenizerFast built from the same spiece.model: </s> appended, special tokens in
+    the text kept whole, T5's 100 sentinels named again where llama.cpp left "[PAD<id>]" fillers (and the fillers
+    past them, up to an embedding padded like t5-small's 32,128 rows, left out)."""
+    from tests.tokenization.test_seq2seq_tokenizers import TEXTS as SEQ2SEQ_TEXTS
+    from tests.tokenization.test_seq2seq_tokenizers import _train_spm
+
+    _train_spm(tmp_path, "spiece", 300)
+    _t5_vocabulary_file(tmp_path, tmp_path / "t5.gguf", model_vocab)
+    ours = formers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="t5.gguf")
+    theirs = transformers.T5TokenizerFast(vocab_file=str(tmp_path / "spiece.model"))
+    assert type(ours).__name__ == "T5TokenizerFast" and len(ours) == len(theirs) == 400
+    assert ours.additional_special_tokens == theirs.additional_special_tokens
+    assert ours.convert_ids_to_tokens(list(range(290, 400))) == theirs.convert_ids_to_tokens(list(range(290, 400)))
+    for text in TEXTS + SEQ2SEQ_TEXTS + ["Fill <extra_id_0> the <extra_id_1> gaps<extra_id_99>"]:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
+        ids = theirs(text)["input_ids"]
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True), text
+    assert ours("first", "second")["input_ids"] == theirs("first", "second")["input_ids"]

@@ -46,7 +46,7 @@ def gguf_tensors(gguf: GGUFFile, keep_types: tuple[str, ...] = ()):
 def load_gguf_tokenizer(cls, path_or_repo_id: str | os.PathLike, gguf_file: str | os.PathLike, **kwargs: Any):
     """The tokenizer stored in the file, as `cls` (or, for the generic class, the class transformers maps the
     file's architecture to). Explicit kwargs (padding_side, special tokens, ...) override the file."""
-    from ..tokenization.classes import TOKENIZER_CLASSES
+    from ..tokenization.classes import tokenizer_class_for
     from ..tokenization.fast import PreTrainedTokenizerFast
     from .tokenizer import gguf_tokenizer_parts
 
@@ -54,7 +54,7 @@ def load_gguf_tokenizer(cls, path_or_repo_id: str | os.PathLike, gguf_file: str 
     gguf = open_gguf(path_or_repo_id, gguf_file, **hub)
     class_name, backend, file_kwargs = gguf_tokenizer_parts(gguf)
     if cls is PreTrainedTokenizerFast:
-        cls = TOKENIZER_CLASSES.get(class_name, PreTrainedTokenizerFast)
+        cls = tokenizer_class_for(class_name) or PreTrainedTokenizerFast  # (T5TokenizerFast lives with its family)
     kwargs.pop("_tokenizer_class", None)
     return cls(tokenizer_object=backend, _tokenizer_class=class_name,
                **{**file_kwargs, "name_or_path": str(path_or_repo_id), **kwargs})

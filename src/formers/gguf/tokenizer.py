@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import BPE
+from tokenizers.models import BPE, Unigram
 
 from ..errors import TokenizerError
 from ..tokenization.bpe_convert import QWEN2_SPLIT
@@ -36,7 +36,8 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 # architecture -> tokenizer class transformers uses for it
 TOKENIZER_CLASS = {"llama": "LlamaTokenizerFast", "mistral": "LlamaTokenizerFast", "qwen2": "Qwen2TokenizerFast",
                    "qwen2moe": "Qwen2TokenizerFast",
-                   "gemma": "GemmaTokenizerFast", "gemma2": "GemmaTokenizerFast", "gpt2": "GPT2TokenizerFast"}
+                   "gemma": "GemmaTokenizerFast", "gemma2": "GemmaTokenizerFast", "gpt2": "GPT2TokenizerFast",
+                   "t5": "T5TokenizerFast"}
 
 
 def _field(gguf: GGUFFile, key: str, default: Any = None) -> Any:
@@ -90,6 +91,49 @@ def _byte_level_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
     return tokenizer
 
 
+def _unigram_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
+    """llama.cpp's "t5" vocabulary (a SentencePiece Unigram model) as transformers' T5 converter builds it: the
+    precompiled character map, trailing spaces stripped and runs of spaces squeezed, "▁" prepended to the text."""
+    scores = _field(gguf, "scores")
+    if scores is None or len(scores) != len(tokens):
+        raise TokenizerError(f"{gguf.path}: tokenizer.ggml.scores must hold one score per token for a Unigram ('t5') "
+                             "vocabulary")
+    tokens = t5_sentinels(tokens)
+    tokenizer = Tokenizer(Unigram([(t, float(s)) for t, s in zip(tokens, scores)],
+                                  unk_id=_field(gguf, "unknown_token_id", 2), byte_fallback=False))
+    steps = [normalizers.Strip(left=False, right=True), normalizers.Replace(Regex(" {2,}"), "▁")]
+    charsmap = _field(gguf, "precompiled_charsmap")
+    if charsmap:
+        steps.insert(0, normalizers.Precompiled(bytes(value & 0xFF for value in charsmap)))
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    prepend = "always" if _field(gguf, "add_space_prefix", True) else "never"
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend)
+    types = _field(gguf, "token_type") or []
+    added = [AddedToken(tokens[i], normalized=False, special=k == CONTROL)
+             for i, k in enumerate(types) if k in (CONTROL, USER_DEFINED)]
+    added += [AddedToken(t, normalized=False, special=True) for t in tokens if t.startswith("<extra_id_")]
+    if added:
+        tokenizer.add_tokens(added)
+    return tokenizer
+
+
+T5_SENTINELS = 100  # T5Tokenizer's extra_ids
+
+
+def t5_sentinels(tokens: list[str]) -> list[str]:
+    """The vocabulary with T5's sentinel names restored. llama.cpp writes the ids past the SentencePiece pieces as
+    "[PAD<id>]" fillers (T5's `<extra_id_N>` come from its tokenizer class, not from spiece.model); T5Tokenizer puts
+    its 100 sentinels right there, `<extra_id_0>` last, so they get those names back, and fillers past them (ids the
+    model's embedding pads to) are left out, as T5's tokenizer has none."""
+    first = len(tokens)
+    while first > 0 and tokens[first - 1] == f"[PAD{first - 1}]":
+        first -= 1
+    if len(tokens) - first < T5_SENTINELS:
+        return tokens
+    return tokens[:first] + [f"<extra_id_{T5_SENTINELS - 1 - j}>" for j in range(T5_SENTINELS)]
+
+
 def _special_tokens(gguf: GGUFFile, tokens: list[str]) -> dict[str, str]:
     out = {}
     for key, name in (("bos_token_id", "bos_token"), ("eos_token_id", "eos_token"),
@@ -109,14 +153,23 @@ def gguf_tokenizer_parts(gguf: GGUFFile) -> tuple[str, Tokenizer, dict[str, Any]
         backend = _sentencepiece_backend(gguf, tokens)
     elif kind == "gpt2":
         backend = _byte_level_backend(gguf, tokens)
+    elif kind == "t5":
+        backend = _unigram_backend(gguf, tokens)
     else:
         raise TokenizerError(f"{gguf.path}: tokenizer.ggml.model {kind!r} is not supported; expected 'llama' "
-                             "(SentencePiece) or 'gpt2' (byte-level BPE)")
+                             "(SentencePiece), 'gpt2' (byte-level BPE) or 't5' (Unigram)")
     kwargs: dict[str, Any] = _special_tokens(gguf, tokens)
     add_bos = _field(gguf, "add_bos_token", kind == "llama")
     kwargs.update(add_bos_token=bool(add_bos), add_eos_token=bool(_field(gguf, "add_eos_token", False)))
     if kind == "llama":
         kwargs["legacy"] = True
+    elif kind == "t5":
+        if backend.token_to_id("<extra_id_0>") is not None:  # listed as T5Tokenizer lists them
+            kwargs["additional_special_tokens"] = [f"<extra_id_{i}>" for i in range(T5_SENTINELS)]
+        eos = kwargs.get("eos_token")
+        if kwargs["add_eos_token"] and eos is not None:  # T5's "$A </s>"
+            backend.post_processor = processors.TemplateProcessing(
+                single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, backend.token_to_id(eos))])
     elif add_bos or kwargs["add_eos_token"]:
         backend.post_processor = _template(kwargs, backend, add_bos)
     template = gguf.get("tokenizer.chat_template")
