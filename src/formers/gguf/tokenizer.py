@@ -109,7 +109,7 @@ def _unigram_backend(gguf: GGUFFile, tokens: list[str]) -> Tokenizer:
     prepend = "always" if _field(gguf, "add_space_prefix", True) else "never"
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend)
-    types = _field(gguf, "token_type") or []
+    types = (_field(gguf, "token_type") or [])[:len(tokens)]  # (fillers left out above are plain UNUSED tokens)
     added = [AddedToken(tokens[i], normalized=False, special=k == CONTROL)
              for i, k in enumerate(types) if k in (CONTROL, USER_DEFINED)]
     added += [AddedToken(t, normalized=False, special=True) for t in tokens if t.startswith("<extra_id_")]
