@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from .config import IGNORED_TENSORS, ArchSpec, arch_spec
+from .architectures import IGNORED_TENSORS, ArchSpec, arch_spec
 from .dequant import BLOCK_LAYOUT, dequantize
 from .reader import GGUFFile, GGUFTensor
 

@@ -175,7 +175,7 @@ def gguf_tokenizer_parts(gguf: GGUFFile) -> tuple[str, Tokenizer, dict[str, Any]
     template = gguf.get("tokenizer.chat_template")
     if template is not None:
         kwargs["chat_template"] = template
-    from .config import model_type_of
+    from .architectures import model_type_of
     class_name = TOKENIZER_CLASS.get(model_type_of(gguf) if kind == "llama" else gguf.architecture,
                                      "LlamaTokenizerFast" if kind == "llama" else "PreTrainedTokenizerFast")
     if class_name == "Qwen2TokenizerFast" and not add_bos:
