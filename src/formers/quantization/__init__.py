@@ -24,13 +24,14 @@ from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
                            quantize_with_bitsandbytes, stored_dtype, weight_parts)
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
-                     FbgemmFp8Config, GPTQConfig, HqqConfig, QuantoConfig, TorchAoConfig, check_quantization_config,
-                     package_config)
+                     FbgemmFp8Config, GPTQConfig, HqqConfig, QuantizationConfigMixin, QuantoConfig, TorchAoConfig,
+                     check_quantization_config, package_config)
 from .linear import QuantizedLinear
 from .quanto import as_quanto_config, quantize_with_quanto
 
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
-           "GPTQConfig", "HqqConfig", "QuantoConfig", "TorchAoConfig", "QuantizedLinear", "LoadQuantization",
+           "GPTQConfig", "HqqConfig", "QuantizationConfigMixin", "QuantoConfig", "TorchAoConfig", "QuantizedLinear",
+           "LoadQuantization",
            "canonical_4bit_layers", "checkpoint_state", "pop_quantization", "quantized_memory_bytes"]
 
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
-from .config import BitsAndBytesConfig, package_config
+from .package_configs import BitsAndBytesConfig, package_config
 from .swap import output_head_names, reference_kind, swap_linears
 
 

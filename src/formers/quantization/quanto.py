@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .config import QuantoConfig, package_config
+from .package_configs import QuantoConfig, package_config
 from .swap import output_head_names, swap_linears
 
 
