@@ -16,7 +16,9 @@ TorchAoConfig("int8_weight_only" / "int8_dynamic_activation_int8_weight"), float
 through torchao, formers with its own kernels). llama.cpp (llama-cpp-python, a bench-only extra: see
 bench/README.md) always reads the GGUF file of the dtype, written once by bench/gguf_weights.py with the writer formers' tests use; it
 runs batch 1 only. The roofline of a dtype is the measured read bandwidth divided by the bytes of its
-weights read per token (the GGUF tensor bytes: every matrix once, the tied head counted once).
+weights read per token (the GGUF tensor bytes: every matrix once, the tied head counted once). A prefill's
+"of peak" is its FLOPs (prefill_flops_per_token: projections, causal attention, the head once) per second over
+the measured matmul peak of the dtype (a 1024^3 GEMM), for float32 and bfloat16.
 """
 from __future__ import annotations
 
@@ -138,6 +140,18 @@ def weight_bytes(checkpoint: Path, dtype_name: str) -> int:
     return sum(int(t.n_bytes) for t in gguf.GGUFReader(str(gguf_file(checkpoint, dtype_name))).tensors)
 
 
+def prefill_flops_per_token(checkpoint: Path, prompt: int) -> float:
+    """Multiply-add FLOPs (x2) per prompt token of a Llama prefill: the layers' projections, the causal attention
+    products (on average (prompt + 1) / 2 keys a query) and the LM head once for the last position."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    hidden, layers, heads = config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]
+    head_dim = hidden // heads
+    kv = config.get("num_key_value_heads", heads) * head_dim
+    projections = hidden * (2 * hidden + 2 * kv) + 3 * hidden * config["intermediate_size"]
+    attention = 2 * heads * head_dim * (prompt + 1) / 2  # q.k and p.v per key
+    return 2 * (layers * (projections + attention) + hidden * config["vocab_size"] / prompt)
+
+
 def _print_ratios(results: dict, dtype: str, args) -> None:
     """formers' median decode speed over each other implementation's, per batch (the issue's targets: >= 1 vs
     llama.cpp at batch 1, >= 1.5 vs transformers at batch 8)."""
@@ -196,15 +210,20 @@ def main() -> None:
                 records.setdefault((impl, dtype), []).append(collect(done.stdout + done.stderr))
     summary = {"shape": args.shape or args.family, "machine": machine, "prompt": args.prompt,
                "new_tokens": args.new_tokens, "gguf": args.gguf, "results": {}}
+    flops = prefill_flops_per_token(checkpoint, args.prompt) if args.family == "llama" else None
     for dtype in args.dtypes:
         per_token = weight_bytes(checkpoint, dtype) if args.family == "llama" and dtype not in TORCHAO else None
+        peak = machine["matmul_gflops"].get(dtype) if flops else None  # float32 / bfloat16: that dtype's GEMM
         roofline = machine["read_gbs"] * 1e9 / per_token if per_token else None
         line = f"\n== {dtype}"
         if per_token:
             line += f": {per_token / 1e6:.0f} MB of weights per token, roofline {roofline:.1f} tok/s"
         print(line)
+        if peak:
+            line = f"   prefill: {flops / 1e6:.0f} MFLOP per prompt token, matmul peak {peak} GFLOP/s"
+            print(line)
         print(f"{'impl':>13} {'batch':>5} {'decode tok/s (median; runs)':>34} {'GB/s':>6} {'roofline':>8} "
-              f"{'prefill tok/s':>13} {'RSS MB':>7}")
+              f"{'prefill tok/s':>13} {'of peak':>7} {'RSS MB':>7}")
         for impl in args.impl:
             for batch in map(str, _runs(impl, dtype, args.batches)):
                 runs = records.get((impl, dtype), [])
@@ -213,13 +232,15 @@ def main() -> None:
                 med = statistics.median(decode)
                 gbs = med * per_token / 1e9 / int(batch) if per_token else float("nan")
                 frac = med / int(batch) / roofline if roofline else float("nan")
+                prefill_med = statistics.median(prefill)
+                of_peak = prefill_med * flops / 1e9 / peak if peak else float("nan")
                 print(f"{impl:>13} {batch:>5} {med:8.1f} ({', '.join(f'{d:.1f}' for d in decode)}) "
-                      f"{gbs:6.1f} {frac:7.0%} {statistics.median(prefill):13.1f} "
+                      f"{gbs:6.1f} {frac:7.0%} {prefill_med:13.1f} {of_peak:7.0%} "
                       f"{max(r['peak_rss_mb'] for r in runs):7.0f}")
                 summary["results"][f"{impl}/{dtype}/b{batch}"] = {
                     "decode_tok_s": [round(d, 2) for d in decode], "decode_median": round(med, 2),
                     "prefill_tok_s": [round(p, 1) for p in prefill], "weight_gbs": round(gbs, 2),
-                    "roofline_fraction": round(frac, 3)}
+                    "roofline_fraction": round(frac, 3), "prefill_peak_fraction": round(of_peak, 3)}
         _print_ratios(summary["results"], dtype, args)
     print(json.dumps(summary))  # last line: what ../shared/bench-tools/run_quiet.py records
 
