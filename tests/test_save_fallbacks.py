@@ -136,10 +136,31 @@ def test_a_new_save_replaces_every_file_of_the_old_model(models_and_folder):
                               "tokenizer.json", "tokenizer_config.json"]
 
 
+@pytest.mark.parametrize("shard", [None, "20KB"])
+def test_pytorch_bin_as_4_45_writes_it(models_and_folder, shard):
+    """safe_serialization=False writes 4.45's pytorch_model.bin (its shard and index names) in place of the
+    safetensors, which go; formers reads it back (weights_only) and so does 4.45.2, with the same logits."""
+    import transformers
+
+    a, b, target = models_and_folder
+    b.save_pretrained(target, safe_serialization=False, **({"max_shard_size": shard} if shard else {}))
+    weights = [name for name in _names(target) if name.startswith(("model", "pytorch_model"))]
+    if shard:
+        assert "pytorch_model.bin.index.json" in weights and len(weights) > 2
+        assert all(name.startswith("pytorch_model-") for name in weights if name.endswith(".bin"))
+    else:
+        assert weights == ["pytorch_model.bin"]
+    assert _same_weights(target, b) and _kept_user_files(target)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(target)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(ids).logits, b(ids).logits, rtol=0, atol=1e-6)
+    a.save_pretrained(target)  # and back: the .bin files go
+    assert not [name for name in _names(target) if name.startswith("pytorch_model")] and _same_weights(target, a)
+
+
 def test_refusals(models_and_folder):
     a, b, target = models_and_folder
-    with pytest.raises(CheckpointError, match="safe_serialization=False"):
-        b.save_pretrained(target, safe_serialization=False)
     with pytest.raises(CheckpointError, match="is a file"):
         b.save_pretrained(target / "notes.txt")
     assert _same_weights(target, a) and _kept_user_files(target)

@@ -20,7 +20,7 @@ from .loading.sources import open_weights
 from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
-from .loading.weights_writer import is_model_file, write_safetensors
+from .loading.weights_writer import is_model_file, write_weights
 from .quantization import QuantizedLinear, canonical_4bit_layers, checkpoint_state, pop_quantization
 from .quantization.dequantize import dequantize_model
 
@@ -190,12 +190,12 @@ class PreTrainedModel(nn.Module, GenerationMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
                         state_dict: dict[str, torch.Tensor] | None = None, safe_serialization: bool = True,
                         max_shard_size: int | str = "5GB", **kwargs: Any) -> None:
-        """Write config.json, generation_config.json and (sharded) safetensors. The save is staged beside
-        the folder and switched in at once: a save killed at any point leaves the previous model whole."""
+        """Write config.json, generation_config.json and (sharded) safetensors, or with safe_serialization=False
+        pytorch_model.bin as 4.45 does (plain tensors: what torch.load(weights_only=True) reads). The save is
+        staged beside the folder and switched in at once: a save killed at any point leaves the previous model
+        whole."""
         if not is_main_process:
             return
-        if not safe_serialization:
-            raise CheckpointError("save_pretrained(safe_serialization=False): formers writes safetensors only")
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
         package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
@@ -207,7 +207,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         self.config.torch_dtype = self.dtype
 
         def write_payload(folder: Path) -> None:
-            write_safetensors(folder, state_dict, max_shard_size)
+            write_weights(folder, state_dict, max_shard_size, safe_serialization)
             if self.generation_config is not None:
                 self.generation_config.save_pretrained(folder)
             self.config.save_pretrained(folder)  # last: what makes a folder loadable

@@ -173,3 +173,21 @@ def test_dynamic_int8_decoding_kernel_equals_the_schemes_torch_ops(rows):
             got = kernel_linear.small_batch_dynamic_int8_linear(batch, layer.weight, layer.weight_scale, layer.bias)
             assert got is not None and torch.equal(got, layer._dynamic_int8_linear(batch))
             assert torch.equal(layer(batch), got)
+
+
+@pytest.mark.parametrize("quant_type, settings", [("int4_weight_only", {"group_size": 32}),
+                                                  ("int8_weight_only", {}),
+                                                  ("int8_dynamic_activation_int8_weight", {})])
+def test_quantized_model_saves_as_pytorch_bin(folder, quant_type, settings, tmp_path):
+    """save_pretrained(safe_serialization=False), as 4.45's torchao guide writes it: pytorch_model.bin of plain
+    tensors, which reloads (weights_only) into the same quantized layers and logits."""
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=formers.TorchAoConfig(quant_type, **settings))
+    ours.save_pretrained(tmp_path / "saved", safe_serialization=False)
+    assert (tmp_path / "saved" / "pytorch_model.bin").exists()
+    assert not (tmp_path / "saved" / "model.safetensors").exists()
+    reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert [m.scheme for m in reloaded.modules() if isinstance(m, QuantizedLinear)] == [
+        m.scheme for m in ours.modules() if isinstance(m, QuantizedLinear)]
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, ours(IDS).logits)

@@ -36,15 +36,18 @@ def _weights(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("neftune", [None, 5.0])
-def test_resume_reproduces_the_uninterrupted_run(tmp_path, neftune):
+@pytest.mark.parametrize("neftune, safetensors", [(None, True), (5.0, True), (None, False)])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, neftune, safetensors):
     data = token_rows(20, (6, 14))  # 5 batches per epoch: the run crosses an epoch boundary
-    common = dict(gradient_accumulation_steps=2, per_device_train_batch_size=2, neftune_noise_alpha=neftune)
+    common = dict(gradient_accumulation_steps=2, per_device_train_batch_size=2, neftune_noise_alpha=neftune,
+                  save_safetensors=safetensors)  # False: checkpoints hold pytorch_model.bin
     full = _trainer(_args(tmp_path / "full", **common), data)
     full.train()
     first = _trainer(_args(tmp_path / "part", save_strategy="steps", save_steps=3, **common), data)
     first.args.max_steps = 8
     first.train()
+    weights = "model.safetensors" if safetensors else "pytorch_model.bin"
+    assert (tmp_path / "part" / "checkpoint-3" / weights).exists()
     resumed = _trainer(_args(tmp_path / "part", **common), data, seed=123)  # other init: weights come from disk
     resumed.train(resume_from_checkpoint=str(tmp_path / "part" / "checkpoint-3"))
     full_losses, resumed_losses = _losses(full), _losses(resumed)

@@ -1,5 +1,5 @@
-"""Write a state dict as safetensors, sharded by size (inside the folder that save.py stages), and say
-which files of a folder belong to a model save."""
+"""Write a state dict as safetensors (or pytorch_model.bin), sharded by size (inside the folder that save.py
+stages), and say which files of a folder belong to a model save."""
 from __future__ import annotations
 
 import json
@@ -51,16 +51,31 @@ def plan_shards(state_dict: dict[str, torch.Tensor], max_shard_size: int) -> lis
     return shards
 
 
-def write_safetensors(folder: Path, state_dict: dict[str, torch.Tensor], max_shard_size: int | str) -> list[str]:
-    """Write the weights into `folder`; stale weight files from earlier saves are removed. Returns file names."""
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A plain, contiguous tensor holding only its own bytes: a pickle of a view keeps its whole storage, and
+    a Parameter subclass (bitsandbytes' Params4bit, ...) would be a class torch.load(weights_only=True) refuses."""
+    tensor = tensor.detach().as_subclass(torch.Tensor).contiguous()
+    return tensor.clone() if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size() else tensor
+
+
+def write_weights(folder: Path, state_dict: dict[str, torch.Tensor], max_shard_size: int | str,
+                  safe_serialization: bool = True) -> list[str]:
+    """Write the weights into `folder` as safetensors, or with `safe_serialization=False` as transformers'
+    `pytorch_model.bin` (torch.save of plain tensors); stale weight files from earlier saves are removed.
+    Returns file names."""
     shards = plan_shards(state_dict, parse_size(max_shard_size))
+    single, index_name = (SAFE_WEIGHTS, SAFE_INDEX) if safe_serialization else (BIN_WEIGHTS, BIN_INDEX)
     if len(shards) == 1:
-        names = [SAFE_WEIGHTS]
+        names = [single]
     else:
-        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+        stem, suffix = single.rsplit(".", 1)
+        names = [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{suffix}" for i in range(len(shards))]
     for name, shard in zip(names, shards):
         with atomic_path(folder / name) as tmp:
-            save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp), metadata={"format": "pt"})
+            if safe_serialization:
+                save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp), metadata={"format": "pt"})
+            else:
+                torch.save({k: _plain(v) for k, v in shard.items()}, str(tmp))
     stale = [p for p in folder.iterdir() if is_model_file(p.name) and p.name not in _CONFIG_FILES
              and p.name not in names]
     for path in stale:
@@ -68,6 +83,6 @@ def write_safetensors(folder: Path, state_dict: dict[str, torch.Tensor], max_sha
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state_dict.values())},
                  "weight_map": {key: name for name, shard in zip(names, shards) for key in shard}}
-        atomic_write_text(folder / SAFE_INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
-        names.append(SAFE_INDEX)
+        atomic_write_text(folder / index_name, json.dumps(index, indent=2, sort_keys=True) + "\n")
+        names.append(index_name)
     return names
