@@ -199,7 +199,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
         package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
-        if package == "quanto":
+        if package in ("quanto", "hqq"):  # 4.45 calls both not serializable
             raise CheckpointError(f"save_pretrained: formers does not write the layout of {package} layers; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")
         state_dict = self._state_dict_for_saving() if state_dict is None else state_dict

@@ -214,7 +214,7 @@ def test_memory_figures(llama_dir):
     assert sizes["int4_weight_only"] - rest == pytest.approx(linear * (0.5 + 8 / 32), rel=0.02)  # + 2 fp32 / 32
 
 
-@pytest.mark.parametrize("name,package", [("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq"), ("HqqConfig", "hqq"),
+@pytest.mark.parametrize("name,package", [("GPTQConfig", "auto_gptq"), ("AwqConfig", "awq"),
                                           ("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),
                                           ("FbgemmFp8Config", "fbgemm_gpu"),
                                           ("CompressedTensorsConfig", "compressed_tensors")])

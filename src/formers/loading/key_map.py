@@ -161,6 +161,16 @@ class KeyMap:
             out[self._with_prefix(target, prefixed)] = self._maybe_transpose(target, joined)
         return out
 
+    def checkpoint_key(self, key: str) -> str | None:
+        """The checkpoint key formers' `key` is saved under; None where it is one part of a fused tensor."""
+        prefixed = key.startswith("model.")
+        inner = key[len("model."):] if prefixed else key
+        if not prefixed and (head := self._rename(inner, self.head_renames, reverse=True)) is not None:
+            return head
+        if self._fused_part(inner) is not None:
+            return None
+        return self._with_prefix(self._rename(inner, self.renames, reverse=True) or inner, prefixed)
+
     def _fused_part(self, key: str) -> tuple[int, str, int] | None:
         """(rule index, checkpoint key, part index) when `key` is one part of a fused checkpoint tensor."""
         for rule_idx, rule in enumerate(self.fused):

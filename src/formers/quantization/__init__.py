@@ -26,6 +26,7 @@ from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandby
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
                      FbgemmFp8Config, GPTQConfig, HqqConfig, QuantizationConfigMixin, QuantoConfig, TorchAoConfig,
                      check_quantization_config, package_config)
+from .hqq import as_hqq_config, quantize_with_hqq
 from .linear import QuantizedLinear
 from .quanto import as_quanto_config, quantize_with_quanto
 
@@ -41,7 +42,7 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
-    package: BitsAndBytesConfig | QuantoConfig | None = None  # its layers go in after the full-precision load
+    package: BitsAndBytesConfig | QuantoConfig | HqqConfig | None = None  # its layers go in after the load
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
@@ -75,13 +76,15 @@ class LoadQuantization:
 
 
     def finish(self, model: nn.Module) -> None:
-        """What runs on the loaded model: bitsandbytes' or quanto's layers, if asked; then the attributes 4.45 sets
+        """What runs on the loaded model: bitsandbytes', quanto's or hqq's layers, if asked; then the attributes 4.45 sets
         on a quantized model (`is_quantized`, `quantization_method`, bitsandbytes' `is_loaded_in_4bit` /
         `is_loaded_in_8bit`), which PEFT and training code read."""
         if isinstance(self.package, BitsAndBytesConfig):
             quantize_with_bitsandbytes(model, self.package)
         elif isinstance(self.package, QuantoConfig):
             quantize_with_quanto(model, self.package)
+        elif isinstance(self.package, HqqConfig):
+            quantize_with_hqq(model, self.package, model.dtype)
         recorded = getattr(model.config, "quantization_config", None)
         if recorded:
             model.is_quantized, model.quantization_method = True, recorded.get("quant_method")
@@ -105,9 +108,9 @@ def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
         if not bnb_config.is_quantizable():
             raise ConfigError("quantization_config=BitsAndBytesConfig: set load_in_8bit=True or load_in_4bit=True")
         return LoadQuantization(None, keep, bnb_config)
-    quanto_config = as_quanto_config(value)
-    if quanto_config is not None:
-        return LoadQuantization(None, keep, quanto_config)
+    package = as_quanto_config(value) or as_hqq_config(value)
+    if package is not None:
+        return LoadQuantization(None, keep, package)
     return LoadQuantization(check_quantization_config(value), keep)
 
 

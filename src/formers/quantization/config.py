@@ -98,5 +98,5 @@ def check_quantization_config(value: Any) -> TorchAoConfig | None:
         raise ConfigError(f"quantization_config={type(value).__name__}: {reason}. formers quantizes weights itself "
                           "with TorchAoConfig('int8_weight_only') or TorchAoConfig('int4_weight_only', "
                           "group_size=32), or loads llama.cpp's Q8_0/Q4_0/Q4_K GGUF files with keep_quantized=True; "
-                          "BitsAndBytesConfig and QuantoConfig run when their packages are installed")
+                          "BitsAndBytesConfig, QuantoConfig and HqqConfig run when their packages are installed")
     raise ConfigError(f"quantization_config: expected a TorchAoConfig or its dict, got {type(value).__name__}")

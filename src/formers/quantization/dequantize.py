@@ -3,7 +3,8 @@
 4.45 implements it for bitsandbytes' layers: each Linear4bit / Linear8bitLt becomes an nn.Linear holding the weight
 bitsandbytes dequantizes, cast to the model's dtype, its bias kept; the other methods raise NotImplementedError and
 an unquantized model raises ValueError. formers does the same and also dequantizes its own int8 / int4 / GGUF-block
-layers and GGUF embeddings (TorchAoConfig, `keep_quantized=True`; a tied head is tied to the table again). Two
+layers and GGUF embeddings (TorchAoConfig, `keep_quantized=True`; a tied head is tied to the table again) and
+hqq's layers (4.45 has no dequantize for HQQ: the weight hqq's own `dequantize` gives, which its forward uses). Two
 differences: 4.45.2 stops on an 8-bit layer on a CPU (it goes through bitsandbytes' CUDA-only matrix-layout
 functions), where formers takes bitsandbytes' CPU dequantization (int8 x row scale / 127); and 4.45 leaves
 `quantization_config` in the model's config, so a folder saved afterwards claims quantized layers it does not hold:
@@ -22,6 +23,8 @@ def _full_precision_weight(module: nn.Module) -> Tensor | None:
     """The weight a quantized linear layer (or GGUF embedding) computes with, as float; None for any other module."""
     if isinstance(module, (QuantizedLinear, QuantizedEmbedding)):
         return module.dequantized_weight()
+    if type(module).__name__ == "HQQLinear" and type(module).__module__.startswith("hqq"):
+        return module.dequantize()  # hqq's own: what its forward multiplies by
     kind = type(module).__name__ if type(module).__module__.startswith("bitsandbytes") else None
     if kind == "Linear4bit":
         from bitsandbytes.functional import dequantize_4bit
@@ -43,7 +46,7 @@ def dequantize_model(model: nn.Module) -> nn.Module:
     if not recorded:
         raise ValueError("You need to first quantize your model in order to dequantize it")
     method = recorded.get("quant_method")
-    if method not in ("bitsandbytes", "torchao", "formers_gguf"):
+    if method not in ("bitsandbytes", "torchao", "formers_gguf", "hqq"):
         raise NotImplementedError(f"{method} has no implementation of `dequantize`: its layers stay as they are")
     dtype = model.dtype
     with canonical_4bit_layers(model):  # bitsandbytes' CPU-repacked 4-bit layers in their saved layout
