@@ -6,8 +6,8 @@ from_pretrained options (transformers 4.45 names, plus one beyond 4.45):
 - `gguf_file=..., keep_quantized=True`: keep llama.cpp's Q8_0 / Q4_0 / Q4_1 / Q4_K weights quantized
   instead of dequantizing them (4.45 always dequantizes);
 - a folder saved from a quantized model reloads quantized (its config.json records how);
-- `quantization_config=BitsAndBytesConfig(...)` / `QuantoConfig(...)`: the bitsandbytes / quanto package's
-  layers, when it is installed.
+- `quantization_config=BitsAndBytesConfig(...)` / `QuantoConfig(...)` / `HqqConfig(...)`: the bitsandbytes /
+  quanto / hqq package's layers, when it is installed.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from .quanto import as_quanto_config, quantize_with_quanto
 
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
            "GPTQConfig", "HqqConfig", "QuantizationConfigMixin", "QuantoConfig", "TorchAoConfig", "QuantizedLinear",
-           "LoadQuantization",
-           "canonical_4bit_layers", "checkpoint_state", "pop_quantization", "quantized_memory_bytes"]
+           "LoadQuantization", "canonical_4bit_layers", "checkpoint_state", "pop_quantization",
+           "quantized_memory_bytes"]
 
 
 @dataclass
@@ -76,8 +76,8 @@ class LoadQuantization:
 
 
     def finish(self, model: nn.Module) -> None:
-        """What runs on the loaded model: bitsandbytes', quanto's or hqq's layers, if asked; then the attributes 4.45 sets
-        on a quantized model (`is_quantized`, `quantization_method`, bitsandbytes' `is_loaded_in_4bit` /
+        """What runs on the loaded model: bitsandbytes', quanto's or hqq's layers, if asked; then the attributes
+        4.45 sets on a quantized model (`is_quantized`, `quantization_method`, bitsandbytes' `is_loaded_in_4bit` /
         `is_loaded_in_8bit`), which PEFT and training code read."""
         if isinstance(self.package, BitsAndBytesConfig):
             quantize_with_bitsandbytes(model, self.package)
