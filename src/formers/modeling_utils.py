@@ -161,9 +161,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             tensors, device = load_tensor_parallel(model, tp_plan, pretrained_model_name_or_path, hub, source,
                                                    key_map, quantization, device)
         else:
-            tensors = source.tensors()
-            if key_map is not None:
-                tensors = quantization.to_model(model, key_map, tensors)
+            tensors = quantization.to_model(model, key_map, source.tensors(), dtype)
         tensors = quantization.stream(model, tensors, dtype, device)  # swaps in quantized linears, if asked
         unexpected = _assign_weights(model, tensors, dtype, device)
         model.tie_weights()

@@ -171,6 +171,11 @@ class KeyMap:
             return None
         return self._with_prefix(self._rename(inner, self.renames, reverse=True) or inner, prefixed)
 
+    def stores_transposed(self, key: str) -> bool:
+        """Whether the checkpoint stores the tensor `key` (a checkpoint key) [in, out] (Conv1D)."""
+        inner, _ = self._strip(key)
+        return any(_match(p, inner) is not None for p in self.transposed)
+
     def _fused_part(self, key: str) -> tuple[int, str, int] | None:
         """(rule index, checkpoint key, part index) when `key` is one part of a fused checkpoint tensor."""
         for rule_idx, rule in enumerate(self.fused):

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..loading.key_map import KeyMap
-from . import bitsandbytes_layout
+from . import bitsandbytes_layout, gptq
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
                            quantize_with_bitsandbytes, stored_dtype, weight_parts)
@@ -42,17 +42,24 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
-    package: BitsAndBytesConfig | QuantoConfig | HqqConfig | None = None  # its layers go in after the load
+    package: BitsAndBytesConfig | QuantoConfig | HqqConfig | GPTQConfig | None = None  # layers put in after the load
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
         return KEPT_GGUF_TYPES if self.keep_quantized else ()
 
     @staticmethod
-    def to_model(model: nn.Module, key_map: KeyMap, tensors: Iterable) -> Iterator:
+    def to_model(model: nn.Module, key_map: KeyMap | None, tensors: Iterable, dtype: torch.dtype) -> Iterable:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
-        layers has their states split or renamed as the key map splits or renames their weights."""
-        saved = package_config(getattr(model.config, "quantization_config", None))
+        layers has their states split or renamed as the key map splits or renames their weights; a GPTQ
+        checkpoint's layers come as their dequantized weights (gptq.py)."""
+        recorded = getattr(model.config, "quantization_config", None)
+        if gptq.is_gptq_checkpoint(recorded):
+            tensors = gptq.dequantize_stream(tensors, recorded, dtype,
+                                             key_map.stores_transposed if key_map else lambda key: False)
+        if key_map is None:
+            return tensors
+        saved = package_config(recorded)
         if isinstance(saved, BitsAndBytesConfig):
             return bitsandbytes_layout.to_model(tensors, key_map, model.config, weight_parts(saved),
                                                 stored_dtype(saved))
@@ -62,6 +69,15 @@ class LoadQuantization:
         """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
         model_config = model.config
         recorded = getattr(model_config, "quantization_config", None)  # config.json's
+        if gptq.is_gptq_checkpoint(recorded):  # its layers were dequantized by to_model: the model is a plain one
+            del model_config.quantization_config
+            recorded = None
+        elif isinstance(self.package, GPTQConfig):  # (4.45 code passes one to load a GPTQ checkpoint: fine above)
+            raise ConfigError("quantization_config=GPTQConfig: quantizing a full-precision checkpoint with GPTQ runs "
+                              "calibration data through the model (optimum + auto-gptq on a GPU in 4.45), which "
+                              "formers does not do; it reads GPTQ checkpoints (config.json quant_method 'gptq') and "
+                              "quantizes weights itself with TorchAoConfig('int8_weight_only') or "
+                              "TorchAoConfig('int4_weight_only', group_size=32)")
         saved = package_config(recorded)
         if isinstance(saved, BitsAndBytesConfig):  # saved with bitsandbytes' layers: they load as saved (as in 4.45)
             self.package = None
@@ -108,7 +124,7 @@ def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
         if not bnb_config.is_quantizable():
             raise ConfigError("quantization_config=BitsAndBytesConfig: set load_in_8bit=True or load_in_4bit=True")
         return LoadQuantization(None, keep, bnb_config)
-    package = as_quanto_config(value) or as_hqq_config(value)
+    package = as_quanto_config(value) or as_hqq_config(value) or gptq.loading_config(value)
     if package is not None:
         return LoadQuantization(None, keep, package)
     return LoadQuantization(check_quantization_config(value), keep)

@@ -1,0 +1,105 @@
+"""Checkpoints quantized with GPTQ, read without optimum or auto-gptq.
+
+A GPTQ checkpoint (config.json `quantization_config` with quant_method "gptq", auto-gptq's "gptq" layout, which
+4.45 loads through optimum) stores each quantized linear layer as four tensors:
+- `qweight` int32 [K * bits / 32, out]: the layer's codes along its inputs, 32 / bits per word (3 bits: 32 codes
+  in 3 words), low bits first;
+- `qzeros` int32 [groups, out * bits / 32]: each group's zero point, packed the same way along the outputs, stored
+  minus one (auto-gptq adds the one back);
+- `scales` float16 [groups, out];
+- `g_idx` int32 [K]: the group of each input (input // group_size, or any order with act-order / desc_act).
+The weight is w[k, n] = scale[g_idx[k], n] * (code[k, n] - zero[g_idx[k], n]), auto-gptq's own formula.
+formers turns each layer into that weight at load (the checkpoint then loads like any other; `quantization_config`
+leaves the model's config, so a save writes a plain model): the weights 4.45.2 computes with, in the model's dtype.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError
+from .package_configs import GPTQConfig, package_config
+
+PARTS = ("qweight", "qzeros", "scales", "g_idx")
+BITS = (2, 3, 4, 8)
+
+
+def is_gptq_checkpoint(recorded: Any) -> bool:
+    return isinstance(recorded, dict) and recorded.get("quant_method") == "gptq"
+
+
+def loading_config(value: Any) -> GPTQConfig | None:
+    """A GPTQConfig passed to from_pretrained (4.45's docs pass one with loading options such as use_exllama): kept
+    until the checkpoint's own config says whether it is a GPTQ checkpoint, which loads; else it is refused."""
+    value = package_config(value)
+    return value if isinstance(value, GPTQConfig) else None
+
+
+def _check(recorded: dict[str, Any]) -> int:
+    bits = recorded.get("bits")
+    if bits not in BITS:
+        raise CheckpointError(f"config.json quantization_config (GPTQ) bits: expected one of {list(BITS)}, "
+                              f"got {bits!r}")
+    layout = recorded.get("checkpoint_format", "gptq")
+    if layout != "gptq":
+        raise CheckpointError(f"config.json quantization_config (GPTQ) checkpoint_format {layout!r}: formers reads "
+                              "auto-gptq's 'gptq' layout (the one transformers 4.45 loads)")
+    return bits
+
+
+def unpack(words: Tensor, bits: int, dim: int) -> Tensor:
+    """int32 words -> the codes they hold (int64), 32 / bits per word along `dim`, read as one little-endian stream
+    of `bits`-bit fields (so a 3-bit code may straddle two words)."""
+    words = words.movedim(dim, -1).to(torch.int64) & 0xFFFFFFFF
+    if 32 % bits == 0:
+        shifts = torch.arange(0, 32, bits, dtype=torch.int64)
+        codes = ((words.unsqueeze(-1) >> shifts) & (2 ** bits - 1)).flatten(-2)
+    else:  # bit by bit: [..., words, 32] -> [..., codes, bits]
+        stream = ((words.unsqueeze(-1) >> torch.arange(32, dtype=torch.int64)) & 1).flatten(-2)
+        codes = (stream.unflatten(-1, (-1, bits)) << torch.arange(bits, dtype=torch.int64)).sum(-1)
+    return codes.movedim(-1, dim)
+
+
+def dequantized_weight(parts: dict[str, Tensor], bits: int, dtype: torch.dtype, name: str) -> Tensor:
+    """The weight [inputs, outputs] of one GPTQ layer in `dtype`, computed in it as 4.45 + auto-gptq compute it
+    (scales cast to the model's dtype, then times the code minus the zero point); `name` for errors."""
+    codes = unpack(parts["qweight"], bits, 0)
+    zeros = unpack(parts["qzeros"], bits, 1) + 1  # a stored 2^bits - 1 means 2^bits, as auto-gptq's kernels read it
+    scales, groups = parts["scales"].to(dtype), parts["g_idx"].long()
+    if codes.shape[0] != groups.numel() or zeros.shape != scales.shape or codes.shape[1] != scales.shape[1]:
+        raise CheckpointError(f"GPTQ layer {name}: qweight {list(parts['qweight'].shape)}, qzeros "
+                              f"{list(parts['qzeros'].shape)}, scales {list(parts['scales'].shape)} and g_idx "
+                              f"{list(parts['g_idx'].shape)} do not fit together for {bits} bits")
+    if groups.numel() and (groups.min() < 0 or groups.max() >= scales.shape[0]):
+        raise CheckpointError(f"GPTQ layer {name}: g_idx names groups outside 0..{scales.shape[0] - 1}")
+    return scales[groups] * (codes - zeros[groups]).to(dtype)
+
+
+def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str, Any], dtype: torch.dtype,
+                      transposed: Callable[[str], bool]) -> Iterator[tuple[str, Tensor]]:
+    """The checkpoint's tensors with each GPTQ layer's parts replaced by `<layer>.weight` in `dtype`, in
+    nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back)."""
+    bits = _check(recorded)
+    pending: dict[str, dict[str, Tensor]] = {}
+    layers = 0
+    for key, tensor in tensors:
+        layer, _, part = key.rpartition(".")
+        if part not in PARTS:
+            yield key, tensor
+            continue
+        parts = pending.setdefault(layer, {})
+        parts[part] = tensor
+        if len(parts) == len(PARTS):
+            weight = dequantized_weight(pending.pop(layer), bits, dtype, layer)
+            layers += 1
+            name = f"{layer}.weight"
+            yield name, weight if transposed(name) else weight.t().contiguous()
+    if pending:
+        layer, parts = next(iter(pending.items()))
+        raise CheckpointError(f"GPTQ layer {layer}: the checkpoint has {sorted(parts)} of {list(PARTS)}")
+    if not layers:
+        raise CheckpointError("config.json's quantization_config says GPTQ, but the checkpoint holds no GPTQ layer "
+                              f"(tensors named <layer>.{', <layer>.'.join(PARTS)})")

@@ -1,0 +1,166 @@
+"""GPTQ checkpoints read without optimum or auto-gptq (formers/quantization/gptq.py), against transformers 4.45.2
+loading the same folder through optimum + auto-gptq on the CPU (auto-gptq's torch path; the test extra installs
+both). Each checkpoint is written here in auto-gptq's layout from random codes, zero points and float16 scales of
+a tiny model's block layers: what the folder means is what 4.45.2 computes from it, however its bits were chosen."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import formers
+from formers.errors import CheckpointError, ConfigError
+from tests.conftest import build_oracle_checkpoint
+
+pytest.importorskip("auto_gptq", reason="auto-gptq is not installed (it comes with the test extra)")
+pytest.importorskip("optimum", reason="optimum is not installed (it comes with the test extra)")
+
+IDS = torch.tensor([[1, 5, 9, 33, 7, 64, 3], [1, 90, 12, 4, 77, 21, 50]])
+FAMILIES = {
+    "llama": (None, dict(tie_word_embeddings=False, intermediate_size=128)),
+    "qwen2": (None, dict(tie_word_embeddings=False, intermediate_size=128)),  # q/k/v biases
+    # Conv1D projections, q/k/v fused in c_attn: formers' key map splits the dequantized weight
+    "gpt2": (dict(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64), {}),
+}
+
+
+def _pack(codes: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    """Codes -> int32 words along `dim`, a little-endian stream of `bits`-bit fields (auto-gptq's packing)."""
+    codes = codes.movedim(dim, -1).to(torch.int64)
+    fields = codes.unflatten(-1, (-1, 32))  # 32 codes fill `bits` words exactly
+    stream = ((fields.unsqueeze(-1) >> torch.arange(bits)) & 1).flatten(-2)  # [..., groups of 32, 32 * bits]
+    words = (stream.unflatten(-1, (bits, 32)) << torch.arange(32)).sum(-1).flatten(-2)
+    return torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32).movedim(-1, dim).contiguous()
+
+
+def gptq_checkpoint(folder, out, bits: int, group_size: int, act_order: bool, seed: int = 0):
+    """`folder`'s model with every linear layer of its blocks replaced by random GPTQ parts; returns `out`."""
+    import transformers
+    from transformers.pytorch_utils import Conv1D
+
+    reference = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(seed)
+    state = load_file(folder / "model.safetensors")
+    blocks = ("model.layers.", "transformer.h.")
+    for name, module in reference.named_modules():
+        if not name.startswith(blocks) or not isinstance(module, (torch.nn.Linear, Conv1D)):
+            continue
+        outputs, inputs = (module.weight.shape[1], module.weight.shape[0]) if isinstance(module, Conv1D) \
+            else module.weight.shape
+        groups = inputs // group_size
+        codes = torch.randint(0, 2 ** bits, (inputs, outputs), generator=generator)
+        # stored zero points (true zero - 1); with act-order also the top value, which auto-gptq reads as 2^bits
+        zeros = torch.randint(0, 2 ** bits - (0 if act_order else 1), (groups, outputs), generator=generator)
+        g_idx = torch.arange(inputs, dtype=torch.int32) // group_size
+        if act_order:
+            g_idx = g_idx[torch.randperm(inputs, generator=generator)]
+        del state[f"{name}.weight"]
+        state.update({f"{name}.qweight": _pack(codes, bits, 0), f"{name}.qzeros": _pack(zeros, bits, 1),
+                      f"{name}.scales": (torch.rand(groups, outputs, generator=generator) * 0.02 + 0.004).half(),
+                      f"{name}.g_idx": g_idx})
+        if f"{name}.bias" in state:
+            state[f"{name}.bias"] = state[f"{name}.bias"].half()  # auto-gptq keeps float16 biases
+    shutil.copytree(folder, out)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((out / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": bits, "group_size": group_size,
+                                     "desc_act": act_order, "sym": False, "damp_percent": 0.1,
+                                     "true_sequential": True, "static_groups": False}
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return {family: build_oracle_checkpoint(tmp_path_factory.mktemp(family), family, base=base, **overrides)
+            for family, (base, overrides) in FAMILIES.items()}
+
+
+def load_both(folder, dtype=torch.float32, **kwargs):
+    import transformers
+
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, device_map="cpu")
+    return formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, **kwargs), theirs
+
+
+CASES = [("llama", 4, 32, False), ("llama", 8, 32, False), ("llama", 3, 32, False), ("llama", 2, 16, False),
+         ("llama", 4, 32, True), ("llama", 3, 64, True), ("qwen2", 4, 32, False), ("qwen2", 4, 32, True),
+         ("gpt2", 4, 32, False), ("gpt2", 8, 64, True)]
+
+
+@pytest.mark.parametrize("family, bits, group_size, act_order", CASES)
+def test_logits_and_tokens_equal_4_45(folders, tmp_path, family, bits, group_size, act_order):
+    folder = gptq_checkpoint(folders[family], tmp_path / "gptq", bits, group_size, act_order)
+    ours, theirs = load_both(folder)
+    with torch.no_grad():
+        got, want = ours(IDS).logits, theirs(IDS).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-6)  # measured up to 5.1e-7 (Llama, float32)
+    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
+    assert not hasattr(ours.config, "quantization_config")  # dequantized at load: a plain model from here on
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.bfloat16, 0.0), (torch.float16, 1e-3)])
+def test_half_precision_weights_are_4_45s(folders, tmp_path, dtype, atol):
+    """The weight is computed in the model's dtype as auto-gptq computes it (scales cast first): bfloat16 logits
+    equal 4.45.2's; float16 within one step of its rounding (measured 4.9e-4 at logits ~0.55)."""
+    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False)
+    ours, theirs = load_both(folder, dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(IDS).logits.float(), theirs(IDS).logits.float(), rtol=0, atol=atol)
+
+
+def test_saves_a_plain_model_and_takes_4_45s_loading_config(folders, tmp_path):
+    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False)
+    ours = formers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=formers.GPTQConfig(bits=4, use_exllama=False))  # as 4.45's GPTQ guide loads
+    ours.save_pretrained(tmp_path / "plain")
+    saved = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert "quantization_config" not in saved
+    reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "plain")
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, ours(IDS).logits)
+
+
+def test_quantizing_with_gptq_is_refused(folders):
+    with pytest.raises(ConfigError, match="GPTQConfig: .*calibrat.*GPTQ checkpoints"):
+        formers.AutoModelForCausalLM.from_pretrained(
+            folders["llama"], quantization_config=formers.GPTQConfig(bits=4, dataset="c4"))
+
+
+def _edit(folder, state_change=None, config_change=None):
+    if state_change:
+        state = load_file(folder / "model.safetensors")
+        state_change(state)
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    if config_change:
+        config = json.loads((folder / "config.json").read_text())
+        config_change(config["quantization_config"])
+        (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_bad_checkpoints_are_named(folders, tmp_path):
+    layer = "model.layers.0.self_attn.q_proj"
+    cases = [
+        (lambda s: s.pop(f"{layer}.g_idx"), None, rf"GPTQ layer {layer}: the checkpoint has \['qweight', 'qzeros', "
+                                                  r"'scales'\] of"),
+        (lambda s: s.update({f"{layer}.g_idx": s[f"{layer}.g_idx"] + 7}), None, rf"{layer}: g_idx names groups"),
+        (lambda s: s.update({f"{layer}.scales": s[f"{layer}.scales"][:1]}), None, rf"{layer}: qweight .* do not fit"),
+        (None, lambda q: q.update(bits=5), r"quantization_config \(GPTQ\) bits: expected one of \[2, 3, 4, 8\]"),
+        (None, lambda q: q.update(checkpoint_format="gptq_v2"), r"checkpoint_format 'gptq_v2'"),
+    ]
+    plain = tmp_path / "plain"  # a config that says GPTQ over full-precision weights
+    shutil.copytree(folders["llama"], plain)
+    config = json.loads((plain / "config.json").read_text())
+    (plain / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "gptq",
+                                                                                       "bits": 4}}))
+    with pytest.raises(CheckpointError, match="says GPTQ, but the checkpoint holds no GPTQ layer"):
+        formers.AutoModelForCausalLM.from_pretrained(plain)
+    for index, (state_change, config_change, message) in enumerate(cases):
+        folder = gptq_checkpoint(folders["llama"], tmp_path / f"bad{index}", 4, 32, False)
+        _edit(folder, state_change, config_change)
+        with pytest.raises(CheckpointError, match=message):
+            formers.AutoModelForCausalLM.from_pretrained(folder)
