@@ -146,11 +146,12 @@ class PreTrainedModel(nn.Module, GenerationMixin):
         hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         quantization = pop_quantization(kwargs)
         tp_plan = kwargs.pop("tp_plan", None)  # "auto": tensor parallel over the process group
-        source = open_weights(pretrained_model_name_or_path, kwargs.pop("gguf_file", None),
-                              quantization.gguf_keep_types, hub)
+        gguf_file = kwargs.pop("gguf_file", None)
+        source = open_weights(pretrained_model_name_or_path, gguf_file, quantization.gguf_keep_types, hub)
         overrides = dict(kwargs)  # config fields given here also reach a saved generation config (as 4.45)
         config = _resolve_config(cls, pretrained_model_name_or_path, config or source.config, hub, kwargs,
                                  attn_implementation)
+        quantization.check_keep(gguf_file is not None, config)
         dtype = _resolve_dtype(torch_dtype, config, source.stored_dtype)
         device = resolve_device(device_map)
         with torch.device("meta"):

@@ -164,3 +164,34 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
         _edit(folder, state_change, config_change)
         with pytest.raises(CheckpointError, match=message):
             formers.AutoModelForCausalLM.from_pretrained(folder)
+
+
+def test_kept_quantized_4bit_layers_run_on_the_int4_kernel(folders, tmp_path):
+    """keep_quantized=True: 4-bit layers without act-order become formers' int4 layers (torch's int4 CPU kernel,
+    whose activations are bfloat16) holding the checkpoint's codes, scales and zero points as they are; the
+    logits stay within a bfloat16 step of the dequantized model's (tolerance 1.5% of their range), and the layers
+    save and reload."""
+    from formers.quantization import QuantizedLinear
+
+    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False)
+    dequantized = formers.AutoModelForCausalLM.from_pretrained(folder)
+    kept = formers.AutoModelForCausalLM.from_pretrained(folder, keep_quantized=True)
+    layers = [m for m in kept.modules() if isinstance(m, QuantizedLinear)]
+    assert len(layers) == 7 * 2 and {m.scheme for m in layers} == {"int4"}
+    with torch.no_grad():
+        # the int4 layers hold the checkpoint's weights exactly
+        for name, module in kept.named_modules():
+            if isinstance(module, QuantizedLinear):
+                torch.testing.assert_close(module.dequantized_weight(),
+                                           dequantized.get_submodule(name).weight, rtol=0, atol=1e-6)
+        expected, got = dequantized(IDS).logits, kept(IDS).logits
+    span = float(expected.max() - expected.min())
+    print(f"kept int4 vs dequantized: max |delta logits| {float((got - expected).abs().max()):.3g} (range {span:.3g})")
+    assert float((got - expected).abs().max()) <= 0.015 * span
+    kept.save_pretrained(tmp_path / "saved")
+    reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, got)
+    act_order = gptq_checkpoint(folders["llama"], tmp_path / "act", 4, 32, True)  # no int4 layout: dequantized
+    assert not any(isinstance(m, QuantizedLinear) for m in formers.AutoModelForCausalLM.from_pretrained(
+        act_order, keep_quantized=True).modules())

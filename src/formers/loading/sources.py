@@ -8,7 +8,6 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..errors import ConfigError
 from .checkpoint import checkpoint_dtype, find_weight_files, iter_tensors
 
 
@@ -27,8 +26,5 @@ def open_weights(path_or_repo_id: str | os.PathLike, gguf_file: str | os.PathLik
         gguf = open_gguf(path_or_repo_id, gguf_file, **hub)
         # as transformers 4.45: GGUF weights are dequantized to float32 unless torch_dtype says otherwise
         return WeightSource(lambda: gguf_tensors(gguf, keep_types), lambda: torch.float32, gguf_config(gguf))
-    if keep_types:
-        raise ConfigError("keep_quantized=True keeps a GGUF file's quantized weights; pass gguf_file=... too, or "
-                          "quantization_config=TorchAoConfig(...) to quantize this checkpoint")
     checkpoint = find_weight_files(path_or_repo_id, **hub)
     return WeightSource(lambda: iter_tensors(checkpoint), lambda: checkpoint_dtype(checkpoint))

@@ -48,15 +48,24 @@ class LoadQuantization:
     def gguf_keep_types(self) -> tuple[str, ...]:
         return KEPT_GGUF_TYPES if self.keep_quantized else ()
 
-    @staticmethod
-    def to_model(model: nn.Module, key_map: KeyMap | None, tensors: Iterable, dtype: torch.dtype) -> Iterable:
+    def check_keep(self, from_gguf: bool, config: Any) -> None:
+        """keep_quantized=True needs weights that are quantized already: a GGUF file's or a GPTQ checkpoint's."""
+        if self.keep_quantized and not from_gguf and \
+                not gptq.is_gptq_checkpoint(getattr(config, "quantization_config", None)):
+            raise ConfigError("keep_quantized=True keeps a GGUF file's or a GPTQ checkpoint's quantized weights; "
+                              "pass gguf_file=... too, or quantization_config=TorchAoConfig(...) to quantize this "
+                              "checkpoint")
+
+    def to_model(self, model: nn.Module, key_map: KeyMap | None, tensors: Iterable, dtype: torch.dtype) -> Iterable:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
         layers has their states split or renamed as the key map splits or renames their weights; a GPTQ
-        checkpoint's layers come as their dequantized weights (gptq.py)."""
+        checkpoint's layers come as their dequantized weights (gptq.py), or with keep_quantized=True, in a family
+        without a key map, its 4-bit layers as formers' int4 layers."""
         recorded = getattr(model.config, "quantization_config", None)
         if gptq.is_gptq_checkpoint(recorded):
             tensors = gptq.dequantize_stream(tensors, recorded, dtype,
-                                             key_map.stores_transposed if key_map else lambda key: False)
+                                             key_map.stores_transposed if key_map else lambda key: False,
+                                             keep_int4=self.keep_quantized and key_map is None)
         if key_map is None:
             return tensors
         saved = package_config(recorded)

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from .apply import int4_packable
+from .linear import values_to_nibbles
 from .package_configs import GPTQConfig, package_config
 
 PARTS = ("qweight", "qzeros", "scales", "g_idx")
@@ -77,11 +79,29 @@ def dequantized_weight(parts: dict[str, Tensor], bits: int, dtype: torch.dtype, 
     return scales[groups] * (codes - zeros[groups]).to(dtype)
 
 
+def kept_int4_parts(parts: dict[str, Tensor], bits: int) -> dict[str, Tensor] | None:
+    """A 4-bit layer whose groups are consecutive inputs (no act-order) in formers' saved int4 layout (nibbles
+    [out, in / 2] and scales_and_zeros [groups, out, 2], w = (code - 8) x scale + zero, so zero = scale x
+    (8 - zero point)), which the loader turns into torch's int4 CPU kernel's layer; None where that kernel
+    cannot take it (other bits, act-order, a group size it lacks)."""
+    codes, groups = unpack(parts["qweight"], bits, 0), parts["g_idx"].long()
+    inputs, outputs = codes.shape
+    group_size = inputs // max(1, parts["scales"].shape[0])
+    if bits != 4 or not int4_packable(outputs, inputs, group_size) or \
+            not torch.equal(groups, torch.arange(inputs) // group_size):
+        return None
+    scales = parts["scales"].float()
+    zeros = unpack(parts["qzeros"], bits, 1) + 1
+    return {"weight": values_to_nibbles(codes.t()),
+            "scales_and_zeros": torch.stack([scales, scales * (8 - zeros).float()], dim=-1)}
+
+
 def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str, Any], dtype: torch.dtype,
-                      transposed: Callable[[str], bool]) -> Iterator[tuple[str, Tensor]]:
+                      transposed: Callable[[str], bool], keep_int4: bool = False) -> Iterator[tuple[str, Tensor]]:
     """The checkpoint's tensors with each GPTQ layer's parts replaced by `<layer>.weight` in `dtype`, in
     nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
-    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back)."""
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). With `keep_int4`, 4-bit layers the int4
+    kernel takes come in formers' saved int4 layout instead (`kept_int4_parts`)."""
     bits = _check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -93,9 +113,13 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str,
         parts = pending.setdefault(layer, {})
         parts[part] = tensor
         if len(parts) == len(PARTS):
-            weight = dequantized_weight(pending.pop(layer), bits, dtype, layer)
+            parts, name = pending.pop(layer), f"{layer}.weight"
             layers += 1
-            name = f"{layer}.weight"
+            kept = kept_int4_parts(parts, bits) if keep_int4 and not transposed(name) else None
+            if kept is not None:
+                yield from ((f"{layer}.{part}", value) for part, value in kept.items())
+                continue
+            weight = dequantized_weight(parts, bits, dtype, layer)
             yield name, weight if transposed(name) else weight.t().contiguous()
     if pending:
         layer, parts = next(iter(pending.items()))
