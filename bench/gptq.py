@@ -1,8 +1,8 @@
-"""GPTQ checkpoint decode speed on the CPU: formers (weights dequantized at load; or `keep_quantized=True`,
-torch's int4 kernel) vs transformers 4.45.2 through optimum + auto-gptq (its CPU path), on a SmolLM-135M-shaped
-Llama whose block layers are 4-bit GPTQ (group 64, random codes written by tests/quantization/gptq_writer.py,
-as llama.cpp benches use random weights: speed does not depend on them). float32 activations, batch 1, greedy,
-EOS ignored; also the peak RSS of each worker process.
+"""GPTQ checkpoint decode speed on the CPU: formers (weights dequantized at load; or `keep_quantized=True`: Q4_0
+blocks, formers' decoding kernels) vs transformers 4.45.2 through optimum + auto-gptq (its CPU path), on a
+SmolLM-135M-shaped Llama whose block layers are symmetric 4-bit GPTQ (group 64, the usual sym=True kind; random
+codes written by tests/quantization/gptq_writer.py: speed does not depend on them). float32 activations, batch
+1, greedy, EOS ignored; also the peak RSS of each worker process.
 
     python bench/gptq.py [--prompt 128] [--new-tokens 32] [--rounds 3]
 
@@ -27,7 +27,7 @@ IMPLS = {"formers": ("formers", {}), "formers-int4": ("formers", {"keep_quantize
 
 def checkpoint() -> Path:
     """The 4-bit GPTQ folder of the SmolLM-135M shape, written once under bench/out."""
-    folder = REPO / "bench" / "out" / "smollm135m-gptq-4bit-g64"
+    folder = REPO / "bench" / "out" / "smollm135m-gptq-4bit-g64-sym"
     if not (folder / "config.json").exists():
         sys.path.insert(0, str(REPO))
         from tests.quantization.gptq_writer import gptq_checkpoint
@@ -37,7 +37,7 @@ def checkpoint() -> Path:
             import shutil
 
             shutil.rmtree(staging)
-        gptq_checkpoint(smollm_checkpoint(), staging, bits=4, group_size=64, act_order=False)
+        gptq_checkpoint(smollm_checkpoint(), staging, bits=4, group_size=64, act_order=False, symmetric=True)
         staging.rename(folder)
     return folder
 
@@ -82,7 +82,7 @@ def main() -> None:
 
     machine = describe(torch.get_num_threads())
     checkpoint()
-    print(f"GPTQ 4-bit g64, SmolLM-135M shape, {machine['cpu']}, threads {machine['threads']}, read bandwidth "
+    print(f"GPTQ 4-bit g64 sym, SmolLM-135M shape, {machine['cpu']}, threads {machine['threads']}, read bandwidth "
           f"{machine['read_gbs']} GB/s ({machine['bandwidth_probe']}); prompt {args.prompt}, new tokens "
           f"{args.new_tokens}, {args.rounds} round(s)")
     runs: dict[str, list[dict]] = {impl: [] for impl in args.impl}

@@ -20,8 +20,10 @@ def _pack(codes: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     return torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32).movedim(-1, dim).contiguous()
 
 
-def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_order: bool, seed: int = 0) -> Path:
-    """`folder`'s model with every linear layer of its blocks replaced by random GPTQ parts; returns `out`."""
+def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_order: bool, seed: int = 0,
+                    symmetric: bool = False) -> Path:
+    """`folder`'s model with every linear layer of its blocks replaced by random GPTQ parts; returns `out`.
+    symmetric: every zero point 2^(bits - 1), as GPTQ's sym=True writes them."""
     import transformers
     from transformers.pytorch_utils import Conv1D
 
@@ -38,12 +40,16 @@ def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_ord
         codes = torch.randint(0, 2 ** bits, (inputs, outputs), generator=generator)
         # stored zero points (true zero - 1); with act-order also the top value, which auto-gptq reads as 2^bits
         zeros = torch.randint(0, 2 ** bits - (0 if act_order else 1), (groups, outputs), generator=generator)
+        if symmetric:
+            zeros = torch.full_like(zeros, 2 ** (bits - 1) - 1)
         g_idx = torch.arange(inputs, dtype=torch.int32) // group_size
         if act_order:
             g_idx = g_idx[torch.randperm(inputs, generator=generator)]
         del state[f"{name}.weight"]
         state.update({f"{name}.qweight": _pack(codes, bits, 0), f"{name}.qzeros": _pack(zeros, bits, 1),
-                      f"{name}.scales": (torch.rand(groups, outputs, generator=generator) * 0.02 + 0.004).half(),
+                      # weights of about the same size whatever the bits (real GPTQ scales shrink with more bits)
+                      f"{name}.scales": ((torch.rand(groups, outputs, generator=generator) * 0.02 + 0.004)
+                                         * 16 / 2 ** bits).half(),
                       f"{name}.g_idx": g_idx})
         if f"{name}.bias" in state:
             state[f"{name}.bias"] = state[f"{name}.bias"].half()  # auto-gptq keeps float16 biases
@@ -51,7 +57,7 @@ def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_ord
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     config = json.loads((out / "config.json").read_text())
     config["quantization_config"] = {"quant_method": "gptq", "bits": bits, "group_size": group_size,
-                                     "desc_act": act_order, "sym": False, "damp_percent": 0.1,
+                                     "desc_act": act_order, "sym": symmetric, "damp_percent": 0.1,
                                      "true_sequential": True, "static_groups": False}
     (out / "config.json").write_text(json.dumps(config))
     return out

@@ -121,32 +121,40 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
             formers.AutoModelForCausalLM.from_pretrained(folder)
 
 
-def test_kept_quantized_4bit_layers_run_on_the_int4_kernel(folders, tmp_path):
-    """keep_quantized=True: 4-bit layers without act-order become formers' int4 layers (torch's int4 CPU kernel,
-    whose activations are bfloat16) holding the checkpoint's codes, scales and zero points as they are; the
-    logits stay within a bfloat16 step of the dequantized model's (tolerance 1.5% of their range), and the layers
-    save and reload."""
+@pytest.mark.parametrize("bits, symmetric, scheme", [(4, True, "q4_0"), (4, False, "q8_0"), (8, True, "q8_0"),
+                                                   (3, False, "q8_0")])
+def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, bits, symmetric, scheme):
+    """keep_quantized=True: each layer becomes the llama.cpp blocks that hold its weight exactly (symmetric 4-bit:
+    Q4_0, d x (q - 8); otherwise Q8_0 with q = code - zero point), which formers' decoding kernels compute on;
+    the logits stay within 1.5% of their range of the dequantized model's (the kernels round activations as
+    llama.cpp does), the greedy tokens are the same, and the layers save and reload."""
     from formers.quantization import QuantizedLinear
 
-    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False)
+    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", bits, 32, False, symmetric=symmetric)
     dequantized = formers.AutoModelForCausalLM.from_pretrained(folder)
     kept = formers.AutoModelForCausalLM.from_pretrained(folder, keep_quantized=True)
     layers = [m for m in kept.modules() if isinstance(m, QuantizedLinear)]
-    assert len(layers) == 7 * 2 and {m.scheme for m in layers} == {"int4"}
+    assert len(layers) == 7 * 2 and {m.scheme for m in layers} == {scheme}
     with torch.no_grad():
-        # the int4 layers hold the checkpoint's weights exactly
-        for name, module in kept.named_modules():
+        for name, module in kept.named_modules():  # the blocks hold the checkpoint's weights exactly
             if isinstance(module, QuantizedLinear):
-                torch.testing.assert_close(module.dequantized_weight(),
-                                           dequantized.get_submodule(name).weight, rtol=0, atol=1e-6)
+                assert torch.equal(module.dequantized_weight(), dequantized.get_submodule(name).weight), name
         expected, got = dequantized(IDS).logits, kept(IDS).logits
     span = float(expected.max() - expected.min())
-    print(f"kept int4 vs dequantized: max |delta logits| {float((got - expected).abs().max()):.3g} (range {span:.3g})")
+    print(f"{scheme} kept vs dequantized: max |delta logits| {float((got - expected).abs().max()):.3g} "
+          f"(range {span:.3g})")
     assert float((got - expected).abs().max()) <= 0.015 * span
+    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(kept.generate(IDS[:1], **greedy), dequantized.generate(IDS[:1], **greedy))
     kept.save_pretrained(tmp_path / "saved")
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     with torch.no_grad():
         assert torch.equal(reloaded(IDS).logits, got)
-    act_order = gptq_checkpoint(folders["llama"], tmp_path / "act", 4, 32, True)  # no int4 layout: dequantized
-    assert not any(isinstance(m, QuantizedLinear) for m in formers.AutoModelForCausalLM.from_pretrained(
-        act_order, keep_quantized=True).modules())
+
+
+def test_kept_quantized_leaves_act_order_dequantized(folders, tmp_path):
+    from formers.quantization import QuantizedLinear
+
+    act_order = gptq_checkpoint(folders["llama"], tmp_path / "act", 4, 32, True)  # groups no block layout holds
+    model = formers.AutoModelForCausalLM.from_pretrained(act_order, keep_quantized=True)
+    assert not any(isinstance(m, QuantizedLinear) for m in model.modules())

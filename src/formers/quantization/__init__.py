@@ -60,12 +60,12 @@ class LoadQuantization:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
         layers has their states split or renamed as the key map splits or renames their weights; a GPTQ
         checkpoint's layers come as their dequantized weights (gptq.py), or with keep_quantized=True, in a family
-        without a key map, its 4-bit layers as formers' int4 layers."""
+        without a key map, as the Q4_0 / Q8_0 blocks that hold them exactly."""
         recorded = getattr(model.config, "quantization_config", None)
         if gptq.is_gptq_checkpoint(recorded):
             tensors = gptq.dequantize_stream(tensors, recorded, dtype,
                                              key_map.stores_transposed if key_map else lambda key: False,
-                                             keep_int4=self.keep_quantized and key_map is None)
+                                             keep_blocks=self.keep_quantized and key_map is None)
         if key_map is None:
             return tensors
         saved = package_config(recorded)

@@ -20,8 +20,6 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from .apply import int4_packable
-from .linear import values_to_nibbles
 from .package_configs import GPTQConfig, package_config
 
 PARTS = ("qweight", "qzeros", "scales", "g_idx")
@@ -79,29 +77,37 @@ def dequantized_weight(parts: dict[str, Tensor], bits: int, dtype: torch.dtype, 
     return scales[groups] * (codes - zeros[groups]).to(dtype)
 
 
-def kept_int4_parts(parts: dict[str, Tensor], bits: int) -> dict[str, Tensor] | None:
-    """A 4-bit layer whose groups are consecutive inputs (no act-order) in formers' saved int4 layout (nibbles
-    [out, in / 2] and scales_and_zeros [groups, out, 2], w = (code - 8) x scale + zero, so zero = scale x
-    (8 - zero point)), which the loader turns into torch's int4 CPU kernel's layer; None where that kernel
-    cannot take it (other bits, act-order, a group size it lacks)."""
+def kept_blocks(parts: dict[str, Tensor], bits: int) -> Tensor | None:
+    """The layer's weight as llama.cpp blocks of 32 inputs that formers' decoding kernels compute on, exactly:
+    w = scale x (code - zero) is Q4_0's d x (q - 8) where every zero point is 8 (symmetric 4-bit GPTQ, the usual
+    kind), else Q8_0's d x q with q = code - zero when that fits int8; d = the group's float16 scale. uint8
+    [out, in / 32 x block bytes], GGUF's row-major layout. None where no block layout holds the weight exactly
+    (act-order, groups that are no multiple of 32, codes minus zero points beyond int8)."""
     codes, groups = unpack(parts["qweight"], bits, 0), parts["g_idx"].long()
     inputs, outputs = codes.shape
     group_size = inputs // max(1, parts["scales"].shape[0])
-    if bits != 4 or not int4_packable(outputs, inputs, group_size) or \
-            not torch.equal(groups, torch.arange(inputs) // group_size):
+    if inputs % 32 or group_size % 32 or not torch.equal(groups, torch.arange(inputs) // group_size):
         return None
-    scales = parts["scales"].float()
     zeros = unpack(parts["qzeros"], bits, 1) + 1
-    return {"weight": values_to_nibbles(codes.t()),
-            "scales_and_zeros": torch.stack([scales, scales * (8 - zeros).float()], dim=-1)}
+    values = (codes - zeros[groups]).t().reshape(outputs, inputs // 32, 32)  # [out, blocks, 32]
+    if bits == 4 and bool((zeros == 8).all()):
+        nibbles = (values + 8).to(torch.uint8)
+        quants = nibbles[..., :16] | (nibbles[..., 16:] << 4)  # byte j: value j low, value j + 16 high
+    elif values.min() >= -128 and values.max() <= 127:
+        quants = values.to(torch.int8).view(torch.uint8)
+    else:
+        return None
+    scales = parts["scales"].to(torch.float16).repeat_interleave(group_size // 32, dim=0)  # [blocks, out]
+    scale_bytes = scales.t().contiguous().view(torch.uint8).reshape(outputs, inputs // 32, 2)
+    return torch.cat([scale_bytes, quants], dim=-1).reshape(outputs, -1)
 
 
 def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str, Any], dtype: torch.dtype,
-                      transposed: Callable[[str], bool], keep_int4: bool = False) -> Iterator[tuple[str, Tensor]]:
+                      transposed: Callable[[str], bool], keep_blocks: bool = False) -> Iterator[tuple[str, Tensor]]:
     """The checkpoint's tensors with each GPTQ layer's parts replaced by `<layer>.weight` in `dtype`, in
     nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
-    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). With `keep_int4`, 4-bit layers the int4
-    kernel takes come in formers' saved int4 layout instead (`kept_int4_parts`)."""
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). With `keep_blocks`, layers that Q4_0 / Q8_0
+    blocks hold exactly come as those blocks instead (`kept_blocks`), which the loader keeps as they are."""
     bits = _check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -115,9 +121,9 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str,
         if len(parts) == len(PARTS):
             parts, name = pending.pop(layer), f"{layer}.weight"
             layers += 1
-            kept = kept_int4_parts(parts, bits) if keep_int4 and not transposed(name) else None
+            kept = kept_blocks(parts, bits) if keep_blocks and not transposed(name) else None
             if kept is not None:
-                yield from ((f"{layer}.{part}", value) for part, value in kept.items())
+                yield name, kept
                 continue
             weight = dequantized_weight(parts, bits, dtype, layer)
             yield name, weight if transposed(name) else weight.t().contiguous()
