@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import collect, emit, peak_rss_bytes, smollm_checkpoint  # noqa: E402
 
-IMPLS = {"formers": ("formers", {}), "formers-int4": ("formers", {"keep_quantized": True}),
+IMPLS = {"formers": ("formers", {}), "formers-kept": ("formers", {"keep_quantized": True}),
          "transformers": ("transformers", {"device_map": "cpu"})}
 
 
@@ -102,7 +102,7 @@ def main() -> None:
         summary["results"][impl] = {"decode_tok_s": [round(d, 2) for d in decode], "prefill_tok_s": round(prefill, 1),
                                     "decode_median": round(statistics.median(decode), 2), "peak_rss_mb": round(rss)}
     theirs = summary["results"].get("transformers")
-    for impl in ("formers", "formers-int4"):
+    for impl in ("formers", "formers-kept"):
         if theirs and impl in summary["results"]:
             print(f"  {impl} / transformers: decode "
                   f"{summary['results'][impl]['decode_median'] / theirs['decode_median']:.1f}x")

@@ -129,7 +129,8 @@ def test_bad_settings_are_refused(checkpoint):
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal dtype, shape and bytes (4-bit pairs stored as bfloat16 can read as NaN, which torch.equal calls unequal)."""
+    """Equal dtype, shape and bytes (4-bit pairs stored as bfloat16 can read as NaN, which torch.equal calls
+    unequal)."""
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.reshape(-1).view(torch.uint8),
                                                                      b.reshape(-1).view(torch.uint8))
 

@@ -91,7 +91,8 @@ def test_int8_logits_and_tokens_equal_4_45(folder, quant_type, tmp_path):
     greedy = dict(max_new_tokens=10, do_sample=False, pad_token_id=0)
     assert torch.equal(ours.generate(IDS[:1], **greedy), theirs.generate(IDS[:1], **greedy))
     ours.save_pretrained(tmp_path / "saved")
-    assert json.loads((tmp_path / "saved" / "config.json").read_text())["quantization_config"]["quant_type"] == quant_type
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["quantization_config"]["quant_type"] == quant_type
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert {m.scheme for m in reloaded.modules() if isinstance(m, QuantizedLinear)} == {
         "int8" if quant_type == SCHEMES[0] else "int8_dynamic"}
