@@ -62,44 +62,49 @@ def unpack(words: Tensor, bits: int, dim: int) -> Tensor:
     return codes.movedim(-1, dim)
 
 
-def dequantized_weight(parts: dict[str, Tensor], bits: int, dtype: torch.dtype, name: str) -> Tensor:
-    """The weight [inputs, outputs] of one GPTQ layer in `dtype`, computed in it as 4.45 + auto-gptq compute it
-    (scales cast to the model's dtype, then times the code minus the zero point); `name` for errors."""
-    codes = unpack(parts["qweight"], bits, 0)
-    zeros = unpack(parts["qzeros"], bits, 1) + 1  # a stored 2^bits - 1 means 2^bits, as auto-gptq's kernels read it
-    scales, groups = parts["scales"].to(dtype), parts["g_idx"].long()
-    if codes.shape[0] != groups.numel() or zeros.shape != scales.shape or codes.shape[1] != scales.shape[1]:
-        raise CheckpointError(f"GPTQ layer {name}: qweight {list(parts['qweight'].shape)}, qzeros "
-                              f"{list(parts['qzeros'].shape)}, scales {list(parts['scales'].shape)} and g_idx "
-                              f"{list(parts['g_idx'].shape)} do not fit together for {bits} bits")
-    if groups.numel() and (groups.min() < 0 or groups.max() >= scales.shape[0]):
-        raise CheckpointError(f"GPTQ layer {name}: g_idx names groups outside 0..{scales.shape[0] - 1}")
-    return scales[groups] * (codes - zeros[groups]).to(dtype)
+class Layer:
+    """One GPTQ layer's parts, unpacked and checked: codes [inputs, outputs], zero points [groups, outputs] (the
+    stored value plus one: a stored 2^bits - 1 means 2^bits, as auto-gptq's kernels read it), float scales
+    [groups, outputs] and each input's group."""
 
+    def __init__(self, parts: dict[str, Tensor], bits: int, name: str):
+        self.codes, self.zeros = unpack(parts["qweight"], bits, 0), unpack(parts["qzeros"], bits, 1) + 1
+        self.scales, self.groups, self.bits = parts["scales"], parts["g_idx"].long(), bits
+        if self.codes.shape[0] != self.groups.numel() or self.zeros.shape != self.scales.shape or \
+                self.codes.shape[1] != self.scales.shape[1]:
+            raise CheckpointError(f"GPTQ layer {name}: qweight {list(parts['qweight'].shape)}, qzeros "
+                                  f"{list(parts['qzeros'].shape)}, scales {list(self.scales.shape)} and g_idx "
+                                  f"{list(self.groups.shape)} do not fit together for {bits} bits")
+        if self.groups.numel() and (self.groups.min() < 0 or self.groups.max() >= self.scales.shape[0]):
+            raise CheckpointError(f"GPTQ layer {name}: g_idx names groups outside 0..{self.scales.shape[0] - 1}")
 
-def kept_blocks(parts: dict[str, Tensor], bits: int) -> Tensor | None:
-    """The layer's weight as llama.cpp blocks of 32 inputs that formers' decoding kernels compute on, exactly:
-    w = scale x (code - zero) is Q4_0's d x (q - 8) where every zero point is 8 (symmetric 4-bit GPTQ, the usual
-    kind), else Q8_0's d x q with q = code - zero when that fits int8; d = the group's float16 scale. uint8
-    [out, in / 32 x block bytes], GGUF's row-major layout. None where no block layout holds the weight exactly
-    (act-order, groups that are no multiple of 32, codes minus zero points beyond int8)."""
-    codes, groups = unpack(parts["qweight"], bits, 0), parts["g_idx"].long()
-    inputs, outputs = codes.shape
-    group_size = inputs // max(1, parts["scales"].shape[0])
-    if inputs % 32 or group_size % 32 or not torch.equal(groups, torch.arange(inputs) // group_size):
-        return None
-    zeros = unpack(parts["qzeros"], bits, 1) + 1
-    values = (codes - zeros[groups]).t().reshape(outputs, inputs // 32, 32)  # [out, blocks, 32]
-    if bits == 4 and bool((zeros == 8).all()):
-        nibbles = (values + 8).to(torch.uint8)
-        quants = nibbles[..., :16] | (nibbles[..., 16:] << 4)  # byte j: value j low, value j + 16 high
-    elif values.min() >= -128 and values.max() <= 127:
-        quants = values.to(torch.int8).view(torch.uint8)
-    else:
-        return None
-    scales = parts["scales"].to(torch.float16).repeat_interleave(group_size // 32, dim=0)  # [blocks, out]
-    scale_bytes = scales.t().contiguous().view(torch.uint8).reshape(outputs, inputs // 32, 2)
-    return torch.cat([scale_bytes, quants], dim=-1).reshape(outputs, -1)
+    def weight(self, dtype: torch.dtype) -> Tensor:
+        """[inputs, outputs] in `dtype`, computed in it as 4.45 + auto-gptq compute it (the scales cast to the
+        model's dtype, then times the code minus the zero point)."""
+        return self.scales.to(dtype)[self.groups] * (self.codes - self.zeros[self.groups]).to(dtype)
+
+    def blocks(self) -> Tensor | None:
+        """The weight as llama.cpp blocks of 32 inputs that formers' decoding kernels compute on, exactly:
+        w = scale x (code - zero) is Q4_0's d x (q - 8) where every zero point is 8 (symmetric 4-bit GPTQ, the
+        usual kind), else Q8_0's d x q with q = code - zero when that fits int8; d = the group's float16 scale.
+        uint8 [outputs, inputs / 32 x block bytes], GGUF's row-major layout. None where no block layout holds the
+        weight exactly (act-order, groups no multiple of 32, scales not float16, codes minus zeros beyond int8)."""
+        inputs, outputs = self.codes.shape
+        group_size = inputs // max(1, self.scales.shape[0])
+        if inputs % 32 or group_size % 32 or self.scales.dtype != torch.float16 or \
+                not torch.equal(self.groups, torch.arange(inputs) // group_size):
+            return None
+        values = (self.codes - self.zeros[self.groups]).t().reshape(outputs, inputs // 32, 32)  # [out, blocks, 32]
+        if self.bits == 4 and bool((self.zeros == 8).all()):
+            nibbles = (values + 8).to(torch.uint8)
+            quants = nibbles[..., :16] | (nibbles[..., 16:] << 4)  # byte j: value j low, value j + 16 high
+        elif values.min() >= -128 and values.max() <= 127:
+            quants = values.to(torch.int8).view(torch.uint8)
+        else:
+            return None
+        scales = self.scales.repeat_interleave(group_size // 32, dim=0)  # [blocks, out]
+        scale_bytes = scales.t().contiguous().view(torch.uint8).reshape(outputs, inputs // 32, 2)
+        return torch.cat([scale_bytes, quants], dim=-1).reshape(outputs, -1)
 
 
 def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str, Any], dtype: torch.dtype,
@@ -107,7 +112,7 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str,
     """The checkpoint's tensors with each GPTQ layer's parts replaced by `<layer>.weight` in `dtype`, in
     nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
     (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). With `keep_blocks`, layers that Q4_0 / Q8_0
-    blocks hold exactly come as those blocks instead (`kept_blocks`), which the loader keeps as they are."""
+    blocks hold exactly come as those blocks instead (`Layer.blocks`), which the loader keeps as they are."""
     bits = _check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -119,13 +124,13 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str,
         parts = pending.setdefault(layer, {})
         parts[part] = tensor
         if len(parts) == len(PARTS):
-            parts, name = pending.pop(layer), f"{layer}.weight"
+            unpacked, name = Layer(pending.pop(layer), bits, layer), f"{layer}.weight"
             layers += 1
-            kept = kept_blocks(parts, bits) if keep_blocks and not transposed(name) else None
+            kept = unpacked.blocks() if keep_blocks and not transposed(name) else None
             if kept is not None:
                 yield name, kept
                 continue
-            weight = dequantized_weight(parts, bits, dtype, layer)
+            weight = unpacked.weight(dtype)
             yield name, weight if transposed(name) else weight.t().contiguous()
     if pending:
         layer, parts = next(iter(pending.items()))
