@@ -158,3 +158,21 @@ def test_kept_quantized_leaves_act_order_dequantized(folders, tmp_path):
     act_order = gptq_checkpoint(folders["llama"], tmp_path / "act", 4, 32, True)  # groups no block layout holds
     model = formers.AutoModelForCausalLM.from_pretrained(act_order, keep_quantized=True)
     assert not any(isinstance(m, QuantizedLinear) for m in model.modules())
+
+
+def test_zero_biases_of_older_auto_gptq_and_the_default_dtype(folders, tmp_path):
+    """Checkpoints from older auto-gptq carry a zero `bias` for every layer of a bias-free family: ignored, as 4.45
+    ignores them. 4.45 loads GPTQ in float16 when no torch_dtype is given; formers keeps float32 (CPUs compute
+    float16 slowly; README, "differs on purpose"), and torch_dtype=torch.float16 gives 4.45's default model."""
+    import transformers
+
+    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False, symmetric=True)
+    _edit(folder, state_change=lambda s: s.update({key.replace(".qweight", ".bias"): torch.zeros(
+        value.shape[1], dtype=torch.float16) for key, value in list(s.items()) if key.endswith(".qweight")}))
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, device_map="cpu")
+    assert theirs.dtype == torch.float16
+    ours = formers.AutoModelForCausalLM.from_pretrained(folder)
+    assert ours.dtype == torch.float32
+    half = formers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float16)
+    with torch.no_grad():
+        torch.testing.assert_close(half(IDS).logits, theirs(IDS).logits, rtol=0, atol=1e-3)
