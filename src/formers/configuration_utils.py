@@ -125,6 +125,8 @@ class PretrainedConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field and kept unknown key, json-ready (torch dtypes as strings)."""
         out = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
+        if hasattr(out.get("quantization_config"), "to_dict"):  # a quantization config object, as 4.45 keeps it
+            out["quantization_config"] = out["quantization_config"].to_dict()
         if isinstance(out.get("torch_dtype"), torch.dtype):
             out["torch_dtype"] = str(out["torch_dtype"]).removeprefix("torch.")
         out["model_type"] = self.model_type

@@ -21,7 +21,8 @@ from .loading.hub import resolve_file
 from .loading.key_map import KeyMap
 from .loading.save import save_folder_atomically
 from .loading.weights_writer import is_model_file, write_weights
-from .quantization import QuantizedLinear, canonical_4bit_layers, checkpoint_state, pop_quantization
+from .quantization import (QuantizedLinear, canonical_4bit_layers, checkpoint_state, pop_quantization,
+                           recorded_settings)
 from .quantization.dequantize import dequantize_model
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class PreTrainedModel(nn.Module, GenerationMixin):
             return
         if os.path.isfile(save_directory):
             raise CheckpointError(f"save_directory {str(save_directory)!r} is a file; expected a directory")
-        package = (getattr(self.config, "quantization_config", None) or {}).get("quant_method")
+        package = recorded_settings(self.config).get("quant_method")
         if package in ("quanto", "hqq"):  # 4.45 calls both not serializable
             raise CheckpointError(f"save_pretrained: formers does not write the layout of {package} layers; save the "
                                   "full-precision model, or quantize with TorchAoConfig to save a quantized one")

@@ -86,7 +86,9 @@ def test_bitsandbytes_layers_equal_the_packages_own(checkpoint, name):
     assert not isinstance(ours.lm_head, expected_type) and ours.lm_head.weight.dtype == torch.float32
     stored = getattr(torch, settings.get("bnb_4bit_quant_storage", "uint8"))  # 4-bit pairs viewed as this dtype
     assert ours.model.layers[0].mlp.up_proj.weight.dtype == (torch.int8 if settings.get("load_in_8bit") else stored)
-    assert ours.config.quantization_config["quant_method"] == "bitsandbytes"
+    recorded = ours.config.quantization_config  # the config object, as 4.45 keeps it
+    assert isinstance(recorded, formers.BitsAndBytesConfig) and recorded.quant_method == "bitsandbytes"
+    assert recorded.load_in_8bit == ours.is_loaded_in_8bit == bool(settings.get("load_in_8bit"))
     with torch.no_grad():
         full = formers.AutoModelForCausalLM.from_pretrained(checkpoint)(IDS).logits
         got, want = ours(IDS).logits, theirs(IDS).logits

@@ -44,8 +44,8 @@ def test_quanto_layers_equal_transformers(checkpoints, family, weights):
     assert layer.self_attn.q_proj.weight.qtype is getattr(quanto, f"q{weights}")
     assert type(theirs.model.layers[0].self_attn.q_proj) is quanto.QLinear
     assert type(ours.lm_head) is not quanto.QLinear and ours.lm_head.weight.dtype == torch.float32
-    assert ours.config.quantization_config == {"quant_method": "quanto", "weights": weights, "activations": None,
-                                               "modules_to_not_convert": None}
+    assert ours.config.quantization_config.to_dict() == theirs.config.quantization_config.to_dict() == {
+        "quant_method": "quanto", "weights": weights, "activations": None, "modules_to_not_convert": None}
     with torch.no_grad():
         full = formers.AutoModelForCausalLM.from_pretrained(folder)(IDS).logits
         got, want = ours(IDS).logits, theirs(IDS).logits

@@ -188,6 +188,9 @@ def test_quantized_model_saves_as_pytorch_bin(folder, quant_type, settings, tmp_
     assert (tmp_path / "saved" / "pytorch_model.bin").exists()
     assert not (tmp_path / "saved" / "model.safetensors").exists()
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    for model in (ours, reloaded):  # the config object, as 4.45 keeps it
+        assert isinstance(model.config.quantization_config, formers.TorchAoConfig)
+        assert model.config.quantization_config.to_dict() == ours.config.quantization_config.to_dict()
     assert [m.scheme for m in reloaded.modules() if isinstance(m, QuantizedLinear)] == [
         m.scheme for m in ours.modules() if isinstance(m, QuantizedLinear)]
     with torch.no_grad():

@@ -26,6 +26,7 @@ from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandby
 from .config import (AqlmConfig, AwqConfig, BitsAndBytesConfig, CompressedTensorsConfig, EetqConfig,
                      FbgemmFp8Config, GPTQConfig, HqqConfig, QuantizationConfigMixin, QuantoConfig, TorchAoConfig,
                      check_quantization_config, package_config)
+from .package_configs import recorded_settings
 from .hqq import as_hqq_config, quantize_with_hqq
 from .linear import QuantizedLinear
 from .quanto import as_quanto_config, quantize_with_quanto
@@ -33,7 +34,7 @@ from .quanto import as_quanto_config, quantize_with_quanto
 __all__ = ["AqlmConfig", "AwqConfig", "BitsAndBytesConfig", "CompressedTensorsConfig", "EetqConfig", "FbgemmFp8Config",
            "GPTQConfig", "HqqConfig", "QuantizationConfigMixin", "QuantoConfig", "TorchAoConfig", "QuantizedLinear",
            "LoadQuantization", "canonical_4bit_layers", "checkpoint_state", "pop_quantization",
-           "quantized_memory_bytes"]
+           "quantized_memory_bytes", "recorded_settings"]
 
 
 @dataclass
@@ -90,13 +91,14 @@ class LoadQuantization:
         saved = package_config(recorded)
         if isinstance(saved, BitsAndBytesConfig):  # saved with bitsandbytes' layers: they load as saved (as in 4.45)
             self.package = None
+            model_config.quantization_config = saved  # the object, as 4.45 keeps it
             yield from PrequantizedLayers(model, saved, dtype, device).stream(tensors)
             return
         config = self.config or check_quantization_config(recorded)
         quantizer = LinearQuantizer(model, config, dtype, device)
         yield from quantizer.stream(tensors)
-        if quantizer.replaced and getattr(model_config, "quantization_config", None) is None:
-            model_config.quantization_config = config.to_dict() if config is not None else {
+        if quantizer.replaced:
+            model_config.quantization_config = config if config is not None else recorded or {
                 "quant_method": "formers_gguf", "kept_types": list(KEPT_GGUF_TYPES)}
 
 
@@ -110,7 +112,7 @@ class LoadQuantization:
             quantize_with_quanto(model, self.package)
         elif isinstance(self.package, HqqConfig):
             quantize_with_hqq(model, self.package, model.dtype)
-        recorded = getattr(model.config, "quantization_config", None)
+        recorded = recorded_settings(model.config)
         if recorded:
             model.is_quantized, model.quantization_method = True, recorded.get("quant_method")
             if recorded.get("quant_method") == "bitsandbytes":
@@ -150,7 +152,7 @@ def quantized_memory_bytes(model: nn.Module) -> int:
 def checkpoint_state(model: nn.Module, state: dict[str, torch.Tensor], key_map: KeyMap) -> dict[str, torch.Tensor]:
     """`key_map.to_checkpoint` of the model's state dict, bitsandbytes' layers joined or renamed along (as 4.45
     saves them: one state per checkpoint layer)."""
-    package = (getattr(model.config, "quantization_config", None) or {}).get("quant_method")
+    package = recorded_settings(model.config).get("quant_method")
     if package == "bitsandbytes":
         return bitsandbytes_layout.to_checkpoint(model, state, key_map)
     return key_map.to_checkpoint(state, model.config)

@@ -101,7 +101,7 @@ def quantize_with_bitsandbytes(model: nn.Module, config: BitsAndBytesConfig) -> 
     replaced = swap_linears(model, lambda name: _skipped(name, skip),
                             lambda name, linear: _quantized_linear(bnb, linear, config, linear.weight.device),
                             reference_kinds=("linear", "conv1d"))  # 4.45 swaps GPT-2's Conv1D layers too
-    model.config.quantization_config = config.to_dict()
+    model.config.quantization_config = config
     return replaced
 
 

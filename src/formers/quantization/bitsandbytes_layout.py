@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError
 from ..loading.key_map import KeyMap
+from .package_configs import recorded_settings
 
 _STAT_PREFIX = "weight."  # 4-bit statistics: weight.absmax, weight.quant_map, weight.quant_state.bitsandbytes__nf4, ...
 _INT8_PARTS = ("SCB", "weight_format")
@@ -127,7 +128,7 @@ def to_checkpoint(model: nn.Module, state: dict[str, Tensor], key_map: KeyMap) -
                               f"as one tensor; quantize all of its parts or none of them ({error})") from None
     out = key_map.to_checkpoint(rest, model.config)
     starts = torch.tensor(bases)
-    double = bool((getattr(model.config, "quantization_config", None) or {}).get("bnb_4bit_use_double_quant"))
+    double = bool(recorded_settings(model.config).get("bnb_4bit_use_double_quant"))
     for key, numbers in mapped.items():
         owners = torch.searchsorted(starts, numbers, right=True) - 1
         layer = key[:-len(".weight")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .bitsandbytes import canonical_4bit_layers
+from .package_configs import recorded_settings
 from .embedding import QuantizedEmbedding
 from .linear import QuantizedLinear
 
@@ -42,7 +43,7 @@ def dequantize_model(model: nn.Module) -> nn.Module:
     """Replace every quantized linear layer of `model` by a full-precision one, in place; returns the model."""
     from ..modeling.layers import Embedding, Linear  # (modeling imports this package)
 
-    recorded = getattr(model.config, "quantization_config", None)
+    recorded = recorded_settings(model.config)
     if not recorded:
         raise ValueError("You need to first quantize your model in order to dequantize it")
     method = recorded.get("quant_method")

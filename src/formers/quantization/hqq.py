@@ -75,6 +75,6 @@ def quantize_with_hqq(model: nn.Module, config: HqqConfig, dtype: torch.dtype) -
         return layer
 
     replaced = swap_linears(model, lambda name: per_layer.get(name) is None, build)
-    model.config.quantization_config = {"quant_method": config.quant_method, **config.to_dict()}
+    model.config.quantization_config = config
     model.is_hqq_quantized, model.is_hqq_serializable = True, False
     return replaced

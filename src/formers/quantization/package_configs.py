@@ -377,6 +377,17 @@ def quant_method_of(data: dict[str, Any]) -> str | None:
     return nested.get("quant_method") if isinstance(nested, dict) else None
 
 
+def recorded_settings(model_config: Any) -> dict[str, Any]:
+    """The quantization a model's config records, as a dict that names its "quant_method" ({} for none): 4.45 keeps
+    the config object there (formers too), a config.json holds its dict."""
+    value = getattr(model_config, "quantization_config", None)
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {**value, "quant_method": quant_method_of(value)}
+    return {**value.to_dict(), "quant_method": value.quant_method}
+
+
 def package_config(value: Any) -> PackageConfig | None:
     """A 4.45 package config (BitsAndBytesConfig, QuantoConfig, ...) given as the object or as its dict (a
     config.json's `quantization_config`), else None."""

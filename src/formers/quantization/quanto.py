@@ -58,5 +58,5 @@ def quantize_with_quanto(model: nn.Module, config: QuantoConfig) -> int:
         else output_head_names(model)
     replaced = swap_linears(model, lambda name: any(key in name for key in skip),  # 4.45: a substring of the path
                             lambda name, linear: _qlinear(quanto, name, linear, config.weights))
-    model.config.quantization_config = config.to_dict()
+    model.config.quantization_config = config
     return replaced
