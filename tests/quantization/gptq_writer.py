@@ -23,7 +23,9 @@ def _pack(codes: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
 def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_order: bool, seed: int = 0,
                     symmetric: bool = False) -> Path:
     """`folder`'s model with every linear layer of its blocks replaced by random GPTQ parts; returns `out`.
-    symmetric: every zero point 2^(bits - 1), as GPTQ's sym=True writes them."""
+    symmetric: every zero point 2^(bits - 1), as GPTQ's sym=True writes them. Layers with fewer outputs than one
+    packed word of zero points (an MoE router) stay in full precision, listed out of `modules_in_block_to_quantize`
+    as GPTQ checkpoints of MoE models leave them."""
     import transformers
     from transformers.pytorch_utils import Conv1D
 
@@ -31,11 +33,17 @@ def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_ord
     generator = torch.Generator().manual_seed(seed)
     state = load_file(folder / "model.safetensors")
     blocks = ("model.layers.", "transformer.h.")
+    quantized, kept = set(), set()
     for name, module in reference.named_modules():
         if not name.startswith(blocks) or not isinstance(module, (torch.nn.Linear, Conv1D)):
             continue
         outputs, inputs = (module.weight.shape[1], module.weight.shape[0]) if isinstance(module, Conv1D) \
             else module.weight.shape
+        in_block = name.split(".", 3)[-1]  # "self_attn.q_proj" of "model.layers.0.self_attn.q_proj"
+        if outputs % 32:
+            kept.add(in_block)
+            continue
+        quantized.add(in_block)
         groups = inputs // group_size
         codes = torch.randint(0, 2 ** bits, (inputs, outputs), generator=generator)
         # stored zero points (true zero - 1); with act-order also the top value, which auto-gptq reads as 2^bits
@@ -59,5 +67,7 @@ def gptq_checkpoint(folder: Path, out: Path, bits: int, group_size: int, act_ord
     config["quantization_config"] = {"quant_method": "gptq", "bits": bits, "group_size": group_size,
                                      "desc_act": act_order, "sym": symmetric, "damp_percent": 0.1,
                                      "true_sequential": True, "static_groups": False}
+    if kept:
+        config["quantization_config"]["modules_in_block_to_quantize"] = [sorted(quantized)]
     (out / "config.json").write_text(json.dumps(config))
     return out

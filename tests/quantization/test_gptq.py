@@ -25,6 +25,11 @@ FAMILIES = {
     "qwen2": (None, dict(tie_word_embeddings=False, intermediate_size=128)),  # q/k/v biases
     # Conv1D projections, q/k/v fused in c_attn: formers' key map splits the dequantized weight
     "gpt2": (dict(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64), {}),
+    # experts quantized one by one (formers' key map stacks them), routers left in full precision
+    "mixtral": (None, dict(tie_word_embeddings=False, intermediate_size=64, num_local_experts=4,
+                           num_experts_per_tok=2)),
+    "qwen2_moe": (None, dict(tie_word_embeddings=False, intermediate_size=64, moe_intermediate_size=64,
+                             shared_expert_intermediate_size=64, num_experts=4, num_experts_per_tok=2)),
 }
 
 
@@ -43,7 +48,7 @@ def load_both(folder, dtype=torch.float32, **kwargs):
 
 CASES = [("llama", 4, 32, False), ("llama", 8, 32, False), ("llama", 3, 32, False), ("llama", 2, 16, False),
          ("llama", 4, 32, True), ("llama", 3, 64, True), ("qwen2", 4, 32, False), ("qwen2", 4, 32, True),
-         ("gpt2", 4, 32, False), ("gpt2", 8, 64, True)]
+         ("gpt2", 4, 32, False), ("gpt2", 8, 64, True), ("mixtral", 4, 32, False), ("qwen2_moe", 4, 32, True)]
 
 
 @pytest.mark.parametrize("family, bits, group_size, act_order", CASES)
