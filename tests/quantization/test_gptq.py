@@ -126,20 +126,21 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
             formers.AutoModelForCausalLM.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("bits, symmetric, scheme", [(4, True, "q4_0"), (4, False, "q8_0"), (8, True, "q8_0"),
-                                                   (3, False, "q8_0")])
-def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, bits, symmetric, scheme):
+@pytest.mark.parametrize("family, bits, symmetric, scheme", [
+    ("llama", 4, True, "q4_0"), ("llama", 4, False, "q8_0"), ("llama", 8, True, "q8_0"), ("llama", 3, False, "q8_0"),
+    ("mixtral", 4, True, "q4_0")])  # Mixtral: its key map only renames the experts' layers, so their blocks stay
+def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, family, bits, symmetric, scheme):
     """keep_quantized=True: each layer becomes the llama.cpp blocks that hold its weight exactly (symmetric 4-bit:
     Q4_0, d x (q - 8); otherwise Q8_0 with q = code - zero point), which formers' decoding kernels compute on;
     the logits stay within 1.5% of their range of the dequantized model's (the kernels round activations as
-    llama.cpp does), the greedy tokens are the same, and the layers save and reload."""
+    llama.cpp does), the greedy tokens are the same (dense), and the layers save and reload."""
     from formers.quantization import QuantizedLinear
 
-    folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", bits, 32, False, symmetric=symmetric)
+    folder = gptq_checkpoint(folders[family], tmp_path / "gptq", bits, 32, False, symmetric=symmetric)
     dequantized = formers.AutoModelForCausalLM.from_pretrained(folder)
     kept = formers.AutoModelForCausalLM.from_pretrained(folder, keep_quantized=True)
     layers = [m for m in kept.modules() if isinstance(m, QuantizedLinear)]
-    assert len(layers) == 7 * 2 and {m.scheme for m in layers} == {scheme}
+    assert len(layers) == (7 if family == "llama" else 4 + 3 * 4) * 2 and {m.scheme for m in layers} == {scheme}
     with torch.no_grad():
         for name, module in kept.named_modules():  # the blocks hold the checkpoint's weights exactly
             if isinstance(module, QuantizedLinear):
@@ -149,8 +150,9 @@ def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, bits, symmetr
     print(f"{scheme} kept vs dequantized: max |delta logits| {float((got - expected).abs().max()):.3g} "
           f"(range {span:.3g})")
     assert float((got - expected).abs().max()) <= 0.015 * span
-    greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
-    assert torch.equal(kept.generate(IDS[:1], **greedy), dequantized.generate(IDS[:1], **greedy))
+    if family == "llama":  # (the random Mixtral's router meets near-ties a logit step apart: tokens part there)
+        greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+        assert torch.equal(kept.generate(IDS[:1], **greedy), dequantized.generate(IDS[:1], **greedy))
     kept.save_pretrained(tmp_path / "saved")
     reloaded = formers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     with torch.no_grad():

@@ -176,6 +176,13 @@ class KeyMap:
         inner, _ = self._strip(key)
         return any(_match(p, inner) is not None for p in self.transposed)
 
+    def only_renames(self, key: str) -> bool:
+        """Whether `to_model` passes the checkpoint tensor `key` on as it is, at most under another name (no
+        transpose, split or drop), so that any layout of its bytes survives the mapping."""
+        inner, _ = self._strip(key)
+        changing = (*self.ignored, *(rule.checkpoint for rule in self.fused))
+        return not self.stores_transposed(key) and not any(_match(p, inner) is not None for p in changing)
+
     def _fused_part(self, key: str) -> tuple[int, str, int] | None:
         """(rule index, checkpoint key, part index) when `key` is one part of a fused checkpoint tensor."""
         for rule_idx, rule in enumerate(self.fused):

@@ -60,13 +60,14 @@ class LoadQuantization:
     def to_model(self, model: nn.Module, key_map: KeyMap | None, tensors: Iterable, dtype: torch.dtype) -> Iterable:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
         layers has their states split or renamed as the key map splits or renames their weights; a GPTQ
-        checkpoint's layers come as their dequantized weights (gptq.py), or with keep_quantized=True, in a family
-        without a key map, as the Q4_0 / Q8_0 blocks that hold them exactly."""
+        checkpoint's layers come as their dequantized weights (gptq.py), or with keep_quantized=True, where the key
+        map at most renames them, as the Q4_0 / Q8_0 blocks that hold them exactly."""
         recorded = getattr(model.config, "quantization_config", None)
         if gptq.is_gptq_checkpoint(recorded):
+            untouched = key_map.only_renames if key_map else lambda key: True  # blocks survive a renaming only
             tensors = gptq.dequantize_stream(tensors, recorded, dtype,
                                              key_map.stores_transposed if key_map else lambda key: False,
-                                             keep_blocks=self.keep_quantized and key_map is None)
+                                             lambda key: self.keep_quantized and untouched(key))
         if key_map is None:
             return tensors
         saved = package_config(recorded)

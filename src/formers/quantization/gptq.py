@@ -108,11 +108,12 @@ class Layer:
 
 
 def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str, Any], dtype: torch.dtype,
-                      transposed: Callable[[str], bool], keep_blocks: bool = False) -> Iterator[tuple[str, Tensor]]:
+                      transposed: Callable[[str], bool],
+                      keep_blocks: Callable[[str], bool] = lambda key: False) -> Iterator[tuple[str, Tensor]]:
     """The checkpoint's tensors with each GPTQ layer's parts replaced by `<layer>.weight` in `dtype`, in
     nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
-    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). With `keep_blocks`, layers that Q4_0 / Q8_0
-    blocks hold exactly come as those blocks instead (`Layer.blocks`), which the loader keeps as they are."""
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). Where `keep_blocks(key)`, layers that Q4_0 /
+    Q8_0 blocks hold exactly come as those blocks instead (`Layer.blocks`), which the loader keeps as they are."""
     bits = _check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -126,7 +127,7 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], recorded: dict[str,
         if len(parts) == len(PARTS):
             unpacked, name = Layer(pending.pop(layer), bits, layer), f"{layer}.weight"
             layers += 1
-            kept = unpacked.blocks() if keep_blocks and not transposed(name) else None
+            kept = unpacked.blocks() if keep_blocks(name) and not transposed(name) else None
             if kept is not None:
                 yield name, kept
                 continue
