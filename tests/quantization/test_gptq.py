@@ -30,6 +30,7 @@ FAMILIES = {
                            num_experts_per_tok=2)),
     "qwen2_moe": (None, dict(tie_word_embeddings=False, intermediate_size=64, moe_intermediate_size=64,
                              shared_expert_intermediate_size=64, num_experts=4, num_experts_per_tok=2)),
+    "phi": (None, dict(intermediate_size=128)),  # checkpoint names formers renames (dense, fc1, fc2)
 }
 
 
@@ -126,9 +127,12 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
             formers.AutoModelForCausalLM.from_pretrained(folder)
 
 
+LAYERS_PER_BLOCK = {"llama": 7, "mixtral": 4 + 3 * 4, "phi": 6}  # quantized layers of one decoder layer
+
+
 @pytest.mark.parametrize("family, bits, symmetric, scheme", [
     ("llama", 4, True, "q4_0"), ("llama", 4, False, "q8_0"), ("llama", 8, True, "q8_0"), ("llama", 3, False, "q8_0"),
-    ("mixtral", 4, True, "q4_0")])  # Mixtral: its key map only renames the experts' layers, so their blocks stay
+    ("mixtral", 4, True, "q4_0"), ("phi", 4, True, "q4_0")])  # their key maps only rename these layers
 def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, family, bits, symmetric, scheme):
     """keep_quantized=True: each layer becomes the llama.cpp blocks that hold its weight exactly (symmetric 4-bit:
     Q4_0, d x (q - 8); otherwise Q8_0 with q = code - zero point), which formers' decoding kernels compute on;
@@ -140,7 +144,7 @@ def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, family, bits,
     dequantized = formers.AutoModelForCausalLM.from_pretrained(folder)
     kept = formers.AutoModelForCausalLM.from_pretrained(folder, keep_quantized=True)
     layers = [m for m in kept.modules() if isinstance(m, QuantizedLinear)]
-    assert len(layers) == (7 if family == "llama" else 4 + 3 * 4) * 2 and {m.scheme for m in layers} == {scheme}
+    assert len(layers) == LAYERS_PER_BLOCK[family] * 2 and {m.scheme for m in layers} == {scheme}
     with torch.no_grad():
         for name, module in kept.named_modules():  # the blocks hold the checkpoint's weights exactly
             if isinstance(module, QuantizedLinear):
@@ -150,7 +154,7 @@ def test_kept_quantized_layers_are_exact_blocks(folders, tmp_path, family, bits,
     print(f"{scheme} kept vs dequantized: max |delta logits| {float((got - expected).abs().max()):.3g} "
           f"(range {span:.3g})")
     assert float((got - expected).abs().max()) <= 0.015 * span
-    if family == "llama":  # (the random Mixtral's router has two experts 0.0023 apart at the 5th new token, which
+    if family != "mixtral":  # (the random Mixtral's router has two experts 0.0023 apart at the 5th new token, which
         # the kept model's rounding swaps: the tokens part there, with the experts)
         greedy = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
         assert torch.equal(kept.generate(IDS[:1], **greedy), dequantized.generate(IDS[:1], **greedy))
