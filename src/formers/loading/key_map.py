@@ -113,7 +113,7 @@ class KeyMap:
         return (key[len(head):], True) if key.startswith(head) else (key, False)
 
     def _inner_to_model(self, key: str, tensor: Tensor, config) -> list[tuple[str, Tensor]]:
-        if any(_match(p, key) is not None for p in self.transposed) and tensor.dim() == 2:
+        if self._transposed(key) and tensor.dim() == 2:
             tensor = tensor.t().contiguous()  # one copy at load; a strided weight would slow every matmul
         for fused in self.fused:
             fields = _match(fused.checkpoint, key)
@@ -141,24 +141,21 @@ class KeyMap:
         out: dict[str, Tensor] = {}
         groups: dict[tuple[int, str, bool], dict[int, Tensor]] = {}  # (rule, checkpoint key, prefixed) -> parts
         for key, tensor in state.items():
-            prefixed = key.startswith("model.")
-            inner = key[len("model."):] if prefixed else key
-            head = None if prefixed else self._rename(inner, self.head_renames, reverse=True)
-            if head is not None:
-                out[head] = tensor
-            elif (group := self._fused_part(inner)) is not None:
-                rule_idx, target, part_idx = group
-                groups.setdefault((rule_idx, target, prefixed), {})[part_idx] = tensor
-            else:
-                renamed = self._rename(inner, self.renames, reverse=True) or inner
-                out[self._with_prefix(renamed, prefixed)] = self._maybe_transpose(renamed, tensor)
+            target = self.checkpoint_key(key)
+            if target is not None:
+                out[target] = self._maybe_transpose(target, tensor)
+                continue
+            prefixed = key.startswith("model.")  # one part of a fused tensor
+            rule_idx, fused, part_idx = self._fused_part(key[len("model."):] if prefixed else key)
+            groups.setdefault((rule_idx, fused, prefixed), {})[part_idx] = tensor
         for (rule_idx, target, prefixed), parts in groups.items():
             rule = self.fused[rule_idx]
             if len(parts) != len(rule.parts):
                 raise CheckpointError(f"save: checkpoint tensor {target!r} joins {list(rule.parts)}; only "
                                       f"{len(parts)} of them are in the state dict")
             joined = rule.join([parts[i] for i in range(len(rule.parts))], config, _match(rule.checkpoint, target))
-            out[self._with_prefix(target, prefixed)] = self._maybe_transpose(target, joined)
+            out[self._with_prefix(target, prefixed)] = self._maybe_transpose(self._with_prefix(target, prefixed),
+                                                                              joined)
         return out
 
     def checkpoint_key(self, key: str) -> str | None:
@@ -173,7 +170,9 @@ class KeyMap:
 
     def stores_transposed(self, key: str) -> bool:
         """Whether the checkpoint stores the tensor `key` (a checkpoint key) [in, out] (Conv1D)."""
-        inner, _ = self._strip(key)
+        return self._transposed(self._strip(key)[0])
+
+    def _transposed(self, inner: str) -> bool:
         return any(_match(p, inner) is not None for p in self.transposed)
 
     def only_renames(self, key: str) -> bool:
@@ -195,7 +194,8 @@ class KeyMap:
     def _with_prefix(self, name: str, prefixed: bool) -> str:
         return f"{self.prefix}.{name}" if prefixed else name
 
-    def _maybe_transpose(self, name: str, tensor: Tensor) -> Tensor:
-        if tensor.dim() == 2 and any(_match(p, name) is not None for p in self.transposed):
+    def _maybe_transpose(self, key: str, tensor: Tensor) -> Tensor:
+        """`tensor` in the layout the checkpoint stores `key` (a checkpoint key) in."""
+        if tensor.dim() == 2 and self.stores_transposed(key):
             return tensor.t().contiguous()
         return tensor

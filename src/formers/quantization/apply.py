@@ -55,8 +55,9 @@ def quantize_int4(weight: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tens
     if cols % group_size:
         raise CheckpointError(f"int4 quantization: in_features {cols} is not a multiple of group_size {group_size}")
     w = weight.reshape(rows, cols // group_size, group_size)
-    scale = ((w.amax(dim=-1) - w.amin(dim=-1)) / 15.0).clamp(min=1e-6)
-    zero = (w.amin(dim=-1) + scale * 8.0).to(torch.bfloat16)
+    low = w.amin(dim=-1)
+    scale = ((w.amax(dim=-1) - low) / 15.0).clamp(min=1e-6)
+    zero = (low + scale * 8.0).to(torch.bfloat16)
     lowest = zero - scale * 8.0
     q = torch.clamp(torch.round((w - lowest[..., None]) / scale[..., None]), 0, 15).to(torch.int32)
     return q.reshape(rows, cols), scale, zero

@@ -22,9 +22,12 @@ class QuantizationConfigMixin:
     def from_dict(cls, config_dict: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
         """The config a dict describes; `kwargs` naming an attribute override it, the rest come back when
         `return_unused_kwargs` is set."""
-        config = cls(**config_dict)
-        unused = config.update(**kwargs)
-        return (config, unused) if return_unused_kwargs else config
+        return cls(**config_dict).with_overrides(return_unused_kwargs, **kwargs)
+
+    def with_overrides(self, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
+        """`from_dict`'s last step: the attributes `kwargs` name set; the config (and the other entries)."""
+        unused = self.update(**kwargs)
+        return (self, unused) if return_unused_kwargs else self
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.__dict__)

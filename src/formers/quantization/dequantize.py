@@ -15,9 +15,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .bitsandbytes import canonical_4bit_layers
-from .package_configs import recorded_settings
 from .embedding import QuantizedEmbedding
 from .linear import QuantizedLinear
+from .package_configs import recorded_settings
 
 
 def _full_precision_weight(module: nn.Module) -> Tensor | None:

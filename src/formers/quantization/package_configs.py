@@ -324,8 +324,7 @@ class HqqConfig(PackageConfig):
             return super().from_dict(config_dict, return_unused_kwargs, **kwargs)
         config = cls()
         config.quant_config = copy.deepcopy(data)
-        unused = config.update(**kwargs)
-        return (config, unused) if return_unused_kwargs else config
+        return config.with_overrides(return_unused_kwargs, **kwargs)
 
 
 class CompressedTensorsConfig(PackageConfig):
