@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..loading.key_map import KeyMap
-from . import bitsandbytes_layout, gptq
+from . import awq, bitsandbytes_layout, gptq, prequantized
 from .apply import KEPT_GGUF_TYPES, LinearQuantizer
 from .bitsandbytes import (PrequantizedLayers, as_bitsandbytes_config, bitsandbytes_installed, canonical_4bit_layers,
                            quantize_with_bitsandbytes, stored_dtype, weight_parts)
@@ -43,29 +43,32 @@ class LoadQuantization:
 
     config: TorchAoConfig | None = None
     keep_quantized: bool = False
-    package: BitsAndBytesConfig | QuantoConfig | HqqConfig | GPTQConfig | None = None  # layers put in after the load
+    # bitsandbytes' / quanto's / hqq's layers put in after the load, or a GPTQ / AWQ config's loading options
+    package: BitsAndBytesConfig | QuantoConfig | HqqConfig | GPTQConfig | AwqConfig | None = None
 
     @property
     def gguf_keep_types(self) -> tuple[str, ...]:
         return KEPT_GGUF_TYPES if self.keep_quantized else ()
 
     def check_keep(self, from_gguf: bool, config: Any) -> None:
-        """keep_quantized=True needs weights that are quantized already: a GGUF file's or a GPTQ checkpoint's."""
+        """keep_quantized=True needs weights that are quantized already: a GGUF file's or a GPTQ / AWQ
+        checkpoint's."""
         if self.keep_quantized and not from_gguf and \
-                not gptq.is_gptq_checkpoint(getattr(config, "quantization_config", None)):
-            raise ConfigError("keep_quantized=True keeps a GGUF file's or a GPTQ checkpoint's quantized weights; "
+                prequantized.format_of(getattr(config, "quantization_config", None)) is None:
+            raise ConfigError("keep_quantized=True keeps a GGUF file's or a GPTQ / AWQ checkpoint's quantized weights; "
                               "pass gguf_file=... too, or quantization_config=TorchAoConfig(...) to quantize this "
                               "checkpoint")
 
     def to_model(self, model: nn.Module, key_map: KeyMap | None, tensors: Iterable, dtype: torch.dtype) -> Iterable:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
-        layers has their states split or renamed as the key map splits or renames their weights; a GPTQ
-        checkpoint's layers come as their dequantized weights (gptq.py), or with keep_quantized=True, where the key
-        map at most renames them, as the Q4_0 / Q8_0 blocks that hold them exactly."""
+        layers has their states split or renamed as the key map splits or renames their weights; a GPTQ / AWQ
+        checkpoint's layers come as their dequantized weights (prequantized.py), or with keep_quantized=True, where
+        the key map at most renames them, as the Q4_0 / Q8_0 blocks that hold them exactly."""
         recorded = getattr(model.config, "quantization_config", None)
-        if gptq.is_gptq_checkpoint(recorded):
+        reader = prequantized.format_of(recorded)
+        if reader is not None:
             untouched = key_map.only_renames if key_map else lambda key: True  # blocks survive a renaming only
-            tensors = gptq.dequantize_stream(tensors, recorded, dtype,
+            tensors = prequantized.dequantize_stream(tensors, reader, recorded, dtype,
                                              key_map.stores_transposed if key_map else lambda key: False,
                                              lambda key: self.keep_quantized and untouched(key))
         if key_map is None:
@@ -80,15 +83,16 @@ class LoadQuantization:
         """Wrap the weight stream; when it is exhausted, record the scheme in model.config (for save)."""
         model_config = model.config
         recorded = getattr(model_config, "quantization_config", None)  # config.json's
-        if gptq.is_gptq_checkpoint(recorded):  # its layers were dequantized by to_model: the model is a plain one
+        if prequantized.format_of(recorded) is not None:  # its layers were dequantized by to_model: a plain model
             del model_config.quantization_config
             recorded = None
-        elif isinstance(self.package, GPTQConfig):  # (4.45 code passes one to load a GPTQ checkpoint: fine above)
-            raise ConfigError("quantization_config=GPTQConfig: quantizing a full-precision checkpoint with GPTQ runs "
-                              "calibration data through the model (optimum + auto-gptq on a GPU in 4.45), which "
-                              "formers does not do; it reads GPTQ checkpoints (config.json quant_method 'gptq') and "
-                              "quantizes weights itself with TorchAoConfig('int8_weight_only') or "
-                              "TorchAoConfig('int4_weight_only', group_size=32)")
+        elif isinstance(self.package, (GPTQConfig, AwqConfig)):  # (4.45 code passes one to load such a checkpoint)
+            method = type(self.package).__name__[:-6].upper()
+            raise ConfigError(f"quantization_config={type(self.package).__name__}: quantizing a full-precision "
+                              f"checkpoint with {method} runs calibration data through the model (on a GPU in "
+                              f"4.45), which formers does not do; it reads {method} checkpoints (config.json "
+                              f"quant_method {self.package.quant_method!r}) and quantizes weights itself with "
+                              "TorchAoConfig('int8_weight_only') or TorchAoConfig('int4_weight_only', group_size=32)")
         saved = package_config(recorded)
         if isinstance(saved, BitsAndBytesConfig):  # saved with bitsandbytes' layers: they load as saved (as in 4.45)
             self.package = None
@@ -136,7 +140,8 @@ def pop_quantization(kwargs: dict[str, Any]) -> LoadQuantization:
         if not bnb_config.is_quantizable():
             raise ConfigError("quantization_config=BitsAndBytesConfig: set load_in_8bit=True or load_in_4bit=True")
         return LoadQuantization(None, keep, bnb_config)
-    package = as_quanto_config(value) or as_hqq_config(value) or gptq.loading_config(value)
+    package = (as_quanto_config(value) or as_hqq_config(value) or gptq.loading_config(value)
+               or awq.loading_config(value))
     if package is not None:
         return LoadQuantization(None, keep, package)
     return LoadQuantization(check_quantization_config(value), keep)
