@@ -18,7 +18,8 @@ bench/README.md) always reads the GGUF file of the dtype, written once by bench/
 runs batch 1 only. The roofline of a dtype is the measured read bandwidth divided by the bytes of its
 weights read per token (the GGUF tensor bytes: every matrix once, the tied head counted once). A prefill's
 "of peak" is its FLOPs (prefill_flops_per_token: projections, causal attention, the head once) per second over
-the measured matmul peak of the dtype (a 1024^3 GEMM), for float32 and bfloat16.
+the measured matmul peak of the dtype (a 1024^3 GEMM), for float32 and bfloat16 (bfloat16: the higher of its probe
+and float32's, since a CPU without bfloat16 instructions computes it in float32).
 """
 from __future__ import annotations
 
@@ -152,6 +153,15 @@ def prefill_flops_per_token(checkpoint: Path, prompt: int) -> float:
     return 2 * (layers * (projections + attention) + hidden * config["vocab_size"] / prompt)
 
 
+def matmul_peak(probes: dict[str, float], dtype: str) -> float | None:
+    """The matmul peak a prefill of `dtype` is measured against: its dtype's GEMM probe; for bfloat16 on a CPU
+    without a native bfloat16 product (AVX2: torch's bfloat16 GEMM there runs at ~1 GFLOP/s, and bfloat16 values are
+    computed as float32 by every implementation) the float32 probe, whichever is higher."""
+    if dtype == "bfloat16":
+        return max(probes.get("bfloat16", 0.0), probes.get("float32", 0.0)) or None
+    return probes.get(dtype)
+
+
 def _print_ratios(results: dict, dtype: str, args) -> None:
     """formers' median decode speed over each other implementation's, per batch (the issue's targets: >= 1 vs
     llama.cpp at batch 1, >= 1.5 vs transformers at batch 8)."""
@@ -213,7 +223,7 @@ def main() -> None:
     flops = prefill_flops_per_token(checkpoint, args.prompt) if args.family == "llama" else None
     for dtype in args.dtypes:
         per_token = weight_bytes(checkpoint, dtype) if args.family == "llama" and dtype not in TORCHAO else None
-        peak = machine["matmul_gflops"].get(dtype) if flops else None  # float32 / bfloat16: that dtype's GEMM
+        peak = matmul_peak(machine["matmul_gflops"], dtype) if flops else None
         roofline = machine["read_gbs"] * 1e9 / per_token if per_token else None
         line = f"\n== {dtype}"
         if per_token:
