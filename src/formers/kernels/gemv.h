@@ -410,6 +410,7 @@ inline __m256 load8(const BFloat16* p) { return widen8(p); }
 // more sum, reduced, added; then one by one
 template <typename W>
 inline float dot_tail(const float* x, const W* w, int64_t k64, int64_t K, float total) {
+  if (k64 == K) return total + 0.0f;  // torch adds the (zero) sum of no tail: the same value, without the tree
   const int64_t k16 = K - K % 16;
   __m256 tail = _mm256_setzero_ps();
   for (int64_t k = k64; k < k16; k += 16) {
