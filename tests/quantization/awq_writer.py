@@ -1,6 +1,6 @@
 """Writes AWQ checkpoints in AutoAWQ's "gemm" layout from random codes, zero points and float16 scales of a model's
-block layers (tests/quantization/test_awq.py). What such a folder means is what AutoAWQ's own unpacking
-(`awq.utils.packing_utils.dequantize_gemm`) and 4.45.2 + AutoAWQ compute from it, however its bits were chosen."""
+block layers (tests/quantization/test_awq.py; bench/prequantized.py). What such a folder means is what AutoAWQ's own
+unpacking (`awq.utils.packing_utils.dequantize_gemm`) computes from it, however its bits were chosen."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
 """Writes GPTQ checkpoints in auto-gptq's layout from random codes, zero points and float16 scales of a model's
-block layers (tests/quantization/test_gptq.py; bench/gptq.py). What such a folder means is what 4.45.2 + optimum
+block layers (tests/quantization/test_gptq.py; bench/prequantized.py). What such a folder means is what 4.45.2 + optimum
 + auto-gptq compute from it, however its bits were chosen."""
 from __future__ import annotations
 

@@ -152,7 +152,8 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
     cases = [
         (lambda s: s.pop(f"{layer}.qzeros"), None, rf"AWQ layer {layer}: the checkpoint has \['qweight', 'scales'\]"),
         (lambda s: s.update({f"{layer}.scales": s[f"{layer}.scales"][:1]}), None, rf"{layer}: qweight.* do not fit"),
-        (lambda s: s.update({f"{layer}.qweight": s[f"{layer}.qweight"][:40]}), None, rf"{layer}: qweight has 40 inputs, no multiple of group_size 32"),
+        (lambda s: s.update({f"{layer}.qweight": s[f"{layer}.qweight"][:40]}), None,
+         rf"{layer}: qweight has 40 inputs, no multiple of group_size 32"),
         (None, lambda q: q.update(bits=8), r"quantization_config \(AWQ\) bits: expected 4"),
         (None, lambda q: q.update(version="gemv"), r"version 'gemv'"),
         (None, lambda q: q.update(backend="llm-awq"), r"backend 'llm-awq'"),

@@ -69,8 +69,8 @@ class LoadQuantization:
         if reader is not None:
             untouched = key_map.only_renames if key_map else lambda key: True  # blocks survive a renaming only
             tensors = prequantized.dequantize_stream(tensors, reader, recorded, dtype,
-                                             key_map.stores_transposed if key_map else lambda key: False,
-                                             lambda key: self.keep_quantized and untouched(key))
+                                                     key_map.stores_transposed if key_map else lambda key: False,
+                                                     lambda key: self.keep_quantized and untouched(key))
         if key_map is None:
             return tensors
         saved = package_config(recorded)
@@ -87,7 +87,7 @@ class LoadQuantization:
             del model_config.quantization_config
             recorded = None
         elif isinstance(self.package, (GPTQConfig, AwqConfig)):  # (4.45 code passes one to load such a checkpoint)
-            method = type(self.package).__name__[:-6].upper()
+            method = self.package.quant_method.upper()
             raise ConfigError(f"quantization_config={type(self.package).__name__}: quantizing a full-precision "
                               f"checkpoint with {method} runs calibration data through the model (on a GPU in "
                               f"4.45), which formers does not do; it reads {method} checkpoints (config.json "

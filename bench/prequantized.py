@@ -1,10 +1,12 @@
-"""GPTQ checkpoint decode speed on the CPU: formers (weights dequantized at load; or `keep_quantized=True`: Q4_0
-blocks, formers' decoding kernels) vs transformers 4.45.2 through optimum + auto-gptq (its CPU path), on a
-SmolLM-135M-shaped Llama whose block layers are symmetric 4-bit GPTQ (group 64, the usual sym=True kind; random
-codes written by tests/quantization/gptq_writer.py: speed does not depend on them). float32 activations, batch
-1, greedy, EOS ignored; also the peak RSS of each worker process.
+"""Decode speed on the CPU of checkpoints quantized by GPTQ or AWQ: formers (weights dequantized at load; or
+`keep_quantized=True`: llama.cpp blocks, formers' decoding kernels) vs transformers 4.45.2 through optimum +
+auto-gptq (its CPU path; 4.45.2 runs AWQ only on a GPU), on a SmolLM-135M-shaped Llama whose block layers are
+symmetric 4-bit GPTQ (group 64, the usual sym=True kind: kept as Q4_0) or 4-bit AWQ (group 64: SmolLM's 576
+inputs are no multiple of AutoAWQ's default 128; kept as Q8_0). Random codes written by
+tests/quantization/gptq_writer.py / awq_writer.py: speed does not depend on them. float32 activations, batch 1,
+greedy, EOS ignored; also the peak RSS of each worker process.
 
-    python bench/gptq.py [--prompt 128] [--new-tokens 32] [--rounds 3]
+    python bench/prequantized.py [--format gptq|awq] [--prompt 128] [--new-tokens 32] [--rounds 3]
 
 The last line is a JSON summary (what ../shared/bench-tools/run_quiet.py records).
 """
@@ -25,11 +27,15 @@ IMPLS = {"formers": ("formers", {}), "formers-kept": ("formers", {"keep_quantize
          "transformers": ("transformers", {"device_map": "cpu"})}
 
 
-def checkpoint() -> Path:
-    """The 4-bit GPTQ folder of the SmolLM-135M shape, written once under bench/out."""
-    folder = REPO / "bench" / "out" / "smollm135m-gptq-4bit-g64-sym"
+FOLDERS = {"gptq": "smollm135m-gptq-4bit-g64-sym", "awq": "smollm135m-awq-4bit-g64"}
+
+
+def checkpoint(form: str) -> Path:
+    """The 4-bit GPTQ or AWQ folder of the SmolLM-135M shape, written once under bench/out."""
+    folder = REPO / "bench" / "out" / FOLDERS[form]
     if not (folder / "config.json").exists():
         sys.path.insert(0, str(REPO))
+        from tests.quantization.awq_writer import awq_checkpoint
         from tests.quantization.gptq_writer import gptq_checkpoint
 
         staging = folder.with_name(folder.name + ".partial")
@@ -37,7 +43,10 @@ def checkpoint() -> Path:
             import shutil
 
             shutil.rmtree(staging)
-        gptq_checkpoint(smollm_checkpoint(), staging, bits=4, group_size=64, act_order=False, symmetric=True)
+        if form == "gptq":
+            gptq_checkpoint(smollm_checkpoint(), staging, bits=4, group_size=64, act_order=False, symmetric=True)
+        else:
+            awq_checkpoint(smollm_checkpoint(), staging, group_size=64)
         staging.rename(folder)
     return folder
 
@@ -47,7 +56,8 @@ def worker(impl: str, args) -> None:
 
     library, options = IMPLS[impl]
     lib = __import__(library)
-    model = lib.AutoModelForCausalLM.from_pretrained(checkpoint(), torch_dtype=torch.float32, **options).eval()
+    model = lib.AutoModelForCausalLM.from_pretrained(checkpoint(args.format), torch_dtype=torch.float32,
+                                                     **options).eval()
     ids = torch.randint(3, model.config.vocab_size, (1, args.prompt), generator=torch.Generator().manual_seed(1))
     kwargs = {"attention_mask": torch.ones_like(ids), "do_sample": False, "eos_token_id": None, "pad_token_id": 0}
 
@@ -66,7 +76,9 @@ def worker(impl: str, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--impl", nargs="+", default=list(IMPLS), choices=list(IMPLS))
+    parser.add_argument("--format", default="gptq", choices=list(FOLDERS))
+    parser.add_argument("--impl", nargs="+", default=None, choices=list(IMPLS),
+                        help="default: all (for AWQ, formers' two: 4.45.2 loads AWQ only on a GPU)")
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="worker processes per implementation, alternated")
@@ -75,23 +87,26 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args)
         return
+    args.impl = args.impl or [impl for impl in IMPLS if args.format == "gptq" or impl != "transformers"]
     import json
 
     import torch
     from machine import describe
 
     machine = describe(torch.get_num_threads())
-    checkpoint()
-    print(f"GPTQ 4-bit g64 sym, SmolLM-135M shape, {machine['cpu']}, threads {machine['threads']}, read bandwidth "
+    checkpoint(args.format)
+    print(f"{FOLDERS[args.format]} (SmolLM-135M shape), {machine['cpu']}, threads {machine['threads']}, read bandwidth "
           f"{machine['read_gbs']} GB/s ({machine['bandwidth_probe']}); prompt {args.prompt}, new tokens "
           f"{args.new_tokens}, {args.rounds} round(s)")
     runs: dict[str, list[dict]] = {impl: [] for impl in args.impl}
     for _ in range(args.rounds):
         for impl in args.impl:
-            done = subprocess.run([sys.executable, __file__, "--worker", impl, "--prompt", str(args.prompt),
-                                   "--new-tokens", str(args.new_tokens)], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, __file__, "--worker", impl, "--format", args.format, "--prompt",
+                                   str(args.prompt), "--new-tokens", str(args.new_tokens)],
+                                  capture_output=True, text=True)
             runs[impl].append(collect(done.stdout + done.stderr))
-    summary = {"machine": machine, "prompt": args.prompt, "new_tokens": args.new_tokens, "results": {}}
+    summary = {"format": args.format, "machine": machine, "prompt": args.prompt, "new_tokens": args.new_tokens,
+               "results": {}}
     print(f"{'impl':>13} {'decode tok/s (median; runs)':>34} {'prefill tok/s':>13} {'RSS MB':>7}")
     for impl, records in runs.items():
         decode = [r["decode_tok_s"] for r in records]
