@@ -22,6 +22,7 @@ from formers.errors import CheckpointError, ConfigError
 from tests.conftest import build_oracle_checkpoint
 from tests.models.cases.falcon import FALCON_BASE
 from tests.quantization.awq_writer import awq_checkpoint
+from tests.quantization.edits import edit_checkpoint
 
 if importlib.util.find_spec("awq") is None:
     pytest.skip("autoawq is not installed (it comes with the test extra)", allow_module_level=True)
@@ -136,17 +137,6 @@ def test_takes_4_45s_loading_config_and_refuses_quantizing(folders, tmp_path):
         formers.AutoModelForCausalLM.from_pretrained(folders["llama"], quantization_config=formers.AwqConfig())
 
 
-def _edit(folder: Path, state_change=None, config_change=None) -> None:
-    if state_change:
-        state = load_file(folder / "model.safetensors")
-        state_change(state)
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    if config_change:
-        config = json.loads((folder / "config.json").read_text())
-        config_change(config["quantization_config"])
-        (folder / "config.json").write_text(json.dumps(config))
-
-
 def test_bad_checkpoints_are_named(folders, tmp_path):
     layer = "model.layers.0.mlp.down_proj"
     cases = [
@@ -161,7 +151,7 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
     ]
     for index, (state_change, config_change, message) in enumerate(cases):
         folder = awq_checkpoint(folders["llama"], tmp_path / f"bad{index}", 32)
-        _edit(folder, state_change, config_change)
+        edit_checkpoint(folder, state_change, config_change)
         with pytest.raises(CheckpointError, match=message):
             formers.AutoModelForCausalLM.from_pretrained(folder)
     plain = tmp_path / "plain"  # a config that says AWQ over full-precision weights

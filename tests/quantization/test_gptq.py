@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 import formers
 from formers.errors import CheckpointError, ConfigError
 from tests.conftest import build_oracle_checkpoint
+from tests.quantization.edits import edit_checkpoint
 from tests.quantization.gptq_writer import gptq_checkpoint
 
 pytest.importorskip("auto_gptq", reason="auto-gptq is not installed (it comes with the test extra)")
@@ -92,17 +92,6 @@ def test_quantizing_with_gptq_is_refused(folders):
             folders["llama"], quantization_config=formers.GPTQConfig(bits=4, dataset="c4"))
 
 
-def _edit(folder, state_change=None, config_change=None):
-    if state_change:
-        state = load_file(folder / "model.safetensors")
-        state_change(state)
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    if config_change:
-        config = json.loads((folder / "config.json").read_text())
-        config_change(config["quantization_config"])
-        (folder / "config.json").write_text(json.dumps(config))
-
-
 def test_bad_checkpoints_are_named(folders, tmp_path):
     layer = "model.layers.0.self_attn.q_proj"
     cases = [
@@ -122,7 +111,7 @@ def test_bad_checkpoints_are_named(folders, tmp_path):
         formers.AutoModelForCausalLM.from_pretrained(plain)
     for index, (state_change, config_change, message) in enumerate(cases):
         folder = gptq_checkpoint(folders["llama"], tmp_path / f"bad{index}", 4, 32, False)
-        _edit(folder, state_change, config_change)
+        edit_checkpoint(folder, state_change, config_change)
         with pytest.raises(CheckpointError, match=message):
             formers.AutoModelForCausalLM.from_pretrained(folder)
 
@@ -179,7 +168,7 @@ def test_zero_biases_of_older_auto_gptq_and_the_default_dtype(folders, tmp_path)
     import transformers
 
     folder = gptq_checkpoint(folders["llama"], tmp_path / "gptq", 4, 32, False, symmetric=True)
-    _edit(folder, state_change=lambda s: s.update({key.replace(".qweight", ".bias"): torch.zeros(
+    edit_checkpoint(folder, state_change=lambda s: s.update({key.replace(".qweight", ".bias"): torch.zeros(
         value.shape[1], dtype=torch.float16) for key, value in list(s.items()) if key.endswith(".qweight")}))
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, device_map="cpu")
     assert theirs.dtype == torch.float16
