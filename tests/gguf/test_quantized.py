@@ -214,8 +214,7 @@ def test_memory_figures(llama_dir):
     assert sizes["int4_weight_only"] - rest == pytest.approx(linear * (0.5 + 8 / 32), rel=0.02)  # + 2 fp32 / 32
 
 
-@pytest.mark.parametrize("name,package", [("AwqConfig", "awq"),
-                                          ("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),
+@pytest.mark.parametrize("name,package", [("AqlmConfig", "aqlm"), ("EetqConfig", "eetq"),  # (AWQ: test_awq.py)
                                           ("FbgemmFp8Config", "fbgemm_gpu"),
                                           ("CompressedTensorsConfig", "compressed_tensors")])
 def test_foreign_quantization_configs(llama_dir, name, package):
@@ -230,13 +229,13 @@ def test_foreign_quantization_configs(llama_dir, name, package):
 
 
 def test_foreign_quantization_in_config_json(llama_dir, tmp_path):
-    folder = tmp_path / "awq"
+    folder = tmp_path / "aqlm"
     folder.mkdir()
     data = json.loads((llama_dir / "config.json").read_text())
-    data["quantization_config"] = {"quant_method": "awq", "bits": 4}
+    data["quantization_config"] = {"quant_method": "aqlm", "nbits_per_codebook": 16}
     (folder / "config.json").write_text(json.dumps(data))
     (folder / "model.safetensors").symlink_to(llama_dir / "model.safetensors")
-    with pytest.raises(ConfigError, match="AwqConfig: it needs the awq package"):
+    with pytest.raises(ConfigError, match="AqlmConfig: it needs the aqlm package"):
         formers.AutoModelForCausalLM.from_pretrained(folder)
 
 

@@ -133,8 +133,9 @@ def test_takes_4_45s_loading_config_and_refuses_quantizing(folders, tmp_path):
     plain = formers.AutoModelForCausalLM.from_pretrained(folder)
     with torch.no_grad():
         assert torch.equal(ours(IDS).logits, plain(IDS).logits)
-    with pytest.raises(ConfigError, match="AwqConfig: .*calibration.*AWQ checkpoints"):
-        formers.AutoModelForCausalLM.from_pretrained(folders["llama"], quantization_config=formers.AwqConfig())
+    for refused in (formers.AwqConfig(), formers.AwqConfig().to_dict()):  # (a config.json's dict names it too)
+        with pytest.raises(ConfigError, match="AwqConfig: .*calibration.*AWQ checkpoints"):
+            formers.AutoModelForCausalLM.from_pretrained(folders["llama"], quantization_config=refused)
 
 
 def test_bad_checkpoints_are_named(folders, tmp_path):

@@ -7,7 +7,9 @@ from_pretrained options (transformers 4.45 names, plus one beyond 4.45):
   instead of dequantizing them (4.45 always dequantizes);
 - a folder saved from a quantized model reloads quantized (its config.json records how);
 - `quantization_config=BitsAndBytesConfig(...)` / `QuantoConfig(...)` / `HqqConfig(...)`: the bitsandbytes /
-  quanto / hqq package's layers, when it is installed.
+  quanto / hqq package's layers, when it is installed;
+- a GPTQ or AWQ checkpoint (config.json's quant_method "gptq" / "awq") loads without their packages, dequantized
+  or, with keep_quantized=True, as llama.cpp blocks (prequantized.py).
 """
 from __future__ import annotations
 

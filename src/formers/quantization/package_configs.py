@@ -204,7 +204,8 @@ AWQ_FUSING_KEYS = ("hidden_size", "num_attention_heads", "num_key_value_heads", 
 
 
 class AwqConfig(PackageConfig):
-    """transformers 4.45's AWQ settings (run by autoawq on a GPU in 4.45; formers records them)."""
+    """transformers 4.45's AWQ settings (run by autoawq on a GPU in 4.45; formers reads AWQ checkpoints itself,
+    awq.py, and takes one passed with such a checkpoint as loading options)."""
 
     quant_method, package = "awq", "awq"
 
