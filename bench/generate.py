@@ -154,9 +154,9 @@ def prefill_flops_per_token(checkpoint: Path, prompt: int) -> float:
 
 
 def matmul_peak(probes: dict[str, float], dtype: str) -> float | None:
-    """The matmul peak a prefill of `dtype` is measured against: its dtype's GEMM probe; for bfloat16 on a CPU
-    without a native bfloat16 product (AVX2: torch's bfloat16 GEMM there runs at ~1 GFLOP/s, and bfloat16 values are
-    computed as float32 by every implementation) the float32 probe, whichever is higher."""
+    """The matmul peak a prefill of `dtype` is measured against: its dtype's GEMM probe; for bfloat16 the higher of
+    its probe and float32's (a CPU without a bfloat16 product, AVX2, computes bfloat16 in float32 in every
+    implementation, while torch's bfloat16 GEMM there runs at ~1 GFLOP/s)."""
     if dtype == "bfloat16":
         return max(probes.get("bfloat16", 0.0), probes.get("float32", 0.0)) or None
     return probes.get(dtype)

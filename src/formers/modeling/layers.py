@@ -25,8 +25,8 @@ from ..kernels.linear import MAX_ROWS, any_rows, small_batch_linear
 _onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _USE_ONEDNN = _onednn_linear is not None and torch.backends.mkldnn.is_available()
 ONEDNN_MIN_WEIGHT = 1 << 19  # weight elements from which oneDNN's bandwidth beats its per-call cost
-ONEDNN_MAX_ROWS = 64  # input rows up to which it does, for all but the widest weights:
-ONEDNN_WIDE_WEIGHT = 1 << 24  # weight elements from which oneDNN wins at any row count
+ONEDNN_MAX_ROWS = 64  # input rows up to which oneDNN is called (beyond, MKL's GEMM is as fast), except for
+ONEDNN_WIDE_WEIGHT = 1 << 24  # weights of this many elements or more, where oneDNN wins at any row count
 
 
 class Linear(nn.Linear):

@@ -32,8 +32,9 @@ class Layer:
             raise CheckpointError(f"{what}: g_idx names groups outside 0..{self.scales.shape[0] - 1}")
 
     def weight(self, dtype: torch.dtype) -> Tensor:
-        """[inputs, outputs] in `dtype`, computed in it as auto-gptq and AutoAWQ compute it (the scales cast to the
-        model's dtype, then times the code minus the zero point)."""
+        """[inputs, outputs] in `dtype`, computed in it as auto-gptq computes it: the scales cast to the model's
+        dtype, then times the code minus the zero point (exact in float32; in float16 the same rounding as AutoAWQ,
+        which computes in float16 whatever the model's dtype)."""
         return self.scales.to(dtype)[self.groups] * (self.codes - self.zeros[self.groups]).to(dtype)
 
     def blocks(self) -> Tensor | None:
