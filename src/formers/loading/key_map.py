@@ -175,12 +175,22 @@ class KeyMap:
     def _transposed(self, inner: str) -> bool:
         return any(_match(p, inner) is not None for p in self.transposed)
 
-    def only_renames(self, key: str) -> bool:
-        """Whether `to_model` passes the checkpoint tensor `key` on as it is, at most under another name (no
-        transpose, split or drop), so that any layout of its bytes survives the mapping."""
+    def moves_whole_rows(self, key: str, rows: int, config) -> bool:
+        """Whether `to_model` passes the checkpoint tensor `key` ([rows, ...]) on whole or as sets of its rows (a
+        fused projection's split, probed on the row numbers), so that a layout keeping each row's bytes together
+        (llama.cpp blocks) survives the mapping; not where it transposes, drops or splits otherwise."""
         inner, _ = self._strip(key)
-        changing = (*self.ignored, *(rule.checkpoint for rule in self.fused))
-        return not self.stores_transposed(key) and not any(_match(p, inner) is not None for p in changing)
+        if self.stores_transposed(key) or any(_match(p, inner) is not None for p in self.ignored):
+            return False
+        for fused in self.fused:
+            fields = _match(fused.checkpoint, inner)
+            if fields is not None:
+                try:
+                    parts = fused.split(torch.arange(rows).unsqueeze(1), config, fields)
+                except (RuntimeError, ValueError, IndexError):
+                    return False
+                return all(part.dim() == 2 and part.shape[1] == 1 for part in parts)
+        return True
 
     def _fused_part(self, key: str) -> tuple[int, str, int] | None:
         """(rule index, checkpoint key, part index) when `key` is one part of a fused checkpoint tensor."""

@@ -65,14 +65,16 @@ class LoadQuantization:
         """The checkpoint's tensors under formers' names (`key_map.to_model`); a checkpoint saved with bitsandbytes'
         layers has their states split or renamed as the key map splits or renames their weights; a GPTQ / AWQ
         checkpoint's layers come as their dequantized weights (prequantized.py), or with keep_quantized=True, where
-        the key map at most renames them, as the Q4_0 / Q8_0 blocks that hold them exactly."""
+        the key map moves whole rows (renames, fused q/k/v splits), as the Q4_0 / Q8_0 blocks that hold them
+        exactly."""
         recorded = getattr(model.config, "quantization_config", None)
         reader = prequantized.format_of(recorded)
         if reader is not None:
-            untouched = key_map.only_renames if key_map else lambda key: True  # blocks survive a renaming only
+            def keep(key: str, rows: int) -> bool:
+                return self.keep_quantized and (key_map is None or key_map.moves_whole_rows(key, rows, model.config))
+
             tensors = prequantized.dequantize_stream(tensors, reader, recorded, dtype,
-                                                     key_map.stores_transposed if key_map else lambda key: False,
-                                                     lambda key: self.keep_quantized and untouched(key))
+                                                     key_map.stores_transposed if key_map else lambda key: False, keep)
         if key_map is None:
             return tensors
         saved = package_config(recorded)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..gguf.tensors import QuantizedBlocks
 
 
 class Layer:
@@ -37,11 +38,11 @@ class Layer:
         which computes in float16 whatever the model's dtype)."""
         return self.scales.to(dtype)[self.groups] * (self.codes - self.zeros[self.groups]).to(dtype)
 
-    def blocks(self) -> Tensor | None:
+    def blocks(self) -> QuantizedBlocks | None:
         """The weight as llama.cpp blocks of 32 inputs that formers' decoding kernels compute on, exactly:
         w = scale x (code - zero) is Q4_0's d x (q - 8) where every zero point is 8 (symmetric 4-bit GPTQ, the
         usual kind), else Q8_0's d x q with q = code - zero when that fits int8; d = the group's float16 scale.
-        uint8 [outputs, inputs / 32 x block bytes], GGUF's row-major layout. None where no block layout holds the
+        raw uint8 [outputs, inputs / 32 x block bytes], GGUF's row-major layout. None where no block layout holds the
         weight exactly (act-order, groups no multiple of 32, scales not float16, codes minus zeros beyond int8)."""
         inputs, outputs = self.codes.shape
         group_size = inputs // max(1, self.scales.shape[0])
@@ -51,14 +52,15 @@ class Layer:
         values = (self.codes - self.zeros[self.groups]).t().reshape(outputs, inputs // 32, 32)  # [out, blocks, 32]
         if self.bits == 4 and bool((self.zeros == 8).all()):
             nibbles = (values + 8).to(torch.uint8)
-            quants = nibbles[..., :16] | (nibbles[..., 16:] << 4)  # byte j: value j low, value j + 16 high
+            quants, type_name = nibbles[..., :16] | (nibbles[..., 16:] << 4), "Q4_0"  # byte j: j low, j + 16 high
         elif values.min() >= -128 and values.max() <= 127:
-            quants = values.to(torch.int8).view(torch.uint8)
+            quants, type_name = values.to(torch.int8).view(torch.uint8), "Q8_0"
         else:
             return None
         scales = self.scales.repeat_interleave(group_size // 32, dim=0)  # [blocks, out]
         scale_bytes = scales.t().contiguous().view(torch.uint8).reshape(outputs, inputs // 32, 2)
-        return torch.cat([scale_bytes, quants], dim=-1).reshape(outputs, -1)
+        return QuantizedBlocks(type_name, (outputs, inputs),
+                               torch.cat([scale_bytes, quants], dim=-1).reshape(outputs, -1))
 
 
 def format_of(recorded: Any) -> ModuleType | None:
@@ -72,11 +74,13 @@ def format_of(recorded: Any) -> ModuleType | None:
 
 def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], reader: ModuleType, recorded: dict[str, Any],
                       dtype: torch.dtype, transposed: Callable[[str], bool],
-                      keep_blocks: Callable[[str], bool] = lambda key: False) -> Iterator[tuple[str, Tensor]]:
+                      keep_blocks: Callable[[str, int], bool] = lambda key, rows: False
+                      ) -> Iterator[tuple[str, Tensor | QuantizedBlocks]]:
     """The checkpoint's tensors with each quantized layer's parts (`reader.PARTS`) replaced by `<layer>.weight` in
     `dtype`, in nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
-    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). Where `keep_blocks(key)`, layers that Q4_0 /
-    Q8_0 blocks hold exactly come as those blocks instead (`Layer.blocks`), which the loader keeps as they are."""
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). Where `keep_blocks(key, rows)`, layers that
+    Q4_0 / Q8_0 blocks hold exactly come as those blocks instead (`Layer.blocks`), which the key map splits by rows
+    where it splits the layer and the loader keeps as they are."""
     settings = reader.check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -90,7 +94,7 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], reader: ModuleType,
         if len(parts) == len(reader.PARTS):
             unpacked, name = reader.layer(pending.pop(layer), settings, layer), f"{layer}.weight"
             layers += 1
-            kept = unpacked.blocks() if keep_blocks(name) and not transposed(name) else None
+            kept = unpacked.blocks() if not transposed(name) and keep_blocks(name, unpacked.codes.shape[1]) else None
             if kept is not None:
                 yield name, kept
                 continue
