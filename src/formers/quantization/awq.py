@@ -24,6 +24,7 @@ from .prequantized import Layer
 NAME = "AWQ"
 PARTS = ("qweight", "qzeros", "scales")
 FIELD_OUTPUTS = (0, 2, 4, 6, 1, 3, 5, 7)  # the output (of a word's eight) that each 4-bit field holds, low first
+OUTPUT_FIELDS = [FIELD_OUTPUTS.index(output) for output in range(8)]  # the field that holds each output
 LAYOUTS = ("gemm", "exllama")  # versions whose checkpoints hold the tensors above
 
 
@@ -58,7 +59,7 @@ def check(recorded: dict[str, Any]) -> int:
 def unpack(words: Tensor) -> Tensor:
     """int32 words [rows, columns] -> 4-bit codes [rows, columns x 8] (int64) in output order."""
     fields = (words.to(torch.int64).unsqueeze(-1) >> torch.arange(0, 32, 4)) & 15  # [rows, columns, field]
-    return fields[..., list(FIELD_OUTPUTS.index(output) for output in range(8))].flatten(-2)
+    return fields[..., OUTPUT_FIELDS].flatten(-2)
 
 
 def layer(parts: dict[str, Tensor], group_size: int, name: str) -> Layer:

@@ -78,9 +78,9 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], reader: ModuleType,
                       ) -> Iterator[tuple[str, Tensor | QuantizedBlocks]]:
     """The checkpoint's tensors with each quantized layer's parts (`reader.PARTS`) replaced by `<layer>.weight` in
     `dtype`, in nn.Linear's [out, in] orientation, or [in, out] where the checkpoint stores that layer transposed
-    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). Where `keep_blocks(key, rows)`, layers that
-    Q4_0 / Q8_0 blocks hold exactly come as those blocks instead (`Layer.blocks`), which the key map splits by rows
-    where it splits the layer and the loader keeps as they are."""
+    (`transposed(key)`: GPT-2's Conv1D; the key map turns it back). Where `keep_blocks(key, rows)` (never for a
+    transposed layer: KeyMap.moves_whole_rows), layers that Q4_0 / Q8_0 blocks hold exactly come as those blocks
+    instead (`Layer.blocks`), which the key map splits by rows where it splits the layer and the loader keeps."""
     settings = reader.check(recorded)
     pending: dict[str, dict[str, Tensor]] = {}
     layers = 0
@@ -94,7 +94,7 @@ def dequantize_stream(tensors: Iterable[tuple[str, Tensor]], reader: ModuleType,
         if len(parts) == len(reader.PARTS):
             unpacked, name = reader.layer(pending.pop(layer), settings, layer), f"{layer}.weight"
             layers += 1
-            kept = unpacked.blocks() if not transposed(name) and keep_blocks(name, unpacked.codes.shape[1]) else None
+            kept = unpacked.blocks() if keep_blocks(name, unpacked.codes.shape[1]) else None
             if kept is not None:
                 yield name, kept
                 continue
